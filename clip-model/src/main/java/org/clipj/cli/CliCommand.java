@@ -1,0 +1,57 @@
+package org.clipj.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import picocli.CommandLine;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+/**
+ * Base of every subcommand: {@code --debug} and the two output channels (JSON on stdout or a
+ * file, the human summary on stderr).
+ */
+public abstract class CliCommand implements Callable<Integer> {
+    static final ObjectMapper JSON = new ObjectMapper().disable(SerializationFeature.FAIL_ON_EMPTY_BEANS);
+
+    @CommandLine.Spec
+    protected CommandLine.Model.CommandSpec spec;
+
+    @CommandLine.Option(names = "--debug", description = "Print stack traces on errors.")
+    protected boolean debug;
+
+    /** Where the JSON result goes instead of stdout; commands with a JSON {@code --out FILE} option override this. */
+    protected Path jsonOutFile() {
+        return null;
+    }
+
+    /** The human channel (stderr). */
+    protected PrintWriter err() {
+        return spec.commandLine().getErr();
+    }
+
+    /** Writes the machine-readable result: one JSON document on stdout, or to --out. */
+    protected void emitJson(Object result) {
+        try {
+            String text = JSON.writeValueAsString(result);
+            Path jsonOut = jsonOutFile();
+            if (jsonOut != null) {
+                Path parent = jsonOut.toAbsolutePath().getParent();
+                if (parent != null) {
+                    Files.createDirectories(parent);
+                }
+                Files.writeString(jsonOut, text + "\n");
+            } else {
+                PrintWriter out = spec.commandLine().getOut();
+                out.println(text);
+                out.flush();
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+}

@@ -1,0 +1,44 @@
+# Sourced by the scripts: finds a JDK >= 22 and exports JAVA_HOME, CLIP_ROOT and CLIP_JVM_FLAGS.
+# Order: $JAVA_HOME, then /usr/lib/jvm/*, then java on PATH.
+
+CLIP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CLIP_ROOT
+CLIP_JVM_FLAGS="--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.awt.headless=true"
+export CLIP_JVM_FLAGS
+
+clip_java_feature() { # prints the feature version of the JDK at $1 (0 when not a JDK)
+  local v
+  [ -x "$1/bin/java" ] && [ -x "$1/bin/javac" ] || { echo 0; return; }
+  v=$("$1/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  echo "${v%%.*}" | grep -E '^[0-9]+$' || echo 0
+}
+
+clip_find_jdk() {
+  local candidate
+  for candidate in "${JAVA_HOME:-}" /usr/lib/jvm/* \
+      "$(dirname "$(dirname "$(readlink -f "$(command -v javac 2>/dev/null || echo /nonexistent)")")")"; do
+    [ -n "$candidate" ] && [ -d "$candidate" ] || continue
+    if [ "$(clip_java_feature "$candidate")" -ge 22 ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if ! JAVA_HOME="$(clip_find_jdk)"; then
+  cat >&2 <<'MSG'
+error: clipj needs a JDK 22 or newer (25 recommended: FFM, the Vector API incubator module).
+  Looked at $JAVA_HOME, /usr/lib/jvm/*, and javac on PATH; none is >= 22.
+  Install one, e.g. on Debian/Ubuntu:  apt-get install temurin-25-jdk  (Adoptium repository)
+  or openjdk-25-jdk where your distribution has it, then set JAVA_HOME to it.
+MSG
+  exit 2
+fi
+export JAVA_HOME
+export PATH="$JAVA_HOME/bin:$PATH"
+
+# Runs the Maven wrapper (it fetches Maven itself on first use) with the chosen JDK.
+clip_mvn() {
+  (cd "$CLIP_ROOT" && ./mvnw -B -ntp "$@")
+}
