@@ -1,8 +1,12 @@
 package org.clipj.io;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.clipj.runtime.DType;
+import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
@@ -13,34 +17,52 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
-import java.util.Iterator;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.function.Predicate;
 
 /**
  * safetensors: 8-byte little-endian header length, a JSON header
  * ({@code name -> {dtype, shape, data_offsets: [begin, end]}}, optional {@code __metadata__}),
- * then raw little-endian data. The file is memory-mapped and each tensor copied out once.
+ * then raw little-endian data. Reading memory-maps the file, validates the whole header (offsets
+ * inside the data, no overlaps and no holes, byte counts matching shape times dtype, no duplicate
+ * names) before copying any tensor out. Writing is atomic: a temp file in the target's folder,
+ * fsync, rename.
  */
 public final class SafeTensors {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
     private static final long MAX_HEADER = 100L << 20;
+    private static final String METADATA = "__metadata__";
 
     /** The tensors of a file (CPU, in file order) and its string metadata. */
     public record Contents(Map<String, Tensor> tensors, Map<String, String> metadata) {
     }
 
+    private record Entry(String name, DType dtype, int[] shape, long begin, long end) {
+    }
+
     private SafeTensors() {
     }
 
-    /** Reads every tensor; I64, F16 and BF16 keep their dtype. */
+    /** Reads every tensor; I64, I32, F16 and BF16 keep their dtype. */
     public static Map<String, Tensor> read(Path file) {
         return readContents(file).tensors();
     }
 
     public static Contents readContents(Path file) {
+        return readContents(file, name -> true);
+    }
+
+    /** Reads the tensors whose name {@code keep} accepts (the whole header is validated regardless). */
+    public static Contents readContents(Path file, Predicate<String> keep) {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofConfined()) {
             long size = ch.size();
             if (size < 8) {
@@ -48,33 +70,27 @@ public final class SafeTensors {
             }
             MemorySegment map = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
             long headerLength = map.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
-            if (headerLength <= 0 || headerLength > MAX_HEADER || 8 + headerLength > size) {
+            if (headerLength <= 0 || headerLength > MAX_HEADER || headerLength > size - 8) {
                 throw new InvalidInputException(file + ": safetensors header length " + headerLength
                         + " does not fit the file of " + size + " bytes (truncated or not safetensors)");
             }
-            byte[] headerBytes = map.asSlice(8, headerLength).toArray(ValueLayout.JAVA_BYTE);
-            JsonNode header;
-            try {
-                header = JSON.readTree(new String(headerBytes, StandardCharsets.UTF_8));
-            } catch (IOException e) {
-                throw new InvalidInputException(file + ": safetensors header is not valid JSON: " + e.getMessage(), e);
-            }
-            if (header == null || !header.isObject()) {
-                throw new InvalidInputException(file + ": safetensors header is not a JSON object");
-            }
-            long dataStart = 8 + headerLength;
-            long dataSize = size - dataStart;
-            Map<String, Tensor> tensors = new LinkedHashMap<>();
+            JsonNode header = parseHeader(file, map.asSlice(8, headerLength).toArray(ValueLayout.JAVA_BYTE));
+            MemorySegment data = map.asSlice(8 + headerLength);
             Map<String, String> metadata = new LinkedHashMap<>();
-            for (Iterator<Map.Entry<String, JsonNode>> it = header.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> e = it.next();
-                String name = e.getKey();
-                JsonNode info = e.getValue();
-                if (name.equals("__metadata__")) {
-                    info.fields().forEachRemaining(m -> metadata.put(m.getKey(), m.getValue().asText()));
-                    continue;
+            List<Entry> entries = new ArrayList<>();
+            for (Map.Entry<String, JsonNode> e : header.properties()) {
+                if (e.getKey().equals(METADATA)) {
+                    readMetadata(file, e.getValue(), metadata);
+                } else {
+                    entries.add(entry(file, e.getKey(), e.getValue(), data.byteSize()));
                 }
-                tensors.put(name, readTensor(file, name, info, map.asSlice(dataStart, dataSize)));
+            }
+            checkLayout(file, entries, data.byteSize());
+            Map<String, Tensor> tensors = new LinkedHashMap<>();
+            for (Entry entry : entries) {
+                if (keep.test(entry.name())) {
+                    tensors.put(entry.name(), copyOut(entry, data));
+                }
             }
             return new Contents(tensors, metadata);
         } catch (IOException e) {
@@ -82,52 +98,206 @@ public final class SafeTensors {
         }
     }
 
-    private static Tensor readTensor(Path file, String name, JsonNode info, MemorySegment data) {
+    private static JsonNode parseHeader(Path file, byte[] bytes) {
+        JsonNode header;
+        try {
+            header = JSON.readTree(new String(bytes, StandardCharsets.UTF_8));
+        } catch (JsonProcessingException e) {
+            throw new InvalidInputException(file + ": safetensors header is not valid JSON (or repeats a name): "
+                    + e.getOriginalMessage(), e);
+        }
+        if (header == null || !header.isObject()) {
+            throw new InvalidInputException(file + ": safetensors header is not a JSON object");
+        }
+        return header;
+    }
+
+    private static void readMetadata(Path file, JsonNode node, Map<String, String> metadata) {
+        if (!node.isObject()) {
+            throw new InvalidInputException(file + ": safetensors __metadata__ is not a JSON object");
+        }
+        for (Map.Entry<String, JsonNode> m : node.properties()) {
+            if (!m.getValue().isTextual()) {
+                throw new InvalidInputException(file + ": safetensors __metadata__ value '" + m.getKey() + "' is not a string");
+            }
+            metadata.put(m.getKey(), m.getValue().asText());
+        }
+    }
+
+    private static Entry entry(Path file, String name, JsonNode info, long dataSize) {
         String where = file + ": tensor '" + name + "'";
-        DType dtype = switch (info.path("dtype").asText()) {
+        if (!info.isObject()) {
+            throw new InvalidInputException(where + ": header entry is not a JSON object");
+        }
+        String dtypeName = info.path("dtype").asText();
+        DType dtype = switch (dtypeName) {
             case "F32" -> DType.F32;
             case "F16" -> DType.F16;
             case "BF16" -> DType.BF16;
             case "I32" -> DType.I32;
             case "I64" -> DType.I64;
-            default -> throw new InvalidInputException(where + ": unsupported dtype '" + info.path("dtype").asText() + "'");
+            default -> throw new InvalidInputException(where + ": unsupported dtype '" + dtypeName
+                    + "' (F32, F16, BF16, I32, I64 are supported)");
         };
         JsonNode shapeNode = info.path("shape");
         JsonNode offsets = info.path("data_offsets");
-        if (!shapeNode.isArray() || !offsets.isArray() || offsets.size() != 2) {
-            throw new InvalidInputException(where + ": header entry lacks shape or data_offsets");
+        if (!shapeNode.isArray() || !offsets.isArray() || offsets.size() != 2
+                || !offsets.get(0).isIntegralNumber() || !offsets.get(1).isIntegralNumber()) {
+            throw new InvalidInputException(where + ": header entry lacks a shape or integer data_offsets");
         }
         int[] shape = new int[shapeNode.size()];
         for (int i = 0; i < shape.length; i++) {
-            long d = shapeNode.get(i).asLong(-1);
-            if (d < 0 || d > Integer.MAX_VALUE) {
-                throw new InvalidInputException(where + ": bad dimension " + shapeNode.get(i));
+            JsonNode d = shapeNode.get(i);
+            if (!d.isIntegralNumber() || d.asLong() < 0 || d.asLong() > Integer.MAX_VALUE) {
+                throw new InvalidInputException(where + ": bad dimension " + d + " in shape " + shapeNode);
             }
-            shape[i] = (int) d;
+            shape[i] = d.asInt();
         }
-        long begin = offsets.get(0).asLong(-1);
-        long end = offsets.get(1).asLong(-1);
-        long expected = Tensor.numel(shape) * dtype.byteSize();
-        if (begin < 0 || end < begin || end > data.byteSize()) {
+        long begin = offsets.get(0).asLong();
+        long end = offsets.get(1).asLong();
+        if (begin < 0 || end < begin || end > dataSize) {
             throw new InvalidInputException(where + ": data offsets [" + begin + ", " + end
-                    + ") lie outside the file's " + data.byteSize() + " data bytes (truncated?)");
+                    + ") lie outside the file's " + dataSize + " data bytes (truncated?)");
         }
-        if (end - begin != expected) {
+        long numel = Tensor.numel(shape);
+        if (numel > Integer.MAX_VALUE - 8 || end - begin != numel * dtype.byteSize()) {
             throw new InvalidInputException(where + ": " + (end - begin) + " bytes for shape "
-                    + java.util.Arrays.toString(shape) + " " + dtype + " (expected " + expected + ")");
+                    + Arrays.toString(shape) + " " + dtype + " (expected " + numel * dtype.byteSize() + ")");
         }
-        Tensor t = Tensor.zeros(dtype, shape);
-        MemorySegment src = data.asSlice(begin, expected);
-        switch (dtype) {
-            case F32 -> MemorySegment.copy(src, ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0,
-                    t.f32(), 0, t.size());
-            case F16, BF16 -> MemorySegment.copy(src, ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0,
-                    t.bits16(), 0, t.size());
-            case I32 -> MemorySegment.copy(src, ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0,
-                    t.i32(), 0, t.size());
-            case I64 -> MemorySegment.copy(src, ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0,
-                    t.i64(), 0, t.size());
+        return new Entry(name, dtype, shape, begin, end);
+    }
+
+    // The data section must be exactly tiled by the tensors: no overlaps, no holes, nothing after.
+    private static void checkLayout(Path file, List<Entry> entries, long dataSize) {
+        List<Entry> sorted = new ArrayList<>(entries);
+        sorted.sort(Comparator.comparingLong(Entry::begin).thenComparingLong(Entry::end));
+        long covered = 0;
+        String previous = null;
+        for (Entry e : sorted) {
+            if (e.begin() < covered) {
+                throw new InvalidInputException(file + ": tensor '" + e.name() + "' data [" + e.begin() + ", " + e.end()
+                        + ") overlaps tensor '" + previous + "'");
+            }
+            if (e.begin() > covered) {
+                throw new InvalidInputException(file + ": " + (e.begin() - covered) + " unused data bytes before tensor '"
+                        + e.name() + "' (corrupt header)");
+            }
+            covered = e.end();
+            previous = e.name();
         }
+        if (covered != dataSize) {
+            throw new InvalidInputException(file + ": the header describes " + covered + " data bytes but the file has "
+                    + dataSize + " (corrupt or has trailing bytes)");
+        }
+    }
+
+    private static Tensor copyOut(Entry e, MemorySegment data) {
+        Tensor t = Tensor.zeros(e.dtype(), e.shape());
+        MemorySegment src = data.asSlice(e.begin(), e.end() - e.begin());
+        ValueLayout layout = layout(e.dtype());
+        MemorySegment.copy(src, layout.withOrder(ByteOrder.LITTLE_ENDIAN), 0,
+                t.segment(), layout.withOrder(ByteOrder.nativeOrder()), 0, t.numel());
         return t;
+    }
+
+    private static ValueLayout layout(DType dtype) {
+        return switch (dtype) {
+            case F32 -> ValueLayout.JAVA_FLOAT_UNALIGNED;
+            case F16, BF16 -> ValueLayout.JAVA_SHORT_UNALIGNED;
+            case I32 -> ValueLayout.JAVA_INT_UNALIGNED;
+            case I64 -> ValueLayout.JAVA_LONG_UNALIGNED;
+        };
+    }
+
+    /**
+     * Writes CPU tensors (in map order) and optional string metadata atomically: the data goes to a
+     * temp file next to {@code file}, is forced to disk, and is renamed over {@code file}; on any
+     * failure the temp file is removed and {@code file} is left as it was.
+     */
+    public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) {
+        ObjectNode header = JSON.createObjectNode();
+        if (metadata != null && !metadata.isEmpty()) {
+            ObjectNode meta = header.putObject(METADATA);
+            metadata.forEach((k, v) -> {
+                if (k == null || v == null) {
+                    throw new InvalidInputException(file + ": metadata keys and values must not be null");
+                }
+                meta.put(k, v);
+            });
+        }
+        long offset = 0;
+        for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+            String name = e.getKey();
+            Tensor t = e.getValue();
+            if (name == null || name.isEmpty() || name.equals(METADATA)) {
+                throw new InvalidInputException(file + ": cannot write a tensor named '" + name + "'");
+            }
+            if (t == null || t.device() != Device.CPU) {
+                throw new InvalidInputException(file + ": tensor '" + name + "' must be a CPU tensor to be written ("
+                        + (t == null ? "null" : t.device()) + ")");
+            }
+            ObjectNode info = header.putObject(name);
+            info.put("dtype", t.dtype().name()); // F32, F16, BF16, I32, I64: safetensors' own spelling
+            var shape = info.putArray("shape");
+            for (int d : t.shape()) {
+                shape.add(d);
+            }
+            info.putArray("data_offsets").add(offset).add(offset + t.byteSize());
+            offset += t.byteSize();
+        }
+        byte[] json;
+        try {
+            json = JSON.writeValueAsBytes(header);
+        } catch (IOException e) {
+            throw new InvalidInputException(file + ": cannot encode the safetensors header: " + e.getMessage(), e);
+        }
+        int padded = (json.length + 7) & ~7; // data starts 8-byte aligned, header padded with spaces
+        byte[] headerBytes = Arrays.copyOf(json, padded);
+        Arrays.fill(headerBytes, json.length, padded, (byte) ' ');
+        long total = 8 + padded + offset;
+
+        Path target = file.toAbsolutePath();
+        Path dir = target.getParent();
+        Path temp = null;
+        try {
+            temp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
+            try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.READ, StandardOpenOption.WRITE);
+                 Arena arena = Arena.ofConfined()) {
+                MemorySegment out = ch.map(FileChannel.MapMode.READ_WRITE, 0, total, arena);
+                out.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, padded);
+                MemorySegment.copy(MemorySegment.ofArray(headerBytes), 0, out, 8, padded);
+                long at = 8 + padded;
+                for (Tensor t : tensors.values()) {
+                    ValueLayout layout = layout(t.dtype());
+                    MemorySegment.copy(t.segment(), layout.withOrder(ByteOrder.nativeOrder()), 0,
+                            out, layout.withOrder(ByteOrder.LITTLE_ENDIAN), at, t.numel());
+                    at += t.byteSize();
+                }
+                out.force();
+                ch.force(true);
+            }
+            Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            temp = null;
+            syncDirectory(dir);
+        } catch (IOException e) {
+            throw new InvalidInputException(file + ": cannot write: " + e, e);
+        } finally {
+            if (temp != null) {
+                try {
+                    Files.deleteIfExists(temp);
+                } catch (IOException ignored) {
+                    // the write already failed; that error is the one to report
+                }
+            }
+        }
+    }
+
+    // Makes the rename durable (POSIX); file systems that cannot open a directory skip it.
+    private static void syncDirectory(Path dir) {
+        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException e) {
+            // not supported here (e.g. Windows): the rename itself is still atomic
+        }
     }
 }

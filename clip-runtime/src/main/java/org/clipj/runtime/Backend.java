@@ -222,8 +222,10 @@ public interface Backend extends AutoCloseable {
 
     /**
      * One AdamW step over a flat parameter range (fused): with g = grad * gradScale,
-     * m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr * (mhat / (sqrt(vhat) + eps) + weightDecay * p),
-     * bias corrections for the 1-based {@code step}. param, grad, m, v have the same numel.
+     * exactly torch.optim.AdamW: p *= 1 - lr * weightDecay (decoupled decay, applied first);
+     * m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),
+     * with bias corrections bc1 = 1 - b1^step, bc2 = 1 - b2^step for the 1-based {@code step}.
+     * param, grad, m, v have the same numel.
      */
     void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                      float weightDecay, int step, float gradScale);

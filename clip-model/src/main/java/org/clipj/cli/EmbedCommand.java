@@ -1,0 +1,63 @@
+package org.clipj.cli;
+
+import org.clipj.Clip;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** {@code clip embed}: L2-normalized image and text embeddings as JSON. */
+@Command(name = "embed", mixinStandardHelpOptions = true,
+        description = "Embed images and texts (L2-normalized) with a CLIP checkpoint.")
+public final class EmbedCommand extends CliCommand {
+    @Mixin
+    ModelOptions modelOptions;
+
+    @Option(names = "--image", paramLabel = "F", description = "An image file (repeatable).")
+    List<Path> images = new ArrayList<>();
+
+    @Option(names = "--text", paramLabel = "S", description = "A text (repeatable).")
+    List<String> texts = new ArrayList<>();
+
+    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
+    Path out;
+
+    @Override
+    protected Path jsonOutFile() {
+        return out;
+    }
+
+    @Override
+    public Integer call() {
+        if (images.isEmpty() && texts.isEmpty()) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "nothing to embed: give --image and/or --text");
+        }
+        long t0 = System.nanoTime();
+        try (Clip clip = modelOptions.open()) {
+            float[][] imageEmb = images.isEmpty() ? new float[0][] : clip.encodeImages(images);
+            float[][] textEmb = texts.isEmpty() ? new float[0][] : clip.encodeTexts(texts);
+            Map<String, Object> result = new LinkedHashMap<>();
+            result.put("model", modelOptions.model.toString());
+            result.put("device", clip.backend().name());
+            List<Map<String, Object>> imageRows = new ArrayList<>();
+            for (int i = 0; i < images.size(); i++) {
+                imageRows.add(Map.of("file", images.get(i).toString(), "embedding", imageEmb[i]));
+            }
+            List<Map<String, Object>> textRows = new ArrayList<>();
+            for (int i = 0; i < texts.size(); i++) {
+                textRows.add(Map.of("text", texts.get(i), "embedding", textEmb[i]));
+            }
+            result.put("images", imageRows);
+            result.put("texts", textRows);
+            emitJson(result);
+            err().printf("embedded %d image(s) and %d text(s) with %s on %s (dim %d) in %.2f s%n", images.size(), texts.size(),
+                    modelOptions.model, clip.backend().description(), clip.embeddingSize(), (System.nanoTime() - t0) / 1e9);
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,28 @@
+package org.clipj.cli;
+
+import org.clipj.Clip;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+
+/** Options shared by the commands that load a model: --model, --vocab, --device, --batch. */
+final class ModelOptions {
+    @Option(names = "--model", required = true, paramLabel = "M",
+            description = "Checkpoint file or folder (safetensors, torch.save .bin/.pt, TorchScript .pt; OpenAI, open_clip or Hugging Face naming).")
+    Path model;
+
+    @Option(names = "--vocab", paramLabel = "V",
+            description = "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with vocab.json + merges.txt). Default: next to the model, then $CLIP_VOCAB.")
+    Path vocab;
+
+    @Option(names = "--device", defaultValue = "${env:CLIP_BACKEND:-auto}", paramLabel = "D",
+            description = "cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
+    String device;
+
+    @Option(names = "--batch", defaultValue = "32", paramLabel = "N", description = "Images or texts per forward pass (default: ${DEFAULT-VALUE}).")
+    int batch;
+
+    Clip open() {
+        return Clip.load(model, new Clip.Options(vocab, device, batch));
+    }
+}

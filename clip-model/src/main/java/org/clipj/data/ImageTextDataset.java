@@ -1,0 +1,27 @@
+package org.clipj.data;
+
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+
+/** Indexed (image, caption) pairs for contrastive training. */
+public interface ImageTextDataset {
+
+    int size();
+
+    /** The decoded RGB image of example i; IOException (or InvalidInputException) when it is missing or corrupt. */
+    BufferedImage image(int i) throws IOException;
+
+    String caption(int i);
+
+    /** Where example i comes from (file path or generator index), for skip reports. */
+    String source(int i);
+
+    /** Every caption in index order (for training a BPE vocabulary). */
+    default java.util.List<String> captions() {
+        java.util.List<String> out = new java.util.ArrayList<>(size());
+        for (int i = 0; i < size(); i++) {
+            out.add(caption(i));
+        }
+        return out;
+    }
+}

@@ -1,0 +1,307 @@
+package org.clipj.model;
+
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Tensor;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+
+/**
+ * CLIP (openai/CLIP {@code clip/model.py}): a vision tower (ViT or ModifiedResNet), a text
+ * transformer and the learned log logit scale, with a hand-written backward for training.
+ *
+ * <p>Storage: each tower's parameters live in one contiguous F32 buffer on the backend and its
+ * gradients in a second one of the same layout (the text tower's also holds logit_scale);
+ * BatchNorm running statistics in a third. {@link #encodeImage} and {@link #encodeText} allocate
+ * their own activations and may run from many threads at once; the training calls
+ * ({@link #forwardImage}, {@link #backwardImage}, ...) are for one thread.
+ */
+public final class ClipModel {
+    /** Checkpoint entries that carry no weights (constants, counters, cached masks). */
+    private static final Set<String> IGNORABLE = Set.of("attn_mask", "num_batches_tracked", "input_resolution",
+            "context_length", "vocab_size", "position_ids");
+
+    private final ClipConfig config;
+    private final Backend backend;
+    private final TowerStorage visual;           // visual.* parameters, gradients, BatchNorm statistics
+    private final TowerStorage text;             // text tower parameters, gradients and logit_scale
+    private final VisionTransformer vit;         // over parameter views; null for a ResNet
+    private final VisionTransformer vitGrads;    // over gradient views
+    private final ModifiedResNet resnet;         // over parameter views; null for a ViT
+    private final ModifiedResNet resnetGrads;    // over gradient views
+    private final TextTransformer textTower;     // over parameter views
+    private final TextTransformer textGrads;     // over gradient views
+    private final Tensor logitScale;             // (1) log of the logit scale
+    private final List<Parameter> parameters;
+
+    private ClipModel(ClipConfig config, Backend backend) {
+        this.config = config;
+        this.backend = backend;
+        this.visual = new TowerStorage(backend, visualSpecs(config));
+        this.text = new TowerStorage(backend, textSpecs(config));
+        if (config.isVit()) {
+            vit = new VisionTransformer(backend, visual::value, config);
+            vitGrads = new VisionTransformer(backend, visual::grad, config);
+            resnet = null;
+            resnetGrads = null;
+        } else {
+            resnet = new ModifiedResNet(backend, visual::value, config);
+            resnetGrads = new ModifiedResNet(backend, visual::grad, config);
+            vit = null;
+            vitGrads = null;
+        }
+        textTower = new TextTransformer(backend, text::value, config);
+        textGrads = new TextTransformer(backend, text::grad, config);
+        logitScale = text.value("logit_scale");
+        List<Parameter> all = new ArrayList<>(visual.parameterList());
+        all.addAll(text.parameterList());
+        parameters = Collections.unmodifiableList(all);
+    }
+
+    static List<TensorSpec> visualSpecs(ClipConfig c) {
+        List<TensorSpec> specs = new ArrayList<>();
+        if (c.isVit()) {
+            VisionTransformer.specs(c, specs);
+        } else {
+            ModifiedResNet.specs(c, specs);
+        }
+        return specs;
+    }
+
+    static List<TensorSpec> textSpecs(ClipConfig c) {
+        List<TensorSpec> specs = new ArrayList<>();
+        TextTransformer.specs(c, specs);
+        specs.add(TensorSpec.param("logit_scale", 1));
+        return specs;
+    }
+
+    // ------------------------------------------------------------------ construction
+
+    /**
+     * A model from an OpenAI-named state dict (CPU tensors; F32, F16 or BF16, widened to F32 once).
+     * The config is inferred as openai/CLIP's build_model does; every expected tensor must be
+     * present with the expected shape, and any other tensor is rejected unless it is one of the
+     * weightless entries (attn_mask, num_batches_tracked, ...).
+     */
+    public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, Backend backend) {
+        return fromStateDict(openAiNamed, ClipConfig.infer(openAiNamed), backend);
+    }
+
+    /** As {@link #fromStateDict(Map, Backend)} with a given config (its shapes must match the tensors). */
+    public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend) {
+        List<TensorSpec> specs = new ArrayList<>(visualSpecs(config));
+        specs.addAll(textSpecs(config));
+        Set<String> expected = new TreeSet<>();
+        for (TensorSpec s : specs) {
+            expected.add(s.name());
+            Tensor t = openAiNamed.get(s.name());
+            if (t == null) {
+                throw new InvalidInputException("checkpoint lacks tensor '" + s.name() + "' (expected shape "
+                        + Arrays.toString(s.shape()) + " for config " + config.name() + ")");
+            }
+            if (!Arrays.equals(t.shape(), s.shape())) {
+                throw new InvalidInputException("tensor '" + s.name() + "' has shape " + t.shapeString()
+                        + ", expected " + Arrays.toString(s.shape()));
+            }
+            if (!t.dtype().isFloatingPoint()) {
+                throw new InvalidInputException("tensor '" + s.name() + "' has dtype " + t.dtype()
+                        + ", expected a floating-point type");
+            }
+        }
+        List<String> unknown = new ArrayList<>();
+        for (String k : openAiNamed.keySet()) {
+            if (!expected.contains(k) && !IGNORABLE.contains(k.substring(k.lastIndexOf('.') + 1))) {
+                unknown.add(k);
+            }
+        }
+        if (!unknown.isEmpty()) {
+            throw new InvalidInputException("checkpoint has " + unknown.size() + " unexpected tensor(s) for config "
+                    + config.name() + ": " + (unknown.size() > 8 ? unknown.subList(0, 8) + " ..." : unknown));
+        }
+        ClipModel model = new ClipModel(config, backend);
+        for (TensorSpec s : specs) {
+            Tensor host = openAiNamed.get(s.name()).toF32();
+            backend.copy(model.value(s.name()), backend.upload(host));
+        }
+        return model;
+    }
+
+    /** A freshly initialized model (OpenAI's initialize_parameters), deterministic for a seed. */
+    public static ClipModel initialize(ClipConfig config, long seed, Backend backend) {
+        ClipModel model = new ClipModel(config, backend);
+        Initializer init = new Initializer(config, seed);
+        List<TensorSpec> specs = new ArrayList<>(visualSpecs(config));
+        specs.addAll(textSpecs(config));
+        for (TensorSpec s : specs) {
+            Tensor host = Tensor.of(init.values(s), s.shape());
+            backend.copy(model.value(s.name()), backend.upload(host));
+        }
+        return model;
+    }
+
+    /** The parameter or buffer view of a name. */
+    private Tensor value(String name) {
+        return name.startsWith("visual.") ? visual.value(name) : text.value(name);
+    }
+
+    // ------------------------------------------------------------------ accessors
+
+    public ClipConfig config() {
+        return config;
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    /** (1) the log of the logit scale (a parameter; exp of it multiplies the cosine similarities). */
+    public Tensor logitScale() {
+        return logitScale;
+    }
+
+    /** Every trainable tensor with its gradient, vision tower first, then text (logit_scale last). */
+    public List<Parameter> parameters() {
+        return parameters;
+    }
+
+    /** Zeroes every gradient. */
+    public void zeroGrad() {
+        backend.fill(visual.gradients, 0f);
+        backend.fill(text.gradients, 0f);
+    }
+
+    /** CPU F32 copies of every parameter and buffer (BatchNorm running statistics), OpenAI naming. */
+    public Map<String, Tensor> stateDict() {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (TowerStorage tower : List.of(visual, text)) {
+            for (TensorSpec s : tower.specs) {
+                out.put(s.name(), backend.download(tower.value(s.name())).copy());
+            }
+        }
+        return out;
+    }
+
+    // ------------------------------------------------------------------ inference
+
+    /** pixels (B, 3, R, R) F32 -> (B, E) unnormalized image features; keeps no activations. */
+    public Tensor encodeImage(Tensor pixels) {
+        Tensor x = checkPixels(pixels);
+        return vit != null ? vit.forward(x, null) : resnet.forward(x, null, false);
+    }
+
+    /** tokens (B, T) I32 or I64, T <= context length -> (B, E) unnormalized text features. */
+    public Tensor encodeText(Tensor tokens) {
+        Tensor[] ids = checkTokens(tokens);
+        return textTower.forward(ids[0], ids[1], null);
+    }
+
+    // ------------------------------------------------------------------ training
+
+    /**
+     * Forward keeping the activations for {@link #backwardImage}. train: BatchNorm uses batch
+     * statistics and updates its running statistics (ResNet only; a ViT has no train-mode difference).
+     */
+    public ImageActivations forwardImage(Tensor pixels, boolean train) {
+        Tensor x = checkPixels(pixels);
+        if (vit != null) {
+            VisionTransformer.Cache cache = new VisionTransformer.Cache();
+            vit.forward(x, cache);
+            return new ImageActivations(cache, null, train);
+        }
+        ModifiedResNet.Cache cache = new ModifiedResNet.Cache();
+        resnet.forward(x, cache, train);
+        return new ImageActivations(null, cache, train);
+    }
+
+    /** Accumulates into the gradients the backward of the vision tower for dFeatures (B, E). */
+    public void backwardImage(ImageActivations acts, Tensor dFeatures) {
+        checkGradient(dFeatures, acts.features(), "dFeatures");
+        if (vit != null) {
+            vit.backward(dFeatures, acts.vit, vitGrads);
+        } else {
+            resnet.backward(dFeatures, acts.resnet, resnetGrads);
+        }
+    }
+
+    /** Forward keeping the activations for {@link #backwardText}. */
+    public TextActivations forwardText(Tensor tokens) {
+        Tensor[] ids = checkTokens(tokens);
+        TextTransformer.Cache cache = new TextTransformer.Cache();
+        textTower.forward(ids[0], ids[1], cache);
+        return new TextActivations(cache);
+    }
+
+    /** Accumulates into the gradients the backward of the text tower for dFeatures (B, E). */
+    public void backwardText(TextActivations acts, Tensor dFeatures) {
+        checkGradient(dFeatures, acts.features(), "dFeatures");
+        textTower.backward(dFeatures, acts.cache, textGrads);
+    }
+
+    /** The gradient of {@link #logitScale()} (1). */
+    public Tensor logitScaleGrad() {
+        return text.grad("logit_scale");
+    }
+
+    // ------------------------------------------------------------------ input checks
+
+    private Tensor checkPixels(Tensor pixels) {
+        int r = config.imageResolution();
+        if (pixels.rank() != 4 || pixels.dim(1) != 3 || pixels.dim(2) != r || pixels.dim(3) != r || pixels.dim(0) == 0) {
+            throw new InvalidInputException("pixels have shape " + pixels.shapeString() + ", expected (B, 3, " + r + ", "
+                    + r + ") with B >= 1");
+        }
+        if (pixels.dtype() != DType.F32) {
+            throw new InvalidInputException("pixels have dtype " + pixels.dtype() + ", expected F32");
+        }
+        return pixels.device() == backend.device() ? pixels : backend.upload(pixels);
+    }
+
+    /** Validates token ids on the host; returns {ids (B, T) I32, eotIndex (B) I32} on the backend. */
+    private Tensor[] checkTokens(Tensor tokens) {
+        if (tokens.rank() != 2 || tokens.dim(0) == 0 || tokens.dim(1) == 0 || tokens.dim(1) > config.contextLength()) {
+            throw new InvalidInputException("tokens have shape " + tokens.shapeString() + ", expected (B, T) with B >= 1"
+                    + " and 1 <= T <= " + config.contextLength());
+        }
+        if (tokens.dtype() != DType.I32 && tokens.dtype() != DType.I64) {
+            throw new InvalidInputException("tokens have dtype " + tokens.dtype() + ", expected I32 or I64");
+        }
+        Tensor host = backend.download(tokens);
+        int b = tokens.dim(0);
+        int t = tokens.dim(1);
+        int[] ids = new int[b * t];
+        int[] eot = new int[b];
+        int vocab = config.vocabSize();
+        for (int i = 0; i < b; i++) {
+            long best = Long.MIN_VALUE;
+            for (int j = 0; j < t; j++) {
+                int k = i * t + j;
+                long id = host.dtype() == DType.I32 ? host.i32()[host.offset() + k] : host.i64()[host.offset() + k];
+                if (id < 0 || id >= vocab) {
+                    throw new InvalidInputException("token id " + id + " at [" + i + ", " + j
+                            + "] is outside the vocabulary [0, " + vocab + ")");
+                }
+                ids[k] = (int) id;
+                if (id > best) {
+                    best = id;
+                    eot[i] = j;
+                }
+            }
+        }
+        return new Tensor[]{backend.upload(Tensor.of(ids, b, t)), backend.upload(Tensor.of(eot, b))};
+    }
+
+    private static void checkGradient(Tensor grad, Tensor features, String what) {
+        if (!grad.sameShape(features) || grad.dtype() != DType.F32) {
+            throw new IllegalArgumentException(what + " has shape " + grad.shapeString() + " " + grad.dtype()
+                    + ", expected " + features.shapeString() + " F32");
+        }
+    }
+}

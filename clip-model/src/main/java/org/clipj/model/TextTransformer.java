@@ -1,0 +1,113 @@
+package org.clipj.model;
+
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+
+/**
+ * openai/CLIP's text tower: token_embedding + positional_embedding, causal residual blocks,
+ * ln_final, the row at the EOT token (argmax of the ids), @ text_projection.
+ */
+final class TextTransformer {
+    private final Backend backend;
+    private final int width;                 // C
+    private final int embed;                 // E
+    final Tensor tokenEmbedding;             // (V, C)
+    final Tensor positionalEmbedding;        // (ctx, C)
+    final Transformer transformer;
+    final Tensor lnFinalWeight;              // (C)
+    final Tensor lnFinalBias;                // (C)
+    final Tensor textProjection;             // (C, E)
+
+    /** Activations kept for the backward. */
+    static final class Cache {
+        Tensor ids;                          // (B, T) I32
+        Tensor eotIndex;                     // (B) I32
+        Tensor embedded;                     // (B, T, C) token + positional embedding
+        final List<ResidualAttentionBlock.Cache> blocks = new ArrayList<>();
+        Tensor encoded;                      // (B, T, C) last block output
+        Tensor lnFinal;                      // (B, T, C)
+        Tensor lnFinalMean;                  // (B*T)
+        Tensor lnFinalRstd;                  // (B*T)
+        Tensor eot;                          // (B, C) ln_final at the EOT token
+        Tensor features;                     // (B, E)
+    }
+
+    TextTransformer(Backend backend, Function<String, Tensor> lookup, ClipConfig config) {
+        this.backend = backend;
+        this.width = config.textWidth();
+        this.embed = config.embedDim();
+        tokenEmbedding = lookup.apply("token_embedding.weight");
+        positionalEmbedding = lookup.apply("positional_embedding");
+        transformer = new Transformer(backend, lookup, "transformer.", width, config.textLayers(), config.textHeads(), true);
+        lnFinalWeight = lookup.apply("ln_final.weight");
+        lnFinalBias = lookup.apply("ln_final.bias");
+        textProjection = lookup.apply("text_projection");
+    }
+
+    static void specs(ClipConfig c, List<TensorSpec> out) {
+        int w = c.textWidth();
+        out.add(TensorSpec.param("positional_embedding", c.contextLength(), w));
+        out.add(TensorSpec.param("text_projection", w, c.embedDim()));
+        out.add(TensorSpec.param("token_embedding.weight", c.vocabSize(), w));
+        Transformer.specs("transformer.", w, c.textLayers(), out);
+        out.add(TensorSpec.param("ln_final.weight", w));
+        out.add(TensorSpec.param("ln_final.bias", w));
+    }
+
+    /** ids (B, T) I32 with T <= ctx, eotIndex (B) I32 -> features (B, E); cache (filled) when non-null. */
+    Tensor forward(Tensor ids, Tensor eotIndex, Cache cache) {
+        int b = ids.dim(0);
+        int t = ids.dim(1);
+        int n = b * t;
+        boolean keep = cache != null;
+        Tensor x = backend.zeros(DType.F32, b, t, width);
+        backend.embeddingForward(x, ids, tokenEmbedding);
+        backend.broadcastAdd(x, x, positionalEmbedding.slice(0, t));
+        Tensor encoded = transformer.forward(x, keep ? cache.blocks : null);
+        Tensor lnFinal = backend.zeros(DType.F32, b, t, width);
+        Tensor mean = keep ? backend.zeros(DType.F32, n) : null;
+        Tensor rstd = keep ? backend.zeros(DType.F32, n) : null;
+        backend.layerNormForward(lnFinal.reshape(n, width), mean, rstd, encoded.reshape(n, width), lnFinalWeight,
+                lnFinalBias, ResidualAttentionBlock.LN_EPS);
+        Tensor eot = backend.zeros(DType.F32, b, width);
+        backend.gatherRowsForward(eot, lnFinal, eotIndex);
+        Tensor features = backend.zeros(DType.F32, b, embed);
+        backend.matmul(features, eot, false, textProjection, false, 1f, 0f);
+        if (keep) {
+            cache.ids = ids;
+            cache.eotIndex = eotIndex;
+            cache.embedded = x;
+            cache.encoded = encoded;
+            cache.lnFinal = lnFinal;
+            cache.lnFinalMean = mean;
+            cache.lnFinalRstd = rstd;
+            cache.eot = eot;
+            cache.features = features;
+        }
+        return features;
+    }
+
+    /** Accumulates the gradients of every parameter into {@code grads}' views for dFeatures (B, E). */
+    void backward(Tensor dFeatures, Cache cache, TextTransformer grads) {
+        int b = cache.ids.dim(0);
+        int t = cache.ids.dim(1);
+        int n = b * t;
+        Tensor dEot = backend.zeros(DType.F32, b, width);
+        backend.matmul(dEot, dFeatures, false, textProjection, true, 1f, 1f);
+        backend.matmul(grads.textProjection, cache.eot, true, dFeatures, false, 1f, 1f);
+        Tensor dLnFinal = backend.zeros(DType.F32, b, t, width);
+        backend.gatherRowsBackward(dLnFinal, dEot, cache.eotIndex);
+        Tensor dEncoded = backend.zeros(DType.F32, b, t, width);
+        backend.layerNormBackward(dEncoded.reshape(n, width), grads.lnFinalWeight, grads.lnFinalBias,
+                dLnFinal.reshape(n, width), cache.encoded.reshape(n, width), lnFinalWeight, cache.lnFinalMean,
+                cache.lnFinalRstd);
+        Tensor dx = transformer.backward(dEncoded, cache.blocks, grads.transformer);
+        backend.broadcastAddBackward(grads.positionalEmbedding.slice(0, t), dx);
+        backend.embeddingBackward(grads.tokenEmbedding, dx, cache.ids);
+    }
+}

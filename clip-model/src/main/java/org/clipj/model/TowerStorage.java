@@ -1,0 +1,80 @@
+package org.clipj.model;
+
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The tensors of one tower (vision or text) in contiguous storage, as llm.c's ParameterTensors:
+ * every parameter is a view (slice + reshape) into ONE flat F32 buffer, every gradient a view into
+ * a second flat buffer of the same layout, and the buffers (BatchNorm running statistics) views
+ * into a third.
+ */
+final class TowerStorage {
+    final List<TensorSpec> specs;          // in state-dict order
+    final Tensor parameters;               // (P) every parameter of the tower
+    final Tensor gradients;                // (P) same layout as parameters
+    final Tensor buffers;                  // (Q) running statistics; (1) when the tower has none
+    private final Map<String, Tensor> values = new LinkedHashMap<>();   // name -> view into parameters or buffers
+    private final Map<String, Tensor> grads = new LinkedHashMap<>();    // name -> view into gradients
+    private final List<Parameter> parameterList = new ArrayList<>();
+
+    TowerStorage(Backend backend, List<TensorSpec> specs) {
+        this.specs = List.copyOf(specs);
+        int p = 0;
+        int q = 0;
+        for (TensorSpec s : specs) {
+            if (s.buffer()) {
+                q += s.numel();
+            } else {
+                p += s.numel();
+            }
+        }
+        parameters = backend.zeros(DType.F32, Math.max(p, 1));
+        gradients = backend.zeros(DType.F32, Math.max(p, 1));
+        buffers = backend.zeros(DType.F32, Math.max(q, 1));
+        int pOff = 0;
+        int qOff = 0;
+        for (TensorSpec s : specs) {
+            int n = s.numel();
+            if (s.buffer()) {
+                values.put(s.name(), buffers.slice(qOff, qOff + n).reshape(s.shape()));
+                qOff += n;
+            } else {
+                Tensor value = parameters.slice(pOff, pOff + n).reshape(s.shape());
+                Tensor grad = gradients.slice(pOff, pOff + n).reshape(s.shape());
+                values.put(s.name(), value);
+                grads.put(s.name(), grad);
+                parameterList.add(new Parameter(s.name(), value, grad));
+                pOff += n;
+            }
+        }
+    }
+
+    /** The value view of a parameter or buffer. */
+    Tensor value(String name) {
+        Tensor t = values.get(name);
+        if (t == null) {
+            throw new IllegalStateException("no tensor '" + name + "' in this tower");
+        }
+        return t;
+    }
+
+    /** The gradient view of a parameter; null for a buffer (no gradient). */
+    Tensor grad(String name) {
+        if (!values.containsKey(name)) {
+            throw new IllegalStateException("no tensor '" + name + "' in this tower");
+        }
+        return grads.get(name);
+    }
+
+    List<Parameter> parameterList() {
+        return Collections.unmodifiableList(parameterList);
+    }
+}

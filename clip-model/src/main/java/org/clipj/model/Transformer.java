@@ -1,0 +1,49 @@
+package org.clipj.model;
+
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+
+/** openai/CLIP's Transformer: a stack of {@link ResidualAttentionBlock}s named {@code <prefix>resblocks.<i>.}. */
+final class Transformer {
+    final List<ResidualAttentionBlock> blocks;
+
+    Transformer(Backend backend, Function<String, Tensor> lookup, String prefix, int width, int layers, int heads,
+                boolean causal) {
+        List<ResidualAttentionBlock> list = new ArrayList<>(layers);
+        for (int i = 0; i < layers; i++) {
+            list.add(new ResidualAttentionBlock(backend, lookup, prefix + "resblocks." + i + ".", width, heads, causal));
+        }
+        blocks = List.copyOf(list);
+    }
+
+    static void specs(String prefix, int width, int layers, List<TensorSpec> out) {
+        for (int i = 0; i < layers; i++) {
+            ResidualAttentionBlock.specs(prefix + "resblocks." + i + ".", width, out);
+        }
+    }
+
+    /** x (B, T, C) -> (B, T, C); caches (one per block, filled in order) when non-null. */
+    Tensor forward(Tensor x, List<ResidualAttentionBlock.Cache> caches) {
+        for (ResidualAttentionBlock block : blocks) {
+            ResidualAttentionBlock.Cache cache = null;
+            if (caches != null) {
+                cache = new ResidualAttentionBlock.Cache();
+                caches.add(cache);
+            }
+            x = block.forward(x, cache);
+        }
+        return x;
+    }
+
+    /** dout (B, T, C) of the last block's output -> gradient of the first block's input. */
+    Tensor backward(Tensor dout, List<ResidualAttentionBlock.Cache> caches, Transformer grads) {
+        for (int i = blocks.size() - 1; i >= 0; i--) {
+            dout = blocks.get(i).backward(dout, caches.get(i), grads.blocks.get(i));
+        }
+        return dout;
+    }
+}

@@ -1,0 +1,93 @@
+package org.clipj.train;
+
+import org.clipj.model.ClipModel;
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+
+import java.util.List;
+
+/**
+ * The loss and gradients of one contrastive batch given as k micro-batches (GradCache, open_clip's
+ * accum-freq): embed every micro-batch without keeping its activations, compute the symmetric
+ * loss and d(features) over the whole batch, then re-run each micro-batch forward with
+ * activations and backward with its rows of the feature gradient. The gradients are those of one
+ * batch of all k micro-batches together; with k = 1 the first forward's activations are reused.
+ */
+public final class ContrastiveStep {
+    private ContrastiveStep() {
+    }
+
+    /**
+     * Accumulates into the model's gradients (call zeroGrad first) and returns the loss.
+     *
+     * @param pixels per micro-batch (b_j, 3, R, R) on the model's backend
+     * @param tokens per micro-batch (b_j, ctx) I32 on the model's backend
+     */
+    public static float lossAndGradients(ClipModel model, List<Tensor> pixels, List<Tensor> tokens) {
+        Backend be = model.backend();
+        Tensor dLogitScale = model.logitScaleGrad();
+        int k = pixels.size();
+        if (k == 1) {
+            var img = model.forwardImage(pixels.getFirst(), true);
+            var txt = model.forwardText(tokens.getFirst());
+            Tensor imgFeatures = img.features(); // (B, E)
+            Tensor txtFeatures = txt.features(); // (B, E)
+            Tensor dImg = be.zeros(DType.F32, imgFeatures.shape());
+            Tensor dTxt = be.zeros(DType.F32, txtFeatures.shape());
+            float loss = lossAndFeatureGradients(be, imgFeatures, txtFeatures, model.logitScale(), dImg, dTxt, dLogitScale);
+            model.backwardImage(img, dImg);
+            model.backwardText(txt, dTxt);
+            return loss;
+        }
+        int n = 0;
+        for (Tensor p : pixels) {
+            n += p.dim(0);
+        }
+        int e = model.config().embedDim();
+        Tensor imgAll = be.zeros(DType.F32, n, e); // (N, E)
+        Tensor txtAll = be.zeros(DType.F32, n, e); // (N, E)
+        int row = 0;
+        for (int j = 0; j < k; j++) {
+            int b = pixels.get(j).dim(0);
+            be.copy(imgAll.slice(row, row + b), model.forwardImage(pixels.get(j), true).features());
+            be.copy(txtAll.slice(row, row + b), model.forwardText(tokens.get(j)).features());
+            row += b;
+        }
+        Tensor dImgAll = be.zeros(DType.F32, n, e);
+        Tensor dTxtAll = be.zeros(DType.F32, n, e);
+        float loss = lossAndFeatureGradients(be, imgAll, txtAll, model.logitScale(), dImgAll, dTxtAll, dLogitScale);
+        row = 0;
+        for (int j = 0; j < k; j++) {
+            int b = pixels.get(j).dim(0);
+            var img = model.forwardImage(pixels.get(j), true);
+            model.backwardImage(img, dImgAll.slice(row, row + b));
+            var txt = model.forwardText(tokens.get(j));
+            model.backwardText(txt, dTxtAll.slice(row, row + b));
+            row += b;
+        }
+        return loss;
+    }
+
+    /**
+     * Symmetric CE on L2-normalized features; dImg/dTxt (N, E) and dLogitScale (1) accumulate the
+     * gradients with respect to the unnormalized features and the log scale.
+     */
+    static float lossAndFeatureGradients(Backend be, Tensor img, Tensor txt, Tensor logitScale,
+                                         Tensor dImg, Tensor dTxt, Tensor dLogitScale) {
+        int n = img.dim(0);
+        int e = img.dim(1);
+        Tensor imgNorm = be.zeros(DType.F32, n, e);  // (N, E)
+        Tensor txtNorm = be.zeros(DType.F32, n, e);  // (N, E)
+        Tensor imgLen = be.zeros(DType.F32, n);      // (N)
+        Tensor txtLen = be.zeros(DType.F32, n);      // (N)
+        be.l2NormalizeForward(imgNorm, imgLen, img);
+        be.l2NormalizeForward(txtNorm, txtLen, txt);
+        Tensor dImgNorm = be.zeros(DType.F32, n, e);
+        Tensor dTxtNorm = be.zeros(DType.F32, n, e);
+        float loss = be.contrastiveLoss(imgNorm, txtNorm, logitScale, dImgNorm, dTxtNorm, dLogitScale, 1f);
+        be.l2NormalizeBackward(dImg, dImgNorm, imgNorm, imgLen);
+        be.l2NormalizeBackward(dTxt, dTxtNorm, txtNorm, txtLen);
+        return loss;
+    }
+}

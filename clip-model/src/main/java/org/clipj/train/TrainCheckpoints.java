@@ -1,0 +1,195 @@
+package org.clipj.train;
+
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.clipj.io.SafeTensors;
+import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Tensor;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/**
+ * Training checkpoints under {@code OUT/checkpoints/step-NNNNNNNN/}: model.safetensors (OpenAI
+ * naming, loadable by {@code clip embed}), state.safetensors (AdamW moments as tensors, the
+ * training state as JSON metadata) and the BPE vocab. A checkpoint is written into a hidden
+ * partial folder and renamed into place only when complete, so a SIGKILL at any moment leaves
+ * the previous checkpoints intact and never a half-written one under a step name.
+ */
+public final class TrainCheckpoints {
+    public static final String MODEL_FILE = "model.safetensors";
+    public static final String STATE_FILE = "state.safetensors";
+    public static final String VOCAB_FILE = "bpe.txt.gz";
+    private static final String STATE_KEY = "clipj.train_state";
+    private static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8})");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * Everything besides tensors that resume needs: the optimizer step, the data stream position
+     * (the random streams are pure functions of seed and position, so this is also the RNG state),
+     * images skipped so far, and the run's options (validated on resume).
+     */
+    public record TrainState(int step, long dataPosition, long skipped, Map<String, Object> run) {
+    }
+
+    /** A checkpoint read back. */
+    public record Loaded(Path dir, TrainState state, Map<String, Tensor> model, Map<String, Tensor> optimizer, Path vocab) {
+    }
+
+    private TrainCheckpoints() {
+    }
+
+    public static Path stepDir(Path checkpointsDir, int step) {
+        return checkpointsDir.resolve(String.format("step-%08d", step));
+    }
+
+    /** Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones. */
+    public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model,
+                            Map<String, Tensor> optimizer, Path vocab, int keep) {
+        try {
+            Files.createDirectories(checkpointsDir);
+            Path target = stepDir(checkpointsDir, state.step());
+            Path partial = checkpointsDir.resolve("." + target.getFileName() + ".partial");
+            deleteTree(partial);
+            Files.createDirectories(partial);
+            SafeTensors.write(partial.resolve(MODEL_FILE), model, Map.of("format", "pt"));
+            Map<String, String> meta = new LinkedHashMap<>();
+            meta.put(STATE_KEY, JSON.writeValueAsString(toJson(state)));
+            SafeTensors.write(partial.resolve(STATE_FILE), optimizer, meta);
+            if (vocab != null) {
+                Path copy = partial.resolve(VOCAB_FILE);
+                Files.copy(vocab, copy, StandardCopyOption.REPLACE_EXISTING);
+                try (FileChannel ch = FileChannel.open(copy, StandardOpenOption.WRITE)) {
+                    ch.force(true);
+                }
+            }
+            syncDirectory(partial);
+            deleteTree(target);
+            Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE);
+            syncDirectory(checkpointsDir);
+            List<Path> complete = complete(checkpointsDir);
+            for (int i = 0; i < complete.size() - keep; i++) {
+                deleteTree(complete.get(i));
+            }
+            return target;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write checkpoint in " + checkpointsDir, e);
+        }
+    }
+
+    private static Map<String, Object> toJson(TrainState s) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("format", "clipj-train-state-1");
+        m.put("step", s.step());
+        m.put("data_position", s.dataPosition());
+        m.put("skipped", s.skipped());
+        m.put("run", s.run());
+        return m;
+    }
+
+    /** Complete checkpoint folders (both safetensors present), oldest first. */
+    public static List<Path> complete(Path checkpointsDir) throws IOException {
+        if (!Files.isDirectory(checkpointsDir)) {
+            return List.of();
+        }
+        List<Path> out = new ArrayList<>();
+        try (Stream<Path> s = Files.list(checkpointsDir)) {
+            for (Path p : s.toList()) {
+                if (STEP_DIR.matcher(p.getFileName().toString()).matches()
+                        && Files.isRegularFile(p.resolve(MODEL_FILE)) && Files.isRegularFile(p.resolve(STATE_FILE))) {
+                    out.add(p);
+                }
+            }
+        }
+        out.sort(Comparator.comparing(p -> p.getFileName().toString()));
+        return out;
+    }
+
+    /**
+     * The checkpoint folder that {@code --resume DIR} means: DIR itself when it holds a state file,
+     * else the newest complete checkpoint in DIR/checkpoints or in DIR.
+     */
+    public static Path resolve(Path dir) {
+        if (Files.isRegularFile(dir.resolve(STATE_FILE))) {
+            return dir;
+        }
+        try {
+            List<Path> found = complete(dir.resolve("checkpoints"));
+            if (found.isEmpty()) {
+                found = complete(dir);
+            }
+            if (found.isEmpty()) {
+                throw new InvalidInputException("--resume " + dir + ": no complete checkpoint (step-NNNNNNNN/ with "
+                        + MODEL_FILE + " and " + STATE_FILE + ") found there or in its checkpoints/ folder");
+            }
+            return found.getLast();
+        } catch (IOException e) {
+            throw new InvalidInputException("--resume " + dir + ": cannot list: " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads a checkpoint folder written by {@link #save}. */
+    public static Loaded load(Path dir) {
+        SafeTensors.Contents state = SafeTensors.readContents(dir.resolve(STATE_FILE));
+        String json = state.metadata().get(STATE_KEY);
+        if (json == null) {
+            throw new InvalidInputException(dir.resolve(STATE_FILE) + ": not a clipj training state (no " + STATE_KEY + " metadata)");
+        }
+        Map<String, Object> m;
+        try {
+            m = JSON.readValue(json, new TypeReference<>() {
+            });
+        } catch (IOException e) {
+            throw new InvalidInputException(dir.resolve(STATE_FILE) + ": unreadable training state JSON: " + e.getMessage(), e);
+        }
+        if (!"clipj-train-state-1".equals(m.get("format")) || !(m.get("step") instanceof Number)
+                || !(m.get("data_position") instanceof Number) || !(m.get("run") instanceof Map)) {
+            throw new InvalidInputException(dir.resolve(STATE_FILE) + ": training state lacks format/step/data_position/run");
+        }
+        @SuppressWarnings("unchecked")
+        Map<String, Object> run = (Map<String, Object>) m.get("run");
+        TrainState s = new TrainState(((Number) m.get("step")).intValue(), ((Number) m.get("data_position")).longValue(),
+                m.get("skipped") instanceof Number n ? n.longValue() : 0, run);
+        Path vocab = dir.resolve(VOCAB_FILE);
+        return new Loaded(dir, s, SafeTensors.read(dir.resolve(MODEL_FILE)), state.tensors(),
+                Files.isRegularFile(vocab) ? vocab : null);
+    }
+
+    /** The step number of a checkpoint folder name, or -1. */
+    public static int stepOf(Path dir) {
+        Matcher m = STEP_DIR.matcher(dir.getFileName().toString());
+        return m.matches() ? Integer.parseInt(m.group(1)) : -1;
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(q);
+            }
+        }
+    }
+
+    private static void syncDirectory(Path dir) {
+        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException | UnsupportedOperationException ignored) {
+            // directories cannot be opened for sync on every file system; the renames are still atomic
+        }
+    }
+}

@@ -1,0 +1,284 @@
+package org.clipj.train;
+
+import org.clipj.data.BatchLoader;
+import org.clipj.data.ImageTextDataset;
+import org.clipj.image.Preprocess;
+import org.clipj.io.SafeTensors;
+import org.clipj.model.ClipModel;
+import org.clipj.model.Parameter;
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Tensor;
+import org.clipj.text.ClipTokenizer;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * The training loop: batches from a {@link BatchLoader}, loss and gradients by
+ * {@link ContrastiveStep} (GradCache over --accum micro-batches), global-norm clipping, AdamW
+ * with the warmup + cosine schedule, logit scale clamped to [0, ln 100] after every step,
+ * metrics.jsonl, a progress line, checkpoints every saveEvery steps and at the end.
+ */
+public final class Trainer implements AutoCloseable {
+    public static final float MAX_LOGIT_SCALE = (float) Math.log(100);
+
+    /**
+     * @param batch     images per micro-batch; the contrastive batch is batch * accum
+     * @param gradClip  max global gradient norm; <= 0 turns clipping off
+     * @param saveEvery checkpoint period in steps; <= 0 saves only at the end
+     */
+    public record Options(int batch, int accum, double lr, double weightDecay, int warmup, int steps,
+                          LrSchedule.Kind schedule, double gradClip, boolean augment, boolean shuffle, long seed,
+                          int saveEvery, int dataThreads, int keepCheckpoints) {
+        public Options {
+            if (batch < 1) {
+                throw new InvalidInputException("--batch must be >= 1, got " + batch);
+            }
+            if (accum < 1) {
+                throw new InvalidInputException("--accum must be >= 1, got " + accum);
+            }
+            if (!(weightDecay >= 0)) {
+                throw new InvalidInputException("--wd must be >= 0, got " + weightDecay);
+            }
+            if (steps < 1) {
+                throw new InvalidInputException("--steps must be >= 1, got " + steps);
+            }
+        }
+
+        /** The options that must match when resuming (the steps may grow). */
+        Map<String, Object> toRun(String data, String model) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("data", data);
+            m.put("model", model);
+            m.put("batch", batch);
+            m.put("accum", accum);
+            m.put("lr", lr);
+            m.put("wd", weightDecay);
+            m.put("warmup", warmup);
+            m.put("steps", steps);
+            m.put("schedule", schedule.name().toLowerCase(java.util.Locale.ROOT));
+            m.put("grad_clip", gradClip);
+            m.put("augment", augment);
+            m.put("shuffle", shuffle);
+            m.put("seed", seed);
+            return m;
+        }
+    }
+
+    /** What one optimizer step did. */
+    public record StepResult(int step, float loss, double lr, double logitScale, double gradNorm, double imagesPerSecond) {
+    }
+
+    private final ClipModel model;
+    private final Backend backend;
+    private final ClipTokenizer tokenizer;
+    private final Path vocabFile;
+    private final Options options;
+    private final Path outDir;
+    private final Map<String, Object> run;
+    private final LrSchedule schedule;
+    private final AdamW optimizer;
+    private final List<Tensor> grads = new ArrayList<>();
+    private final BatchLoader loader;
+    private final MetricsLog metrics;
+    private final ProgressBar progress;
+    private final int resolution;
+    private final int context;
+    private final long skippedBefore;
+    private int step;               // optimizer steps completed
+    private double secondsPerStep;  // running mean, for images/s and ETA
+    private int timedSteps;
+
+    /**
+     * @param resume a checkpoint to continue from (its weights must already be in model), or null
+     */
+    public Trainer(ClipModel model, ClipTokenizer tokenizer, Path vocabFile, ImageTextDataset data, String dataName,
+                   String modelName, Options options, Path outDir, PrintWriter err, TrainCheckpoints.Loaded resume) {
+        this.model = model;
+        this.backend = model.backend();
+        this.tokenizer = tokenizer;
+        this.vocabFile = vocabFile;
+        this.options = options;
+        this.outDir = outDir;
+        this.run = options.toRun(dataName, modelName);
+        this.schedule = new LrSchedule(options.schedule(), options.lr(), options.warmup(), options.steps());
+        this.resolution = model.config().imageResolution();
+        this.context = model.config().contextLength();
+        List<AdamW.Param> params = new ArrayList<>();
+        for (Parameter p : model.parameters()) {
+            params.add(new AdamW.Param(p.name(), p.value(), p.grad()));
+            grads.add(p.grad());
+        }
+        this.optimizer = new AdamW(backend, params, 0.9f, 0.98f, 1e-6f, (float) options.weightDecay());
+        long startPosition = 0;
+        if (resume != null) {
+            checkSameRun(resume);
+            optimizer.loadState(resume.optimizer(), resume.state().step(), resume.dir().toString());
+            step = resume.state().step();
+            startPosition = resume.state().dataPosition();
+            skippedBefore = resume.state().skipped();
+        } else {
+            skippedBefore = 0;
+        }
+        if (step >= options.steps()) {
+            throw new InvalidInputException("--resume: the checkpoint is at step " + step + ", nothing to do for --steps "
+                    + options.steps());
+        }
+        int n = resolution;
+        BatchLoader.ImageTransform transform = options.augment()
+                ? (img, rng) -> Preprocess.randomResizedCrop(img, n, rng, 0.9, 1.0)
+                : (img, rng) -> Preprocess.clip(img, n);
+        this.loader = new BatchLoader(data, options.batch(), 3 * n * n, transform, options.shuffle(), options.seed(),
+                startPosition, options.dataThreads(), 2 * options.accum());
+        try {
+            Files.createDirectories(outDir);
+        } catch (IOException e) {
+            throw new InvalidInputException("--out " + outDir + ": cannot create: " + e.getMessage(), e);
+        }
+        this.metrics = new MetricsLog(outDir.resolve("metrics.jsonl"), resume == null ? -1 : step);
+        this.progress = err == null ? null : new ProgressBar(err, options.steps(), 250_000_000L);
+    }
+
+    private void checkSameRun(TrainCheckpoints.Loaded resume) {
+        Map<String, Object> saved = resume.state().run();
+        for (String key : List.of("data", "batch", "accum", "lr", "wd", "warmup", "schedule", "grad_clip", "augment",
+                "shuffle", "seed")) {
+            Object now = run.get(key);
+            Object then = saved.get(key);
+            boolean same = now instanceof Number a && then instanceof Number b
+                    ? a.doubleValue() == b.doubleValue() : Objects.equals(now, then);
+            if (!same) {
+                throw new InvalidInputException("--resume " + resume.dir() + ": the checkpoint was trained with " + key
+                        + " = " + then + ", this run has " + now + " (resume continues the same run)");
+            }
+        }
+    }
+
+    public int step() {
+        return step;
+    }
+
+    public BatchLoader loader() {
+        return loader;
+    }
+
+    /** One optimizer step over batch * accum examples. */
+    public StepResult step1() {
+        long start = System.nanoTime();
+        List<Tensor> pixels = new ArrayList<>(options.accum());
+        List<Tensor> tokens = new ArrayList<>(options.accum());
+        for (int j = 0; j < options.accum(); j++) {
+            BatchLoader.Batch b = loader.next();
+            pixels.add(backend.upload(Tensor.of(b.pixels(), b.size(), 3, resolution, resolution)));
+            tokens.add(backend.upload(tokenize(b.captions())));
+        }
+        model.zeroGrad();
+        float loss = ContrastiveStep.lossAndGradients(model, pixels, tokens);
+        if (!Float.isFinite(loss)) {
+            throw new IllegalStateException("loss is " + loss + " at step " + (step + 1) + "; lower --lr or set --grad-clip");
+        }
+        double norm = GradClip.globalNorm(backend, grads);
+        double lr = schedule.lr(step);
+        optimizer.update((float) lr, GradClip.scaleFor(norm, options.gradClip()));
+        clampLogitScale();
+        step++;
+        double seconds = (System.nanoTime() - start) / 1e9;
+        timedSteps++;
+        secondsPerStep += (seconds - secondsPerStep) / timedSteps;
+        double imagesPerSecond = options.batch() * options.accum() / secondsPerStep;
+        double scale = Math.exp(logitScaleValue());
+        metrics.append(new MetricsLog.Entry(step, loss, lr, scale, imagesPerSecond));
+        if (progress != null) {
+            progress.update(step, loss, lr, scale, imagesPerSecond, secondsPerStep * (options.steps() - step));
+        }
+        if (step == options.steps() || (options.saveEvery() > 0 && step % options.saveEvery() == 0)) {
+            saveCheckpoint();
+        }
+        return new StepResult(step, loss, lr, scale, norm, imagesPerSecond);
+    }
+
+    /** Steps until {@code untilStep} (at most the configured total); returns every step's result. */
+    public List<StepResult> train(int untilStep) {
+        List<StepResult> out = new ArrayList<>();
+        while (step < Math.min(untilStep, options.steps())) {
+            out.add(step1());
+        }
+        return out;
+    }
+
+    /** (B, ctx) I32 tokens of the captions, truncated to the model's context. */
+    private Tensor tokenize(List<String> captions) {
+        int[][] ids = tokenizer.tokenize(captions, context, true);
+        int[] flat = new int[captions.size() * context];
+        for (int i = 0; i < ids.length; i++) {
+            System.arraycopy(ids[i], 0, flat, i * context, context);
+        }
+        return Tensor.of(flat, captions.size(), context);
+    }
+
+    private float logitScaleValue() {
+        Tensor host = backend.download(model.logitScale());
+        return host.f32()[host.offset()];
+    }
+
+    private void clampLogitScale() {
+        float v = logitScaleValue();
+        float clamped = Math.clamp(v, 0f, MAX_LOGIT_SCALE);
+        if (clamped != v) {
+            backend.fill(model.logitScale(), clamped);
+        }
+    }
+
+    public Path checkpointsDir() {
+        return outDir.resolve("checkpoints");
+    }
+
+    private void saveCheckpoint() {
+        TrainCheckpoints.TrainState state = new TrainCheckpoints.TrainState(step, loader.position(),
+                skippedBefore + loader.skipped(), run);
+        TrainCheckpoints.save(checkpointsDir(), state, model.stateDict(), optimizer.stateTensors(), vocabFile,
+                Math.max(1, options.keepCheckpoints()));
+    }
+
+    /** Writes OUT/model.safetensors (with the vocab next to it) and the loss curve. */
+    public Path finish() {
+        Path weights = outDir.resolve("model.safetensors");
+        SafeTensors.write(weights, model.stateDict(), Map.of("format", "pt", "clipj.step", String.valueOf(step)));
+        try {
+            if (vocabFile != null && !vocabFile.toAbsolutePath().equals(outDir.resolve(TrainCheckpoints.VOCAB_FILE).toAbsolutePath())) {
+                Files.copy(vocabFile, outDir.resolve(TrainCheckpoints.VOCAB_FILE), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+            LossCurve.write(outDir.resolve("loss.png"), metrics.entries(), "training loss");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return weights;
+    }
+
+    public long skipped() {
+        return skippedBefore + loader.skipped();
+    }
+
+    public List<String> skippedReports() {
+        return loader.skippedReports();
+    }
+
+    public List<MetricsLog.Entry> metrics() {
+        return metrics.entries();
+    }
+
+    @Override
+    public void close() {
+        loader.close();
+        metrics.close();
+    }
+}

@@ -1,0 +1,185 @@
+package org.clipj.runtime.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+
+import org.clipj.runtime.Tensor;
+
+/**
+ * Fused multi-head attention on packed qkv (B, T, 3C), causal or full, and one-query attention
+ * pooling. Works one query row at a time: a task holds at most one row of scores (T floats),
+ * never a (T, T) matrix. Backward recomputes the probabilities from the forward's log-sum-exp.
+ */
+final class AttentionOps {
+    private AttentionOps() {}
+
+    // ---------------------------------------------------------------- one query row
+
+    /**
+     * out[0..hd) = softmax_j(scale q . k_j) v_j over keys j < n; key j's row starts at kOff + j * kStride
+     * (likewise v). scores holds n floats of scratch. Returns the log-sum-exp of the scaled scores.
+     */
+    static float attendRow(boolean vector, float[] q, int qOff, float[] k, int kOff, float[] v, int vOff, int kvStride,
+                           int n, int hd, float scale, float[] out, int oOff, float[] scores) {
+        float max = Float.NEGATIVE_INFINITY, sum = 0f;
+        if (vector) {
+            for (int j = 0; j < n; j++) scores[j] = scale * Vec.dot(q, qOff, k, kOff + j * kvStride, hd);
+            max = Vec.max(scores, 0, n);
+            sum = Vec.expShiftSum(scores, 0, max, n);
+        } else {
+            for (int j = 0; j < n; j++) {
+                scores[j] = scale * dotScalar(q, qOff, k, kOff + j * kvStride, hd);
+                max = Math.max(max, scores[j]);
+            }
+            for (int j = 0; j < n; j++) {
+                scores[j] = (float) Math.exp(scores[j] - max);
+                sum += scores[j];
+            }
+        }
+        float inv = 1f / sum;
+        for (int d = 0; d < hd; d++) out[oOff + d] = 0f;
+        for (int j = 0; j < n; j++) {
+            float p = scores[j] * inv;
+            if (vector) {
+                Vec.axpy(p, v, vOff + j * kvStride, out, oOff, hd);
+            } else {
+                for (int d = 0; d < hd; d++) out[oOff + d] += p * v[vOff + j * kvStride + d];
+            }
+        }
+        return max + (float) Math.log(sum);
+    }
+
+    /**
+     * The gradient of one query row: with p_j = exp(scale q.k_j - lse), D = dout . out,
+     * ds_j = p_j (dout . v_j - D): dq += scale sum_j ds_j k_j; dk_j += scale ds_j q; dv_j += p_j dout.
+     * dq, dk, dv may be null; dk/dv rows start at dkOff/dvOff with row stride dkvStride.
+     * probs holds n floats of scratch.
+     */
+    static void attendRowBackward(boolean vector, float[] q, int qOff, float[] k, int kOff, float[] v, int vOff, int kvStride,
+                                  int n, int hd, float scale, float[] dout, int gOff, float[] out, int oOff, float lse,
+                                  float[] dq, int dqOff, float[] dk, int dkOff, float[] dv, int dvOff, int dkvStride,
+                                  float[] probs) {
+        float dOut = vector ? Vec.dot(dout, gOff, out, oOff, hd) : dotScalar(dout, gOff, out, oOff, hd);
+        if (vector) {
+            for (int j = 0; j < n; j++) probs[j] = scale * Vec.dot(q, qOff, k, kOff + j * kvStride, hd);
+            Vec.expShiftSum(probs, 0, lse, n);
+        } else {
+            for (int j = 0; j < n; j++) probs[j] = (float) Math.exp(scale * dotScalar(q, qOff, k, kOff + j * kvStride, hd) - lse);
+        }
+        for (int j = 0; j < n; j++) {
+            int kj = kOff + j * kvStride, vj = vOff + j * kvStride;
+            float p = probs[j];
+            float dp = vector ? Vec.dot(dout, gOff, v, vj, hd) : dotScalar(dout, gOff, v, vj, hd);
+            float ds = p * (dp - dOut) * scale;
+            if (vector) {
+                if (dq != null) Vec.axpy(ds, k, kj, dq, dqOff, hd);
+                if (dk != null) Vec.axpy(ds, q, qOff, dk, dkOff + j * dkvStride, hd);
+                if (dv != null) Vec.axpy(p, dout, gOff, dv, dvOff + j * dkvStride, hd);
+            } else {
+                for (int d = 0; d < hd; d++) {
+                    if (dq != null) dq[dqOff + d] += ds * k[kj + d];
+                    if (dk != null) dk[dkOff + j * dkvStride + d] += ds * q[qOff + d];
+                    if (dv != null) dv[dvOff + j * dkvStride + d] += p * dout[gOff + d];
+                }
+            }
+        }
+    }
+
+    private static float dotScalar(float[] a, int ao, float[] b, int bo, int n) {
+        float s = 0f;
+        for (int i = 0; i < n; i++) s += a[ao + i] * b[bo + i];
+        return s;
+    }
+
+    // ---------------------------------------------------------------- self-attention on packed qkv
+
+    /** out (B, T, C), lse (B, heads, T) or null, qkv (B, T, 3C). pool null: serial. */
+    static void forward(ForkJoinPool pool, boolean vector, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+        int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        float[] x = qkv.f32(), o = out.f32();
+        float[] ls = lse == null ? null : lse.f32();
+        int xo = qkv.offset(), oo = out.offset(), lo = lse == null ? 0 : lse.offset();
+        // Rows are independent in the forward: split (b, h, query) rows over the pool.
+        Parallel.Range body = (from, to) -> {
+            float[] scores = new float[t];
+            for (int row = from; row < to; row++) {
+                int bi = row / (heads * t), h = (row / t) % heads, ti = row % t;
+                int base = xo + bi * t * c3;
+                int n = causal ? ti + 1 : t;
+                float l = attendRow(vector, x, base + ti * c3 + h * hd, x, base + c + h * hd, x, base + 2 * c + h * hd, c3,
+                        n, hd, scale, o, oo + (bi * t + ti) * c + h * hd, scores);
+                if (ls != null) ls[lo + (bi * heads + h) * t + ti] = l;
+            }
+        };
+        int rows = b * heads * t;
+        if (pool == null) body.run(0, rows);
+        else Parallel.range(pool, rows, Math.max(1, (1 << 16) / Math.max(1, t * hd)), body);
+    }
+
+    /** dqkv (B, T, 3C) +=; parallel over (b, h), whose gradients are disjoint column blocks. */
+    static void backward(ForkJoinPool pool, boolean vector, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                         int heads, boolean causal) {
+        int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        float[] x = qkv.f32(), o = out.f32(), g = dout.f32(), ls = lse.f32(), d = dqkv.f32();
+        int xo = qkv.offset(), oo = out.offset(), go = dout.offset(), lo = lse.offset(), dOff = dqkv.offset();
+        Parallel.Range body = (from, to) -> {
+            float[] probs = new float[t];
+            for (int bh = from; bh < to; bh++) {
+                int bi = bh / heads, h = bh % heads;
+                int base = xo + bi * t * c3, dbase = dOff + bi * t * c3;
+                for (int ti = 0; ti < t; ti++) {
+                    int n = causal ? ti + 1 : t;
+                    int rowOut = (bi * t + ti) * c + h * hd;
+                    attendRowBackward(vector, x, base + ti * c3 + h * hd, x, base + c + h * hd, x, base + 2 * c + h * hd, c3,
+                            n, hd, scale, g, go + rowOut, o, oo + rowOut, ls[lo + bh * t + ti],
+                            d, dbase + ti * c3 + h * hd, d, dbase + c + h * hd, d, dbase + 2 * c + h * hd, c3, probs);
+                }
+            }
+        };
+        if (pool == null) body.run(0, b * heads);
+        else Parallel.range(pool, b * heads, 1, body);
+    }
+
+    // ---------------------------------------------------------------- attention pooling (one query)
+
+    /** out (B, C), lse (B, heads) or null, q (B, C), k (B, L, C), v (B, L, C). */
+    static void poolForward(ForkJoinPool pool, boolean vector, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
+        int b = k.dim(0), len = k.dim(1), c = k.dim(2), hd = c / heads;
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        Parallel.Range body = (from, to) -> {
+            float[] scores = new float[len];
+            for (int bh = from; bh < to; bh++) {
+                int bi = bh / heads, h = bh % heads;
+                float l = attendRow(vector, q.f32(), q.offset() + bi * c + h * hd,
+                        k.f32(), k.offset() + bi * len * c + h * hd, v.f32(), v.offset() + bi * len * c + h * hd, c,
+                        len, hd, scale, out.f32(), out.offset() + bi * c + h * hd, scores);
+                if (lse != null) lse.f32()[lse.offset() + bh] = l;
+            }
+        };
+        if (pool == null) body.run(0, b * heads);
+        else Parallel.range(pool, b * heads, 1, body);
+    }
+
+    /** dq (B, C) +=, dk (B, L, C) +=, dv (B, L, C) += (each may be null). */
+    static void poolBackward(ForkJoinPool pool, boolean vector, Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q,
+                             Tensor k, Tensor v, Tensor out, Tensor lse, int heads) {
+        int b = k.dim(0), len = k.dim(1), c = k.dim(2), hd = c / heads;
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        Parallel.Range body = (from, to) -> {
+            float[] probs = new float[len];
+            for (int bh = from; bh < to; bh++) {
+                int bi = bh / heads, h = bh % heads;
+                int col = h * hd, kv = bi * len * c + col;
+                attendRowBackward(vector, q.f32(), q.offset() + bi * c + col, k.f32(), k.offset() + kv, v.f32(), v.offset() + kv,
+                        c, len, hd, scale, dout.f32(), dout.offset() + bi * c + col, out.f32(), out.offset() + bi * c + col,
+                        lse.f32()[lse.offset() + bh],
+                        dq == null ? null : dq.f32(), dq == null ? 0 : dq.offset() + bi * c + col,
+                        dk == null ? null : dk.f32(), dk == null ? 0 : dk.offset() + kv,
+                        dv == null ? null : dv.f32(), dv == null ? 0 : dv.offset() + kv, c, probs);
+            }
+        };
+        if (pool == null) body.run(0, b * heads);
+        else Parallel.range(pool, b * heads, 1, body);
+    }
+}

@@ -1,0 +1,376 @@
+package org.clipj.runtime.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+
+import org.clipj.runtime.Tensor;
+
+/**
+ * conv2d (im2col + Sgemm on the fast path), ViT patch embedding, AvgPool2d and batched
+ * transpose. The scalar methods are direct loops over the definition.
+ */
+final class ConvOps {
+    private static final int GRAIN = 1 << 13;
+
+    private ConvOps() {}
+
+    static int outSize(int in, int k, int stride, int padding) {
+        return (in + 2 * padding - k) / stride + 1;
+    }
+
+    // ---------------------------------------------------------------- conv2d, scalar reference
+
+    /** out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, K, K)) + bias (Co). */
+    static void conv2dForwardScalar(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
+        int ho = out.dim(2), wo = out.dim(3);
+        float[] o = out.f32(), xs = x.f32(), ws = w.f32();
+        int oo = out.offset(), xo = x.offset(), wof = w.offset();
+        for (int bi = 0; bi < b; bi++) {
+            for (int oc = 0; oc < co; oc++) {
+                float bv = bias == null ? 0f : bias.f32()[bias.offset() + oc];
+                for (int oy = 0; oy < ho; oy++) {
+                    for (int ox = 0; ox < wo; ox++) {
+                        float sum = bv;
+                        for (int ic = 0; ic < ci; ic++) {
+                            for (int ky = 0; ky < k; ky++) {
+                                int iy = oy * stride + ky - padding;
+                                if (iy < 0 || iy >= h) continue;
+                                for (int kx = 0; kx < k; kx++) {
+                                    int ix = ox * stride + kx - padding;
+                                    if (ix < 0 || ix >= wd) continue;
+                                    sum += ws[wof + ((oc * ci + ic) * k + ky) * k + kx] * xs[xo + ((bi * ci + ic) * h + iy) * wd + ix];
+                                }
+                            }
+                        }
+                        o[oo + ((bi * co + oc) * ho + oy) * wo + ox] = sum;
+                    }
+                }
+            }
+        }
+    }
+
+    static void conv2dBackwardScalar(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
+                                     int stride, int padding) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
+        int ho = dout.dim(2), wo = dout.dim(3);
+        float[] g = dout.f32(), xs = x.f32(), ws = w.f32();
+        int go = dout.offset(), xo = x.offset(), wof = w.offset();
+        for (int bi = 0; bi < b; bi++) {
+            for (int oc = 0; oc < co; oc++) {
+                for (int oy = 0; oy < ho; oy++) {
+                    for (int ox = 0; ox < wo; ox++) {
+                        float gv = g[go + ((bi * co + oc) * ho + oy) * wo + ox];
+                        if (dbias != null) dbias.f32()[dbias.offset() + oc] += gv;
+                        for (int ic = 0; ic < ci; ic++) {
+                            for (int ky = 0; ky < k; ky++) {
+                                int iy = oy * stride + ky - padding;
+                                if (iy < 0 || iy >= h) continue;
+                                for (int kx = 0; kx < k; kx++) {
+                                    int ix = ox * stride + kx - padding;
+                                    if (ix < 0 || ix >= wd) continue;
+                                    int wi = ((oc * ci + ic) * k + ky) * k + kx;
+                                    int xi = ((bi * ci + ic) * h + iy) * wd + ix;
+                                    if (dw != null) dw.f32()[dw.offset() + wi] += gv * xs[xo + xi];
+                                    if (dx != null) dx.f32()[dx.offset() + xi] += gv * ws[wof + wi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- conv2d, im2col + Sgemm
+
+    /** col (Ci*K*K, Ho*Wo) from batch item x[bi]; zero where the window leaves the image. */
+    private static void im2col(ForkJoinPool pool, float[] col, float[] xs, int xOff, int ci, int h, int wd, int k,
+                               int stride, int padding, int ho, int wo) {
+        int hw = ho * wo;
+        Parallel.range(pool, ci * k * k, Math.max(1, GRAIN / Math.max(1, hw)), (from, to) -> {
+            for (int row = from; row < to; row++) {
+                int ic = row / (k * k), ky = (row / k) % k, kx = row % k;
+                int dst = row * hw;
+                for (int oy = 0; oy < ho; oy++) {
+                    int iy = oy * stride + ky - padding;
+                    for (int ox = 0; ox < wo; ox++) {
+                        int ix = ox * stride + kx - padding;
+                        col[dst + oy * wo + ox] = iy < 0 || iy >= h || ix < 0 || ix >= wd
+                                ? 0f : xs[xOff + (ic * h + iy) * wd + ix];
+                    }
+                }
+            }
+        });
+    }
+
+    /** dx[bi] += col2im(dcol); parallel over input channels, whose rows only touch their own plane. */
+    private static void col2imAdd(ForkJoinPool pool, float[] dcol, float[] dxs, int dxOff, int ci, int h, int wd, int k,
+                                  int stride, int padding, int ho, int wo) {
+        int hw = ho * wo;
+        Parallel.range(pool, ci, Math.max(1, GRAIN / Math.max(1, k * k * hw)), (from, to) -> {
+            for (int ic = from; ic < to; ic++) {
+                for (int ky = 0; ky < k; ky++) {
+                    for (int kx = 0; kx < k; kx++) {
+                        int src = ((ic * k + ky) * k + kx) * hw;
+                        for (int oy = 0; oy < ho; oy++) {
+                            int iy = oy * stride + ky - padding;
+                            if (iy < 0 || iy >= h) continue;
+                            for (int ox = 0; ox < wo; ox++) {
+                                int ix = ox * stride + kx - padding;
+                                if (ix >= 0 && ix < wd) dxs[dxOff + (ic * h + iy) * wd + ix] += dcol[src + oy * wo + ox];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    private static boolean isPointwise(int k, int stride, int padding) {
+        return k == 1 && stride == 1 && padding == 0;
+    }
+
+    static void conv2dForwardVector(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding, ForkJoinPool pool) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
+        int ho = out.dim(2), wo = out.dim(3), hw = ho * wo, ckk = ci * k * k;
+        float[] o = out.f32(), xs = x.f32();
+        boolean pointwise = isPointwise(k, stride, padding);
+        float[] col = pointwise ? null : new float[ckk * hw];
+        for (int bi = 0; bi < b; bi++) {
+            int xOff = x.offset() + bi * ci * h * wd, oOff = out.offset() + bi * co * hw;
+            float[] src = xs;
+            int srcOff = xOff;
+            if (!pointwise) {
+                im2col(pool, col, xs, xOff, ci, h, wd, k, stride, padding, ho, wo);
+                src = col;
+                srcOff = 0;
+            }
+            Sgemm.sgemm(false, false, co, hw, ckk, 1f, w.f32(), w.offset(), ckk, src, srcOff, hw, 0f, o, oOff, hw, pool);
+            if (bias != null) {
+                float[] bv = bias.f32();
+                int bo = bias.offset();
+                Parallel.range(pool, co, Math.max(1, GRAIN / Math.max(1, hw)), (from, to) -> {
+                    for (int oc = from; oc < to; oc++) {
+                        float v = bv[bo + oc];
+                        int p = oOff + oc * hw;
+                        for (int i = 0; i < hw; i++) o[p + i] += v;
+                    }
+                });
+            }
+        }
+    }
+
+    static void conv2dBackwardVector(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
+                                     int stride, int padding, ForkJoinPool pool) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
+        int ho = dout.dim(2), wo = dout.dim(3), hw = ho * wo, ckk = ci * k * k;
+        float[] g = dout.f32(), xs = x.f32();
+        boolean pointwise = isPointwise(k, stride, padding);
+        float[] col = pointwise || dw == null ? null : new float[ckk * hw];
+        float[] dcol = pointwise || dx == null ? null : new float[ckk * hw];
+        for (int bi = 0; bi < b; bi++) {
+            int xOff = x.offset() + bi * ci * h * wd, gOff = dout.offset() + bi * co * hw;
+            if (dw != null) {
+                float[] src = xs;
+                int srcOff = xOff;
+                if (!pointwise) {
+                    im2col(pool, col, xs, xOff, ci, h, wd, k, stride, padding, ho, wo);
+                    src = col;
+                    srcOff = 0;
+                }
+                Sgemm.sgemm(false, true, co, ckk, hw, 1f, g, gOff, hw, src, srcOff, hw, 1f, dw.f32(), dw.offset(), ckk, pool);
+            }
+            if (dx != null) {
+                int dxOff = dx.offset() + bi * ci * h * wd;
+                if (pointwise) {
+                    Sgemm.sgemm(true, false, ci, hw, co, 1f, w.f32(), w.offset(), ckk, g, gOff, hw, 1f, dx.f32(), dxOff, hw, pool);
+                } else {
+                    Sgemm.sgemm(true, false, ckk, hw, co, 1f, w.f32(), w.offset(), ckk, g, gOff, hw, 0f, dcol, 0, hw, pool);
+                    col2imAdd(pool, dcol, dx.f32(), dxOff, ci, h, wd, k, stride, padding, ho, wo);
+                }
+            }
+        }
+        if (dbias != null) {
+            float[] db = dbias.f32();
+            int dbo = dbias.offset();
+            Parallel.range(pool, co, Math.max(1, GRAIN / Math.max(1, b * hw)), (from, to) -> {
+                for (int oc = from; oc < to; oc++) {
+                    float sum = 0f;
+                    for (int bi = 0; bi < b; bi++) sum += Vec.sum(g, dout.offset() + (bi * co + oc) * hw, hw);
+                    db[dbo + oc] += sum;
+                }
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- ViT patch embedding
+
+    /** out (B, P, C) from x (B, Ci, H, W) and w (C, Ci, p, p): a stride-p conv without bias, patches row-major. */
+    static void patchEmbedForwardScalar(Tensor out, Tensor x, Tensor w) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
+        int gh = h / p, gw = wd / p, np = gh * gw;
+        float[] o = out.f32(), xs = x.f32(), ws = w.f32();
+        for (int bi = 0; bi < b; bi++) {
+            for (int pi = 0; pi < np; pi++) {
+                int py = pi / gw, px = pi % gw;
+                for (int oc = 0; oc < c; oc++) {
+                    float sum = 0f;
+                    for (int ic = 0; ic < ci; ic++) {
+                        for (int ky = 0; ky < p; ky++) {
+                            for (int kx = 0; kx < p; kx++) {
+                                sum += ws[w.offset() + ((oc * ci + ic) * p + ky) * p + kx]
+                                        * xs[x.offset() + ((bi * ci + ic) * h + py * p + ky) * wd + px * p + kx];
+                            }
+                        }
+                    }
+                    o[out.offset() + (bi * np + pi) * c + oc] = sum;
+                }
+            }
+        }
+    }
+
+    static void patchEmbedBackwardScalar(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
+        int gh = h / p, gw = wd / p, np = gh * gw;
+        float[] g = dout.f32(), xs = x.f32(), ws = w.f32();
+        for (int bi = 0; bi < b; bi++) {
+            for (int pi = 0; pi < np; pi++) {
+                int py = pi / gw, px = pi % gw;
+                for (int oc = 0; oc < c; oc++) {
+                    float gv = g[dout.offset() + (bi * np + pi) * c + oc];
+                    for (int ic = 0; ic < ci; ic++) {
+                        for (int ky = 0; ky < p; ky++) {
+                            for (int kx = 0; kx < p; kx++) {
+                                int wi = ((oc * ci + ic) * p + ky) * p + kx;
+                                int xi = ((bi * ci + ic) * h + py * p + ky) * wd + px * p + kx;
+                                if (dw != null) dw.f32()[dw.offset() + wi] += gv * xs[x.offset() + xi];
+                                if (dx != null) dx.f32()[dx.offset() + xi] += gv * ws[w.offset() + wi];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** patches (B*P, Ci*p*p), each row one patch flattened as (ci, ky, kx) to match w's layout. */
+    private static float[] patches(ForkJoinPool pool, Tensor x, int p) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), gw = wd / p, np = (h / p) * gw, cpp = ci * p * p;
+        float[] xs = x.f32(), out = new float[b * np * cpp];
+        int xo = x.offset();
+        Parallel.range(pool, b * np, Math.max(1, GRAIN / Math.max(1, cpp)), (from, to) -> {
+            for (int row = from; row < to; row++) {
+                int bi = row / np, pi = row % np, py = pi / gw, px = pi % gw;
+                for (int ic = 0; ic < ci; ic++) {
+                    for (int ky = 0; ky < p; ky++) {
+                        System.arraycopy(xs, xo + ((bi * ci + ic) * h + py * p + ky) * wd + px * p,
+                                out, row * cpp + (ic * p + ky) * p, p);
+                    }
+                }
+            }
+        });
+        return out;
+    }
+
+    static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, ForkJoinPool pool) {
+        int c = w.dim(0), p = w.dim(2), cpp = w.dim(1) * p * p, rows = out.dim(0) * out.dim(1);
+        float[] patches = patches(pool, x, p);
+        Sgemm.sgemm(false, true, rows, c, cpp, 1f, patches, 0, cpp, w.f32(), w.offset(), cpp, 0f, out.f32(), out.offset(), c, pool);
+    }
+
+    static void patchEmbedBackwardVector(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, ForkJoinPool pool) {
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
+        int gw = wd / p, np = (h / p) * gw, cpp = ci * p * p, rows = b * np;
+        if (dw != null) {
+            float[] patches = patches(pool, x, p);
+            Sgemm.sgemm(true, false, c, cpp, rows, 1f, dout.f32(), dout.offset(), c, patches, 0, cpp, 1f,
+                    dw.f32(), dw.offset(), cpp, pool);
+        }
+        if (dx != null) {
+            float[] dpatches = new float[rows * cpp];
+            Sgemm.sgemm(false, false, rows, cpp, c, 1f, dout.f32(), dout.offset(), c, w.f32(), w.offset(), cpp, 0f,
+                    dpatches, 0, cpp, pool);
+            float[] d = dx.f32();
+            int dxo = dx.offset();
+            Parallel.range(pool, rows, Math.max(1, GRAIN / Math.max(1, cpp)), (from, to) -> {
+                for (int row = from; row < to; row++) {
+                    int bi = row / np, pi = row % np, py = pi / gw, px = pi % gw;
+                    for (int ic = 0; ic < ci; ic++) {
+                        for (int ky = 0; ky < p; ky++) {
+                            Vec.axpy(1f, dpatches, row * cpp + (ic * p + ky) * p,
+                                    d, dxo + ((bi * ci + ic) * h + py * p + ky) * wd + px * p, p);
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- AvgPool2d(k), stride k
+
+    /** Parallel over (B*C) planes when pool != null. */
+    static void avgPool2dForward(ForkJoinPool pool, Tensor out, Tensor x, int k) {
+        int planes = x.dim(0) * x.dim(1), h = x.dim(2), wd = x.dim(3), ho = out.dim(2), wo = out.dim(3);
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset();
+        float inv = 1f / (k * k);
+        Parallel.range(pool, planes, Math.max(1, GRAIN / Math.max(1, h * wd)), (from, to) -> {
+            for (int pl = from; pl < to; pl++) {
+                for (int oy = 0; oy < ho; oy++) {
+                    for (int ox = 0; ox < wo; ox++) {
+                        float sum = 0f;
+                        for (int ky = 0; ky < k; ky++) {
+                            for (int kx = 0; kx < k; kx++) sum += xs[xo + (pl * h + oy * k + ky) * wd + ox * k + kx];
+                        }
+                        o[oo + (pl * ho + oy) * wo + ox] = sum * inv;
+                    }
+                }
+            }
+        });
+    }
+
+    static void avgPool2dBackward(ForkJoinPool pool, Tensor dx, Tensor dout, int k) {
+        int planes = dx.dim(0) * dx.dim(1), h = dx.dim(2), wd = dx.dim(3), ho = dout.dim(2), wo = dout.dim(3);
+        float[] d = dx.f32(), g = dout.f32();
+        int dxo = dx.offset(), go = dout.offset();
+        float inv = 1f / (k * k);
+        Parallel.range(pool, planes, Math.max(1, GRAIN / Math.max(1, h * wd)), (from, to) -> {
+            for (int pl = from; pl < to; pl++) {
+                for (int oy = 0; oy < ho; oy++) {
+                    for (int ox = 0; ox < wo; ox++) {
+                        float v = g[go + (pl * ho + oy) * wo + ox] * inv;
+                        for (int ky = 0; ky < k; ky++) {
+                            for (int kx = 0; kx < k; kx++) d[dxo + (pl * h + oy * k + ky) * wd + ox * k + kx] += v;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- transpose (B, M, N) -> (B, N, M)
+
+    static void transpose(ForkJoinPool pool, Tensor out, Tensor x, boolean accumulate) {
+        int b = x.rank() == 3 ? x.dim(0) : 1, m = x.dim(-2), n = x.dim(-1);
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset();
+        final int tile = 32; // cache blocking: a 32 x 32 tile of both sides stays in L1
+        int tilesM = (m + tile - 1) / tile;
+        Parallel.range(pool, b * tilesM, Math.max(1, GRAIN / Math.max(1, tile * n)), (from, to) -> {
+            for (int t = from; t < to; t++) {
+                int bi = t / tilesM, i0 = (t % tilesM) * tile, i1 = Math.min(m, i0 + tile);
+                int base = bi * m * n;
+                for (int j0 = 0; j0 < n; j0 += tile) {
+                    int j1 = Math.min(n, j0 + tile);
+                    for (int i = i0; i < i1; i++) {
+                        for (int j = j0; j < j1; j++) {
+                            int dst = oo + base + j * m + i;
+                            float v = xs[xo + base + i * n + j];
+                            o[dst] = accumulate ? o[dst] + v : v;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

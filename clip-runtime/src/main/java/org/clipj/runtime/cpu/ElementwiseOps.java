@@ -1,0 +1,311 @@
+package org.clipj.runtime.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+
+/**
+ * add, addScaled, scale, broadcastAdd, quickGELU, ReLU, softmax, cast, fill, copy. Arguments
+ * are checked by CpuBackend; here every tensor is CPU, contiguous, with matching sizes.
+ */
+final class ElementwiseOps {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
+    private static final int GRAIN = 1 << 14; // elements per parallel chunk
+    private static final float GELU_K = 1.702f;
+
+    private ElementwiseOps() {}
+
+    // ---------------------------------------------------------------- add
+
+    static void addScalar(Tensor out, Tensor a, Tensor b) {
+        float[] o = out.f32(), x = a.f32(), y = b.f32();
+        int oo = out.offset(), xo = a.offset(), yo = b.offset(), n = out.size();
+        for (int i = 0; i < n; i++) o[oo + i] = x[xo + i] + y[yo + i];
+    }
+
+    static void addVector(Tensor out, Tensor a, Tensor b, ForkJoinPool pool) {
+        float[] o = out.f32(), x = a.f32(), y = b.f32();
+        int oo = out.offset(), xo = a.offset(), yo = b.offset();
+        Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) {
+                FloatVector.fromArray(S, x, xo + i).add(FloatVector.fromArray(S, y, yo + i)).intoArray(o, oo + i);
+            }
+            for (; i < to; i++) o[oo + i] = x[xo + i] + y[yo + i];
+        });
+    }
+
+    // ---------------------------------------------------------------- addScaled, scale
+
+    static void addScaledScalar(Tensor dst, Tensor src, float alpha) {
+        float[] d = dst.f32(), s = src.f32();
+        int d0 = dst.offset(), s0 = src.offset(), n = dst.size();
+        for (int i = 0; i < n; i++) d[d0 + i] += alpha * s[s0 + i];
+    }
+
+    static void addScaledVector(Tensor dst, Tensor src, float alpha, ForkJoinPool pool) {
+        float[] d = dst.f32(), s = src.f32();
+        int d0 = dst.offset(), s0 = src.offset();
+        Parallel.range(pool, dst.size(), GRAIN, (from, to) -> Vec.axpy(alpha, s, s0 + from, d, d0 + from, to - from));
+    }
+
+    static void scaleScalar(Tensor t, float s) {
+        float[] x = t.f32();
+        int x0 = t.offset(), n = t.size();
+        for (int i = 0; i < n; i++) x[x0 + i] *= s;
+    }
+
+    static void scaleVector(Tensor t, float s, ForkJoinPool pool) {
+        float[] x = t.f32();
+        int x0 = t.offset();
+        Parallel.range(pool, t.size(), GRAIN, (from, to) -> Vec.scale(x, x0 + from, s, to - from));
+    }
+
+    // ---------------------------------------------------------------- broadcastAdd
+
+    static void broadcastAddScalar(Tensor out, Tensor x, Tensor b) {
+        float[] o = out.f32(), xs = x.f32(), bs = b.f32();
+        int oo = out.offset(), xo = x.offset(), bo = b.offset(), inner = b.size(), rows = out.size() / Math.max(1, inner);
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < inner; i++) o[oo + r * inner + i] = xs[xo + r * inner + i] + bs[bo + i];
+        }
+    }
+
+    static void broadcastAddVector(Tensor out, Tensor x, Tensor b, ForkJoinPool pool) {
+        float[] o = out.f32(), xs = x.f32(), bs = b.f32();
+        int oo = out.offset(), xo = x.offset(), bo = b.offset(), inner = b.size();
+        if (inner == 0) return;
+        int rows = out.size() / inner;
+        Parallel.range(pool, rows, Math.max(1, GRAIN / inner), (from, to) -> {
+            for (int r = from; r < to; r++) {
+                int ro = oo + r * inner, rx = xo + r * inner;
+                int i = 0, upper = S.loopBound(inner);
+                for (; i < upper; i += L) {
+                    FloatVector.fromArray(S, xs, rx + i).add(FloatVector.fromArray(S, bs, bo + i)).intoArray(o, ro + i);
+                }
+                for (; i < inner; i++) o[ro + i] = xs[rx + i] + bs[bo + i];
+            }
+        });
+    }
+
+    static void broadcastAddBackwardScalar(Tensor db, Tensor dout) {
+        float[] d = db.f32(), g = dout.f32();
+        int d0 = db.offset(), g0 = dout.offset(), inner = db.size(), rows = dout.size() / Math.max(1, inner);
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < inner; i++) d[d0 + i] += g[g0 + r * inner + i];
+        }
+    }
+
+    /** Parallel over column chunks of b: every chunk sums all rows of its columns (no shared writes). */
+    static void broadcastAddBackwardVector(Tensor db, Tensor dout, ForkJoinPool pool) {
+        float[] d = db.f32(), g = dout.f32();
+        int d0 = db.offset(), g0 = dout.offset(), inner = db.size();
+        if (inner == 0) return;
+        int rows = dout.size() / inner;
+        int grain = Math.max(L, GRAIN / Math.max(1, rows));
+        Parallel.range(pool, inner, grain, (from, to) -> {
+            for (int r = 0; r < rows; r++) Vec.axpy(1f, g, g0 + r * inner + from, d, d0 + from, to - from);
+        });
+    }
+
+    // ---------------------------------------------------------------- quickGELU: x * sigmoid(1.702 x)
+
+    static void quickGeluForwardScalar(Tensor out, Tensor x) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset(), n = out.size();
+        for (int i = 0; i < n; i++) {
+            float v = xs[xo + i];
+            o[oo + i] = v / (1f + (float) Math.exp(-GELU_K * v));
+        }
+    }
+
+    static void quickGeluForwardVector(Tensor out, Tensor x, ForkJoinPool pool) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset();
+        Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) {
+                FloatVector v = FloatVector.fromArray(S, xs, xo + i);
+                FloatVector e = v.mul(-GELU_K).lanewise(VectorOperators.EXP);
+                v.div(e.add(1f)).intoArray(o, oo + i);
+            }
+            for (; i < to; i++) {
+                float v = xs[xo + i];
+                o[oo + i] = v / (1f + (float) Math.exp(-GELU_K * v));
+            }
+        });
+    }
+
+    static void quickGeluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
+        float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
+        int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset(), n = dx.size();
+        for (int i = 0; i < n; i++) {
+            float v = xs[xo + i];
+            float s = 1f / (1f + (float) Math.exp(-GELU_K * v));
+            d[d0 + i] += g[g0 + i] * (s + GELU_K * v * s * (1f - s));
+        }
+    }
+
+    static void quickGeluBackwardVector(Tensor dx, Tensor dout, Tensor x, ForkJoinPool pool) {
+        float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
+        int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset();
+        Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) {
+                FloatVector v = FloatVector.fromArray(S, xs, xo + i);
+                FloatVector sig = FloatVector.broadcast(S, 1f).div(v.mul(-GELU_K).lanewise(VectorOperators.EXP).add(1f));
+                FloatVector local = v.mul(GELU_K).mul(sig).mul(sig.neg().add(1f)).add(sig);
+                FloatVector.fromArray(S, g, g0 + i).fma(local, FloatVector.fromArray(S, d, d0 + i)).intoArray(d, d0 + i);
+            }
+            for (; i < to; i++) {
+                float v = xs[xo + i];
+                float s = 1f / (1f + (float) Math.exp(-GELU_K * v));
+                d[d0 + i] += g[g0 + i] * (s + GELU_K * v * s * (1f - s));
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- ReLU
+
+    static void reluForwardScalar(Tensor out, Tensor x) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset(), n = out.size();
+        for (int i = 0; i < n; i++) o[oo + i] = Math.max(xs[xo + i], 0f);
+    }
+
+    static void reluForwardVector(Tensor out, Tensor x, ForkJoinPool pool) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset();
+        Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) FloatVector.fromArray(S, xs, xo + i).max(0f).intoArray(o, oo + i);
+            for (; i < to; i++) o[oo + i] = Math.max(xs[xo + i], 0f);
+        });
+    }
+
+    static void reluBackwardScalar(Tensor dx, Tensor dout, Tensor out) {
+        float[] d = dx.f32(), g = dout.f32(), y = out.f32();
+        int d0 = dx.offset(), g0 = dout.offset(), y0 = out.offset(), n = dx.size();
+        for (int i = 0; i < n; i++) {
+            if (y[y0 + i] > 0f) d[d0 + i] += g[g0 + i];
+        }
+    }
+
+    static void reluBackwardVector(Tensor dx, Tensor dout, Tensor out, ForkJoinPool pool) {
+        float[] d = dx.f32(), g = dout.f32(), y = out.f32();
+        int d0 = dx.offset(), g0 = dout.offset(), y0 = out.offset();
+        Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) {
+                var positive = FloatVector.fromArray(S, y, y0 + i).compare(VectorOperators.GT, 0f);
+                FloatVector.fromArray(S, d, d0 + i).add(FloatVector.fromArray(S, g, g0 + i), positive).intoArray(d, d0 + i);
+            }
+            for (; i < to; i++) {
+                if (y[y0 + i] > 0f) d[d0 + i] += g[g0 + i];
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- softmax over the last dim
+
+    static void softmaxScalar(Tensor out, Tensor x) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
+        for (int r = 0; r < rows; r++) {
+            int ro = oo + r * c, rx = xo + r * c;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < c; i++) max = Math.max(max, xs[rx + i]);
+            float sum = 0f;
+            for (int i = 0; i < c; i++) {
+                float e = (float) Math.exp(xs[rx + i] - max);
+                o[ro + i] = e;
+                sum += e;
+            }
+            float inv = 1f / sum;
+            for (int i = 0; i < c; i++) o[ro + i] *= inv;
+        }
+    }
+
+    static void softmaxVector(Tensor out, Tensor x, ForkJoinPool pool) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
+        if (c == 0) return;
+        Parallel.range(pool, rows, Math.max(1, GRAIN / c), (from, to) -> {
+            for (int r = from; r < to; r++) {
+                int ro = oo + r * c;
+                float max = Vec.max(xs, xo + r * c, c);
+                if (o != xs || ro != xo + r * c) System.arraycopy(xs, xo + r * c, o, ro, c);
+                float sum = Vec.expShiftSum(o, ro, max, c);
+                Vec.scale(o, ro, 1f / sum, c);
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- fill, copy, cast
+
+    static void fill(Tensor t, float value) {
+        int o = t.offset(), n = t.size();
+        switch (t.dtype()) {
+            case F32 -> java.util.Arrays.fill(t.f32(), o, o + n, value);
+            case F16 -> java.util.Arrays.fill(t.bits16(), o, o + n, DType.floatToF16(value));
+            case BF16 -> java.util.Arrays.fill(t.bits16(), o, o + n, DType.floatToBf16(value));
+            default -> throw new IllegalArgumentException("fill: needs a floating tensor, got " + t.dtype() + " " + t.shapeString());
+        }
+    }
+
+    static void copy(Tensor dst, Tensor src) {
+        int n = dst.size();
+        switch (dst.dtype()) {
+            case F32 -> System.arraycopy(src.f32(), src.offset(), dst.f32(), dst.offset(), n);
+            case F16, BF16 -> System.arraycopy(src.bits16(), src.offset(), dst.bits16(), dst.offset(), n);
+            case I32 -> System.arraycopy(src.i32(), src.offset(), dst.i32(), dst.offset(), n);
+            case I64 -> System.arraycopy(src.i64(), src.offset(), dst.i64(), dst.offset(), n);
+        }
+    }
+
+    /** Element-by-element conversion through F32; each conversion rounds to nearest even. */
+    static void castScalar(Tensor dst, Tensor src) {
+        if (dst.dtype() == src.dtype()) {
+            copy(dst, src);
+            return;
+        }
+        int n = dst.size(), d0 = dst.offset(), s0 = src.offset();
+        switch (dst.dtype()) {
+            case F32 -> {
+                float[] d = dst.f32();
+                short[] s = src.bits16();
+                boolean half = src.dtype() == DType.F16;
+                for (int i = 0; i < n; i++) d[d0 + i] = half ? DType.f16ToFloat(s[s0 + i]) : DType.bf16ToFloat(s[s0 + i]);
+            }
+            case F16, BF16 -> {
+                short[] d = dst.bits16();
+                boolean toHalf = dst.dtype() == DType.F16;
+                for (int i = 0; i < n; i++) {
+                    float f = switch (src.dtype()) {
+                        case F32 -> src.f32()[s0 + i];
+                        case F16 -> DType.f16ToFloat(src.bits16()[s0 + i]);
+                        default -> DType.bf16ToFloat(src.bits16()[s0 + i]);
+                    };
+                    d[d0 + i] = toHalf ? DType.floatToF16(f) : DType.floatToBf16(f);
+                }
+            }
+            default -> throw new IllegalArgumentException("cast: unsupported " + src.dtype() + " -> " + dst.dtype());
+        }
+    }
+
+    /** The same conversions, chunked over the pool. */
+    static void castParallel(Tensor dst, Tensor src, ForkJoinPool pool) {
+        if (dst.dtype() == src.dtype()) {
+            copy(dst, src);
+            return;
+        }
+        Tensor d = dst.reshape(dst.size()), s = src.reshape(src.size());
+        Parallel.range(pool, d.size(), GRAIN, (from, to) -> castScalar(d.slice(from, to), s.slice(from, to)));
+    }
+}

@@ -1,0 +1,75 @@
+package org.clipj.runtime.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+
+import org.clipj.runtime.Tensor;
+
+/**
+ * matmul and linear layers on top of {@link Sgemm}. The scalar reference path uses
+ * {@link Sgemm#sgemmReference} (a plain triple loop accumulating in double).
+ */
+final class MatmulOps {
+    private MatmulOps() {}
+
+    /** c = alpha op(a) op(b) + beta c for one row-major matrix product; pool == null: scalar reference. */
+    static void gemm(ForkJoinPool pool, boolean vector, boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+        if (vector) Sgemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, pool);
+        else Sgemm.sgemmReference(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /** c (batch, M, N) from a (batch, M, K) or (batch, K, M) and b (batch, K, N) or (batch, N, K); batch 1 for 2-D. */
+    static void matmul(ForkJoinPool pool, boolean vector, Tensor c, Tensor a, boolean transA, Tensor b, boolean transB,
+                       float alpha, float beta) {
+        int r = c.rank();
+        int batch = r == 3 ? c.dim(0) : 1;
+        int m = c.dim(-2), n = c.dim(-1);
+        int k = transA ? a.dim(-2) : a.dim(-1);
+        int lda = a.dim(-1), ldb = b.dim(-1);
+        float[] av = a.f32(), bv = b.f32(), cv = c.f32();
+        for (int i = 0; i < batch; i++) {
+            gemm(pool, vector, transA, transB, m, n, k, alpha,
+                    av, a.offset() + i * m * k, lda, bv, b.offset() + i * k * n, ldb,
+                    beta, cv, c.offset() + i * m * n, n);
+        }
+    }
+
+    /** out (N, O) = x (N, I) @ w (O, I)^T + bias (O). */
+    static void linearForward(ForkJoinPool pool, boolean vector, Tensor out, Tensor x, Tensor w, Tensor bias) {
+        int o = w.dim(0), in = w.dim(1), rows = Check.rows(x);
+        float[] ov = out.f32();
+        int oo = out.offset();
+        gemm(pool, vector, false, true, rows, o, in, 1f, x.f32(), x.offset(), in, w.f32(), w.offset(), in, 0f, ov, oo, o);
+        if (bias == null) return;
+        float[] bv = bias.f32();
+        int bo = bias.offset();
+        if (vector) {
+            Parallel.range(pool, rows, Math.max(1, 16384 / Math.max(1, o)), (from, to) -> {
+                for (int r = from; r < to; r++) Vec.axpy(1f, bv, bo, ov, oo + r * o, o);
+            });
+        } else {
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < o; j++) ov[oo + r * o + j] += bv[bo + j];
+            }
+        }
+    }
+
+    /** dx (N, I) += dout (N, O) @ w (O, I); dw (O, I) += dout^T @ x; dbias (O) += sum_rows(dout). */
+    static void linearBackward(ForkJoinPool pool, boolean vector, Tensor dx, Tensor dw, Tensor dbias, Tensor dout,
+                               Tensor x, Tensor w) {
+        int o = w.dim(0), in = w.dim(1), rows = Check.rows(dout);
+        float[] g = dout.f32();
+        int go = dout.offset();
+        if (dx != null) {
+            gemm(pool, vector, false, false, rows, in, o, 1f, g, go, o, w.f32(), w.offset(), in, 1f, dx.f32(), dx.offset(), in);
+        }
+        if (dw != null) {
+            gemm(pool, vector, true, false, o, in, rows, 1f, g, go, o, x.f32(), x.offset(), in, 1f, dw.f32(), dw.offset(), in);
+        }
+        if (dbias != null) {
+            Tensor flat = dout.reshape(rows, o);
+            if (vector) ElementwiseOps.broadcastAddBackwardVector(dbias, flat, pool);
+            else ElementwiseOps.broadcastAddBackwardScalar(dbias, flat);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+package org.clipj.runtime.cpu;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
+import java.util.concurrent.RecursiveAction;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Single-precision GEMM, row-major: C(m,n) = alpha * op(A) @ op(B) + beta * C.
+ * A is stored (m,k) with row stride lda, or (k,m) when transA; B is stored (k,n) with row
+ * stride ldb, or (n,k) when transB. beta == 0 ignores C's prior content (NaN included).
+ *
+ * Goto/BLIS structure: C is cut into tiles that run in parallel on the given pool; each tile
+ * walks NC column blocks and KC depth blocks, packs B (KC, NC) into NR-wide panels and A (MC, KC)
+ * into MR-row panels, and a register-blocked MR x NR micro-kernel (16 accumulators) does the FMAs.
+ * The micro-kernel reads row r of an A panel at a[aIdx + r * aRowStride + p], so a packed panel
+ * (row stride kc) and A in place (row stride lda) share it: when M is small (CLIP's batch-1 case)
+ * and A is not transposed, A is never packed. All inner-loop strides are constants or invariant
+ * row bases, which lets C2 hoist every bounds check out of the loop. Ragged edges go through
+ * zero-padded packed panels and masked stores.
+ */
+public final class Sgemm {
+
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
+    private static final int MR = 8;           // rows of the micro-tile (accumulator rows)
+    private static final int NR = 2 * L;       // columns of the micro-tile (two vectors)
+    private static final int KC = 256;         // depth block: an NR-wide B panel of KC rows stays in L1/L2
+    private static final int MC = 128;         // packed A block (MC, KC) stays in L2
+    private static final int NC = 512;         // packed B block (KC, NC) stays in L2
+    private static final int SMALL_M = 64;     // at or below: A is read in place, never packed
+    private static final long SERIAL_FLOPS = 1L << 21; // below this a single thread is faster
+
+    private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC]);
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
+    private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC * NC]);
+
+    private Sgemm() {}
+
+    public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                             float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                             float beta, float[] c, int cOff, int ldc, ForkJoinPool pool) {
+        checkArguments(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0f) {
+            scaleC(m, n, beta, c, cOff, ldc);
+            return;
+        }
+        Gemm g = new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        int threads = pool == null ? 1 : pool.getParallelism();
+        long flops = 2L * m * n * k;
+        if (threads <= 1 || flops < SERIAL_FLOPS) {
+            g.tile(0, m, 0, n);
+            return;
+        }
+        // Twice as many tiles as threads keeps both cores busy when the machine is shared; cut the
+        // longer side so the redundant packing (B per row tile, A per column tile) stays small.
+        int rowPanels = (m + MR - 1) / MR, colPanels = (n + NR - 1) / NR;
+        int target = 2 * threads;
+        int rowTiles = 1, colTiles = 1;
+        if (m <= SMALL_M || n >= 2 * m) colTiles = Math.min(target, colPanels);
+        else if (m >= 2 * n) rowTiles = Math.min(target, rowPanels);
+        else {
+            rowTiles = Math.min(2, rowPanels);
+            colTiles = Math.min(Math.max(1, target / rowTiles), colPanels);
+        }
+        List<RecursiveAction> tasks = new ArrayList<>(rowTiles * colTiles);
+        for (int ti = 0; ti < rowTiles; ti++) {
+            int i0 = split(rowPanels, rowTiles, ti) * MR, i1 = Math.min(m, split(rowPanels, rowTiles, ti + 1) * MR);
+            for (int tj = 0; tj < colTiles; tj++) {
+                int j0 = split(colPanels, colTiles, tj) * NR, j1 = Math.min(n, split(colPanels, colTiles, tj + 1) * NR);
+                if (i0 < i1 && j0 < j1) tasks.add(new RecursiveAction() {
+                    @Override protected void compute() { g.tile(i0, i1, j0, j1); }
+                });
+            }
+        }
+        if (tasks.size() == 1) tasks.get(0).invoke();
+        else pool.invoke(new RecursiveAction() {
+            @Override protected void compute() { ForkJoinTask.invokeAll(tasks); }
+        });
+    }
+
+    /** Plain triple loop accumulating in double: the test oracle. */
+    public static void sgemmReference(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                                      float beta, float[] c, int cOff, int ldc) {
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int p = 0; p < k; p++) {
+                    float av = transA ? a[aOff + p * lda + i] : a[aOff + i * lda + p];
+                    float bv = transB ? b[bOff + j * ldb + p] : b[bOff + p * ldb + j];
+                    sum += (double) av * bv;
+                }
+                int ci = cOff + i * ldc + j;
+                float prior = beta == 0f ? 0f : beta * c[ci];
+                c[ci] = (float) (alpha * sum) + prior;
+            }
+        }
+    }
+
+    /** First panel index of tile t when `panels` panels are shared among `tiles` tiles. */
+    private static int split(int panels, int tiles, int t) {
+        return (int) ((long) panels * t / tiles);
+    }
+
+    private static void checkArguments(boolean transA, boolean transB, int m, int n, int k,
+                                       float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                                       float[] c, int cOff, int ldc) {
+        if (m < 0 || n < 0 || k < 0) {
+            throw new IllegalArgumentException("sgemm: negative size m=" + m + " n=" + n + " k=" + k);
+        }
+        if (m == 0 || n == 0) return;
+        checkMatrix("C", c, cOff, ldc, m, n);
+        if (k == 0) return;
+        if (transA) checkMatrix("A", a, aOff, lda, k, m);
+        else checkMatrix("A", a, aOff, lda, m, k);
+        if (transB) checkMatrix("B", b, bOff, ldb, n, k);
+        else checkMatrix("B", b, bOff, ldb, k, n);
+    }
+
+    private static void checkMatrix(String name, float[] x, int off, int ld, int rows, int cols) {
+        long last = (long) off + (long) (rows - 1) * ld + cols - 1;
+        if (off < 0 || ld < cols || last >= x.length) {
+            throw new IllegalArgumentException("sgemm: " + name + " stored (" + rows + ", " + cols
+                    + ") with offset " + off + " and row stride " + ld + " does not fit an array of " + x.length);
+        }
+    }
+
+    /** C = beta * C, with beta == 0 clearing C (NaN included). */
+    private static void scaleC(int m, int n, float beta, float[] c, int cOff, int ldc) {
+        for (int i = 0; i < m; i++) {
+            int row = cOff + i * ldc;
+            for (int j = 0; j < n; j++) c[row + j] = beta == 0f ? 0f : beta * c[row + j];
+        }
+    }
+
+    /** One GEMM call; tile() computes the block C[i0:i1, j0:j1] and may run on any worker. */
+    private record Gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                        float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                        float beta, float[] c, int cOff, int ldc) {
+
+        void tile(int i0, int i1, int j0, int j1) {
+            boolean directA = m <= SMALL_M && !transA;   // then every row tile is the whole of m
+            float[] packA = PACK_A.get(), packB = PACK_B.get(), tile = TILE.get();
+            for (int jc = j0; jc < j1; jc += NC) {
+                int nc = Math.min(NC, j1 - jc);
+                for (int pc = 0; pc < k; pc += KC) {
+                    int kc = Math.min(KC, k - pc);
+                    float blockBeta = pc == 0 ? beta : 1f;   // later depth blocks accumulate
+                    packB(jc, nc, pc, kc, packB);
+                    for (int ic = i0; ic < i1; ic += MC) {
+                        int mc = Math.min(MC, i1 - ic);
+                        if (directA) packEdgeA(ic, mc, pc, kc, packA);
+                        else packA(ic, mc, pc, kc, packA);
+                        blockKernel(ic, mc, jc, nc, pc, kc, directA, packA, packB, tile, blockBeta);
+                    }
+                }
+            }
+        }
+
+        /**
+         * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over depth [pc, pc+kc). Panels of A
+         * come from packA (all of them, or only the ragged last one when directA), panels of B from
+         * packB. The B panel (kc, NR) is reused from L1 across the A panels of the block.
+         */
+        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, boolean directA,
+                                 float[] packA, float[] packB, float[] tile, float blockBeta) {
+            int fullRowPanels = mc / MR;
+            for (int jr = 0; jr < nc; jr += NR) {
+                int cols = Math.min(NR, nc - jr);
+                int bIdx = (jr / NR) * NR * kc;
+                for (int ir = 0; ir < mc; ir += MR) {
+                    int rows = Math.min(MR, mc - ir);
+                    float[] aSrc = packA;
+                    int aIdx = directA ? 0 : (ir / MR) * MR * kc, aRowStride = kc;
+                    if (directA && ir / MR < fullRowPanels) {
+                        aSrc = a; aIdx = aOff + (ic + ir) * lda + pc; aRowStride = lda;
+                    }
+                    microKernel(kc, aSrc, aIdx, aRowStride, packB, bIdx, tile,
+                            c, cOff + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, blockBeta);
+                }
+            }
+        }
+
+        /** Packs A[ic:ic+mc, pc:pc+kc] as MR-row panels, each (MR, kc) row-major, rows zero-padded. */
+        private void packA(int ic, int mc, int pc, int kc, float[] dst) {
+            for (int ir = 0; ir < mc; ir += MR) packAPanel(ic + ir, Math.min(MR, mc - ir), pc, kc, dst, (ir / MR) * MR * kc);
+        }
+
+        /** Packs only the ragged last row panel of A[ic:ic+mc] (if any) at dst[0]. */
+        private void packEdgeA(int ic, int mc, int pc, int kc, float[] dst) {
+            int rows = mc % MR;
+            if (rows != 0) packAPanel(ic + mc - rows, rows, pc, kc, dst, 0);
+        }
+
+        private void packAPanel(int i, int rows, int pc, int kc, float[] dst, int d) {
+            if (transA) {
+                for (int p = 0; p < kc; p++) {
+                    int src = aOff + (pc + p) * lda + i;
+                    for (int r = 0; r < rows; r++) dst[d + r * kc + p] = a[src + r];
+                }
+            } else {
+                for (int r = 0; r < rows; r++) System.arraycopy(a, aOff + (i + r) * lda + pc, dst, d + r * kc, kc);
+            }
+            Arrays.fill(dst, d + rows * kc, d + MR * kc, 0f);
+        }
+
+        /** Packs B[pc:pc+kc, jc:jc+nc] as NR-column panels, each (kc, NR) row-major, columns zero-padded. */
+        private void packB(int jc, int nc, int pc, int kc, float[] dst) {
+            for (int jr = 0; jr < nc; jr += NR) packBPanel(jc + jr, Math.min(NR, nc - jr), pc, kc, dst, (jr / NR) * NR * kc);
+        }
+
+        private void packBPanel(int j, int cols, int pc, int kc, float[] dst, int d) {
+            if (transB) {
+                for (int q = 0; q < cols; q++) {
+                    int src = bOff + (j + q) * ldb + pc;
+                    for (int p = 0; p < kc; p++) dst[d + p * NR + q] = b[src + p];
+                }
+                for (int q = cols; q < NR; q++) {
+                    for (int p = 0; p < kc; p++) dst[d + p * NR + q] = 0f;
+                }
+            } else if (cols == NR) {
+                for (int p = 0; p < kc; p++) {
+                    int src = bOff + (pc + p) * ldb + j, row = d + p * NR;
+                    FloatVector.fromArray(S, b, src).intoArray(dst, row);
+                    FloatVector.fromArray(S, b, src + L).intoArray(dst, row + L);
+                }
+            } else {
+                for (int p = 0; p < kc; p++) {
+                    int src = bOff + (pc + p) * ldb + j, row = d + p * NR;
+                    for (int q = 0; q < cols; q++) dst[row + q] = b[src + q];
+                    for (int q = cols; q < NR; q++) dst[row + q] = 0f;
+                }
+            }
+        }
+    }
+
+    /**
+     * The MR x NR register tile: acc(MR, NR) = sum over p of A[r, p] * B[p, :], with A[r, p] at
+     * a[aIdx + r * aRowStride + p] and B[p, :] at b[bIdx + p * NR] (a packed panel), then
+     * C[0:rows, 0:cols] = alpha * acc + blockBeta * C (C not read when blockBeta == 0).
+     */
+    private static void microKernel(int kc, float[] a, int aIdx, int aRowStride, float[] b, int bIdx, // tile: (MR, NR) scratch
+                                    float[] tile, float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+        FloatVector c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z;
+        int a0 = aIdx, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride;
+        int a4 = a3 + aRowStride, a5 = a4 + aRowStride, a6 = a5 + aRowStride, a7 = a6 + aRowStride;
+        for (int p = 0; p < kc; p++) {
+            int bp = bIdx + p * NR;
+            FloatVector b0 = FloatVector.fromArray(S, b, bp);
+            FloatVector b1 = FloatVector.fromArray(S, b, bp + L);
+            FloatVector av = FloatVector.broadcast(S, a[a0 + p]);
+            c00 = av.fma(b0, c00); c01 = av.fma(b1, c01);
+            av = FloatVector.broadcast(S, a[a1 + p]);
+            c10 = av.fma(b0, c10); c11 = av.fma(b1, c11);
+            av = FloatVector.broadcast(S, a[a2 + p]);
+            c20 = av.fma(b0, c20); c21 = av.fma(b1, c21);
+            av = FloatVector.broadcast(S, a[a3 + p]);
+            c30 = av.fma(b0, c30); c31 = av.fma(b1, c31);
+            av = FloatVector.broadcast(S, a[a4 + p]);
+            c40 = av.fma(b0, c40); c41 = av.fma(b1, c41);
+            av = FloatVector.broadcast(S, a[a5 + p]);
+            c50 = av.fma(b0, c50); c51 = av.fma(b1, c51);
+            av = FloatVector.broadcast(S, a[a6 + p]);
+            c60 = av.fma(b0, c60); c61 = av.fma(b1, c61);
+            av = FloatVector.broadcast(S, a[a7 + p]);
+            c70 = av.fma(b0, c70); c71 = av.fma(b1, c71);
+        }
+        // Spilling the tile to a scratch array keeps the accumulators unboxed: handing them to
+        // the C update directly makes C2 box them inside the loop.
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + L);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + L);
+        updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+    }
+
+    /** C[r, 0:cols] = alpha * tile[r, 0:cols] + blockBeta * C[r, 0:cols] for r < rows (C not read when blockBeta == 0). */
+    private static void updateC(float[] tile, float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+        for (int r = 0; r < rows; r++) {
+            int row = cIdx + r * ldc;
+            for (int j = 0; j < cols; j += L) {
+                VectorMask<Float> mask = S.indexInRange(j, cols);
+                FloatVector out = FloatVector.fromArray(S, tile, r * NR + j).mul(alpha);
+                if (blockBeta != 0f) out = FloatVector.fromArray(S, c, row + j, mask).fma(FloatVector.broadcast(S, blockBeta), out);
+                out.intoArray(c, row + j, mask);
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+package org.clipj.runtime;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.clipj.runtime.cpu.CpuBackend;
+import org.junit.jupiter.api.Test;
+
+class BackendsTest {
+
+    @Test
+    void cpuAndAutoGiveTheCpuBackend() {
+        try (Backend cpu = Backends.create("cpu"); Backend auto = Backends.create("AUTO")) {
+            assertEquals("cpu", cpu.name());
+            assertEquals(Device.CPU, auto.device());
+            assertTrue(cpu instanceof CpuBackend);
+        }
+    }
+
+    @Test
+    void cudaWithoutABackendIsAnErrorNotAFallback() {
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> Backends.create("cuda"));
+        assertTrue(e.getMessage().startsWith("CUDA backend not available: "), e.getMessage());
+        InvalidInputException u = assertThrows(InvalidInputException.class, () -> Backends.create("tpu"));
+        assertTrue(u.getMessage().contains("tpu"), u.getMessage());
+    }
+
+    @Test
+    void systemPropertySelects() {
+        String saved = System.getProperty("clip.backend");
+        try {
+            System.setProperty("clip.backend", "cpu");
+            try (Backend b = Backends.fromEnvironment()) {
+                assertEquals("cpu", b.name());
+            }
+            System.setProperty("clip.backend", "cuda");
+            assertThrows(InvalidInputException.class, Backends::fromEnvironment);
+        } finally {
+            if (saved == null) System.clearProperty("clip.backend");
+            else System.setProperty("clip.backend", saved);
+        }
+    }
+
+    @Test
+    void cpuBackendPropertiesAndPaths() {
+        try (CpuBackend scalar = new CpuBackend(1, false); CpuBackend fast = new CpuBackend(3, true)) {
+            assertEquals(3, fast.pool().getParallelism());
+            assertTrue(fast.vectorized());
+            assertTrue(scalar.description().contains("scalar"));
+            assertTrue(fast.description().contains("3 threads"), fast.description());
+        }
+        assertThrows(IllegalArgumentException.class, () -> new CpuBackend(0, true));
+    }
+}

@@ -1,0 +1,184 @@
+package org.clipj.runtime.cpu;
+
+import static org.clipj.runtime.cpu.OpTesting.FAST;
+import static org.clipj.runtime.cpu.OpTesting.SCALAR;
+import static org.clipj.runtime.cpu.OpTesting.assertClose;
+import static org.clipj.runtime.cpu.OpTesting.assertGradient;
+import static org.clipj.runtime.cpu.OpTesting.project;
+import static org.clipj.runtime.cpu.OpTesting.random;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.util.SplittableRandom;
+import java.util.function.DoubleSupplier;
+
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+import org.junit.jupiter.api.Test;
+
+/** Fused attention (packed qkv, causal or full) and attention pooling. */
+class AttentionOpsTest {
+
+    /** softmax(q k^T / sqrt(hd) + mask) v with the whole (T, T) matrix, in double: the definition. */
+    private static float[] naive(Tensor qkv, int heads, boolean causal, float[] lseOut) {
+        int b = qkv.dim(0), t = qkv.dim(1), c = qkv.dim(2) / 3, hd = c / heads;
+        float[] x = qkv.f32(), out = new float[b * t * c];
+        for (int bi = 0; bi < b; bi++) {
+            for (int h = 0; h < heads; h++) {
+                double[][] s = new double[t][t];
+                for (int i = 0; i < t; i++) {
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j < t; j++) {
+                        double dot = 0;
+                        for (int d = 0; d < hd; d++) {
+                            dot += (double) x[(bi * t + i) * 3 * c + h * hd + d] * x[(bi * t + j) * 3 * c + c + h * hd + d];
+                        }
+                        s[i][j] = causal && j > i ? Double.NEGATIVE_INFINITY : dot / Math.sqrt(hd);
+                        max = Math.max(max, s[i][j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j < t; j++) sum += Math.exp(s[i][j] - max);
+                    lseOut[(bi * heads + h) * t + i] = (float) (max + Math.log(sum));
+                    for (int d = 0; d < hd; d++) {
+                        double acc = 0;
+                        for (int j = 0; j < t; j++) acc += Math.exp(s[i][j] - max) / sum * x[(bi * t + j) * 3 * c + 2 * c + h * hd + d];
+                        out[(bi * t + i) * c + h * hd + d] = (float) acc;
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void forwardMatchesDefinition() {
+        SplittableRandom rng = new SplittableRandom(1);
+        for (boolean causal : new boolean[] {false, true}) {
+            Tensor qkv = random(rng, 2f, 2, 9, 3 * 2 * 8);
+            float[] lse = new float[2 * 2 * 9];
+            float[] expected = naive(qkv, 2, causal, lse);
+            for (Backend be : new Backend[] {SCALAR, FAST}) {
+                Tensor out = Tensor.zeros(DType.F32, 2, 9, 16), l = Tensor.zeros(DType.F32, 2, 2, 9);
+                be.attentionForward(out, l, qkv, 2, causal);
+                assertClose("attention causal=" + causal + " " + be.description(), expected, out.toFloatArray(), 1e-5, 1e-5);
+                assertClose("lse causal=" + causal, lse, l.toFloatArray(), 1e-5, 1e-5);
+            }
+        }
+    }
+
+    @Test
+    void fastMatchesScalar() {
+        SplittableRandom rng = new SplittableRandom(2);
+        // (B, T, heads, headDim): head dim 64 first, then others; T ragged.
+        int[][] cases = {{2, 1, 2, 64}, {1, 7, 2, 64}, {2, 50, 1, 64}, {1, 77, 12, 64}, {1, 197, 2, 64}, {1, 257, 1, 64},
+            {2, 65, 3, 32}, {1, 63, 2, 80}, {3, 5, 4, 7}};
+        for (int[] cs : cases) {
+            int b = cs[0], t = cs[1], heads = cs[2], c = heads * cs[3];
+            for (boolean causal : new boolean[] {false, true}) {
+                Tensor qkv = random(rng, 1f, b, t, 3 * c), g = random(rng, 1f, b, t, c);
+                Tensor[] r = new Tensor[6];
+                int n = 0;
+                for (Backend be : new Backend[] {SCALAR, FAST}) {
+                    Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+                    be.attentionForward(out, lse, qkv, heads, causal);
+                    Tensor dqkv = random(new SplittableRandom(3), 1f, b, t, 3 * c);
+                    be.attentionBackward(dqkv, g, qkv, out, lse, heads, causal);
+                    r[n++] = out;
+                    r[n++] = lse;
+                    r[n++] = dqkv;
+                }
+                String what = "attention " + java.util.Arrays.toString(cs) + " causal=" + causal;
+                assertClose(what + " out", r[0], r[3], 1e-5, 1e-5);
+                assertClose(what + " lse", r[1], r[4], 1e-5, 1e-5);
+                assertClose(what + " dqkv", r[2], r[5], 1e-5, 1e-5);
+            }
+        }
+    }
+
+    @Test
+    void gradientMatchesFiniteDifferences() {
+        SplittableRandom rng = new SplittableRandom(4);
+        for (boolean causal : new boolean[] {false, true}) {
+            Tensor qkv = random(rng, 1f, 2, 4, 3 * 2 * 3), proj = random(rng, 1f, 2, 4, 6);
+            Tensor out = Tensor.zeros(DType.F32, 2, 4, 6), lse = Tensor.zeros(DType.F32, 2, 2, 4);
+            for (Backend be : new Backend[] {SCALAR, FAST}) {
+                be.attentionForward(out, lse, qkv, 2, causal);
+                Tensor dqkv = Tensor.zeros(DType.F32, 2, 4, 18);
+                be.attentionBackward(dqkv, proj, qkv, out, lse, 2, causal);
+                DoubleSupplier loss = () -> {
+                    be.attentionForward(out, null, qkv, 2, causal);
+                    return project(out, proj);
+                };
+                assertGradient("attention dqkv causal=" + causal, qkv, dqkv, loss, 1e-3, 1e-2);
+            }
+        }
+    }
+
+    @Test
+    void poolFastMatchesScalarAndDefinition() {
+        SplittableRandom rng = new SplittableRandom(5);
+        int[][] cases = {{2, 50, 8, 64}, {1, 197, 2, 64}, {3, 7, 4, 5}};
+        for (int[] cs : cases) {
+            int b = cs[0], len = cs[1], heads = cs[2], c = heads * cs[3];
+            Tensor q = random(rng, 1f, b, c), k = random(rng, 1f, b, len, c), v = random(rng, 1f, b, len, c), g = random(rng, 1f, b, c);
+            Tensor[] r = new Tensor[10];
+            int n = 0;
+            for (Backend be : new Backend[] {SCALAR, FAST}) {
+                Tensor out = Tensor.zeros(DType.F32, b, c), lse = Tensor.zeros(DType.F32, b, heads);
+                be.attentionPoolForward(out, lse, q, k, v, heads);
+                Tensor dq = Tensor.zeros(DType.F32, b, c), dk = Tensor.zeros(DType.F32, b, len, c), dv = Tensor.zeros(DType.F32, b, len, c);
+                be.attentionPoolBackward(dq, dk, dv, g, q, k, v, out, lse, heads);
+                r[n++] = out;
+                r[n++] = lse;
+                r[n++] = dq;
+                r[n++] = dk;
+                r[n++] = dv;
+            }
+            for (int i = 0; i < 5; i++) assertClose("attentionPool " + java.util.Arrays.toString(cs) + " result " + i, r[i], r[i + 5], 1e-5, 1e-5);
+            // Definition: one query over L keys equals packed attention whose first row is that query.
+            Tensor qkv = Tensor.zeros(DType.F32, b, len, 3 * c);
+            for (int bi = 0; bi < b; bi++) {
+                for (int j = 0; j < len; j++) {
+                    int row = (bi * len + j) * 3 * c;
+                    if (j == 0) System.arraycopy(q.f32(), bi * c, qkv.f32(), row, c);
+                    System.arraycopy(k.f32(), (bi * len + j) * c, qkv.f32(), row + c, c);
+                    System.arraycopy(v.f32(), (bi * len + j) * c, qkv.f32(), row + 2 * c, c);
+                }
+            }
+            Tensor full = Tensor.zeros(DType.F32, b, len, c);
+            SCALAR.attentionForward(full, null, qkv, heads, false);
+            for (int bi = 0; bi < b; bi++) {
+                assertClose("attentionPool vs attention row 0", full.get(bi).get(0), r[0].get(bi), 1e-6, 1e-5);
+            }
+        }
+    }
+
+    @Test
+    void poolGradientsMatchFiniteDifferences() {
+        SplittableRandom rng = new SplittableRandom(6);
+        Tensor q = random(rng, 1f, 2, 6), k = random(rng, 1f, 2, 5, 6), v = random(rng, 1f, 2, 5, 6), proj = random(rng, 1f, 2, 6);
+        Tensor out = Tensor.zeros(DType.F32, 2, 6), lse = Tensor.zeros(DType.F32, 2, 3);
+        for (Backend be : new Backend[] {SCALAR, FAST}) {
+            be.attentionPoolForward(out, lse, q, k, v, 3);
+            Tensor dq = Tensor.zeros(DType.F32, 2, 6), dk = Tensor.zeros(DType.F32, 2, 5, 6), dv = Tensor.zeros(DType.F32, 2, 5, 6);
+            be.attentionPoolBackward(dq, dk, dv, proj, q, k, v, out, lse, 3);
+            DoubleSupplier loss = () -> {
+                be.attentionPoolForward(out, null, q, k, v, 3);
+                return project(out, proj);
+            };
+            assertGradient("attentionPool dq", q, dq, loss, 1e-3, 1e-2);
+            assertGradient("attentionPool dk", k, dk, loss, 1e-3, 1e-2);
+            assertGradient("attentionPool dv", v, dv, loss, 1e-3, 1e-2);
+        }
+    }
+
+    @Test
+    void badHeadsAndShapesAreRejected() {
+        Tensor qkv = Tensor.zeros(DType.F32, 1, 4, 12);
+        assertThrows(IllegalArgumentException.class, () -> FAST.attentionForward(Tensor.zeros(DType.F32, 1, 4, 4), null, qkv, 3, true));
+        assertThrows(IllegalArgumentException.class, () -> FAST.attentionForward(Tensor.zeros(DType.F32, 1, 4, 5), null, qkv, 2, true));
+        assertThrows(IllegalArgumentException.class,
+                () -> FAST.attentionBackward(Tensor.zeros(DType.F32, 1, 4, 12), Tensor.zeros(DType.F32, 1, 4, 4), qkv,
+                        Tensor.zeros(DType.F32, 1, 4, 4), null, 2, true));
+    }
+}

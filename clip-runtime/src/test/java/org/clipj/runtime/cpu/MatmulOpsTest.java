@@ -1,0 +1,104 @@
+package org.clipj.runtime.cpu;
+
+import static org.clipj.runtime.cpu.OpTesting.FAST;
+import static org.clipj.runtime.cpu.OpTesting.SCALAR;
+import static org.clipj.runtime.cpu.OpTesting.assertClose;
+import static org.clipj.runtime.cpu.OpTesting.assertGradient;
+import static org.clipj.runtime.cpu.OpTesting.project;
+import static org.clipj.runtime.cpu.OpTesting.random;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.SplittableRandom;
+
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+import org.junit.jupiter.api.Test;
+
+/** matmul and linear: Sgemm path vs the scalar reference, gradients vs finite differences. */
+class MatmulOpsTest {
+
+    @Test
+    void matmulMatchesScalarForTransposesAndBatches() {
+        SplittableRandom rng = new SplittableRandom(1);
+        int[][] shapes = {{1, 64, 7}, {7, 96, 50}, {50, 63, 65}, {77, 64, 197}, {65, 257, 96}};
+        for (int[] s : shapes) {
+            int m = s[0], n = s[1], k = s[2];
+            for (int batch : new int[] {0, 3}) {
+                for (int t = 0; t < 4; t++) {
+                    boolean ta = (t & 1) != 0, tb = (t & 2) != 0;
+                    Tensor a = batch == 0 ? random(rng, 1f, ta ? k : m, ta ? m : k) : random(rng, 1f, batch, ta ? k : m, ta ? m : k);
+                    Tensor b = batch == 0 ? random(rng, 1f, tb ? n : k, tb ? k : n) : random(rng, 1f, batch, tb ? n : k, tb ? k : n);
+                    Tensor c0 = batch == 0 ? random(rng, 1f, m, n) : random(rng, 1f, batch, m, n);
+                    Tensor expected = c0.copy(), actual = c0.copy();
+                    SCALAR.matmul(expected, a, ta, b, tb, 0.5f, 0.25f);
+                    FAST.matmul(actual, a, ta, b, tb, 0.5f, 0.25f);
+                    assertClose("matmul " + m + "x" + n + "x" + k + " batch " + batch + " ta " + ta + " tb " + tb,
+                            expected, actual, 1e-5, 1e-5);
+                }
+            }
+        }
+    }
+
+    @Test
+    void linearMatchesScalar() {
+        SplittableRandom rng = new SplittableRandom(2);
+        for (int rows : new int[] {1, 7, 50, 77, 257}) {
+            for (int[] io : new int[][] {{64, 96}, {96, 64}, {768, 64}}) {
+                int in = io[0], out = io[1];
+                Tensor x = random(rng, 1f, rows, in), w = random(rng, 0.1f, out, in), bias = random(rng, 1f, out);
+                Tensor g = random(rng, 1f, rows, out);
+                Tensor[] results = new Tensor[8];
+                int idx = 0;
+                for (Backend be : new Backend[] {SCALAR, FAST}) {
+                    Tensor y = Tensor.zeros(DType.F32, rows, out);
+                    be.linearForward(y, x, w, bias);
+                    Tensor dx = random(new SplittableRandom(4), 1f, rows, in), dw = Tensor.zeros(DType.F32, out, in);
+                    Tensor db = Tensor.zeros(DType.F32, out);
+                    be.linearBackward(dx, dw, db, g, x, w);
+                    results[idx++] = y;
+                    results[idx++] = dx;
+                    results[idx++] = dw;
+                    results[idx++] = db;
+                }
+                String what = "linear " + rows + " " + in + "->" + out;
+                assertClose(what + " out", results[0], results[4], 1e-5, 1e-5);
+                assertClose(what + " dx", results[1], results[5], 1e-5, 1e-5);
+                assertClose(what + " dw", results[2], results[6], 1e-5, 1e-5);
+                assertClose(what + " db", results[3], results[7], 1e-5, 1e-5);
+            }
+        }
+    }
+
+    @Test
+    void linearGradientsMatchFiniteDifferences() {
+        SplittableRandom rng = new SplittableRandom(3);
+        Tensor x = random(rng, 1f, 2, 3, 5), w = random(rng, 1f, 4, 5), bias = random(rng, 1f, 4);
+        Tensor proj = random(rng, 1f, 2, 3, 4), y = Tensor.zeros(DType.F32, 2, 3, 4);
+        for (Backend be : new Backend[] {SCALAR, FAST}) {
+            Tensor dx = Tensor.zeros(DType.F32, 2, 3, 5), dw = Tensor.zeros(DType.F32, 4, 5), db = Tensor.zeros(DType.F32, 4);
+            be.linearBackward(dx, dw, db, proj, x, w);
+            java.util.function.DoubleSupplier loss = () -> {
+                be.linearForward(y, x, w, bias);
+                return project(y, proj);
+            };
+            assertGradient("linear dx", x, dx, loss, 1e-2, 1e-3);
+            assertGradient("linear dw", w, dw, loss, 1e-2, 1e-3);
+            assertGradient("linear db", bias, db, loss, 1e-2, 1e-3);
+        }
+    }
+
+    @Test
+    void shapeMismatchNamesOpAndShapes() {
+        Tensor c = Tensor.zeros(DType.F32, 3, 4), a = Tensor.zeros(DType.F32, 3, 5), b = Tensor.zeros(DType.F32, 6, 4);
+        for (Backend be : new Backend[] {SCALAR, FAST}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.matmul(c, a, false, b, false, 1f, 0f));
+            assertTrue(e.getMessage().startsWith("matmul") && e.getMessage().contains("[3, 5]") && e.getMessage().contains("[6, 4]"),
+                    e.getMessage());
+            IllegalArgumentException l = assertThrows(IllegalArgumentException.class,
+                    () -> be.linearForward(c, a, Tensor.zeros(DType.F32, 4, 6), null));
+            assertTrue(l.getMessage().startsWith("linearForward") && l.getMessage().contains("[4, 6]"), l.getMessage());
+        }
+    }
+}

@@ -1,0 +1,80 @@
+package org.clipj.bench;
+
+import java.util.SplittableRandom;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.TimeUnit;
+
+import org.clipj.runtime.cpu.Sgemm;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Sgemm.sgemm: C(M,N) = A(M,K) @ B, with B stored (K,N), or (N,K) when transB (nn.Linear's
+ * weight layout). GFLOP/s = 2*M*N*K / time; scripts/bench gemm turns the times into rates.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MILLISECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+        "-Djava.awt.headless=true"})
+public class GemmBenchmark {
+
+    @Param({"1024x1024x1024", "50x2304x768", "50x768x768", "50x3072x768", "50x768x3072",
+            "400x2304x768", "77x1536x512", "616x2048x512"})
+    public String shape; // MxNxK
+
+    @Param({"false"})
+    public boolean transB;
+
+    @Param({"2"})
+    public int threads;
+
+    private int m, n, k;
+    private float[] a; // (M, K)
+    private float[] b; // (K, N), or (N, K) when transB
+    private float[] c; // (M, N)
+    private ForkJoinPool pool;
+
+    @Setup(Level.Trial)
+    public void setup() {
+        String[] dims = shape.split("x");
+        m = Integer.parseInt(dims[0]);
+        n = Integer.parseInt(dims[1]);
+        k = Integer.parseInt(dims[2]);
+        SplittableRandom rng = new SplittableRandom(42);
+        a = random(rng, m * k);
+        b = random(rng, k * n);
+        c = new float[m * n];
+        pool = new ForkJoinPool(threads);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        pool.shutdown();
+    }
+
+    @Benchmark
+    public float[] sgemm() {
+        Sgemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n, pool);
+        return c;
+    }
+
+    private static float[] random(SplittableRandom rng, int length) {
+        float[] x = new float[length];
+        for (int i = 0; i < length; i++) x[i] = (float) (rng.nextDouble() * 2 - 1);
+        return x;
+    }
+}

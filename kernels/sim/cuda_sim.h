@@ -1,0 +1,246 @@
+// cuda_sim.h: the CUDA device-side surface that clipj kernels use, emulated on the host so the
+// same .cu sources compile with g++ (-DCLIP_SIM -x c++) into libclipkernels_sim.so.
+//
+// Execution model (kernels/sim/sim_runtime.cpp): the blocks of a launch run one after another on
+// the launching OS thread; the threads of a block are cooperative fibers that switch only at
+// __syncthreads and at warp collectives (shuffles, votes, __syncwarp), in a fixed order, so every
+// run is deterministic. threadIdx/blockIdx/blockDim/gridDim are thread-locals that the scheduler
+// sets before it resumes a fiber. `__shared__` is a block-scope `thread_local` (implicitly static):
+// one copy per OS thread, which is one copy per block since blocks on a thread run one at a time.
+// `extern __shared__ T name[];` (dynamic shared memory) is rewritten by the build script
+// (kernels/build.sh) into a pointer to the launch's sharedBytes buffer.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <type_traits>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
+#define __restrict__ __restrict
+#define __shared__ thread_local
+#define __constant__
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define __grid_constant__
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+};
+struct float2 { float x, y; };
+struct float4 { float x, y, z, w; };
+struct int2 { int x, y; };
+struct int4 { int x, y, z, w; };
+static inline float2 make_float2(float x, float y) { return {x, y}; }
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+
+extern thread_local uint3 threadIdx;
+extern thread_local uint3 blockIdx;
+extern thread_local dim3 blockDim;
+extern thread_local dim3 gridDim;
+static constexpr int warpSize = 32;
+
+// ---- runtime entry points (sim_runtime.cpp); every one of them may switch fibers ----
+extern "C" {
+void clip_sim_syncthreads(void);
+// mode: 0 idx, 1 xor, 2 down, 3 up. Returns the partner lane's 64 bits.
+unsigned long long clip_sim_shfl(unsigned mask, unsigned long long bits, int mode, int arg, int width);
+// mode: 0 ballot, 1 any, 2 all, 3 syncwarp (result unused).
+unsigned clip_sim_vote(unsigned mask, int predicate, int mode);
+unsigned clip_sim_activemask(void);
+void* clip_sim_dynamic_shared(void);
+void clip_sim_trap(const char* why);
+}
+
+static inline void __syncthreads() { clip_sim_syncthreads(); }
+static inline int __syncthreads_count(int p) { __syncthreads(); return p; }
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { clip_sim_vote(mask, 1, 3); }
+static inline void __threadfence() {}
+static inline void __threadfence_block() {}
+static inline void __trap() { clip_sim_trap("__trap()"); }
+static inline unsigned __activemask() { return clip_sim_activemask(); }
+
+template <typename T>
+static inline T clip_sim_shfl_t(unsigned mask, T var, int mode, int arg, int width) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a type wider than 64 bits");
+    unsigned long long bits = 0;
+    memcpy(&bits, &var, sizeof(T));
+    bits = clip_sim_shfl(mask, bits, mode, arg, width);
+    T out;
+    memcpy(&out, &bits, sizeof(T));
+    return out;
+}
+template <typename T> static inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = 32) { return clip_sim_shfl_t(mask, var, 0, srcLane, width); }
+template <typename T> static inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = 32) { return clip_sim_shfl_t(mask, var, 1, laneMask, width); }
+template <typename T> static inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32) { return clip_sim_shfl_t(mask, var, 2, (int) delta, width); }
+template <typename T> static inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) { return clip_sim_shfl_t(mask, var, 3, (int) delta, width); }
+static inline unsigned __ballot_sync(unsigned mask, int p) { return clip_sim_vote(mask, p != 0, 0); }
+static inline int __any_sync(unsigned mask, int p) { return (int) clip_sim_vote(mask, p != 0, 1); }
+static inline int __all_sync(unsigned mask, int p) { return (int) clip_sim_vote(mask, p != 0, 2); }
+
+// ---- atomics: fibers never preempt each other and blocks run one at a time, so plain
+// read-modify-write is atomic here; the GCC builtins keep it so if blocks ever run in parallel. ----
+static inline float atomicAdd(float* a, float v) {
+    float old = *a;
+    *a = old + v;
+    return old;
+}
+static inline double atomicAdd(double* a, double v) {
+    double old = *a;
+    *a = old + v;
+    return old;
+}
+static inline int atomicAdd(int* a, int v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
+static inline unsigned atomicAdd(unsigned* a, unsigned v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
+static inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
+static inline int atomicSub(int* a, int v) { return __atomic_fetch_sub(a, v, __ATOMIC_RELAXED); }
+static inline unsigned atomicSub(unsigned* a, unsigned v) { return __atomic_fetch_sub(a, v, __ATOMIC_RELAXED); }
+template <typename T> static inline T clip_sim_atomic_max(T* a, T v) { T old = *a; if (v > old) *a = v; return old; }
+template <typename T> static inline T clip_sim_atomic_min(T* a, T v) { T old = *a; if (v < old) *a = v; return old; }
+static inline int atomicMax(int* a, int v) { return clip_sim_atomic_max(a, v); }
+static inline unsigned atomicMax(unsigned* a, unsigned v) { return clip_sim_atomic_max(a, v); }
+static inline unsigned long long atomicMax(unsigned long long* a, unsigned long long v) { return clip_sim_atomic_max(a, v); }
+static inline int atomicMin(int* a, int v) { return clip_sim_atomic_min(a, v); }
+static inline unsigned atomicMin(unsigned* a, unsigned v) { return clip_sim_atomic_min(a, v); }
+static inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v) { return clip_sim_atomic_min(a, v); }
+template <typename T> static inline T clip_sim_atomic_cas(T* a, T compare, T v) { T old = *a; if (old == compare) *a = v; return old; }
+static inline int atomicCAS(int* a, int c, int v) { return clip_sim_atomic_cas(a, c, v); }
+static inline unsigned atomicCAS(unsigned* a, unsigned c, unsigned v) { return clip_sim_atomic_cas(a, c, v); }
+static inline unsigned long long atomicCAS(unsigned long long* a, unsigned long long c, unsigned long long v) { return clip_sim_atomic_cas(a, c, v); }
+static inline int atomicExch(int* a, int v) { int old = *a; *a = v; return old; }
+static inline unsigned atomicExch(unsigned* a, unsigned v) { unsigned old = *a; *a = v; return old; }
+static inline float atomicExch(float* a, float v) { float old = *a; *a = v; return old; }
+
+// ---- fast-math intrinsics: the host versions (the GPU ones differ in the last bits) ----
+#ifndef __GLIBC__ // glibc already exports these as the plain float functions
+static inline float __expf(float x) { return expf(x); }
+static inline float __logf(float x) { return logf(x); }
+static inline float __log2f(float x) { return log2f(x); }
+static inline float __exp2f(float x) { return exp2f(x); }
+static inline float __powf(float x, float y) { return powf(x, y); }
+static inline float __sinf(float x) { return sinf(x); }
+static inline float __cosf(float x) { return cosf(x); }
+static inline float __tanhf(float x) { return tanhf(x); }
+#endif
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __frcp_rn(float x) { return 1.0f / x; }
+static inline float __fsqrt_rn(float x) { return sqrtf(x); }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+static inline float __int_as_float(int x) { float f; memcpy(&f, &x, 4); return f; }
+static inline int __float_as_int(float f) { int x; memcpy(&x, &f, 4); return x; }
+static inline float __uint_as_float(unsigned x) { float f; memcpy(&f, &x, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned x; memcpy(&x, &f, 4); return x; }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+static inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned) x); }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+static inline unsigned __brev(unsigned x) {
+    unsigned r = 0;
+    for (int i = 0; i < 32; i++) r |= ((x >> i) & 1u) << (31 - i);
+    return r;
+}
+template <typename T> static inline T __ldg(const T* p) { return *p; }
+
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+static inline long min(long a, long b) { return a < b ? a : b; }
+static inline long max(long a, long b) { return a > b ? a : b; }
+static inline long long min(long long a, long long b) { return a < b ? a : b; }
+static inline long long max(long long a, long long b) { return a > b ? a : b; }
+static inline unsigned long min(unsigned long a, unsigned long b) { return a < b ? a : b; }
+static inline unsigned long max(unsigned long a, unsigned long b) { return a > b ? a : b; }
+static inline float min(float a, float b) { return fminf(a, b); }
+static inline float max(float a, float b) { return fmaxf(a, b); }
+
+// ---- bf16 / f16: same bits as CUDA's types, conversions round to nearest even, bit-exact ----
+static inline unsigned short clip_sim_f32_to_bf16_bits(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short) ((u >> 16) | 0x40u); // NaN stays NaN (quiet)
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short) (u >> 16);
+}
+static inline float clip_sim_bf16_bits_to_f32(unsigned short b) { return __uint_as_float((unsigned) b << 16); }
+
+static inline unsigned short clip_sim_f32_to_f16_bits(float f) {
+    unsigned u = __float_as_uint(f);
+    unsigned sign = (u >> 16) & 0x8000u;
+    unsigned absu = u & 0x7fffffffu;
+    if (absu > 0x7f800000u) return (unsigned short) (sign | 0x7e00u | ((absu >> 13) & 0x3ffu)); // NaN
+    if (absu >= 0x477ff000u) return (unsigned short) (sign | 0x7c00u); // rounds to >= 65520: infinity
+    if (absu >= 0x38800000u) { // normal half
+        unsigned mant = absu & 0x7fffffu;
+        unsigned exp = (absu >> 23) - 112u;
+        unsigned h = (exp << 10) | (mant >> 13);
+        unsigned rest = mant & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+        return (unsigned short) (sign | h);
+    }
+    if (absu < 0x33000000u) return (unsigned short) sign; // below half the smallest subnormal: zero
+    // subnormal half: value = m * 2^-24 with m in [0, 1024]
+    unsigned exp = absu >> 23;
+    unsigned mant = (absu & 0x7fffffu) | 0x800000u;
+    unsigned shift = 126u - exp; // 14..24 for exp 112..102
+    unsigned h = mant >> shift;
+    unsigned rest = mant & ((1u << shift) - 1u);
+    unsigned half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (h & 1u))) h++;
+    return (unsigned short) (sign | h);
+}
+static inline float clip_sim_f16_bits_to_f32(unsigned short h) {
+    unsigned sign = ((unsigned) h & 0x8000u) << 16;
+    unsigned exp = ((unsigned) h >> 10) & 0x1fu;
+    unsigned mant = (unsigned) h & 0x3ffu;
+    if (exp == 0x1fu) return __uint_as_float(sign | 0x7f800000u | (mant << 13));
+    if (exp == 0) {
+        float v = (float) mant * 5.9604644775390625e-8f; // 2^-24, exact
+        return sign ? -v : v;
+    }
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+struct __nv_bfloat16 {
+    unsigned short __x;
+    __nv_bfloat16() = default;
+    __nv_bfloat16(float f) : __x(clip_sim_f32_to_bf16_bits(f)) {}
+    operator float() const { return clip_sim_bf16_bits_to_f32(__x); }
+};
+struct __half {
+    unsigned short __x;
+    __half() = default;
+    __half(float f) : __x(clip_sim_f32_to_f16_bits(f)) {}
+    operator float() const { return clip_sim_f16_bits_to_f32(__x); }
+};
+struct __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct __half2 { __half x, y; };
+typedef __nv_bfloat16 nv_bfloat16;
+typedef __nv_bfloat162 nv_bfloat162;
+
+static inline __nv_bfloat16 __float2bfloat16(float f) { __nv_bfloat16 b; b.__x = clip_sim_f32_to_bf16_bits(f); return b; }
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
+static inline float __bfloat162float(__nv_bfloat16 b) { return clip_sim_bf16_bits_to_f32(b.__x); }
+static inline __half __float2half(float f) { __half h; h.__x = clip_sim_f32_to_f16_bits(f); return h; }
+static inline __half __float2half_rn(float f) { return __float2half(f); }
+static inline float __half2float(__half h) { return clip_sim_f16_bits_to_f32(h.__x); }
+static inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16(a), __float2bfloat16(b)}; }
+static inline __nv_bfloat162 __float22bfloat162_rn(float2 v) { return __floats2bfloat162_rn(v.x, v.y); }
+static inline float2 __bfloat1622float2(__nv_bfloat162 v) { return {__bfloat162float(v.x), __bfloat162float(v.y)}; }
+static inline __half2 __floats2half2_rn(float a, float b) { return {__float2half(a), __float2half(b)}; }
+static inline __half2 __float22half2_rn(float2 v) { return __floats2half2_rn(v.x, v.y); }
+static inline float2 __half22float2(__half2 v) { return {__half2float(v.x), __half2float(v.y)}; }
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short x) { __nv_bfloat16 b; b.__x = x; return b; }
+static inline unsigned short __half_as_ushort(__half h) { return h.__x; }
+static inline __half __ushort_as_half(unsigned short x) { __half h; h.__x = x; return h; }

@@ -1,0 +1,56 @@
+// contrastive.cu: CLIP's symmetric contrastive loss forward, never materializing the N x N logits.
+//   S = exp(logScale[0]) * img (N, D) @ txt (N, D)^T
+//   loss = (mean_i(lse_j S_ij - S_ii) + mean_j(lse_i S_ij - S_jj)) / 2
+//   contrastive_forward_lse   lse (N), diag (N) for the rows of S = scale * a @ b^T: called with
+//                             (img, txt) for the row log-sum-exps and with (txt, img) for the columns.
+//                             One block per row of a: its 4 warps stream the rows of b (lanes over D,
+//                             coalesced) keeping a running (max, sum) each, merged at the end:
+//                             memory O(N), work O(N^2 D).
+//   contrastive_loss_forward  loss[0] = sum_i (lseRow_i + lseCol_i - 2 diag_i) / (2N), one block.
+// Launch: lse: grid N, block 128, dynamic shared D floats (the row of a); loss: grid 1, block 256.
+// Versions: v1 (this) row-streaming log-sum-exp, F32. Next: tensor-core tiles of S shared between the
+// row and column passes (one GEMM-like sweep instead of two).
+#include "../include/clip_common.cuh"
+
+extern "C" __global__ void contrastive_forward_lse(float* lse, float* diag, const float* a, const float* b, int n,
+                                                   int d, const float* logScale) {
+    extern __shared__ float ai[]; // (D)
+    __shared__ float warpM[32], warpL[32];
+    int i = blockIdx.x;
+    int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP, warps = blockDim.x / CLIP_WARP;
+    float scale = expf(logScale[0]);
+    for (int x = threadIdx.x; x < d; x += blockDim.x) ai[x] = a[(long)i * d + x] * scale;
+    __syncthreads();
+    float m = -INFINITY, l = 0.0f;
+    for (int j = warp; j < n; j += warps) {
+        float dot = 0.0f;
+        for (int x = lane; x < d; x += CLIP_WARP) dot += ai[x] * b[(long)j * d + x];
+        float s = warp_sum(dot);
+        if (j == i && lane == 0) diag[i] = s;
+        float newM = fmaxf(m, s);
+        l = l * expf(m - newM) + expf(s - newM);
+        m = newM;
+    }
+    if (lane == 0) {
+        warpM[warp] = m;
+        warpL[warp] = l;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float gm = -INFINITY;
+        for (int w = 0; w < warps; w++) gm = fmaxf(gm, warpM[w]);
+        float gl = 0.0f;
+        for (int w = 0; w < warps; w++)
+            if (warpL[w] > 0.0f) gl += warpL[w] * expf(warpM[w] - gm);
+        lse[i] = gm + logf(gl);
+    }
+}
+
+extern "C" __global__ void contrastive_loss_forward(float* loss, const float* lseRow, const float* lseCol,
+                                                    const float* diag, int n) {
+    __shared__ float scratch[32];
+    float acc = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) acc += (lseRow[i] - diag[i]) + (lseCol[i] - diag[i]);
+    acc = block_sum(acc, scratch);
+    if (threadIdx.x == 0) loss[0] = acc / (2.0f * n);
+}

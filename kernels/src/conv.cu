@@ -1,0 +1,56 @@
+// conv.cu: convolution as im2col + GEMM (the GEMM is cuBLASLt's), and average pooling.
+//   im2col_forward      col (B*Ho*Wo, Ci*K*K) from x (B, Ci, H, W): row (b, oy, ox), column (ci, ky, kx),
+//                       zero padding. With K = stride = patch and pad = 0 this is ViT's patchify, and
+//                       col @ w (C, Ci*p*p)^T is directly the patch embedding (B, P, C).
+//   conv_output_forward out (B, Co, Ho*Wo) = y (B, Ho*Wo, Co) transposed per image + bias (Co) (bias may be null)
+//   avgpool2d_forward   out (B*C, H/k, W/k) = mean of each k x k window of x (B*C, H, W), stride k
+// Launch: 1-D grid-stride over the output elements, 256 threads per block.
+// Versions: v1 (this) one thread per output element; reads of x are strided by the kernel window,
+// writes coalesced. Implicit GEMM (no col buffer) is the next step if ResNet convs dominate on GPU.
+#include "../include/clip_common.cuh"
+
+extern "C" __global__ void im2col_forward(float* col, const float* x, int b, int ci, int h, int w, int k, int stride,
+                                          int pad, int ho, int wo) {
+    long cols = (long)ci * k * k;
+    long n = (long)b * ho * wo * cols;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        long r = i / cols;
+        int cc = (int)(i - r * cols);
+        int ox = (int)(r % wo);
+        int oy = (int)((r / wo) % ho);
+        int bb = (int)(r / ((long)wo * ho));
+        int kx = cc % k;
+        int ky = (cc / k) % k;
+        int c = cc / (k * k);
+        int iy = oy * stride - pad + ky;
+        int ix = ox * stride - pad + kx;
+        bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+        col[i] = inside ? x[(((long)bb * ci + c) * h + iy) * w + ix] : 0.0f;
+    }
+}
+
+extern "C" __global__ void conv_output_forward(float* out, const float* y, const float* bias, int b, int co, int hw) {
+    long n = (long)b * co * hw;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        int p = (int)(i % hw);
+        int c = (int)((i / hw) % co);
+        long bb = i / ((long)hw * co);
+        out[i] = y[(bb * hw + p) * co + c] + (bias != nullptr ? bias[c] : 0.0f);
+    }
+}
+
+extern "C" __global__ void avgpool2d_forward(float* out, const float* x, int planes, int h, int w, int k) {
+    int ho = h / k, wo = w / k;
+    long n = (long)planes * ho * wo;
+    float inv = 1.0f / (k * k);
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        int ox = (int)(i % wo);
+        int oy = (int)((i / wo) % ho);
+        long p = i / ((long)wo * ho);
+        const float* src = x + (p * h + (long)oy * k) * w + (long)ox * k;
+        float sum = 0.0f;
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) sum += src[(long)ky * w + kx];
+        out[i] = sum * inv;
+    }
+}

@@ -1,0 +1,68 @@
+// elementwise.cu: pointwise ops over flat F32 buffers (and the F32 <-> BF16/F16 casts).
+//   fill_forward            x[i] = value
+//   add_forward             out[i] = a[i] + b[i]                  (out may alias a or b)
+//   add_scaled_forward      dst[i] += alpha * src[i]
+//   scale_forward           x[i] *= s
+//   broadcast_add_forward   out[r, j] = x[r, j] + b[j], x (R, M), b (M)  (linear bias, positional embedding)
+//   quickgelu_forward       out[i] = x * sigmoid(1.702 x)
+//   quickgelu_forward_bias  out[r, j] = g(x[r, j] + bias[j])     (the MLP's c_fc bias fused in)
+//   relu_forward            out[i] = max(x[i], 0)
+//   cast_forward_<from>_<to> F32 <-> BF16/F16, round to nearest even (__float2bfloat16 / __float2half)
+// Launch: 1-D grid-stride, 256 threads per block, grid = min(ceil(n / 256), 65535 * 4) blocks.
+// Versions: v1 (this) grid-stride scalar loops: memory-bound ops at one load+store per element,
+// coalesced; vectorized float4 loads are the next step once a GPU run shows these matter.
+#include "../include/clip_common.cuh"
+
+#define GRID_STRIDE(i, n) for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long)gridDim.x * blockDim.x)
+
+extern "C" __global__ void fill_forward(float* x, float value, long n) {
+    GRID_STRIDE(i, n) x[i] = value;
+}
+
+extern "C" __global__ void add_forward(float* out, const float* a, const float* b, long n) {
+    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void add_scaled_forward(float* dst, const float* src, float alpha, long n) {
+    GRID_STRIDE(i, n) dst[i] += alpha * src[i];
+}
+
+extern "C" __global__ void scale_forward(float* x, float s, long n) {
+    GRID_STRIDE(i, n) x[i] *= s;
+}
+
+extern "C" __global__ void broadcast_add_forward(float* out, const float* x, const float* b, long n, int m) {
+    GRID_STRIDE(i, n) out[i] = x[i] + b[i % m];
+}
+
+__device__ __forceinline__ float quickgelu(float x) {
+    return x / (1.0f + expf(-1.702f * x));
+}
+
+extern "C" __global__ void quickgelu_forward(float* out, const float* x, long n) {
+    GRID_STRIDE(i, n) out[i] = quickgelu(x[i]);
+}
+
+extern "C" __global__ void quickgelu_forward_bias(float* out, const float* x, const float* bias, long n, int m) {
+    GRID_STRIDE(i, n) out[i] = quickgelu(x[i] + bias[i % m]);
+}
+
+extern "C" __global__ void relu_forward(float* out, const float* x, long n) {
+    GRID_STRIDE(i, n) out[i] = fmaxf(x[i], 0.0f);
+}
+
+extern "C" __global__ void cast_forward_f32_bf16(bf16* out, const float* x, long n) {
+    GRID_STRIDE(i, n) out[i] = __float2bfloat16(x[i]);
+}
+
+extern "C" __global__ void cast_forward_bf16_f32(float* out, const bf16* x, long n) {
+    GRID_STRIDE(i, n) out[i] = __bfloat162float(x[i]);
+}
+
+extern "C" __global__ void cast_forward_f32_f16(f16* out, const float* x, long n) {
+    GRID_STRIDE(i, n) out[i] = __float2half(x[i]);
+}
+
+extern "C" __global__ void cast_forward_f16_f32(float* out, const f16* x, long n) {
+    GRID_STRIDE(i, n) out[i] = __half2float(x[i]);
+}

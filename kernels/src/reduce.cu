@@ -1,0 +1,31 @@
+// reduce.cu: whole-tensor reductions for training bookkeeping.
+//   sum_of_squares_forward  partial[block] = sum of x[i]^2 over the block's grid-stride share, in double
+//                           (the host adds the gridDim.x partials: global grad norm)
+//   nonfinite_forward       flag[0] = 1 when any x[i] is NaN or +-Inf (loss scaling); flag is zeroed by the host
+// Launch: 256 threads per block, grid <= 1024 blocks, grid-stride.
+// Versions: v1 (this) per-thread double accumulation, warp shuffles, one partial per block.
+#include "../include/clip_common.cuh"
+
+extern "C" __global__ void sum_of_squares_forward(double* partial, const float* x, long n) {
+    __shared__ double warpSums[32];
+    double acc = 0.0;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        double v = x[i];
+        acc += v * v;
+    }
+    for (int o = CLIP_WARP / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(CLIP_FULL_MASK, acc, o);
+    int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP;
+    if (lane == 0) warpSums[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int w = 0; w < (int)(blockDim.x / CLIP_WARP); w++) total += warpSums[w];
+        partial[blockIdx.x] = total;
+    }
+}
+
+extern "C" __global__ void nonfinite_forward(int* flag, const float* x, long n) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        if (!isfinite(x[i])) flag[0] = 1;
+    }
+}
