@@ -16,6 +16,9 @@ target="${2:-$here/target}"
 out="$classes/org/clipj/kernels"
 jobs="${CLIP_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 mkdir -p "$out" "$target"
+# Several builds of this tree may run at once (helpers, IDE, CI retries): one at a time per target dir.
+exec 9>"$target/.kernels-build.lock"
+flock 9
 rm -f "$out"/*.missing
 
 shopt -s nullglob
@@ -48,7 +51,9 @@ build_fatbin() {
         echo "fatbin not built: no kernels/src/*.cu" > "$out/clipkernels.fatbin.missing"; rm -f "$out/clipkernels.fatbin"; return
     fi
     # One translation unit: the shared headers first, then each .cu in its own namespace so file-local
-    # helpers of different files never collide (extern "C" kernels keep their plain names).
+    # helpers of different files never collide (extern "C" kernels keep their plain names; nvcc's warning
+    # 1556 about `extern __shared__` arrays declared in several namespaces is moot: they all name the
+    # block's dynamic shared memory).
     local unity="$target/fatbin/clipkernels_all.cu"
     mkdir -p "$target/fatbin"
     {
@@ -68,7 +73,7 @@ build_fatbin() {
     fi
     mv "$unity.tmp" "$unity"
     local start=$SECONDS
-    "$nvcc" -fatbin -std=c++17 -O3 --threads "$jobs" -Xptxas -v \
+    "$nvcc" -fatbin -std=c++17 -O3 --threads "$jobs" -Xptxas -v -diag-suppress 1556 \
         -gencode arch=compute_80,code=sm_80 \
         -gencode arch=compute_90a,code=sm_90a \
         -gencode arch=compute_90,code=compute_90 \
@@ -107,7 +112,7 @@ sim_build() {
         'u="$1"; shift; o="$0/$(basename "$u" .cpp).o"; "$@" -x c++ -c "$u" -o "$o"' "$gen/obj" {} g++ "${flags[@]}"
     local objs=()
     for u in "${units[@]}"; do objs+=("$gen/obj/$(basename "$u" .cpp).o"); done
-    g++ -shared -o "$so" "${objs[@]}" -lpthread
+    g++ -shared -Wl,-soname,"$(basename "$so")" -o "$so" "${objs[@]}" -lpthread
 }
 
 build_sim() {
@@ -117,7 +122,7 @@ build_sim() {
     fi
     local start=$SECONDS
     if [[ ${#sources[@]} -gt 0 ]]; then
-        if [[ -f "$out/libclipkernels_sim.so" && -z "$(find "$here/src" "$here/include" "$here/sim" "$here/build.sh" -newer "$out/libclipkernels_sim.so" -print -quit)" ]]; then
+        if [[ -f "$out/libclipkernels_sim.so" && -z "$(find "$here/src" "$here/include" "$here/sim" "$here/build.sh" -maxdepth 1 -newer "$out/libclipkernels_sim.so" -print -quit)" ]]; then
             echo "simulator up to date"
         else
             rm -rf "$target/sim-gen"
@@ -129,11 +134,16 @@ build_sim() {
         echo "simulator not built: no kernels/src/*.cu" > "$out/libclipkernels_sim.so.missing"
     fi
     local tests=("$here"/sim/test/*.cu)
+    command -v gcc >/dev/null 2>&1 || tests=()
     if [[ ${#tests[@]} -gt 0 ]]; then
         mkdir -p "$target/sim-test"
         if [[ ! -f "$target/sim-test/libclipkernels_simtest.so" || -n "$(find "$here/sim" "$here/include" "$here/build.sh" -newer "$target/sim-test/libclipkernels_simtest.so" -print -quit)" ]]; then
             rm -rf "$target/sim-test-gen"
             sim_build "$target/sim-test/libclipkernels_simtest.so" "$target/sim-test-gen" "${tests[@]}"
+            # A stand-in libcuda.so.1 over that library, to test the FFM driver binding without a GPU.
+            mkdir -p "$target/sim-test/fake-cuda"
+            gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -o "$target/sim-test/fake-cuda/libcuda.so.1" \
+                "$here/sim/test/fake_libcuda.c" "$target/sim-test/libclipkernels_simtest.so" -Wl,-rpath,'$ORIGIN/..'
         fi
     fi
 }

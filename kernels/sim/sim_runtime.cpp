@@ -197,15 +197,25 @@ void prepareFiber(Block* b, Fiber& f) {
 #endif
 }
 
-// Thread-private state kept across launches: fiber stacks are mapped once per OS thread.
-thread_local Block* tlPool = nullptr;
+// Thread-private state kept across launches: fiber stacks are mapped once per OS thread and
+// unmapped when the thread ends.
+struct Pool {
+    Block* block = nullptr;
+    ~Pool() {
+        if (block == nullptr) return;
+        for (Fiber& f : block->fibers)
+            if (f.stack != nullptr) munmap(f.stack, STACK_BYTES);
+        delete block;
+    }
+};
+thread_local Pool tlPool;
 
 Block* pool() {
-    if (tlPool == nullptr) {
-        tlPool = new Block();
-        tlPool->fibers.resize(MAX_THREADS);
+    if (tlPool.block == nullptr) {
+        tlPool.block = new Block();
+        tlPool.block->fibers.resize(MAX_THREADS);
     }
-    return tlPool;
+    return tlPool.block;
 }
 
 unsigned existingLanes(Block* b, int warp) {

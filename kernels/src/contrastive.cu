@@ -7,7 +7,13 @@
 //                             coalesced) keeping a running (max, sum) each, merged at the end:
 //                             memory O(N), work O(N^2 D).
 //   contrastive_loss_forward  loss[0] = sum_i (lseRow_i + lseCol_i - 2 diag_i) / (2N), one block.
-// Launch: lse: grid N, block 128, dynamic shared D floats (the row of a); loss: grid 1, block 256.
+//   contrastive_backward      recomputes S row by row (never stored): with
+//                             dS_ij = gradScale (softmax_row_ij + softmax_col_ij - 2 delta_ij) / (2N),
+//                             da_i += scale sum_j dS_ij b_j and dLogScale += sum_ij dS_ij S_ij. Called with
+//                             (img, txt, lseRow, lseCol) for dImg and with (txt, img, lseCol, lseRow) for dTxt
+//                             (dS is symmetric under that swap); dLogScale only in one of the two calls.
+// Launch: lse: grid N, block 128, dynamic shared D floats (the row of a); loss: grid 1, block 256;
+// backward: grid N, block 128, dynamic shared (1 + 4) * D floats (the row of a, one accumulator per warp).
 // Versions: v1 (this) row-streaming log-sum-exp, F32. Next: tensor-core tiles of S shared between the
 // row and column passes (one GEMM-like sweep instead of two).
 #include "../include/clip_common.cuh"
@@ -53,4 +59,41 @@ extern "C" __global__ void contrastive_loss_forward(float* loss, const float* ls
     for (int i = threadIdx.x; i < n; i += blockDim.x) acc += (lseRow[i] - diag[i]) + (lseCol[i] - diag[i]);
     acc = block_sum(acc, scratch);
     if (threadIdx.x == 0) loss[0] = acc / (2.0f * n);
+}
+
+extern "C" __global__ void contrastive_backward(float* da, float* dLogScale, const float* a, const float* b,
+                                                const float* lseRow, const float* lseCol, int n, int d,
+                                                const float* logScale, float gradScale) {
+    extern __shared__ float smem[];
+    __shared__ float warpDs[32];
+    int i = blockIdx.x;
+    int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP, warps = blockDim.x / CLIP_WARP;
+    float* ai = smem;                       // (D) row i of a, times scale
+    float* acc = smem + d + warp * d;       // (D) this warp's share of da_i
+    float scale = expf(logScale[0]);
+    for (int x = threadIdx.x; x < d; x += blockDim.x) ai[x] = a[(long)i * d + x] * scale;
+    for (int x = lane; x < d; x += CLIP_WARP) acc[x] = 0.0f;
+    __syncthreads();
+    float coef = gradScale / (2.0f * n);
+    float dsPartial = 0.0f;
+    for (int j = warp; j < n; j += warps) {
+        float dot = 0.0f;
+        for (int x = lane; x < d; x += CLIP_WARP) dot += ai[x] * b[(long)j * d + x];
+        float s = warp_sum(dot);
+        float g = coef * (expf(s - lseRow[i]) + expf(s - lseCol[j]) - (i == j ? 2.0f : 0.0f));
+        dsPartial += g * s;
+        for (int x = lane; x < d; x += CLIP_WARP) acc[x] += g * b[(long)j * d + x];
+    }
+    if (lane == 0) warpDs[warp] = dsPartial;
+    __syncthreads();
+    for (int x = threadIdx.x; x < d; x += blockDim.x) {
+        float sum = 0.0f;
+        for (int w = 0; w < warps; w++) sum += smem[d + w * d + x];
+        da[(long)i * d + x] += scale * sum;
+    }
+    if (dLogScale != nullptr && threadIdx.x == 0) {
+        float total = 0.0f;
+        for (int w = 0; w < warps; w++) total += warpDs[w];
+        atomicAdd(dLogScale, total);
+    }
 }

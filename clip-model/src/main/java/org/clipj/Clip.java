@@ -1,6 +1,5 @@
 package org.clipj;
 
-import org.clipj.image.ImageLoader;
 import org.clipj.image.Preprocess;
 import org.clipj.io.Checkpoint;
 import org.clipj.io.Checkpoints;
@@ -184,7 +183,7 @@ public final class Clip implements AutoCloseable {
             List<Future<float[]>> pixels = new ArrayList<>(count);
             for (int i = 0; i < count; i++) {
                 Path file = files.get(start + i);
-                pixels.add(decodePool.submit(() -> Preprocess.clip(ImageLoader.read(file), res)));
+                pixels.add(decodePool.submit(() -> Preprocess.clip(file, res)));
             }
             float[] batch = new float[count * 3 * res * res];
             for (int i = 0; i < count; i++) {

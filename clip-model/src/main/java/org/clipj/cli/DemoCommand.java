@@ -39,7 +39,7 @@ public final class DemoCommand extends CliCommand {
     @Option(names = "--out", defaultValue = "demo-out", description = "Output folder (default demo-out).")
     Path out;
 
-    @Option(names = "--steps", defaultValue = "400", description = "Training steps.")
+    @Option(names = "--steps", defaultValue = "1000", description = "Training steps (default 1000: about 5 minutes on 2 cores).")
     int steps;
 
     @Option(names = "--batch", defaultValue = "64", description = "Contrastive batch size.")

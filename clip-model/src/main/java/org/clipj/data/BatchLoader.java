@@ -3,6 +3,7 @@ package org.clipj.data;
 import org.clipj.runtime.InvalidInputException;
 
 import java.awt.image.BufferedImage;
+import java.io.IOException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
@@ -128,23 +129,22 @@ public final class BatchLoader implements AutoCloseable {
     }
 
     private Loaded load(int index, long position) {
+        float[] pixels;
         try {
             BufferedImage image = dataset.image(index);
             if (image == null) {
                 return new Loaded(index, null, null, dataset.source(index) + ": not a decodable image");
             }
-            float[] pixels = transform.apply(image, new SplittableRandom(seed * 0x9E3779B97F4A7C15L ^ position));
-            if (pixels.length != pixelsPerImage) {
-                throw new IllegalStateException("transform returned " + pixels.length + " floats, expected " + pixelsPerImage);
-            }
-            return new Loaded(index, pixels, dataset.caption(index), null);
-        } catch (java.io.IOException | RuntimeException e) {
-            if (e instanceof IllegalStateException) {
-                throw (IllegalStateException) e;
-            }
+            pixels = transform.apply(image, new SplittableRandom(seed * 0x9E3779B97F4A7C15L ^ position));
+        } catch (IOException | RuntimeException e) {
+            // decoders report corrupt data with assorted runtime exceptions; each one skips only this example
             String why = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
             return new Loaded(index, null, null, dataset.source(index) + ": " + why);
         }
+        if (pixels.length != pixelsPerImage) {
+            throw new IllegalStateException("transform returned " + pixels.length + " floats, expected " + pixelsPerImage);
+        }
+        return new Loaded(index, pixels, dataset.caption(index), null);
     }
 
     /** The next batch; skips unreadable examples (the batch is always full). */

@@ -2,6 +2,8 @@ package org.clipj.data;
 
 import java.awt.image.BufferedImage;
 import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
 
 /** Indexed (image, caption) pairs for contrastive training. */
 public interface ImageTextDataset {
@@ -17,8 +19,8 @@ public interface ImageTextDataset {
     String source(int i);
 
     /** Every caption in index order (for training a BPE vocabulary). */
-    default java.util.List<String> captions() {
-        java.util.List<String> out = new java.util.ArrayList<>(size());
+    default List<String> captions() {
+        List<String> out = new ArrayList<>(size());
         for (int i = 0; i < size(); i++) {
             out.add(caption(i));
         }

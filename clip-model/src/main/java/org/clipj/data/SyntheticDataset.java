@@ -20,21 +20,27 @@ import java.util.SplittableRandom;
  * textured grey background, drawn with Java2D, with a caption from one of several templates.
  * Example i is a pure function of (seed, i), so the data set is deterministic and needs no files.
  *
- * <p>Colour-shape pairs with {@code (shape - colour) mod 6 == 0} are held out of the TRAIN split
- * (each colour and each shape still appears in training, only those combinations never do);
- * the HELD_OUT split draws only them, for compositional zero-shot evaluation.
+ * <p>Colour-shape pairs of the six evaluation colours with {@code (shape - colour) mod 6 == 0} are
+ * held out of the TRAIN split (each colour and each shape still appears in training, only those
+ * combinations never do); the HELD_OUT split draws only them, for compositional zero-shot
+ * evaluation. TRAIN also draws a few extra colours with every shape: seeing each shape in many
+ * colours teaches the model to tell shape apart from colour.
  */
 public final class SyntheticDataset implements ImageTextDataset {
 
     public enum Split { TRAIN, HELD_OUT, ALL }
 
+    /** The evaluation colours (zero-shot labels). */
     public static final List<String> COLOURS = List.of("red", "green", "blue", "yellow", "purple", "orange");
+    /** Training-only colours, drawn with every shape. */
+    public static final List<String> EXTRA_COLOURS = List.of("pink", "cyan", "brown");
     public static final List<String> SHAPES = List.of("circle", "square", "triangle", "star", "cross", "diamond");
     public static final List<String> SIZES = List.of("small", "large");
     public static final List<String> POSITIONS = List.of("left", "right", "top", "bottom", "center");
     public static final List<String> BACKGROUNDS = List.of("plain", "striped", "dotted", "checkered");
     private static final int[][] RGB = {
-            {220, 30, 30}, {30, 170, 40}, {40, 70, 230}, {235, 220, 40}, {150, 40, 190}, {245, 140, 20}};
+            {220, 30, 30}, {30, 170, 40}, {40, 70, 230}, {235, 220, 40}, {150, 40, 190}, {245, 140, 20},
+            {250, 130, 200}, {40, 215, 225}, {125, 75, 30}};
     private static final String[] TEMPLATES = {
             "a %1$s %2$s %3$s.",
             "a photo of a %2$s %3$s.",
@@ -49,7 +55,7 @@ public final class SyntheticDataset implements ImageTextDataset {
     /** One example's attributes and caption. */
     public record Item(int colour, int shape, int size, int position, int background, String caption) {
         public String colourName() {
-            return COLOURS.get(colour);
+            return SyntheticDataset.colourName(colour);
         }
 
         public String shapeName() {
@@ -78,10 +84,15 @@ public final class SyntheticDataset implements ImageTextDataset {
         this.size = size;
         this.imageSize = imageSize;
         List<int[]> allowed = new ArrayList<>();
-        for (int c = 0; c < COLOURS.size(); c++) {
+        for (int c = 0; c < COLOURS.size() + EXTRA_COLOURS.size(); c++) {
             for (int s = 0; s < SHAPES.size(); s++) {
-                boolean heldOut = isHeldOut(c, s);
-                if (split == Split.ALL || (split == Split.HELD_OUT) == heldOut) {
+                boolean heldOut = c < COLOURS.size() && isHeldOut(c, s);
+                boolean wanted = switch (split) {
+                    case TRAIN -> !heldOut;
+                    case HELD_OUT -> heldOut;
+                    case ALL -> c < COLOURS.size();
+                };
+                if (wanted) {
                     allowed.add(new int[]{c, s});
                 }
             }
@@ -89,6 +100,12 @@ public final class SyntheticDataset implements ImageTextDataset {
         this.pairs = allowed.toArray(int[][]::new);
     }
 
+    /** The name of a colour index: evaluation colours first, then the training-only ones. */
+    public static String colourName(int colour) {
+        return colour < COLOURS.size() ? COLOURS.get(colour) : EXTRA_COLOURS.get(colour - COLOURS.size());
+    }
+
+    /** Whether an evaluation colour-shape pair is held out of training. */
     public static boolean isHeldOut(int colour, int shape) {
         return Math.floorMod(shape - colour, SHAPES.size()) == 0;
     }
@@ -128,7 +145,7 @@ public final class SyntheticDataset implements ImageTextDataset {
         int pos = r.nextInt(POSITIONS.size());
         int bg = r.nextInt(BACKGROUNDS.size());
         String template = TEMPLATES[r.nextInt(TEMPLATES.length)];
-        String caption = String.format(template, SIZES.get(sz), COLOURS.get(pair[0]), SHAPES.get(pair[1]),
+        String caption = String.format(template, SIZES.get(sz), colourName(pair[0]), SHAPES.get(pair[1]),
                 POSITIONS.get(pos), BACKGROUNDS.get(bg));
         return new Item(pair[0], pair[1], sz, pos, bg, caption);
     }
@@ -157,8 +174,13 @@ public final class SyntheticDataset implements ImageTextDataset {
             double[] centre = centre(it.position(), n, extent, r);
             int[] base = RGB[it.colour()];
             Color colour = new Color(jitter(base[0], r), jitter(base[1], r), jitter(base[2], r));
+            Shape outline = shape(it.shape(), centre[0], centre[1], extent, r.nextDouble() * 0.3 - 0.15);
             g.setColor(colour);
-            g.fill(shape(it.shape(), centre[0], centre[1], extent, r.nextDouble() * 0.3 - 0.15));
+            g.fill(outline);
+            // a dark border in every colour: the shape shows as the same luminance edge whatever its fill
+            g.setColor(new Color(25, 25, 25));
+            g.setStroke(new BasicStroke(Math.max(1f, n / 32f)));
+            g.draw(outline);
         } finally {
             g.dispose();
         }

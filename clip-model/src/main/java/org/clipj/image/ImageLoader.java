@@ -35,8 +35,14 @@ import java.util.Locale;
  * <p>{@link #readOriginal} keeps what CLIP's preprocessing needs to know about the PIL mode: palette
  * images stay indexed (PIL resizes them with NEAREST) and images with alpha come back as
  * TYPE_INT_ARGB (PIL resizes them premultiplied); see {@link Preprocess#clip}.
+ *
+ * <p>Like PIL (and CLIP), EXIF orientation is not applied. Images over PIL's decompression-bomb
+ * limit (178,956,970 pixels) are refused. CMYK/YCCK JPEGs are converted to RGB by TwelveMonkeys
+ * (ICC-based), where PIL would resize in CMYK and convert naively: close, not identical.
  */
 public final class ImageLoader {
+    /** PIL's DecompressionBombError threshold: twice Image.MAX_IMAGE_PIXELS. */
+    public static final long MAX_PIXELS = 2L * 89_478_485L;
     static {
         ImageIO.setUseCache(false);
         ImageIO.scanForPlugins();
@@ -94,6 +100,11 @@ public final class ImageLoader {
             try {
                 reader.setInput(in, true, false);
                 reader.addIIOReadWarningListener(listener);
+                long pixels = (long) reader.getWidth(0) * reader.getHeight(0);
+                if (pixels > MAX_PIXELS) {
+                    throw new InvalidInputException(name + ": image of " + reader.getWidth(0) + "x" + reader.getHeight(0)
+                            + " pixels exceeds the limit of " + MAX_PIXELS + " pixels");
+                }
                 BufferedImage decoded = reader.read(0);
                 for (String w : warnings) {
                     String lower = w.toLowerCase(Locale.ROOT);

@@ -6,6 +6,7 @@ import java.awt.image.BufferedImage;
 import java.awt.image.DataBufferInt;
 import java.awt.image.IndexColorModel;
 import java.awt.image.SinglePixelPackedSampleModel;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.random.RandomGenerator;
 
@@ -34,7 +35,15 @@ public final class Preprocess {
     private Preprocess() {
     }
 
-    /** (3, nPx, nPx) normalized CHW pixels, as clip._transform(nPx). */
+    /** clip._transform(nPx) of an image file, decoded with {@link ImageLoader#readOriginal} so alpha and palette images match PIL. */
+    public static float[] clip(Path file, int nPx) {
+        return clip(ImageLoader.readOriginal(file), nPx);
+    }
+
+    /**
+     * (3, nPx, nPx) normalized CHW pixels, as clip._transform(nPx) on the PIL image this one stands for:
+     * TYPE_INT_ARGB is resized premultiplied as PIL's RGBA, an indexed image with NEAREST as PIL's P.
+     */
     public static float[] clip(BufferedImage image, int nPx) {
         checkSize(image, nPx);
         int w = image.getWidth();

@@ -193,13 +193,26 @@ public final class ClipModel {
 
     /** pixels (B, 3, R, R) F32 -> (B, E) unnormalized image features; keeps no activations. */
     public Tensor encodeImage(Tensor pixels) {
-        Tensor x = checkPixels(pixels);
-        return vit != null ? vit.forward(x, null) : resnet.forward(x, null, false);
+        return encodeImage(pixels, false);
     }
 
-    /** tokens (B, T) I32 or I64, T <= context length -> (B, E) unnormalized text features. */
+    /**
+     * As {@link #encodeImage(Tensor)}; train = true runs a ResNet's BatchNorm on batch statistics
+     * and updates its running statistics (one thread only), as the forward of a training step does
+     * (the embedding pass of gradient caching). A ViT ignores the flag.
+     */
+    public Tensor encodeImage(Tensor pixels, boolean train) {
+        Tensor x = checkPixels(pixels);
+        return vit != null ? vit.forward(x, null) : resnet.forward(x, null, train);
+    }
+
+    /**
+     * tokens (B, T) I32 or I64, T <= context length -> (B, E) unnormalized text features. Runs only
+     * the positions up to the last EOT of the batch: under the causal mask nothing after a
+     * sequence's EOT reaches its EOT row, so the result is the full-length one.
+     */
     public Tensor encodeText(Tensor tokens) {
-        Tensor[] ids = checkTokens(tokens);
+        Tensor[] ids = checkTokens(tokens, true);
         return textTower.forward(ids[0], ids[1], null);
     }
 
@@ -214,11 +227,11 @@ public final class ClipModel {
         if (vit != null) {
             VisionTransformer.Cache cache = new VisionTransformer.Cache();
             vit.forward(x, cache);
-            return new ImageActivations(cache, null, train);
+            return new ImageActivations(cache, null);
         }
         ModifiedResNet.Cache cache = new ModifiedResNet.Cache();
         resnet.forward(x, cache, train);
-        return new ImageActivations(null, cache, train);
+        return new ImageActivations(null, cache);
     }
 
     /** Accumulates into the gradients the backward of the vision tower for dFeatures (B, E). */
@@ -231,9 +244,18 @@ public final class ClipModel {
         }
     }
 
-    /** Forward keeping the activations for {@link #backwardText}. */
+    /**
+     * Forward keeping the activations for {@link #backwardText}. Like {@link #encodeText} it runs
+     * only the positions up to the batch's last EOT: the loss sees nothing later, so every gradient
+     * is the full-length one (zero for the positions left out).
+     */
     public TextActivations forwardText(Tensor tokens) {
-        Tensor[] ids = checkTokens(tokens);
+        return forwardText(tokens, true);
+    }
+
+    /** As {@link #forwardText(Tensor)}; truncate = false keeps all T positions (to inspect activations). */
+    TextActivations forwardText(Tensor tokens, boolean truncate) {
+        Tensor[] ids = checkTokens(tokens, truncate);
         TextTransformer.Cache cache = new TextTransformer.Cache();
         textTower.forward(ids[0], ids[1], cache);
         return new TextActivations(cache);
@@ -264,8 +286,11 @@ public final class ClipModel {
         return pixels.device() == backend.device() ? pixels : backend.upload(pixels);
     }
 
-    /** Validates token ids on the host; returns {ids (B, T) I32, eotIndex (B) I32} on the backend. */
-    private Tensor[] checkTokens(Tensor tokens) {
+    /**
+     * Validates token ids on the host; returns {ids (B, T') I32, eotIndex (B) I32} on the backend,
+     * T' = T, or with {@code truncate} the positions up to the batch's last EOT.
+     */
+    private Tensor[] checkTokens(Tensor tokens, boolean truncate) {
         if (tokens.rank() != 2 || tokens.dim(0) == 0 || tokens.dim(1) == 0 || tokens.dim(1) > config.contextLength()) {
             throw new InvalidInputException("tokens have shape " + tokens.shapeString() + ", expected (B, T) with B >= 1"
                     + " and 1 <= T <= " + config.contextLength());
@@ -295,7 +320,21 @@ public final class ClipModel {
                 }
             }
         }
-        return new Tensor[]{backend.upload(Tensor.of(ids, b, t)), backend.upload(Tensor.of(eot, b))};
+        int keep = t;
+        if (truncate) {
+            keep = 0;
+            for (int e : eot) {
+                keep = Math.max(keep, e + 1);
+            }
+        }
+        int[] kept = ids;
+        if (keep < t) {
+            kept = new int[b * keep];
+            for (int i = 0; i < b; i++) {
+                System.arraycopy(ids, i * t, kept, i * keep, keep);
+            }
+        }
+        return new Tensor[]{backend.upload(Tensor.of(kept, b, keep)), backend.upload(Tensor.of(eot, b))};
     }
 
     private static void checkGradient(Tensor grad, Tensor features, String what) {

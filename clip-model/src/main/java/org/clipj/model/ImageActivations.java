@@ -13,13 +13,11 @@ import java.util.Map;
 public final class ImageActivations {
     final VisionTransformer.Cache vit;       // null for a ResNet
     final ModifiedResNet.Cache resnet;       // null for a ViT
-    final boolean train;
     private final Tensor features;           // (B, E) unnormalized
 
-    ImageActivations(VisionTransformer.Cache vit, ModifiedResNet.Cache resnet, boolean train) {
+    ImageActivations(VisionTransformer.Cache vit, ModifiedResNet.Cache resnet) {
         this.vit = vit;
         this.resnet = resnet;
-        this.train = train;
         this.features = vit != null ? vit.features : resnet.features;
     }
 

@@ -4,6 +4,7 @@ import org.clipj.runtime.InvalidInputException;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.io.OutputStreamWriter;
 import java.io.UncheckedIOException;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
@@ -68,7 +69,7 @@ public final class BpeTrainer {
             Path temp = Files.createTempFile(parent, file.getFileName().toString(), ".tmp");
             try {
                 try (OutputStream raw = Files.newOutputStream(temp);
-                     Writer out = new java.io.OutputStreamWriter(new GZIPOutputStream(raw), StandardCharsets.UTF_8)) {
+                     Writer out = new OutputStreamWriter(new GZIPOutputStream(raw), StandardCharsets.UTF_8)) {
                     out.write("#version: 0.2 - trained by clipj BpeTrainer, " + merges.size() + " merges\n");
                     for (String[] m : merges) {
                         out.write(m[0] + " " + m[1] + "\n");

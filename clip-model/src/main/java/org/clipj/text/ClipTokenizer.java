@@ -4,12 +4,15 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.clipj.runtime.InvalidInputException;
 
+import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -111,14 +114,22 @@ public final class ClipTokenizer {
             if (Files.isRegularFile(vocabJson) && Files.isRegularFile(mergesTxt)) {
                 return fromHuggingFace(vocabJson, mergesTxt);
             }
-            for (String name : new String[]{"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt",
-                    "vocab.bpe.txt.gz", "bpe.txt.gz"}) {
+            for (String name : new String[]{"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"}) {
                 if (Files.isRegularFile(path.resolve(name))) {
                     return load(path.resolve(name));
                 }
             }
-            throw new InvalidInputException(path + ": folder holds no tokenizer vocab (bpe_simple_vocab_16e6.txt.gz,"
-                    + " or vocab.json + merges.txt)");
+            List<Path> gz = new ArrayList<>();
+            try (DirectoryStream<Path> files = Files.newDirectoryStream(path, "*.txt.gz")) {
+                files.forEach(gz::add);
+            } catch (IOException e) {
+                throw new InvalidInputException(path + ": cannot list the folder: " + e.getMessage(), e);
+            }
+            if (gz.size() == 1) {
+                return load(gz.get(0));
+            }
+            throw new InvalidInputException(path + ": folder holds no single tokenizer vocab (bpe_simple_vocab_16e6.txt.gz,"
+                    + " one other *.txt.gz merges file, or vocab.json + merges.txt)");
         }
         String text = readText(path);
         // the reference: merges = lines[1 : 49152-256-2+1]; trained files are shorter and end with "\n"
@@ -144,7 +155,7 @@ public final class ClipTokenizer {
     public static ClipTokenizer fromHuggingFace(Path vocabJson, Path mergesTxt) {
         Map<String, Integer> encoder = new HashMap<>();
         try {
-            JsonNode root = new ObjectMapper().readTree(vocabJson.toFile());
+            JsonNode root = new ObjectMapper().readTree(Files.readAllBytes(vocabJson));
             if (root == null || !root.isObject()) {
                 throw new InvalidInputException(vocabJson + ": not a JSON object of token -> id");
             }
@@ -210,7 +221,7 @@ public final class ClipTokenizer {
         try (InputStream raw = Files.newInputStream(path)) {
             byte[] bytes = raw.readAllBytes();
             if (bytes.length >= 2 && (bytes[0] & 0xff) == 0x1f && (bytes[1] & 0xff) == 0x8b) {
-                try (InputStream gz = new GZIPInputStream(new java.io.ByteArrayInputStream(bytes))) {
+                try (InputStream gz = new GZIPInputStream(new ByteArrayInputStream(bytes))) {
                     bytes = gz.readAllBytes();
                 }
             }
@@ -322,7 +333,7 @@ public final class ClipTokenizer {
                     .onUnmappableCharacter(CodingErrorAction.REPLACE)
                     .decode(ByteBuffer.wrap(bytes.toByteArray())).toString();
             return text.replace(END_OF_WORD, " ");
-        } catch (java.nio.charset.CharacterCodingException e) {
+        } catch (CharacterCodingException e) {
             throw new IllegalStateException(e);   // cannot happen with REPLACE
         }
     }

@@ -71,26 +71,28 @@ public final class LossCurve {
             g.setFont(new Font(Font.SANS_SERIF, Font.BOLD, 14));
             g.drawString(title, LEFT, 24);
 
-            double alpha = 2.0 / (1 + Math.max(1, Math.min(50, entries.size() / 20)));
+            List<MetricsLog.Entry> finite = entries.stream().filter(e -> Double.isFinite(e.loss())).toList();
+            int half = Math.max(1, finite.size() / 100); // centred moving average: smooth without lag
+            double[] prefix = new double[finite.size() + 1];
+            for (int i = 0; i < finite.size(); i++) {
+                prefix[i + 1] = prefix[i] + finite.get(i).loss();
+            }
             Path2D raw = new Path2D.Double();
             Path2D smooth = new Path2D.Double();
-            double ema = Double.NaN;
-            boolean started = false;
-            for (MetricsLog.Entry e : entries) {
-                if (!Double.isFinite(e.loss())) {
-                    continue;
-                }
-                ema = Double.isNaN(ema) ? e.loss() : alpha * e.loss() + (1 - alpha) * ema;
+            for (int i = 0; i < finite.size(); i++) {
+                MetricsLog.Entry e = finite.get(i);
+                int lo = Math.max(0, i - half);
+                int hi = Math.min(finite.size(), i + half + 1);
+                double mean = (prefix[hi] - prefix[lo]) / (hi - lo);
                 double x = LEFT + plotW * (e.step() - minStep) / (maxStep - minStep);
                 double yRaw = TOP + plotH * (maxLoss - e.loss()) / (maxLoss - minLoss);
-                double ySmooth = TOP + plotH * (maxLoss - ema) / (maxLoss - minLoss);
-                if (started) {
-                    raw.lineTo(x, yRaw);
-                    smooth.lineTo(x, ySmooth);
-                } else {
+                double ySmooth = TOP + plotH * (maxLoss - mean) / (maxLoss - minLoss);
+                if (i == 0) {
                     raw.moveTo(x, yRaw);
                     smooth.moveTo(x, ySmooth);
-                    started = true;
+                } else {
+                    raw.lineTo(x, yRaw);
+                    smooth.lineTo(x, ySmooth);
                 }
             }
             g.setStroke(new BasicStroke(1f));

@@ -172,7 +172,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     /** One optimizer step over batch * accum examples. */
-    public StepResult step1() {
+    public StepResult trainStep() {
         long start = System.nanoTime();
         List<Tensor> pixels = new ArrayList<>(options.accum());
         List<Tensor> tokens = new ArrayList<>(options.accum());
@@ -210,7 +210,7 @@ public final class Trainer implements AutoCloseable {
     public List<StepResult> train(int untilStep) {
         List<StepResult> out = new ArrayList<>();
         while (step < Math.min(untilStep, options.steps())) {
-            out.add(step1());
+            out.add(trainStep());
         }
         return out;
     }

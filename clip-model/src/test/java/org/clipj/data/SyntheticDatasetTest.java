@@ -51,8 +51,8 @@ class SyntheticDatasetTest {
             shapes.add(it.shape());
             assertTrue(it.caption().contains(it.colourName()) && it.caption().contains(it.shapeName()), it.caption());
         }
-        assertEquals(30, trainLabels.size());
-        assertEquals(6, colours.size());
+        assertEquals(30 + 3 * 6, trainLabels.size(), "30 evaluation pairs and every shape in 3 extra colours");
+        assertEquals(9, colours.size());
         assertEquals(6, shapes.size());
         Set<String> heldLabels = new HashSet<>();
         for (int i = 0; i < held.size(); i++) {

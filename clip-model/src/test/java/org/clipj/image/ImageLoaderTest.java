@@ -18,6 +18,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Base64;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -118,6 +119,42 @@ class ImageLoaderTest {
         BufferedImage plain = new BufferedImage(2, 2, BufferedImage.TYPE_INT_RGB);
         plain.setRGB(1, 1, 0x123456);
         assertEquals(0x123456, rgb(ImageLoader.read(new ByteArrayInputStream(encode(plain, "bmp")), "x.bmp"), 1, 1));
+    }
+
+    /** CPython's Lib/test/test_email/data/python.webp (PSF licence): 16x16 lossy WebP with an alpha chunk (VP8X + ALPH). */
+    private static final String PYTHON_WEBP =
+            "UklGRqgBAABXRUJQVlA4WAoAAAAQAAAADwAADwAAQUxQSMMAAAABJ6KokSTleucYX+ffKpmImP90cY3gJjDi4Yt3MsjBEVyD" +
+            "KzDosHgVjnhRNcEIDAJPkqBqsFUZHNa2bUYvTsZ2PLbtd/uvKa4hov9J0f2PkPe6REkkGzolkTTzFG0Ox9PlFiD0CxS+kOGD" +
+            "txoynjaCfx0pfk52CPuInrOR75lzRugygtv4zEiy90UwfSD9NheMITJWLaXWayO8XeOlWRXVnIGk2W6WdYoYMQ+KqixQNPow" +
+            "gt+6a1BSKbUtz+lUFAoBAAAAVlA4IL4AAACQAgCdASoQABAAAwA0JbACdDBPCIUMfAMdCCz96AD+/XSg/QKbH4r3Q3ycN/bS" +
+            "DK/T/zVo4u6nvclvG/SqxWOuup+XhN9BojvaW+Tv+MvxvX/hr/o/5Qns9LtmX/+qKdl/yWznhuasl7nkxvSTI4xf3Y85VSB/" +
+            "lU/8Ofj/b9JrA+ifvIOYZm2x1RP/dhfmsf5diuSfR7+z+r/+HR3zEo/+XM/B+vkYw73Pzx+ROaAB/ZoBSzEs3rzZe6qsAAAA";
+
+    @Test
+    void webpDecodes() {
+        byte[] webp = Base64.getDecoder().decode(PYTHON_WEBP);
+        BufferedImage original = ImageLoader.readOriginal(webp, "python.webp");
+        assertEquals(BufferedImage.TYPE_INT_ARGB, original.getType());
+        BufferedImage rgb = ImageLoader.read(webp, "python.webp");
+        assertEquals(16, rgb.getWidth());
+        assertEquals(16, rgb.getHeight());
+        assertEquals(original.getRGB(8, 8) & 0xFFFFFF, rgb(rgb, 8, 8));
+        assertEquals(3 * 8 * 8, Preprocess.clip(original, 8).length);
+    }
+
+    @Test
+    void decompressionBombIsRefusedBeforeDecoding() {
+        // PNG signature + IHDR announcing 20000 x 10000 RGB; no pixel data is needed to refuse it
+        java.nio.ByteBuffer ihdr = java.nio.ByteBuffer.allocate(17).put("IHDR".getBytes())
+                .putInt(20000).putInt(10000).put((byte) 8).put((byte) 2).put((byte) 0).put((byte) 0).put((byte) 0);
+        java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+        crc.update(ihdr.array());
+        java.nio.ByteBuffer png = java.nio.ByteBuffer.allocate(8 + 4 + 17 + 4)
+                .put(new byte[]{(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'})
+                .putInt(13).put(ihdr.array()).putInt((int) crc.getValue());
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> ImageLoader.read(png.array(), "bomb.png"));
+        assertTrue(e.getMessage().contains("bomb.png") && e.getMessage().contains("exceeds"), e.getMessage());
     }
 
     @Test

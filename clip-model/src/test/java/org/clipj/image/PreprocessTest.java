@@ -48,7 +48,7 @@ class PreprocessTest {
             int nPx = key.substring(0, dot).equals("pixels") ? 224 : Integer.parseInt(key.substring(6, dot));
             String file = key.substring(dot + 1);
             float[] expected = e.getValue().toFloatArray();
-            float[] actual = Preprocess.clip(ImageLoader.readOriginal(images.resolve(file)), nPx);
+            float[] actual = Preprocess.clip(images.resolve(file), nPx);
             assertEquals(expected.length, actual.length, key);
             double max = 0;
             double sum = 0;

@@ -60,7 +60,7 @@ class ClipModelGoldenTest {
         Tensor text = GoldenData.get(golden, "input.text");
 
         ImageActivations ia = model.forwardImage(image, false);
-        TextActivations ta = model.forwardText(text);
+        TextActivations ta = model.forwardText(text, false);
         int acts = 0;
         for (Map<String, Tensor> m : java.util.List.of(ia.intermediates(), ta.intermediates())) {
             for (Map.Entry<String, Tensor> e : m.entrySet()) {
@@ -100,6 +100,7 @@ class ClipModelGoldenTest {
         backend.l2NormalizeForward(txt, txtNorms, ta.features());
         check(name + " train.logits", GoldenData.get(golden, "train.logits_per_image"), logits(model, ia.features(),
                 ta.features()), ACT_TOL);
+        check(name + " encodeImage(train)", ia.features(), model.encodeImage(image, true), ACT_TOL);
 
         Tensor dImg = backend.zeros(DType.F32, n, e);
         Tensor dTxt = backend.zeros(DType.F32, n, e);

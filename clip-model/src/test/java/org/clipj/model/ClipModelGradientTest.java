@@ -5,6 +5,7 @@ import org.clipj.runtime.Tensor;
 import org.clipj.runtime.cpu.CpuBackend;
 import org.junit.jupiter.api.Test;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.function.Supplier;
@@ -12,20 +13,77 @@ import java.util.function.Supplier;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The hand-written backward against central finite differences, per parameter tensor, on shapes the
- * golden models do not cover: ResNet stages of several blocks (identity shortcuts), multi-head
- * vision attention, text shorter than the context with the EOT at different positions.
- * Loss = sum(features * R) for a fixed random R, so dFeatures = R. Scalar backend: deterministic.
+ * The hand-written backward against central finite differences, per tensor, on what the golden
+ * models do not cover: Bottlenecks with an identity shortcut, multi-head vision attention, text
+ * shorter than the context with the EOT at different positions.
+ * Loss = sum(out * R) for a fixed random R, so dOut = R. Scalar backend: deterministic.
  */
 class ClipModelGradientTest {
     private final Backend backend = new CpuBackend(1, false);
 
     @Test
-    void resnetGradientsMatchFiniteDifferences() {
-        ClipConfig c = ClipConfig.resnet("fd-rn", 12, 64, 8, List.of(1, 1, 1, 1), 8, 40, 32, 1);
+    void bottleneckGradientsMatchFiniteDifferences() {
+        checkBottleneck(16, 4, 1);    // identity shortcut (the golden ResNet has none)
+        checkBottleneck(8, 4, 2);     // avg-pooled main path and downsample
+    }
+
+    @Test
+    void resnetWithSeveralBlocksPerStageBackpropagatesEverywhere() {
+        ClipConfig c = ClipConfig.resnet("rn-1211", 12, 32, 8, List.of(1, 2, 1, 1), 8, 40, 32, 1);
         ClipModel model = perturbed(ClipModel.initialize(c, 3, backend));
-        Tensor pixels = ClipModelTest.randomPixels(2, 64, 11);
-        checkImage(model, pixels);
+        Tensor pixels = ClipModelTest.randomPixels(3, 32, 11);
+        ImageActivations acts = model.forwardImage(pixels, true);
+        model.backwardImage(acts, Tensor.of(random(3 * 12, 2), 3, 12));
+        for (Parameter p : tower(model, true)) {
+            if (p.name().equals("visual.attnpool.k_proj.bias")) {
+                continue;   // exactly zero in theory: softmax ignores a shift shared by all keys
+            }
+            float m = GoldenData.maxAbs(p.grad().toFloatArray());
+            assertTrue(m > 0 && Float.isFinite(m), p.name() + " gradient max abs " + m);
+        }
+    }
+
+    /**
+     * One Bottleneck in train mode: the input gradient (the shortcut) and every parameter gradient.
+     * BatchNorm shifts of +5 and a positive input keep every ReLU input positive, so no kink lies
+     * inside the difference step and F32 differences are accurate (ReLU masks: the golden test).
+     */
+    private void checkBottleneck(int inplanes, int planes, int stride) {
+        List<TensorSpec> specs = new ArrayList<>();
+        Bottleneck.specs("b.", inplanes, planes, stride, specs);
+        TowerStorage storage = new TowerStorage(backend, specs);
+        SplittableRandom rng = new SplittableRandom(inplanes * 31L + stride);
+        for (TensorSpec spec : specs) {
+            Tensor t = storage.value(spec.name());
+            float[] a = t.f32();
+            for (int i = t.offset(); i < t.offset() + t.size(); i++) {
+                double g = rng.nextGaussian();
+                a[i] = (float) switch (spec.name().substring(spec.name().lastIndexOf('.') + 1)) {
+                    case "running_mean" -> 0;
+                    case "running_var" -> 1;
+                    case "bias" -> 5 + 0.1 * g;
+                    default -> spec.shape().length == 4 ? g / Math.sqrt(spec.shape()[1] * spec.shape()[2] * spec.shape()[3])
+                            : 1 + 0.1 * g;
+                };
+            }
+        }
+        Bottleneck block = new Bottleneck(backend, storage::value, "b.", inplanes, planes, stride);
+        Bottleneck grads = new Bottleneck(backend, storage::grad, "b.", inplanes, planes, stride);
+        int side = 4;
+        float[] pixels = random(4 * inplanes * side * side, 3);
+        for (int i = 0; i < pixels.length; i++) {
+            pixels[i] = 2 + 0.5f * pixels[i];
+        }
+        Tensor x = Tensor.of(pixels, 4, inplanes, side, side);
+        int outSide = side / stride;
+        float[] r = random(4 * planes * 4 * outSide * outSide, 4);
+        Bottleneck.Cache cache = new Bottleneck.Cache();
+        block.forward(x, cache, true);
+        Tensor dx = block.backward(Tensor.of(r, 4, planes * 4, outSide, outSide), cache, grads);
+        Supplier<Double> loss = () -> dot(block.forward(x, null, true), r);
+        List<Parameter> tensors = new ArrayList<>(storage.parameterList());
+        tensors.add(new Parameter("input", x, dx));
+        compare(tensors, loss, 1e-2);
     }
 
     @Test
@@ -39,7 +97,7 @@ class ClipModelGradientTest {
         model.zeroGrad();
         TextActivations acts = model.forwardText(tokens);
         model.backwardText(acts, Tensor.of(r, 2, c.embedDim()));
-        compare(model, "visual.", true, () -> dot(model.forwardText(tokens).features(), r));
+        compare(tower(model, false), () -> dot(model.forwardText(tokens).features(), r), 1e-2);
     }
 
     private void checkImage(ClipModel model, Tensor pixels) {
@@ -48,18 +106,20 @@ class ClipModelGradientTest {
         model.zeroGrad();
         ImageActivations acts = model.forwardImage(pixels, true);
         model.backwardImage(acts, Tensor.of(r, pixels.dim(0), e));
-        compare(model, "visual.", false, () -> dot(model.forwardImage(pixels, true).features(), r));
+        compare(tower(model, true), () -> dot(model.forwardImage(pixels, true).features(), r), 1e-2);
     }
 
-    /** For every parameter of one tower (names with/without the prefix), grad . v vs (L(p + hv) - L(p - hv)) / 2h. */
-    private static void compare(ClipModel model, String prefix, boolean exclude, Supplier<Double> loss) {
+    /** The parameters of the vision or the text tower (logit_scale belongs to neither forward). */
+    private static List<Parameter> tower(ClipModel model, boolean visual) {
+        return model.parameters().stream()
+                .filter(p -> p.name().startsWith("visual.") == visual && !p.name().equals("logit_scale")).toList();
+    }
+
+    /** Per tensor: grad . v against (L(p + hv) - L(p - hv)) / 2h for a random unit direction v. */
+    private static void compare(List<Parameter> tensors, Supplier<Double> loss, double h) {
         SplittableRandom rng = new SplittableRandom(5);
-        int checked = 0;
         double worst = 0;
-        for (Parameter p : model.parameters()) {
-            if (p.name().startsWith(prefix) == exclude || p.name().equals("logit_scale")) {
-                continue;
-            }
+        for (Parameter p : tensors) {
             float[] value = p.value().f32();
             int off = p.value().offset();
             int n = p.value().size();
@@ -76,20 +136,17 @@ class ClipModelGradientTest {
                 analytic += grad[i] * v[i];
             }
             float[] saved = java.util.Arrays.copyOfRange(value, off, off + n);
-            double h = Double.parseDouble(System.getProperty("fd.h", "1e-4"));
             for (int i = 0; i < n; i++) value[off + i] = (float) (saved[i] + h * v[i]);
             double plus = loss.get();
             for (int i = 0; i < n; i++) value[off + i] = (float) (saved[i] - h * v[i]);
             double minus = loss.get();
             System.arraycopy(saved, 0, value, off, n);
             double numeric = (plus - minus) / (2 * h);
-            double err = Math.abs(analytic - numeric) / (Math.max(Math.abs(analytic), Math.abs(numeric)) + 1e-2);
+            double err = Math.abs(analytic - numeric) / (Math.max(Math.abs(analytic), Math.abs(numeric)) + 5e-2);
             worst = Math.max(worst, err);
-            if (err >= 2e-2) System.out.println("FD " + p.name() + ": analytic " + analytic + " vs finite difference " + numeric);
-            checked++;
+            assertTrue(err < 2e-2, p.name() + ": analytic " + analytic + " vs finite difference " + numeric);
         }
-        assertTrue(checked > 0);
-        System.out.printf("finite differences: %d tensors, worst relative error %.2e%n", checked, worst);
+        System.out.printf("finite differences: %d tensors, worst relative error %.2e%n", tensors.size(), worst);
     }
 
     /** Moves every parameter off its initial value (zero-initialized gains would hide gradients). */

@@ -4,6 +4,7 @@ import java.lang.System.Logger.Level;
 import java.util.Locale;
 
 import org.clipj.runtime.cpu.CpuBackend;
+import org.clipj.runtime.cuda.CudaBackend;
 
 /**
  * Backend selection: {@code cpu}, {@code cuda} or {@code auto}. {@code auto} picks CUDA when it
@@ -12,7 +13,6 @@ import org.clipj.runtime.cpu.CpuBackend;
  */
 public final class Backends {
     private static final System.Logger LOG = System.getLogger(Backends.class.getName());
-    private static final String CUDA_MISSING = "this build of clip-runtime has no CUDA backend";
 
     private Backends() {}
 
@@ -34,12 +34,31 @@ public final class Backends {
         String key = name == null ? "" : name.trim().toLowerCase(Locale.ROOT);
         return switch (key) {
             case "cpu" -> log(new CpuBackend(), source);
-            case "cuda" -> throw new InvalidInputException("CUDA backend not available: " + CUDA_MISSING
-                    + " (backend 'cuda' " + source + ")");
-            case "auto" -> log(new CpuBackend(), source + "; auto chose cpu because " + CUDA_MISSING);
+            case "cuda" -> {
+                try {
+                    yield log(openCuda(), source);
+                } catch (RuntimeException e) {
+                    throw new InvalidInputException("CUDA backend not available: " + e.getMessage()
+                            + " (backend 'cuda' " + source + ")", e);
+                }
+            }
+            case "auto" -> {
+                Backend cuda;
+                try {
+                    cuda = openCuda();
+                } catch (RuntimeException e) {
+                    yield log(new CpuBackend(), source + "; auto chose cpu because CUDA cannot start: " + e.getMessage());
+                }
+                yield log(cuda, source + "; auto chose cuda: a driver, a GPU and the kernels are present");
+            }
             default -> throw new InvalidInputException("unknown backend '" + name + "' (" + source
                     + "): expected cpu, cuda or auto");
         };
+    }
+
+    /** CUDA through the driver binding of {@code clip.cuda.binding} (panama, jcuda or sim; default panama). */
+    private static Backend openCuda() {
+        return CudaBackend.open(System.getProperty("clip.cuda.binding", "panama"));
     }
 
     private static Backend log(Backend backend, String why) {

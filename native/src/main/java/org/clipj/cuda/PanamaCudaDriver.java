@@ -49,6 +49,12 @@ public final class PanamaCudaDriver implements CudaDriver {
         return LINKER.downcallHandle(symbol.get(), descriptor, options);
     }
 
+    /** The first of the names the driver exports (newer entry points first). */
+    private static MethodHandle fnAny(String name, String fallback, FunctionDescriptor descriptor) {
+        if (LIB != null && LIB.find(name).isPresent()) return fn(name, descriptor);
+        return fn(fallback, descriptor);
+    }
+
     private static FunctionDescriptor ints(java.lang.foreign.MemoryLayout... args) {
         return FunctionDescriptor.of(JAVA_INT, args);
     }
@@ -78,7 +84,7 @@ public final class PanamaCudaDriver implements CudaDriver {
     private static final MethodHandle cuEventCreate = fn("cuEventCreate", ints(ADDRESS, JAVA_INT));
     private static final MethodHandle cuEventRecord = fn("cuEventRecord", ints(JAVA_LONG, JAVA_LONG));
     private static final MethodHandle cuEventSynchronize = fn("cuEventSynchronize", ints(JAVA_LONG));
-    private static final MethodHandle cuEventElapsedTime = fn("cuEventElapsedTime_v2", ints(ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle cuEventElapsedTime = fnAny("cuEventElapsedTime_v2", "cuEventElapsedTime", ints(ADDRESS, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle cuEventDestroy = fn("cuEventDestroy_v2", ints(JAVA_LONG));
     private static final MethodHandle cuModuleLoadData = fn("cuModuleLoadData", ints(ADDRESS, ADDRESS));
     private static final MethodHandle cuModuleUnload = fn("cuModuleUnload", ints(JAVA_LONG));

@@ -1,6 +1,11 @@
 package org.clipj.runtime.cpu;
 
+import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 import org.clipj.runtime.Tensor;
 
@@ -14,6 +19,8 @@ import org.clipj.runtime.Tensor;
  */
 final class ContrastiveOps {
     static final int TILE = 128;
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
 
     private ContrastiveOps() {}
 
@@ -99,8 +106,8 @@ final class ContrastiveOps {
             float[] max = new float[TILE], sum = new float[TILE];
             for (int ti = from; ti < to; ti++) {
                 int i0 = ti * TILE, rows = Math.min(TILE, n - i0);
-                java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
-                java.util.Arrays.fill(sum, 0f);
+                Arrays.fill(max, Float.NEGATIVE_INFINITY);
+                Arrays.fill(sum, 0f);
                 for (int j0 = 0; j0 < n; j0 += TILE) {
                     int cols = Math.min(TILE, n - j0);
                     Sgemm.sgemm(false, true, rows, cols, d, s, x, xo + i0 * d, d, y, yo + j0 * d, d, 0f, tile, 0, cols, null);
@@ -134,19 +141,7 @@ final class ContrastiveOps {
                 for (int j0 = 0; j0 < n; j0 += TILE) {
                     int cols = Math.min(TILE, n - j0);
                     Sgemm.sgemm(false, true, rows, cols, d, s, x, xo + i0 * d, d, y, yo + j0 * d, d, 0f, tile, 0, cols, null);
-                    for (int r = 0; r < rows; r++) {
-                        int i = i0 + r;
-                        float lx = lseX[i];
-                        float rowDot = 0f;
-                        for (int k = 0; k < cols; k++) {
-                            int j = j0 + k;
-                            float l = tile[r * cols + k];
-                            float g = c * ((float) Math.exp(l - lx) + (float) Math.exp(l - lseY[j]) - (i == j ? 2f : 0f));
-                            rowDot += g * l;
-                            tile[r * cols + k] = g;
-                        }
-                        dScale += rowDot;
-                    }
+                    for (int r = 0; r < rows; r++) dScale += gradientRow(tile, r * cols, cols, i0 + r, j0, lseX[i0 + r], lseY, c);
                     if (dx != null) {
                         Sgemm.sgemm(false, false, rows, d, cols, s, tile, 0, cols, y, yo + j0 * d, d, 1f,
                                 dx.f32(), dx.offset() + i0 * d, d, null);
@@ -158,5 +153,36 @@ final class ContrastiveOps {
         double total = 0;
         for (double p : partial) total += p;
         return total;
+    }
+
+    /**
+     * Overwrites one tile row of logits L_ij (j = j0 .. j0 + cols) with G_ij; returns sum_j G_ij L_ij.
+     * A method of its own so that its vector loop is compiled normally, not only on-stack-replaced.
+     */
+    private static double gradientRow(float[] tile, int base, int cols, int i, int j0, float lx, float[] lseY, float c) {
+        int diag = i - j0;
+        boolean hasDiag = diag >= 0 && diag < cols;
+        float lDiag = hasDiag ? tile[base + diag] : 0f;
+        FloatVector vlx = FloatVector.broadcast(S, lx), acc = FloatVector.zero(S);
+        int k = 0, upper = S.loopBound(cols);
+        for (; k < upper; k += L) {
+            FloatVector l = FloatVector.fromArray(S, tile, base + k);
+            FloatVector ly = l.sub(FloatVector.fromArray(S, lseY, j0 + k)).lanewise(VectorOperators.EXP);
+            FloatVector g = l.sub(vlx).lanewise(VectorOperators.EXP).add(ly).mul(c);
+            acc = g.fma(l, acc);
+            g.intoArray(tile, base + k);
+        }
+        float rowDot = acc.reduceLanes(VectorOperators.ADD);
+        for (; k < cols; k++) {
+            float l = tile[base + k];
+            float g = c * ((float) Math.exp(l - lx) + (float) Math.exp(l - lseY[j0 + k]));
+            rowDot += g * l;
+            tile[base + k] = g;
+        }
+        if (hasDiag) { // the label term -2c on the diagonal
+            tile[base + diag] -= 2f * c;
+            rowDot -= 2f * c * lDiag;
+        }
+        return rowDot;
     }
 }

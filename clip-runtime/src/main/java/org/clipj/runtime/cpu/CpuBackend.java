@@ -458,7 +458,8 @@ public final class CpuBackend implements Backend {
         String op = "attentionForward";
         int c = checkAttention(op, qkv, lse, heads);
         Check.shape(op, "out", out, "qkv (B, T, 3C)", qkv, qkv.dim(0), qkv.dim(1), c);
-        AttentionOps.forward(vector ? pool : null, vector, out, lse, qkv, heads, causal);
+        if (vector) AttentionOps.forwardBlocked(pool, out, lse, qkv, heads, causal);
+        else AttentionOps.forwardScalar(out, lse, qkv, heads, causal);
     }
 
     @Override
@@ -469,7 +470,8 @@ public final class CpuBackend implements Backend {
         Check.sameShape(op, "dqkv", dqkv, "qkv", qkv);
         Check.shape(op, "out", out, "qkv (B, T, 3C)", qkv, qkv.dim(0), qkv.dim(1), c);
         Check.sameShape(op, "dout", dout, "out", out);
-        AttentionOps.backward(vector ? pool : null, vector, dqkv, dout, qkv, out, lse, heads, causal);
+        if (vector) AttentionOps.backwardBlocked(pool, dqkv, dout, qkv, out, lse, heads, causal);
+        else AttentionOps.backwardScalar(dqkv, dout, qkv, out, lse, heads, causal);
     }
 
     private static void checkPoolAttention(String op, Tensor q, Tensor k, Tensor v, Tensor lse, int heads) {
@@ -557,7 +559,9 @@ public final class CpuBackend implements Backend {
         Check.rank(op, "img", img, 2);
         Check.sameShape(op, "txt", txt, "img", img);
         Check.argument(op, img.dim(0) >= 1, "img " + img.shapeString() + " has no rows");
-        Check.shape(op, "logitScale", logitScale, "a scalar parameter like", logitScale, 1);
+        Check.f32(op, "logitScale", logitScale);
+        Check.argument(op, logitScale.numel() == 1 && logitScale.rank() == 1,
+                "logitScale must have shape [1], got " + logitScale.shapeString());
         if (dImg != null) Check.sameShape(op, "dImg", dImg, "img", img);
         if (dTxt != null) Check.sameShape(op, "dTxt", dTxt, "txt", txt);
         if (dLogitScale != null) Check.shape(op, "dLogitScale", dLogitScale, "logitScale", logitScale, 1);

@@ -1,5 +1,6 @@
 package org.clipj.runtime.cpu;
 
+import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.FloatVector;
@@ -252,9 +253,9 @@ final class ElementwiseOps {
     static void fill(Tensor t, float value) {
         int o = t.offset(), n = t.size();
         switch (t.dtype()) {
-            case F32 -> java.util.Arrays.fill(t.f32(), o, o + n, value);
-            case F16 -> java.util.Arrays.fill(t.bits16(), o, o + n, DType.floatToF16(value));
-            case BF16 -> java.util.Arrays.fill(t.bits16(), o, o + n, DType.floatToBf16(value));
+            case F32 -> Arrays.fill(t.f32(), o, o + n, value);
+            case F16 -> Arrays.fill(t.bits16(), o, o + n, DType.floatToF16(value));
+            case BF16 -> Arrays.fill(t.bits16(), o, o + n, DType.floatToBf16(value));
             default -> throw new IllegalArgumentException("fill: needs a floating tensor, got " + t.dtype() + " " + t.shapeString());
         }
     }

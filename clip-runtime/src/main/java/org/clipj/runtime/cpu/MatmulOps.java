@@ -11,7 +11,7 @@ import org.clipj.runtime.Tensor;
 final class MatmulOps {
     private MatmulOps() {}
 
-    /** c = alpha op(a) op(b) + beta c for one row-major matrix product; pool == null: scalar reference. */
+    /** c = alpha op(a) op(b) + beta c for one row-major matrix product; !vector: the scalar reference. */
     static void gemm(ForkJoinPool pool, boolean vector, boolean transA, boolean transB, int m, int n, int k, float alpha,
                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
         if (vector) Sgemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, pool);

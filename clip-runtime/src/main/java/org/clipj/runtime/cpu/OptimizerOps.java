@@ -16,6 +16,9 @@ final class OptimizerOps {
     private static final int L = S.length();
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
     private static final int GRAIN = 1 << 14;
+    // Reductions run in blocks through small methods: a long vector loop with a loop-carried
+    // accumulator inside a lambda only gets an OSR compilation, which keeps the vectors boxed.
+    private static final int BLOCK = 1 << 12;
 
     private OptimizerOps() {}
 
@@ -43,12 +46,14 @@ final class OptimizerOps {
         int po = param.offset(), go = grad.offset(), mo = m.offset(), vo = v.offset();
         for (int i = from; i < to; i++) {
             float gi = g[go + i] * gradScale;
-            float mi = ms[mo + i] + k.lerp * (gi - ms[mo + i]);
+            float mOld = ms[mo + i];
+            // torch's lerp: self + w (end - self) for w < 0.5, else end - (end - self)(1 - w)
+            float mi = k.lerp < 0.5f ? mOld + k.lerp * (gi - mOld) : gi - (gi - mOld) * (1f - k.lerp);
             float vi = vs[vo + i] * k.beta2 + k.oneMinusBeta2 * gi * gi;
             ms[mo + i] = mi;
             vs[vo + i] = vi;
             float denom = (float) Math.sqrt(vi) / k.bc2Sqrt + k.eps;
-            p[po + i] = p[po + i] * k.decay - k.stepSize * (mi / denom);
+            p[po + i] = p[po + i] * k.decay - k.stepSize * mi / denom; // addcdiv: (value * m) / denom
         }
     }
 
@@ -62,13 +67,13 @@ final class OptimizerOps {
             for (; i < upper; i += L) {
                 FloatVector gi = FloatVector.fromArray(S, g, go + i).mul(gradScale);
                 FloatVector mOld = FloatVector.fromArray(S, ms, mo + i);
-                FloatVector mi = mOld.add(gi.sub(mOld).mul(k.lerp));
-                FloatVector vi = FloatVector.fromArray(S, vs, vo + i).mul(k.beta2).add(gi.mul(gi).mul(k.oneMinusBeta2));
+                FloatVector mi = k.lerp < 0.5f ? mOld.add(gi.sub(mOld).mul(k.lerp)) : gi.sub(gi.sub(mOld).mul(1f - k.lerp));
+                FloatVector vi = FloatVector.fromArray(S, vs, vo + i).mul(k.beta2).add(gi.mul(k.oneMinusBeta2).mul(gi));
                 mi.intoArray(ms, mo + i);
                 vi.intoArray(vs, vo + i);
                 FloatVector denom = vi.lanewise(VectorOperators.SQRT).div(k.bc2Sqrt).add(k.eps);
                 FloatVector pi = FloatVector.fromArray(S, p, po + i).mul(k.decay);
-                pi.sub(mi.div(denom).mul(k.stepSize)).intoArray(p, po + i);
+                pi.sub(mi.mul(k.stepSize).div(denom)).intoArray(p, po + i);
             }
             adamwRange(param, grad, m, v, k, gradScale, i, to);
         });
@@ -97,17 +102,8 @@ final class OptimizerOps {
         int chunks = Parallel.chunks(pool, n, GRAIN);
         double[] partial = new double[chunks];
         Parallel.partials(pool, n, chunks, (chunk, from, to) -> {
-            DoubleVector acc = DoubleVector.zero(D);
-            int i = from, upper = from + S.loopBound(to - from);
-            for (; i < upper; i += L) {
-                FloatVector f = FloatVector.fromArray(S, x, o + i);
-                for (int part = 0; part < L / D.length(); part++) {
-                    DoubleVector d = (DoubleVector) f.convertShape(VectorOperators.F2D, D, part);
-                    acc = d.fma(d, acc);
-                }
-            }
-            double sum = acc.reduceLanes(VectorOperators.ADD);
-            for (; i < to; i++) sum += (double) x[o + i] * x[o + i];
+            double sum = 0;
+            for (int b0 = from; b0 < to; b0 += BLOCK) sum += sumOfSquaresBlock(x, o + b0, Math.min(BLOCK, to - b0));
             partial[chunk] = sum;
         });
         double total = 0;
@@ -124,7 +120,6 @@ final class OptimizerOps {
         return false;
     }
 
-    /** x * 0 is NaN exactly for NaN and infinities, and a NaN survives any sum. */
     static boolean hasNonFiniteVector(Tensor t, ForkJoinPool pool) {
         if (t.dtype() != DType.F32) return hasNonFiniteScalar(t);
         float[] x = t.f32();
@@ -132,16 +127,39 @@ final class OptimizerOps {
         int chunks = Parallel.chunks(pool, n, GRAIN);
         boolean[] found = new boolean[chunks];
         Parallel.partials(pool, n, chunks, (chunk, from, to) -> {
-            FloatVector acc = FloatVector.zero(S);
-            int i = from, upper = from + S.loopBound(to - from);
-            for (; i < upper; i += L) acc = acc.add(FloatVector.fromArray(S, x, o + i).mul(0f));
-            boolean bad = Float.isNaN(acc.reduceLanes(VectorOperators.ADD));
-            for (; i < to && !bad; i++) bad = !Float.isFinite(x[o + i]);
+            boolean bad = false;
+            for (int b0 = from; b0 < to && !bad; b0 += BLOCK) bad = nonFiniteBlock(x, o + b0, Math.min(BLOCK, to - b0));
             found[chunk] = bad;
         });
         for (boolean b : found) {
             if (b) return true;
         }
         return false;
+    }
+
+    /** sum of x^2 over n floats, squared in double lanes. */
+    private static double sumOfSquaresBlock(float[] x, int off, int n) {
+        DoubleVector acc = DoubleVector.zero(D);
+        int i = 0, upper = S.loopBound(n);
+        for (; i < upper; i += L) {
+            FloatVector f = FloatVector.fromArray(S, x, off + i);
+            for (int part = 0; part < L / D.length(); part++) {
+                DoubleVector d = (DoubleVector) f.convertShape(VectorOperators.F2D, D, part);
+                acc = d.fma(d, acc);
+            }
+        }
+        double sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) sum += (double) x[off + i] * x[off + i];
+        return sum;
+    }
+
+    /** x * 0 is NaN exactly for NaN and infinities, and a NaN survives any sum. */
+    private static boolean nonFiniteBlock(float[] x, int off, int n) {
+        FloatVector acc = FloatVector.zero(S);
+        int i = 0, upper = S.loopBound(n);
+        for (; i < upper; i += L) acc = acc.add(FloatVector.fromArray(S, x, off + i).mul(0f));
+        boolean bad = Float.isNaN(acc.reduceLanes(VectorOperators.ADD));
+        for (; i < n && !bad; i++) bad = !Float.isFinite(x[off + i]);
+        return bad;
     }
 }

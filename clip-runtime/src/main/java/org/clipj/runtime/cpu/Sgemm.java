@@ -37,12 +37,20 @@ public final class Sgemm {
     private static final int SMALL_M = 64;     // at or below: A is read in place, never packed
     private static final long SERIAL_FLOPS = 1L << 21; // below this a single thread is faster
 
-    private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC]);
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
-    private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC * NC]);
+    private static final float[] TRANSPOSE_INDEX = transposeIndex();
+
+    // Per-worker scratch, reused across calls: tile() never forks, so a worker runs one at a time.
+    private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC]);       // (MC, KC) as MR-row panels
+    private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC * NC]);       // (KC, NC) as NR-column panels
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * NR]);         // (MR, NR)
+    private static final ThreadLocal<float[]> TRANSPOSE_BLOCK = ThreadLocal.withInitial(() -> new float[L * L]); // (L, L)
 
     private Sgemm() {}
 
+    /**
+     * C = alpha * op(A) @ op(B) + beta * C on the pool's workers (null: on the calling thread).
+     * Throws IllegalArgumentException, before writing anything, when a matrix does not fit its array.
+     */
     public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                              float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                              float beta, float[] c, int cOff, int ldc, ForkJoinPool pool) {
@@ -183,8 +191,9 @@ public final class Sgemm {
                     if (directA && ir / MR < fullRowPanels) {
                         aSrc = a; aIdx = aOff + (ic + ir) * lda + pc; aRowStride = lda;
                     }
-                    microKernel(kc, aSrc, aIdx, aRowStride, packB, bIdx, tile,
-                            c, cOff + (ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, blockBeta);
+                    int cIdx = cOff + (ic + ir) * ldc + jc + jr;
+                    if (rows <= MR / 2) microKernelHalf(kc, aSrc, aIdx, aRowStride, packB, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else microKernel(kc, aSrc, aIdx, aRowStride, packB, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                 }
             }
         }
@@ -212,13 +221,37 @@ public final class Sgemm {
             Arrays.fill(dst, d + rows * kc, d + MR * kc, 0f);
         }
 
+        /**
+         * Packs a full panel of B stored (n, k): panel[p, q] = B[j + q, pc + p], as (L, L) blocks
+         * loaded row-wise and transposed in registers (a scalar copy here costs more than the FMAs
+         * when M is small); the depth tail past a multiple of L is copied element by element.
+         */
+        private void packTransposedPanel(int j, int pc, int kc, float[] dst, int d) {
+            float[] block = TRANSPOSE_BLOCK.get();
+            int blockedDepth = kc - kc % L;
+            for (int q0 = 0; q0 < NR; q0 += L) {
+                for (int p0 = 0; p0 < blockedDepth; p0 += L) {
+                    int src = bOff + (j + q0) * ldb + pc + p0;
+                    for (int r = 0; r < L; r++) FloatVector.fromArray(S, b, src + r * ldb).intoArray(block, r * L);
+                    transposeBlock(block);
+                    for (int r = 0; r < L; r++) FloatVector.fromArray(S, block, r * L).intoArray(dst, d + (p0 + r) * NR + q0);
+                }
+            }
+            for (int q = 0; q < NR; q++) {
+                int src = bOff + (j + q) * ldb + pc;
+                for (int p = blockedDepth; p < kc; p++) dst[d + p * NR + q] = b[src + p];
+            }
+        }
+
         /** Packs B[pc:pc+kc, jc:jc+nc] as NR-column panels, each (kc, NR) row-major, columns zero-padded. */
         private void packB(int jc, int nc, int pc, int kc, float[] dst) {
             for (int jr = 0; jr < nc; jr += NR) packBPanel(jc + jr, Math.min(NR, nc - jr), pc, kc, dst, (jr / NR) * NR * kc);
         }
 
         private void packBPanel(int j, int cols, int pc, int kc, float[] dst, int d) {
-            if (transB) {
+            if (transB && cols == NR) {
+                packTransposedPanel(j, pc, kc, dst, d);
+            } else if (transB) {
                 for (int q = 0; q < cols; q++) {
                     int src = bOff + (j + q) * ldb + pc;
                     for (int p = 0; p < kc; p++) dst[d + p * NR + q] = b[src + p];
@@ -243,12 +276,45 @@ public final class Sgemm {
     }
 
     /**
+     * Transposes the (L, L) block in place: block[r * L + c] becomes block[c * L + r]. Stage h swaps
+     * the h-wide off-diagonal sub-blocks of row pairs (i, i + h), so log2(L) stages of two-vector
+     * permutes (vpermt2ps) do it.
+     */
+    private static void transposeBlock(float[] block) {
+        for (int h = L / 2, stage = 0; h >= 1; h /= 2, stage++) {
+            FloatVector low = FloatVector.fromArray(S, TRANSPOSE_INDEX, 2 * stage * L);
+            FloatVector high = FloatVector.fromArray(S, TRANSPOSE_INDEX, (2 * stage + 1) * L);
+            for (int i = 0; i < L; i++) {
+                if ((i & h) != 0) continue;
+                FloatVector x = FloatVector.fromArray(S, block, i * L);
+                FloatVector y = FloatVector.fromArray(S, block, (i + h) * L);
+                low.selectFrom(x, y).intoArray(block, i * L);
+                high.selectFrom(x, y).intoArray(block, (i + h) * L);
+            }
+        }
+    }
+
+    /** Lane indices for transposeBlock, two vectors per stage: selectFrom(x, y) takes x[l] for l < L, y[l - L] above. */
+    private static float[] transposeIndex() {
+        int stages = Integer.numberOfTrailingZeros(L);
+        float[] index = new float[2 * stages * L];
+        for (int h = L / 2, stage = 0; h >= 1; h /= 2, stage++) {
+            for (int l = 0; l < L; l++) {
+                index[2 * stage * L + l] = (l & h) == 0 ? l : L + l - h;          // row i:     x's low part, y's low part
+                index[(2 * stage + 1) * L + l] = (l & h) == 0 ? l + h : L + l;    // row i + h: x's high part, y's high part
+            }
+        }
+        return index;
+    }
+
+    /**
      * The MR x NR register tile: acc(MR, NR) = sum over p of A[r, p] * B[p, :], with A[r, p] at
      * a[aIdx + r * aRowStride + p] and B[p, :] at b[bIdx + p * NR] (a packed panel), then
      * C[0:rows, 0:cols] = alpha * acc + blockBeta * C (C not read when blockBeta == 0).
      */
-    private static void microKernel(int kc, float[] a, int aIdx, int aRowStride, float[] b, int bIdx, // tile: (MR, NR) scratch
-                                    float[] tile, float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+    private static void microKernel(int kc, float[] a, int aIdx, int aRowStride, float[] b, int bIdx,
+                                    float[] tile, // (MR, NR) scratch
+                                    float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
         FloatVector z = FloatVector.zero(S);
         FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
         FloatVector c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z;
@@ -285,6 +351,33 @@ public final class Sgemm {
         c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
         c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + L);
         c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + L);
+        updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+    }
+
+    /** microKernel for a ragged last panel of at most MR / 2 rows (m = 50: 2 rows) at half the FMAs. */
+    private static void microKernelHalf(int kc, float[] a, int aIdx, int aRowStride, float[] b, int bIdx,
+                                        float[] tile, // (MR, NR) scratch, first MR / 2 rows used
+                                        float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+        int a0 = aIdx, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride;
+        for (int p = 0; p < kc; p++) {
+            int bp = bIdx + p * NR;
+            FloatVector b0 = FloatVector.fromArray(S, b, bp);
+            FloatVector b1 = FloatVector.fromArray(S, b, bp + L);
+            FloatVector av = FloatVector.broadcast(S, a[a0 + p]);
+            c00 = av.fma(b0, c00); c01 = av.fma(b1, c01);
+            av = FloatVector.broadcast(S, a[a1 + p]);
+            c10 = av.fma(b0, c10); c11 = av.fma(b1, c11);
+            av = FloatVector.broadcast(S, a[a2 + p]);
+            c20 = av.fma(b0, c20); c21 = av.fma(b1, c21);
+            av = FloatVector.broadcast(S, a[a3 + p]);
+            c30 = av.fma(b0, c30); c31 = av.fma(b1, c31);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
         updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
     }
 

@@ -1,0 +1,1049 @@
+package org.clipj.runtime.cuda;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+
+import org.clipj.cuda.Blas;
+import org.clipj.cuda.CudaDriver;
+import org.clipj.cuda.CudaDrivers;
+import org.clipj.cuda.CudaException;
+import org.clipj.cuda.KernelArgs;
+import org.clipj.cuda.SimCudaDriver;
+import org.clipj.kernels.Kernels;
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Device;
+import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Tensor;
+
+/**
+ * The CUDA backend: the kernels of kernels/src (one Java wrapper per kernel, same name in camelCase),
+ * GEMMs through {@link Blas} (cuBLASLt; a plain C GEMM on the simulator), one stream per backend,
+ * a caching device allocator, pinned staging buffers for upload/download, and CUDA-graph capture
+ * and replay for fixed-shape inference ({@link #capture}).
+ *
+ * <p>Every op is asynchronous on the backend's stream; {@link #synchronize}, {@link #download},
+ * {@link #contrastiveLoss}, {@link #sumOfSquares} and {@link #hasNonFinite} are the sync points.
+ * Forward ops are all implemented, plus the objective's backward (contrastive loss gradients,
+ * L2-normalize backward), AdamW and the reductions of a training step; the other backward ops throw {@link UnsupportedOperationException} (training
+ * on CUDA is not implemented yet), as does train-mode BatchNorm.
+ *
+ * <p>Not thread-safe: one backend per thread (CUDA streams order the work of one issuer).
+ */
+public final class CudaBackend implements Backend {
+    private static final int ELEMENTWISE_THREADS = 256;
+    private static final int ELEMENTWISE_MAX_BLOCKS = 4096;
+    private static final int ROW_THREADS = 128; // 4 warps: one row per warp
+    private static final int ATTENTION_ROWS = 16;     // query rows per block, SIMT kernels
+    private static final int ATTENTION_MMA_ROWS = 64; // query rows per block, tensor-core kernel
+    private static final int ATTENTION_HEAD_DIM = 64;
+    private static final int ATTENTION_STREAM_TILE = 64;
+    private static final int REDUCE_BLOCKS = 256;
+
+    private final CudaDriver driver;
+    private final Blas blas;
+    private final long stream;
+    private final long module;
+    private final Map<String, CudaDriver.Function> functions = new HashMap<>();
+    private final DeviceAllocator allocator;
+    private final KernelArgs args = new KernelArgs(16);
+    private final String description;
+    private final int maxDynamicShared;
+    private final DeviceAllocator.Block scratchFlag; // 8 bytes: error flags of gathers, nonfinite check
+    private MemorySegment staging;                  // pinned host buffer for upload/download
+    private boolean capturing;
+    private java.util.List<DeviceAllocator.Block> captureBlocks; // allocated while capturing: owned by the graph
+    private final Map<String, Integer> sharedLimits = new HashMap<>(); // dynamic shared memory opted into, per kernel
+    private boolean closed;
+
+    private CudaBackend(CudaDriver driver, Blas blas, byte[] image, String description) {
+        this.driver = driver;
+        this.blas = blas;
+        this.description = description;
+        this.stream = driver.streamCreate();
+        this.module = driver.moduleLoadData(image);
+        this.maxDynamicShared = driver.device().maxSharedPerBlockOptin();
+        this.allocator = new DeviceAllocator(bytes -> driver.memAlloc(bytes, "CudaBackend allocation"), driver::memFree);
+        this.scratchFlag = allocator.allocate(8);
+        this.staging = driver.hostAllocPinned(1 << 20);
+    }
+
+    /**
+     * Opens device 0 through the given driver binding: "panama" (FFM on libcuda, the default),
+     * "jcuda" (JNI, for comparison) or "sim" (the simulator: the same kernels compiled for the host).
+     * Fails with a {@link CudaException} saying why when the driver, a GPU or the kernels are missing.
+     */
+    public static CudaBackend open(String binding) {
+        byte[] image;
+        CudaDriver driver;
+        if ("sim".equals(binding)) {
+            Path library = Kernels.simLibrary().orElseThrow(() -> new CudaException(
+                    "CUDA simulator not available: " + Kernels.simLibraryUnavailableReason()));
+            driver = new SimCudaDriver(library);
+            image = new byte[0]; // the simulator's kernels are compiled into its library
+        } else {
+            image = Kernels.fatbin().orElseThrow(() -> new CudaException(
+                    "CUDA kernels not available: " + Kernels.fatbinUnavailableReason()));
+            driver = CudaDrivers.open(binding, 0);
+        }
+        try {
+            Blas blas = Blas.open(driver, false);
+            CudaDriver.DeviceInfo info = driver.device();
+            String description = "cuda (" + binding + "): " + info.name() + ", sm_" + info.computeMajor() + info.computeMinor()
+                    + ", " + info.multiprocessors() + " SMs, " + (info.totalMemoryBytes() >> 20) + " MiB";
+            return new CudaBackend(driver, blas, image, description);
+        } catch (RuntimeException e) {
+            driver.close();
+            throw e;
+        }
+    }
+
+    // ================================================================ Backend
+
+    @Override
+    public String name() {
+        return "cuda";
+    }
+
+    @Override
+    public Device device() {
+        return Device.CUDA;
+    }
+
+    @Override
+    public String description() {
+        return description;
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    /** An uninitialized tensor on the device, from the caching allocator. */
+    public Tensor empty(DType dtype, int... shape) {
+        long bytes = Tensor.numel(shape) * dtype.byteSize();
+        DeviceAllocator.Block block = allocator.allocate(bytes);
+        if (capturing) captureBlocks.add(block);
+        return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
+    }
+
+    @Override
+    public Tensor zeros(DType dtype, int... shape) {
+        Tensor t = empty(dtype, shape);
+        memsetZero(t.deviceAddress(), t.byteSize());
+        return t;
+    }
+
+    @Override
+    public Tensor upload(Tensor host) {
+        if (host.device() == Device.CUDA) return host;
+        Tensor t = empty(host.dtype(), host.shape());
+        long bytes = host.byteSize();
+        MemorySegment src = host.segment();
+        for (long done = 0; done < bytes; ) {
+            long n = Math.min(bytes - done, stagingBytes());
+            MemorySegment.copy(src, done, staging, 0, n);
+            copyHostToDevice(t.deviceAddress() + done, staging, n);
+            synchronizeStream(); // the staging buffer is reused by the next chunk
+            done += n;
+        }
+        return t;
+    }
+
+    @Override
+    public Tensor download(Tensor t) {
+        if (t == null) throw new IllegalArgumentException("download: t is null");
+        if (t.device() == Device.CPU) return t; // already on the host, as upload() returns device tensors as they are
+        Tensor host = Tensor.zeros(t.dtype(), t.shape());
+        long bytes = t.byteSize();
+        MemorySegment dst = host.segment();
+        for (long done = 0; done < bytes; ) {
+            long n = Math.min(bytes - done, stagingBytes());
+            copyDeviceToHost(staging, t.deviceAddress() + done, n);
+            synchronizeStream();
+            MemorySegment.copy(staging, 0, dst, done, n);
+            done += n;
+        }
+        return host;
+    }
+
+    @Override
+    public void copy(Tensor dst, Tensor src) {
+        String op = "copy";
+        requireDevice(op, "dst", dst);
+        requireDevice(op, "src", src);
+        if (dst.dtype() != src.dtype() || dst.numel() != src.numel()) {
+            throw new IllegalArgumentException(op + ": dst " + dst.dtype() + " " + dst.shapeString() + " and src "
+                    + src.dtype() + " " + src.shapeString() + " differ");
+        }
+        copyDeviceToDevice(dst.deviceAddress(), src.deviceAddress(), src.byteSize());
+    }
+
+    @Override
+    public void fill(Tensor t, float value) {
+        String op = "fill";
+        requireDevice(op, "t", t);
+        if (t.dtype() == DType.F32) {
+            fillForward(t, value);
+            return;
+        }
+        if (!t.dtype().isFloatingPoint()) throw new IllegalArgumentException(op + ": t must be floating point, got " + t.dtype());
+        Tensor tmp = empty(DType.F32, t.shape());
+        fillForward(tmp, value);
+        cast(t, tmp);
+    }
+
+    @Override
+    public void cast(Tensor dst, Tensor src) {
+        String op = "cast";
+        requireDevice(op, "dst", dst);
+        requireDevice(op, "src", src);
+        if (dst.numel() != src.numel()) {
+            throw new IllegalArgumentException(op + ": dst " + dst.shapeString() + " and src " + src.shapeString() + " differ in size");
+        }
+        DType from = src.dtype(), to = dst.dtype();
+        if (from == to) {
+            copy(dst, src);
+        } else if (from == DType.F32 && (to == DType.BF16 || to == DType.F16)) {
+            castForward(dst, src);
+        } else if ((from == DType.BF16 || from == DType.F16) && to == DType.F32) {
+            castForward(dst, src);
+        } else if (from.isFloatingPoint() && to.isFloatingPoint()) {
+            Tensor tmp = empty(DType.F32, src.shape());
+            castForward(tmp, src);
+            castForward(dst, tmp);
+        } else {
+            throw new IllegalArgumentException(op + ": cannot cast " + from + " to " + to);
+        }
+    }
+
+    @Override
+    public void synchronize() {
+        synchronizeStream();
+    }
+
+    /** Returns a tensor's memory to the allocator now; neither it nor its views may be used afterwards. */
+    public void release(Tensor t) {
+        if (t != null && t.owner() instanceof DeviceAllocator.Block block && !(capturing && captureBlocks.contains(block))) {
+            allocator.release(block);
+        }
+    }
+
+    /** Bytes held from the driver by the caching allocator (in use + cached). */
+    public long allocatedBytes() {
+        return allocator.allocatedBytes();
+    }
+
+    /** Bytes idle in the allocator's free lists. */
+    public long cachedBytes() {
+        return allocator.cachedBytes();
+    }
+
+    /** How many times the allocator went to the driver (cache misses). */
+    public long driverAllocations() {
+        return allocator.driverAllocations();
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    @Override
+    public void matmul(Tensor c, Tensor a, boolean transA, Tensor b, boolean transB, float alpha, float beta) {
+        String op = "matmul";
+        requireF32(op, "c", c);
+        requireF32(op, "a", a);
+        requireF32(op, "b", b);
+        int rank = c.rank();
+        if (rank < 2 || rank > 3 || a.rank() != rank || b.rank() != rank) {
+            throw new IllegalArgumentException(op + ": a " + a.shapeString() + ", b " + b.shapeString() + ", c "
+                    + c.shapeString() + " must all be 2-D or all 3-D");
+        }
+        int batch = rank == 3 ? c.dim(0) : 1;
+        int m = transA ? a.dim(-1) : a.dim(-2);
+        int k = transA ? a.dim(-2) : a.dim(-1);
+        int kb = transB ? b.dim(-1) : b.dim(-2);
+        int n = transB ? b.dim(-2) : b.dim(-1);
+        if (k != kb || c.dim(-2) != m || c.dim(-1) != n || (rank == 3 && (a.dim(0) != batch || b.dim(0) != batch))) {
+            throw new IllegalArgumentException(op + ": c " + c.shapeString() + " != op(a " + a.shapeString() + (transA ? "^T" : "")
+                    + ") @ op(b " + b.shapeString() + (transB ? "^T" : "") + ")");
+        }
+        gemm(op, transA, transB, m, n, k, alpha, a.deviceAddress(), a.dim(-1), (long) a.dim(-2) * a.dim(-1),
+                b.deviceAddress(), b.dim(-1), (long) b.dim(-2) * b.dim(-1), beta, c.deviceAddress(), n, (long) m * n, 0, batch);
+    }
+
+    @Override
+    public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
+        String op = "linearForward";
+        requireF32(op, "out", out);
+        requireF32(op, "x", x);
+        requireF32(op, "w", w);
+        if (w.rank() != 2) throw new IllegalArgumentException(op + ": w must be (O, I), got " + w.shapeString());
+        int o = w.dim(0), in = w.dim(1);
+        if (x.dim(-1) != in || out.dim(-1) != o || x.numel() / in != out.numel() / o) {
+            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " @ w " + w.shapeString() + "^T does not fit out " + out.shapeString());
+        }
+        if (bias != null) requireShape(op, "bias", bias, o);
+        int n = Math.toIntExact(x.numel() / in);
+        gemm(op, false, true, n, o, in, 1f, x.deviceAddress(), in, 0, w.deviceAddress(), in, 0, 0f, out.deviceAddress(), o, 0,
+                bias == null ? 0 : bias.deviceAddress(), 1);
+    }
+
+    @Override
+    public void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
+        throw trainingUnsupported("linearBackward");
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    @Override
+    public void add(Tensor out, Tensor a, Tensor b) {
+        String op = "add";
+        requireSameShape(op, "out", out, "a", a);
+        requireSameShape(op, "b", b, "a", a);
+        addForward(out, a, b);
+    }
+
+    @Override
+    public void addScaled(Tensor dst, Tensor src, float alpha) {
+        String op = "addScaled";
+        requireSameNumel(op, "dst", dst, "src", src);
+        addScaledForward(dst, src, alpha);
+    }
+
+    @Override
+    public void scale(Tensor t, float s) {
+        requireF32("scale", "t", t);
+        scaleForward(t, s);
+    }
+
+    @Override
+    public void broadcastAdd(Tensor out, Tensor x, Tensor b) {
+        String op = "broadcastAdd";
+        requireSameShape(op, "out", out, "x", x);
+        requireF32(op, "b", b);
+        int[] xs = x.shape(), bs = b.shape();
+        boolean trailing = bs.length <= xs.length;
+        for (int i = 0; trailing && i < bs.length; i++) trailing = bs[i] == xs[xs.length - bs.length + i];
+        if (!trailing) throw new IllegalArgumentException(op + ": b " + b.shapeString() + " is not the trailing shape of x " + x.shapeString());
+        broadcastAddForward(out, x, b);
+    }
+
+    @Override
+    public void broadcastAddBackward(Tensor db, Tensor dout) {
+        throw trainingUnsupported("broadcastAddBackward");
+    }
+
+    @Override
+    public void quickGeluForward(Tensor out, Tensor x) {
+        requireSameShape("quickGeluForward", "out", out, "x", x);
+        launchElementwise("quickgelu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
+    }
+
+    /** out = quickgelu(x + bias) with bias (C) over the last dim of x (the MLP's c_fc bias fused in). */
+    public void quickGeluForwardBias(Tensor out, Tensor x, Tensor bias) {
+        String op = "quickGeluForwardBias";
+        requireSameShape(op, "out", out, "x", x);
+        requireShape(op, "bias", bias, x.dim(-1));
+        launchElementwise("quickgelu_forward_bias", x.numel(),
+                args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).ptr(bias.deviceAddress()).i64(x.numel()).i32(x.dim(-1)));
+    }
+
+    @Override
+    public void quickGeluBackward(Tensor dx, Tensor dout, Tensor x) {
+        throw trainingUnsupported("quickGeluBackward");
+    }
+
+    @Override
+    public void reluForward(Tensor out, Tensor x) {
+        requireSameShape("reluForward", "out", out, "x", x);
+        launchElementwise("relu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
+    }
+
+    @Override
+    public void reluBackward(Tensor dx, Tensor dout, Tensor out) {
+        throw trainingUnsupported("reluBackward");
+    }
+
+    @Override
+    public void softmaxForward(Tensor out, Tensor x) {
+        String op = "softmaxForward";
+        requireSameShape(op, "out", out, "x", x);
+        int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
+        launchRows("softmax_forward", n, args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i32(n).i32(c));
+    }
+
+    // ---------------------------------------------------------------- normalization
+
+    @Override
+    public void layerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
+        String op = "layerNormForward";
+        requireSameShape(op, "out", out, "x", x);
+        int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
+        requireShape(op, "w", w, c);
+        requireShape(op, "b", b, c);
+        if (mean != null) requireShape(op, "mean", mean, n);
+        if (rstd != null) requireShape(op, "rstd", rstd, n);
+        launchRows("layernorm_forward", n, args().ptr(out.deviceAddress()).ptr(address(mean)).ptr(address(rstd))
+                .ptr(x.deviceAddress()).ptr(w.deviceAddress()).ptr(b.deviceAddress()).i32(n).i32(c).f32(eps));
+    }
+
+    @Override
+    public void layerNormBackward(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
+        throw trainingUnsupported("layerNormBackward");
+    }
+
+    @Override
+    public void batchNormForward(Tensor out, Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVar,
+                                 Tensor saveMean, Tensor saveRstd, boolean train, float momentum, float eps) {
+        String op = "batchNormForward";
+        if (train) throw trainingUnsupported(op + " (train mode)");
+        requireSameShape(op, "out", out, "x", x);
+        if (x.rank() != 4) throw new IllegalArgumentException(op + ": x must be (B, C, H, W), got " + x.shapeString());
+        int c = x.dim(1);
+        requireShape(op, "gamma", gamma, c);
+        requireShape(op, "beta", beta, c);
+        requireShape(op, "runningMean", runningMean, c);
+        requireShape(op, "runningVar", runningVar, c);
+        batchNormForwardEval(out, x, gamma, beta, runningMean, runningVar, eps);
+    }
+
+    @Override
+    public void batchNormBackward(Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor x, Tensor gamma,
+                                  Tensor saveMean, Tensor saveRstd) {
+        throw trainingUnsupported("batchNormBackward");
+    }
+
+    @Override
+    public void l2NormalizeForward(Tensor out, Tensor norms, Tensor x) {
+        String op = "l2NormalizeForward";
+        requireSameShape(op, "out", out, "x", x);
+        if (x.rank() != 2) throw new IllegalArgumentException(op + ": x must be (N, D), got " + x.shapeString());
+        int n = x.dim(0), d = x.dim(1);
+        if (norms != null) requireShape(op, "norms", norms, n);
+        launchRows("l2normalize_forward", n, args().ptr(out.deviceAddress()).ptr(address(norms)).ptr(x.deviceAddress()).i32(n).i32(d));
+    }
+
+    @Override
+    public void l2NormalizeBackward(Tensor dx, Tensor dout, Tensor out, Tensor norms) {
+        String op = "l2NormalizeBackward";
+        requireSameShape(op, "dx", dx, "out", out);
+        requireSameShape(op, "dout", dout, "out", out);
+        if (out.rank() != 2) throw new IllegalArgumentException(op + ": out must be (N, D), got " + out.shapeString());
+        int n = out.dim(0), d = out.dim(1);
+        requireShape(op, "norms", norms, n);
+        launchRows("l2normalize_backward", n, args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress()).ptr(out.deviceAddress())
+                .ptr(norms.deviceAddress()).i32(n).i32(d));
+    }
+
+    // ---------------------------------------------------------------- convolution and pooling
+
+    @Override
+    public void conv2dForward(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
+        String op = "conv2dForward";
+        requireF32(op, "out", out);
+        requireF32(op, "x", x);
+        requireF32(op, "w", w);
+        if (x.rank() != 4 || w.rank() != 4 || out.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
+            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (Co, Ci, K, K) do not fit");
+        }
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
+        if (stride < 1 || padding < 0) throw new IllegalArgumentException(op + ": stride " + stride + ", padding " + padding);
+        int ho = (h + 2 * padding - k) / stride + 1, wo = (wd + 2 * padding - k) / stride + 1;
+        requireShape(op, "out", out, b, co, ho, wo);
+        if (bias != null) requireShape(op, "bias", bias, co);
+        int cols = ci * k * k, rows = b * ho * wo;
+        Tensor col = im2colForward(x, k, stride, padding, ho, wo);
+        Tensor y = empty(DType.F32, rows, co);
+        gemm(op, false, true, rows, co, cols, 1f, col.deviceAddress(), cols, 0, w.deviceAddress(), cols, 0, 0f,
+                y.deviceAddress(), co, 0, 0, 1);
+        launchElementwise("conv_output_forward", out.numel(), args().ptr(out.deviceAddress()).ptr(y.deviceAddress())
+                .ptr(address(bias)).i32(b).i32(co).i32(ho * wo));
+        release(col);
+        release(y);
+    }
+
+    @Override
+    public void conv2dBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w, int stride, int padding) {
+        throw trainingUnsupported("conv2dBackward");
+    }
+
+    @Override
+    public void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
+        String op = "patchEmbedForward";
+        requireF32(op, "out", out);
+        requireF32(op, "x", x);
+        requireF32(op, "w", w);
+        if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
+            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (C, Ci, p, p) do not fit");
+        }
+        int b = x.dim(0), ci = x.dim(1), p = w.dim(2), c = w.dim(0);
+        int gh = x.dim(2) / p, gw = x.dim(3) / p;
+        if (gh * p != x.dim(2) || gw * p != x.dim(3)) {
+            throw new IllegalArgumentException(op + ": image " + x.shapeString() + " is not a whole number of " + p + "x" + p + " patches");
+        }
+        requireShape(op, "out", out, b, gh * gw, c);
+        int cols = ci * p * p;
+        Tensor col = im2colForward(x, p, p, 0, gh, gw);
+        gemm(op, false, true, b * gh * gw, c, cols, 1f, col.deviceAddress(), cols, 0, w.deviceAddress(), cols, 0, 0f,
+                out.deviceAddress(), c, 0, 0, 1);
+        release(col);
+    }
+
+    @Override
+    public void patchEmbedBackward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
+        throw trainingUnsupported("patchEmbedBackward");
+    }
+
+    @Override
+    public void avgPool2dForward(Tensor out, Tensor x, int k) {
+        String op = "avgPool2dForward";
+        requireF32(op, "x", x);
+        if (x.rank() != 4 || k < 1) throw new IllegalArgumentException(op + ": x must be (B, C, H, W) and k >= 1, got " + x.shapeString() + ", k " + k);
+        int planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+        if (h % k != 0 || w % k != 0) throw new IllegalArgumentException(op + ": window " + k + " must divide H and W of x " + x.shapeString());
+        requireShape(op, "out", out, x.dim(0), x.dim(1), h / k, w / k);
+        launchElementwise("avgpool2d_forward", out.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
+                .i32(planes).i32(h).i32(w).i32(k));
+    }
+
+    @Override
+    public void avgPool2dBackward(Tensor dx, Tensor dout, int k) {
+        throw trainingUnsupported("avgPool2dBackward");
+    }
+
+    @Override
+    public void transpose(Tensor out, Tensor x, boolean accumulate) {
+        String op = "transpose";
+        requireF32(op, "x", x);
+        requireF32(op, "out", out);
+        if (x.rank() != 3) throw new IllegalArgumentException(op + ": x must be (B, M, N), got " + x.shapeString());
+        int b = x.dim(0), m = x.dim(1), n = x.dim(2);
+        requireShape(op, "out", out, b, n, m);
+        launch("transpose_forward", ceilDiv(n, 32), ceilDiv(m, 32), b, 32, 8, 1, 0,
+                args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i32(m).i32(n).i32(accumulate ? 1 : 0));
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    @Override
+    public void attentionForward(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+        String op = "attentionForward";
+        requireDevice(op, "qkv", qkv);
+        requireDevice(op, "out", out);
+        if (qkv.rank() != 3 || heads < 1 || qkv.dim(2) % (3 * heads) != 0) {
+            throw new IllegalArgumentException(op + ": qkv must be (B, T, 3 * heads * headDim), got " + qkv.shapeString() + " with " + heads + " heads");
+        }
+        int b = qkv.dim(0), t = qkv.dim(1), c = qkv.dim(2) / 3;
+        if (c / heads != ATTENTION_HEAD_DIM) {
+            throw new UnsupportedOperationException(op + ": the CUDA attention kernel needs head dim 64, got " + c / heads);
+        }
+        if (out.dtype() != qkv.dtype() || !java.util.Arrays.equals(out.shape(), new int[] {b, t, c})) {
+            throw new IllegalArgumentException(op + ": out " + out.dtype() + " " + out.shapeString() + " must be " + qkv.dtype() + " [" + b + ", " + t + ", " + c + "]");
+        }
+        if (lse != null) requireShape(op, "lse", lse, b, heads, t);
+        String kernel = switch (qkv.dtype()) {
+            case F32 -> "attention_forward";
+            case BF16 -> "attention_forward_mma_bf16";
+            case F16 -> "attention_forward_f16";
+            default -> throw new IllegalArgumentException(op + ": qkv must be F32, BF16 or F16, got " + qkv.dtype());
+        };
+        attentionForwardKernel(kernel, out, lse, qkv, heads, causal, attentionKeyTile(kernel, t));
+    }
+
+    /**
+     * Runs one attention kernel with an explicit key tile (tests use it to cover the streaming path and
+     * to cross-check the tensor-core kernel against the SIMT one).
+     */
+    void attentionForwardKernel(String kernel, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal, int keyTile) {
+        int b = qkv.dim(0), t = qkv.dim(1);
+        int rowsPerBlock = kernel.contains("mma") ? ATTENTION_MMA_ROWS : ATTENTION_ROWS;
+        launch(kernel, ceilDiv(t, rowsPerBlock), heads, b, ROW_THREADS, 1, 1, attentionSharedBytes(kernel, keyTile),
+                args().ptr(out.deviceAddress()).ptr(address(lse)).ptr(qkv.deviceAddress()).i32(b).i32(t).i32(heads)
+                        .i32(causal ? 1 : 0).i32(keyTile));
+    }
+
+    /** Keys per shared-memory tile: the whole sequence (one head's K and V resident) when it fits. */
+    int attentionKeyTile(String kernel, int t) {
+        return attentionSharedBytes(kernel, t) <= maxDynamicShared ? Math.max(t, 1) : ATTENTION_STREAM_TILE;
+    }
+
+    private static int attentionSharedBytes(String kernel, int keyTile) {
+        if (kernel.contains("mma")) {
+            int rows = (keyTile + 15) / 16 * 16;
+            return 2 * rows * (ATTENTION_HEAD_DIM + 8) * 2; // K and V as BF16, 72-element rows
+        }
+        return (keyTile * (ATTENTION_HEAD_DIM + 1) + keyTile * ATTENTION_HEAD_DIM + ATTENTION_ROWS * ATTENTION_HEAD_DIM) * Float.BYTES;
+    }
+
+    @Override
+    public void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
+        throw trainingUnsupported("attentionBackward");
+    }
+
+    @Override
+    public void attentionPoolForward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
+        String op = "attentionPoolForward";
+        requireF32(op, "q", q);
+        if (q.rank() != 2 || heads < 1 || q.dim(1) % heads != 0) {
+            throw new IllegalArgumentException(op + ": q must be (B, C) with C divisible by " + heads + " heads, got " + q.shapeString());
+        }
+        int b = q.dim(0), c = q.dim(1);
+        requireF32(op, "k", k);
+        if (k.rank() != 3) throw new IllegalArgumentException(op + ": k must be (B, L, C), got " + k.shapeString());
+        int l = k.dim(1);
+        requireShape(op, "k", k, b, l, c);
+        requireShape(op, "v", v, b, l, c);
+        requireShape(op, "out", out, b, c);
+        if (lse != null) requireShape(op, "lse", lse, b, heads);
+        launch("attention_pool_forward", heads, b, 1, ROW_THREADS, 1, 1, (l + c / heads) * Float.BYTES,
+                args().ptr(out.deviceAddress()).ptr(address(lse)).ptr(q.deviceAddress()).ptr(k.deviceAddress())
+                        .ptr(v.deviceAddress()).i32(b).i32(l).i32(c).i32(heads));
+    }
+
+    @Override
+    public void attentionPoolBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                                      Tensor out, Tensor lse, int heads) {
+        throw trainingUnsupported("attentionPoolBackward");
+    }
+
+    // ---------------------------------------------------------------- gathers
+
+    @Override
+    public void embeddingForward(Tensor out, Tensor ids, Tensor table) {
+        String op = "embeddingForward";
+        requireI32(op, "ids", ids);
+        requireF32(op, "table", table);
+        if (table.rank() != 2) throw new IllegalArgumentException(op + ": table must be (V, C), got " + table.shapeString());
+        int rows = Math.toIntExact(ids.numel()), v = table.dim(0), c = table.dim(1);
+        requireF32(op, "out", out);
+        if (out.numel() != (long) rows * c || out.dim(-1) != c) {
+            throw new IllegalArgumentException(op + ": out " + out.shapeString() + " must be ids " + ids.shapeString() + " x " + c);
+        }
+        if (!capturing) clearFlag();
+        launch("embedding_forward", Math.max(rows, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(out.deviceAddress())
+                .ptr(ids.deviceAddress()).ptr(table.deviceAddress()).i32(rows).i32(c).i32(v).ptr(scratchFlag.address));
+        if (!capturing && readFlag() != 0) {
+            throw new InvalidInputException(op + ": ids " + ids.shapeString() + " holds a token id outside [0, " + v + ")");
+        }
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dtable, Tensor dout, Tensor ids) {
+        throw trainingUnsupported("embeddingBackward");
+    }
+
+    @Override
+    public void gatherRowsForward(Tensor out, Tensor x, Tensor index) {
+        String op = "gatherRowsForward";
+        requireF32(op, "x", x);
+        if (x.rank() != 3) throw new IllegalArgumentException(op + ": x must be (B, T, C), got " + x.shapeString());
+        int b = x.dim(0), t = x.dim(1), c = x.dim(2);
+        requireI32(op, "index", index);
+        if (index.numel() != b) throw new IllegalArgumentException(op + ": index " + index.shapeString() + " must hold " + b + " rows");
+        requireShape(op, "out", out, b, c);
+        if (!capturing) clearFlag();
+        launch("gather_rows_forward", Math.max(b, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(out.deviceAddress())
+                .ptr(x.deviceAddress()).ptr(index.deviceAddress()).i32(b).i32(t).i32(c).ptr(scratchFlag.address));
+        if (!capturing && readFlag() != 0) throw new InvalidInputException(op + ": index holds a row outside [0, " + t + ")");
+    }
+
+    @Override
+    public void gatherRowsBackward(Tensor dx, Tensor dout, Tensor index) {
+        throw trainingUnsupported("gatherRowsBackward");
+    }
+
+    // ---------------------------------------------------------------- similarity and objective
+
+    /**
+     * out (N, M) F32 = scale * normalize(a (N, D)) @ normalize(b (M, D))^T (or without the
+     * normalization); a and b F32, BF16 or F16 (the same dtype), products accumulated in F32.
+     */
+    public void similarityForward(Tensor out, Tensor a, Tensor b, float scale, boolean normalize) {
+        String op = "similarityForward";
+        requireDevice(op, "a", a);
+        requireDevice(op, "b", b);
+        if (a.rank() != 2 || b.rank() != 2 || a.dim(1) != b.dim(1) || a.dtype() != b.dtype()) {
+            throw new IllegalArgumentException(op + ": a " + a.dtype() + " " + a.shapeString() + " and b " + b.dtype() + " "
+                    + b.shapeString() + " must be (N, D) and (M, D) of one dtype");
+        }
+        int n = a.dim(0), m = b.dim(0), d = a.dim(1);
+        requireShape(op, "out", out, n, m);
+        String kernel = switch (a.dtype()) {
+            case F32 -> "similarity_forward";
+            case BF16 -> "similarity_forward_bf16";
+            case F16 -> "similarity_forward_f16";
+            default -> throw new IllegalArgumentException(op + ": a must be F32, BF16 or F16, got " + a.dtype());
+        };
+        launch(kernel, ceilDiv(m, 16), ceilDiv(n, 16), 1, 16, 16, 1, 0, args().ptr(out.deviceAddress()).ptr(a.deviceAddress())
+                .ptr(b.deviceAddress()).i32(n).i32(m).i32(d).f32(scale).i32(normalize ? 1 : 0));
+    }
+
+    @Override
+    public float contrastiveLoss(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
+                                 float gradScale) {
+        String op = "contrastiveLoss";
+        requireSameShape(op, "txt", txt, "img", img);
+        if (img.rank() != 2 || img.dim(0) < 1) throw new IllegalArgumentException(op + ": img must be (N, D) with N >= 1, got " + img.shapeString());
+        requireShape(op, "logitScale", logitScale, 1);
+        if (dImg != null) requireSameShape(op, "dImg", dImg, "img", img);
+        if (dTxt != null) requireSameShape(op, "dTxt", dTxt, "txt", txt);
+        if (dLogitScale != null) requireShape(op, "dLogitScale", dLogitScale, 1);
+        int n = img.dim(0), d = img.dim(1);
+        Tensor lseRow = empty(DType.F32, n), lseCol = empty(DType.F32, n), diag = empty(DType.F32, n), loss = empty(DType.F32, 1);
+        launch("contrastive_forward_lse", n, 1, 1, ROW_THREADS, 1, 1, d * Float.BYTES, args().ptr(lseRow.deviceAddress())
+                .ptr(diag.deviceAddress()).ptr(img.deviceAddress()).ptr(txt.deviceAddress()).i32(n).i32(d).ptr(logitScale.deviceAddress()));
+        launch("contrastive_forward_lse", n, 1, 1, ROW_THREADS, 1, 1, d * Float.BYTES, args().ptr(lseCol.deviceAddress())
+                .ptr(diag.deviceAddress()).ptr(txt.deviceAddress()).ptr(img.deviceAddress()).i32(n).i32(d).ptr(logitScale.deviceAddress()));
+        launch("contrastive_loss_forward", 1, 1, 1, 256, 1, 1, 0, args().ptr(loss.deviceAddress()).ptr(lseRow.deviceAddress())
+                .ptr(lseCol.deviceAddress()).ptr(diag.deviceAddress()).i32(n));
+        if (dImg != null || dLogitScale != null) {
+            Tensor da = dImg != null ? dImg : empty(DType.F32, n, d); // dLogitScale alone still needs a row sweep
+            contrastiveBackward(da, dLogitScale, img, txt, lseRow, lseCol, logitScale, gradScale);
+            if (da != dImg) release(da);
+        }
+        if (dTxt != null) contrastiveBackward(dTxt, null, txt, img, lseCol, lseRow, logitScale, gradScale);
+        float value = download(loss).f32()[0];
+        release(lseRow);
+        release(lseCol);
+        release(diag);
+        release(loss);
+        return value;
+    }
+
+    /** da += the gradient for the rows of a; dLogScale (may be null) += its gradient (see contrastive.cu). */
+    void contrastiveBackward(Tensor da, Tensor dLogScale, Tensor a, Tensor b, Tensor lseRow, Tensor lseCol, Tensor logScale,
+                             float gradScale) {
+        int n = a.dim(0), d = a.dim(1);
+        int shared = (1 + ROW_THREADS / 32) * d * Float.BYTES;
+        launch("contrastive_backward", n, 1, 1, ROW_THREADS, 1, 1, shared, args().ptr(da.deviceAddress()).ptr(address(dLogScale))
+                .ptr(a.deviceAddress()).ptr(b.deviceAddress()).ptr(lseRow.deviceAddress()).ptr(lseCol.deviceAddress()).i32(n)
+                .i32(d).ptr(logScale.deviceAddress()).f32(gradScale));
+    }
+
+    // ---------------------------------------------------------------- optimizer and reductions
+
+    @Override
+    public void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                            float weightDecay, int step, float gradScale) {
+        String op = "adamwUpdate";
+        requireSameNumel(op, "grad", grad, "param", param);
+        requireSameNumel(op, "m", m, "param", param);
+        requireSameNumel(op, "v", v, "param", param);
+        if (step < 1) throw new IllegalArgumentException(op + ": step is 1-based, got " + step);
+        float c1 = (float) (1.0 - Math.pow(beta1, step)), c2 = (float) (1.0 - Math.pow(beta2, step));
+        launchElementwise("adamw_forward", param.numel(), args().ptr(param.deviceAddress()).ptr(grad.deviceAddress())
+                .ptr(m.deviceAddress()).ptr(v.deviceAddress()).f32(lr).f32(beta1).f32(beta2).f32(eps).f32(weightDecay)
+                .f32(c1).f32(c2).f32(gradScale).i64(param.numel()));
+    }
+
+    @Override
+    public double sumOfSquares(Tensor t) {
+        requireF32("sumOfSquares", "t", t);
+        int blocks = (int) Math.max(1, Math.min(REDUCE_BLOCKS, ceilDiv(t.numel(), ELEMENTWISE_THREADS)));
+        Tensor partial = empty(DType.I64, blocks); // 8-byte doubles, read back as raw bits
+        launch("sum_of_squares_forward", blocks, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0,
+                args().ptr(partial.deviceAddress()).ptr(t.deviceAddress()).i64(t.numel()));
+        long[] bits = download(partial).i64();
+        release(partial);
+        double sum = 0;
+        for (long b : bits) sum += Double.longBitsToDouble(b);
+        return sum;
+    }
+
+    @Override
+    public boolean hasNonFinite(Tensor t) {
+        requireF32("hasNonFinite", "t", t);
+        clearFlag();
+        int blocks = (int) Math.max(1, Math.min(REDUCE_BLOCKS, ceilDiv(t.numel(), ELEMENTWISE_THREADS)));
+        launch("nonfinite_forward", blocks, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0,
+                args().ptr(scratchFlag.address).ptr(t.deviceAddress()).i64(t.numel()));
+        return readFlag() != 0;
+    }
+
+    // ================================================================ kernel wrappers (same names as the kernels)
+
+    void fillForward(Tensor t, float value) {
+        launchElementwise("fill_forward", t.numel(), args().ptr(t.deviceAddress()).f32(value).i64(t.numel()));
+    }
+
+    void addForward(Tensor out, Tensor a, Tensor b) {
+        launchElementwise("add_forward", out.numel(), args().ptr(out.deviceAddress()).ptr(a.deviceAddress())
+                .ptr(b.deviceAddress()).i64(out.numel()));
+    }
+
+    void addScaledForward(Tensor dst, Tensor src, float alpha) {
+        launchElementwise("add_scaled_forward", dst.numel(), args().ptr(dst.deviceAddress()).ptr(src.deviceAddress())
+                .f32(alpha).i64(dst.numel()));
+    }
+
+    void scaleForward(Tensor t, float s) {
+        launchElementwise("scale_forward", t.numel(), args().ptr(t.deviceAddress()).f32(s).i64(t.numel()));
+    }
+
+    void broadcastAddForward(Tensor out, Tensor x, Tensor b) {
+        launchElementwise("broadcast_add_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
+                .ptr(b.deviceAddress()).i64(x.numel()).i32(Math.toIntExact(Math.max(b.numel(), 1))));
+    }
+
+    void castForward(Tensor dst, Tensor src) {
+        String kernel = "cast_forward_" + dtypeName(src.dtype()) + "_" + dtypeName(dst.dtype());
+        launchElementwise(kernel, src.numel(), args().ptr(dst.deviceAddress()).ptr(src.deviceAddress()).i64(src.numel()));
+    }
+
+    void batchNormForwardEval(Tensor out, Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVar, float eps) {
+        launchElementwise("batchnorm_forward_eval", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
+                .ptr(gamma.deviceAddress()).ptr(beta.deviceAddress()).ptr(runningMean.deviceAddress())
+                .ptr(runningVar.deviceAddress()).i32(x.dim(0)).i32(x.dim(1)).i32(x.dim(2) * x.dim(3)).f32(eps));
+    }
+
+    /** col (B*Ho*Wo, Ci*K*K) for x (B, Ci, H, W); the caller releases it. */
+    Tensor im2colForward(Tensor x, int k, int stride, int padding, int ho, int wo) {
+        int b = x.dim(0), ci = x.dim(1);
+        Tensor col = empty(DType.F32, b * ho * wo, ci * k * k);
+        launchElementwise("im2col_forward", col.numel(), args().ptr(col.deviceAddress()).ptr(x.deviceAddress()).i32(b)
+                .i32(ci).i32(x.dim(2)).i32(x.dim(3)).i32(k).i32(stride).i32(padding).i32(ho).i32(wo));
+        return col;
+    }
+
+    private static String dtypeName(DType t) {
+        return switch (t) {
+            case F32 -> "f32";
+            case BF16 -> "bf16";
+            case F16 -> "f16";
+            default -> throw new IllegalArgumentException("no cast kernel for " + t);
+        };
+    }
+
+    // ================================================================ CUDA graphs
+
+    /**
+     * Records every launch and copy that {@code body} issues on this backend's stream into a CUDA graph
+     * (the simulator records the launch list) without running them; {@link Graph#replay} runs them
+     * again with the same shapes and device addresses. For fixed-shape inference: allocate the
+     * inputs and outputs first, capture the forward once, then upload new inputs into the same
+     * tensors (with {@link #copy}) and replay. Ops with a sync point (download, the loss, sums)
+     * cannot be captured; gathers skip their index check while capturing. Run the body once
+     * before capturing it so the allocator's cache already holds its temporaries (a driver
+     * allocation inside a capture is not allowed by CUDA). Every block allocated during the capture
+     * stays reserved for the graph (even if released) until the graph is closed.
+     */
+    public Graph capture(Runnable body) {
+        checkOpen();
+        if (capturing) throw new IllegalStateException("capture: already capturing");
+        captureBlocks = new java.util.ArrayList<>();
+        capturing = true;
+        driver.streamBeginCapture(stream);
+        long exec;
+        try {
+            body.run();
+        } finally {
+            capturing = false;
+            exec = driver.streamEndCaptureAndInstantiate(stream);
+        }
+        Graph graph = new Graph(exec, captureBlocks);
+        captureBlocks = null;
+        return graph;
+    }
+
+    /** An instantiated CUDA graph of this backend (see {@link #capture}). */
+    public final class Graph implements AutoCloseable {
+        private final long exec;
+        private final java.util.List<DeviceAllocator.Block> blocks; // allocated during capture: reused by nothing else
+        private boolean closed;
+
+        private Graph(long exec, java.util.List<DeviceAllocator.Block> blocks) {
+            this.exec = exec;
+            this.blocks = blocks;
+        }
+
+        /** Launches the recorded work on the backend's stream (asynchronous). */
+        public void replay() {
+            if (closed) throw new IllegalStateException("graph already closed");
+            checkOpen();
+            driver.graphLaunch(exec, stream);
+        }
+
+        @Override
+        public void close() {
+            if (!closed) {
+                closed = true;
+                driver.graphDestroy(exec);
+                blocks.clear(); // the blocks return to the allocator once their tensors are unreachable too
+            }
+        }
+    }
+
+    // ================================================================ launching
+
+    private KernelArgs args() {
+        return args.clear();
+    }
+
+    private CudaDriver.Function function(String kernel) {
+        CudaDriver.Function f = functions.get(kernel);
+        if (f == null) {
+            f = driver.moduleGetFunction(module, kernel);
+            functions.put(kernel, f);
+        }
+        return f;
+    }
+
+    private void launch(String kernel, long gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, KernelArgs a) {
+        checkOpen();
+        if (gx < 1 || gy < 1 || gz < 1) return; // empty tensors: nothing to do
+        CudaDriver.Function f = function(kernel);
+        if (sharedBytes > 48 * 1024 && sharedLimits.getOrDefault(kernel, 0) < sharedBytes) {
+            driver.funcSetMaxDynamicShared(f, sharedBytes);
+            sharedLimits.put(kernel, sharedBytes);
+        }
+        try {
+            driver.launchKernel(f, Math.toIntExact(gx), gy, gz, bx, by, bz, sharedBytes, stream, a);
+        } catch (CudaException e) {
+            throw new CudaException(kernel + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Grid-stride kernels over n elements. */
+    private void launchElementwise(String kernel, long n, KernelArgs a) {
+        long blocks = Math.min(ceilDiv(n, ELEMENTWISE_THREADS), ELEMENTWISE_MAX_BLOCKS);
+        launch(kernel, blocks, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0, a);
+    }
+
+    /** One warp per row, 4 rows per block. */
+    private void launchRows(String kernel, int rows, KernelArgs a) {
+        launch(kernel, ceilDiv(rows, ROW_THREADS / 32), 1, 1, ROW_THREADS, 1, 1, 0, a);
+    }
+
+    /**
+     * Row-major F32 GEMM: c = alpha op(a) op(b) + beta c (+ bias (N) on every row when bias != 0),
+     * lda/ldb/ldc are row strides, strides the per-batch element strides.
+     */
+    private void gemm(String op, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
+                      long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, long bias, int batch) {
+        checkOpen();
+        if (m == 0 || n == 0) return;
+        try {
+            blas.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, Blas.Type.F32, Blas.Type.F32, batch,
+                    strideA, strideB, strideC, stream, op);
+        } catch (CudaException e) {
+            throw new CudaException(op + ": " + e.getMessage(), e);
+        }
+    }
+
+    private void memsetZero(long address, long bytes) {
+        checkOpen();
+        if (bytes > 0) driver.memsetD8(address, (byte) 0, bytes, stream, "memset");
+    }
+
+    private void copyHostToDevice(long dst, MemorySegment src, long bytes) {
+        checkOpen();
+        driver.memcpyHtoD(dst, src, bytes, stream, "upload");
+    }
+
+    private void copyDeviceToHost(MemorySegment dst, long src, long bytes) {
+        checkOpen();
+        driver.memcpyDtoH(dst, src, bytes, stream, "download");
+    }
+
+    private void copyDeviceToDevice(long dst, long src, long bytes) {
+        checkOpen();
+        if (bytes > 0) driver.memcpyDtoD(dst, src, bytes, stream, "copy");
+    }
+
+    private void synchronizeStream() {
+        checkOpen();
+        driver.streamSynchronize(stream, "synchronize");
+    }
+
+    private long stagingBytes() {
+        return staging.byteSize();
+    }
+
+    private void clearFlag() {
+        memsetZero(scratchFlag.address, 8);
+    }
+
+    private int readFlag() {
+        copyDeviceToHost(staging, scratchFlag.address, 4);
+        synchronizeStream();
+        return staging.get(ValueLayout.JAVA_INT, 0);
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("CudaBackend is closed");
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        try {
+            driver.streamSynchronize(stream, "close");
+        } finally {
+            closed = true;
+            allocator.close();
+            driver.hostFreePinned(staging);
+            driver.streamDestroy(stream);
+            driver.moduleUnload(module);
+            blas.close();
+            driver.close();
+        }
+    }
+
+    // ================================================================ checks
+
+    private static UnsupportedOperationException trainingUnsupported(String op) {
+        return new UnsupportedOperationException(op + ": training on CUDA is not implemented yet (use the CPU backend for training)");
+    }
+
+    private static long ceilDiv(long a, long b) {
+        return (a + b - 1) / b;
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    private static long address(Tensor t) {
+        return t == null ? 0L : t.deviceAddress();
+    }
+
+    private static void requireDevice(String op, String name, Tensor t) {
+        if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
+        if (t.device() != Device.CUDA) {
+            throw new IllegalArgumentException(op + ": " + name + " " + t.shapeString() + " is on " + t.device() + "; upload it to the CUDA backend first");
+        }
+    }
+
+    private static void requireF32(String op, String name, Tensor t) {
+        requireDevice(op, name, t);
+        if (t.dtype() != DType.F32) throw new IllegalArgumentException(op + ": " + name + " must be F32, got " + t.dtype() + " " + t.shapeString());
+    }
+
+    private static void requireI32(String op, String name, Tensor t) {
+        requireDevice(op, name, t);
+        if (t.dtype() != DType.I32) throw new IllegalArgumentException(op + ": " + name + " must be I32, got " + t.dtype() + " " + t.shapeString());
+    }
+
+    private static void requireShape(String op, String name, Tensor t, int... expected) {
+        requireF32(op, name, t);
+        if (!java.util.Arrays.equals(t.shape(), expected)) {
+            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shapeString() + ", expected " + java.util.Arrays.toString(expected));
+        }
+    }
+
+    private static void requireSameShape(String op, String aName, Tensor a, String bName, Tensor b) {
+        requireF32(op, aName, a);
+        requireF32(op, bName, b);
+        if (!a.sameShape(b)) {
+            throw new IllegalArgumentException(op + ": " + aName + " " + a.shapeString() + " and " + bName + " " + b.shapeString() + " must have the same shape");
+        }
+    }
+
+    private static void requireSameNumel(String op, String aName, Tensor a, String bName, Tensor b) {
+        requireF32(op, aName, a);
+        requireF32(op, bName, b);
+        if (a.numel() != b.numel()) {
+            throw new IllegalArgumentException(op + ": " + aName + " " + a.shapeString() + " and " + bName + " " + b.shapeString() + " differ in size");
+        }
+    }
+}

@@ -1,0 +1,572 @@
+package org.clipj.runtime.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.SplittableRandom;
+
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Device;
+import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Tensor;
+import org.clipj.runtime.cpu.CpuBackend;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Every CUDA kernel against the CPU backend's scalar reference path, on several shapes including
+ * ragged ones. Subclasses choose the driver binding: the simulator (every build) or a real GPU.
+ */
+abstract class CudaParityChecks {
+    static final CpuBackend CPU = new CpuBackend(1, false);
+    static final float TOL = 1e-4f;
+
+    /** The backend under test, opened by the subclass's @BeforeAll. */
+    static CudaBackend cuda;
+
+    @AfterAll
+    static void closeBackend() {
+        if (cuda != null) cuda.close();
+        cuda = null;
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    static Tensor random(long seed, int... shape) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] a = new float[Math.toIntExact(Tensor.numel(shape))];
+        for (int i = 0; i < a.length; i++) a[i] = (float) (r.nextDouble() * 2 - 1);
+        return Tensor.of(a, shape);
+    }
+
+    static Tensor up(Tensor host) {
+        return cuda.upload(host);
+    }
+
+    static float[] down(Tensor device) {
+        return cuda.download(device).toFloatArray();
+    }
+
+    static void assertClose(String what, Tensor expectedCpu, Tensor actualDevice, float tol) {
+        float[] e = expectedCpu.toFloatArray(), a = down(actualDevice);
+        assertEquals(e.length, a.length, what + ": size");
+        float scale = 1f;
+        for (float v : e) scale = Math.max(scale, Math.abs(v));
+        for (int i = 0; i < e.length; i++) {
+            if (!(Math.abs(e[i] - a[i]) <= tol * scale)) {
+                throw new AssertionError(what + ": element " + i + " expected " + e[i] + " got " + a[i] + " (tol " + tol * scale + ")");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- memory and casts
+
+    @Test
+    void uploadDownloadZerosCopyFill() {
+        Tensor h = random(1, 3, 7, 5);
+        Tensor d = up(h);
+        assertEquals(Device.CUDA, d.device());
+        assertArrayEquals(h.f32(), down(d));
+        Tensor z = cuda.zeros(DType.F32, 3, 7, 5);
+        assertArrayEquals(new float[105], down(z));
+        cuda.copy(z, d);
+        assertArrayEquals(h.f32(), down(z));
+        cuda.fill(z, 2.5f);
+        for (float v : down(z)) assertEquals(2.5f, v);
+        Tensor ids = up(Tensor.of(new int[] {3, -1, 7}, 3));
+        assertArrayEquals(new int[] {3, -1, 7}, cuda.download(ids).i32());
+        assertArrayEquals(h.slice(1, 2).toFloatArray(), down(d.slice(1, 2)));
+    }
+
+    @Test
+    void castsRoundToNearestEvenLikeDType() {
+        Tensor h = random(2, 1000);
+        float[] x = h.f32();
+        x[0] = Float.NaN;
+        x[1] = Float.POSITIVE_INFINITY;
+        x[2] = 1e-40f;
+        x[3] = 70000f;
+        for (DType t : new DType[] {DType.BF16, DType.F16}) {
+            Tensor d16 = cuda.zeros(t, 1000);
+            cuda.cast(d16, up(h));
+            short[] bits = cuda.download(d16).bits16();
+            for (int i = 0; i < x.length; i++) {
+                short expected = t == DType.BF16 ? DType.floatToBf16(x[i]) : DType.floatToF16(x[i]);
+                float e = t == DType.BF16 ? DType.bf16ToFloat(expected) : DType.f16ToFloat(expected);
+                float a = t == DType.BF16 ? DType.bf16ToFloat(bits[i]) : DType.f16ToFloat(bits[i]);
+                assertTrue(Float.isNaN(e) ? Float.isNaN(a) : expected == bits[i], t + " element " + i + ": " + x[i]);
+            }
+            Tensor back = cuda.zeros(DType.F32, 1000);
+            cuda.cast(back, d16);
+            float[] b = down(back);
+            for (int i = 4; i < x.length; i++) {
+                float e = t == DType.BF16 ? DType.bf16ToFloat(bits[i]) : DType.f16ToFloat(bits[i]);
+                assertEquals(e, b[i], t + " back " + i);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    @Test
+    void matmulAllTransposesAndBatches() {
+        int[][] mnk = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}};
+        long seed = 10;
+        for (int[] s : mnk) {
+            int m = s[0], n = s[1], k = s[2];
+            for (int ta = 0; ta < 2; ta++) {
+                for (int tb = 0; tb < 2; tb++) {
+                    Tensor a = ta == 1 ? random(seed++, k, m) : random(seed++, m, k);
+                    Tensor b = tb == 1 ? random(seed++, n, k) : random(seed++, k, n);
+                    Tensor c = random(seed++, m, n);
+                    Tensor dc = up(c);
+                    CPU.matmul(c, a, ta == 1, b, tb == 1, 0.5f, 0.25f);
+                    cuda.matmul(dc, up(a), ta == 1, up(b), tb == 1, 0.5f, 0.25f);
+                    assertClose("matmul " + m + "x" + n + "x" + k + " " + ta + tb, c, dc, TOL);
+                }
+            }
+            Tensor a = random(seed++, 3, m, k), b = random(seed++, 3, n, k), c = Tensor.zeros(DType.F32, 3, m, n);
+            Tensor dc = cuda.zeros(DType.F32, 3, m, n);
+            CPU.matmul(c, a, false, b, true, 1f, 0f);
+            cuda.matmul(dc, up(a), false, up(b), true, 1f, 0f);
+            assertClose("batched matmul", c, dc, TOL);
+        }
+    }
+
+    @Test
+    void linearWithAndWithoutBias() {
+        for (int[] s : new int[][] {{1, 1, 1}, {2, 13, 24, 40}, {5, 3, 96}}) {
+            int in = s[s.length - 2], out = s[s.length - 1];
+            int rows = s.length == 4 ? s[0] * s[1] : s[0];
+            Tensor x = random(20, rows, in), w = random(21, out, in), bias = random(22, out);
+            for (Tensor b : new Tensor[] {null, bias}) {
+                Tensor y = Tensor.zeros(DType.F32, rows, out), dy = cuda.zeros(DType.F32, rows, out);
+                CPU.linearForward(y, x, w, b);
+                cuda.linearForward(dy, up(x), up(w), b == null ? null : up(b));
+                assertClose("linear " + rows + "x" + in + "->" + out + (b == null ? "" : " +bias"), y, dy, TOL);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    @Test
+    void elementwiseOps() {
+        for (int n : new int[] {1, 31, 257, 5000}) {
+            Tensor a = random(30 + n, n), b = random(31 + n, n);
+            Tensor expected = Tensor.zeros(DType.F32, n), actual = cuda.zeros(DType.F32, n);
+            CPU.add(expected, a, b);
+            cuda.add(actual, up(a), up(b));
+            assertClose("add " + n, expected, actual, 0f);
+
+            Tensor e2 = a.copy(), d2 = up(a);
+            CPU.addScaled(e2, b, -0.75f);
+            cuda.addScaled(d2, up(b), -0.75f);
+            assertClose("addScaled " + n, e2, d2, 1e-6f);
+            CPU.scale(e2, 3f);
+            cuda.scale(d2, 3f);
+            assertClose("scale " + n, e2, d2, 1e-6f);
+
+            Tensor x = random(32 + n, n);
+            for (int i = 0; i < n; i += 3) x.f32()[i] *= 8;
+            CPU.quickGeluForward(expected, x);
+            cuda.quickGeluForward(actual, up(x));
+            assertClose("quickGelu " + n, expected, actual, 1e-6f);
+            CPU.reluForward(expected, x);
+            cuda.reluForward(actual, up(x));
+            assertClose("relu " + n, expected, actual, 0f);
+        }
+    }
+
+    @Test
+    void broadcastAddAndFusedBiasQuickGelu() {
+        for (int[] s : new int[][] {{1, 1}, {3, 5, 7}, {50, 128}}) {
+            int c = s[s.length - 1];
+            Tensor x = random(40, s), b = random(41, c);
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            CPU.broadcastAdd(expected, x, b);
+            cuda.broadcastAdd(actual, up(x), up(b));
+            assertClose("broadcastAdd", expected, actual, 0f);
+            CPU.quickGeluForward(expected, expected);
+            cuda.quickGeluForwardBias(actual, up(x), up(b));
+            assertClose("quickGeluForwardBias", expected, actual, 1e-6f);
+        }
+        Tensor x = random(42, 2, 3, 4, 5), b = random(43, 4, 5);
+        Tensor expected = Tensor.zeros(DType.F32, 2, 3, 4, 5), actual = cuda.zeros(DType.F32, 2, 3, 4, 5);
+        CPU.broadcastAdd(expected, x, b);
+        cuda.broadcastAdd(actual, up(x), up(b));
+        assertClose("broadcastAdd 2-D b", expected, actual, 0f);
+    }
+
+    @Test
+    void softmaxRows() {
+        for (int[] s : new int[][] {{1, 1}, {5, 77}, {9, 3, 33}}) {
+            Tensor x = random(50, s);
+            CPU.scale(x, 20f);
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            CPU.softmaxForward(expected, x);
+            cuda.softmaxForward(actual, up(x));
+            assertClose("softmax", expected, actual, 1e-6f);
+        }
+    }
+
+    // ---------------------------------------------------------------- normalization
+
+    @Test
+    void layerNormWithStatistics() {
+        for (int[] s : new int[][] {{1, 1}, {2, 7, 64}, {13, 130}}) {
+            int c = s[s.length - 1], n = (int) (Tensor.numel(s) / c);
+            Tensor x = random(60, s), w = random(61, c), b = random(62, c);
+            for (int i = 0; i < x.f32().length; i++) x.f32()[i] += 3f; // an offset the statistics must survive
+            Tensor out = Tensor.zeros(DType.F32, s), mean = Tensor.zeros(DType.F32, n), rstd = Tensor.zeros(DType.F32, n);
+            Tensor dOut = cuda.zeros(DType.F32, s), dMean = cuda.zeros(DType.F32, n), dRstd = cuda.zeros(DType.F32, n);
+            CPU.layerNormForward(out, mean, rstd, x, w, b, 1e-5f);
+            cuda.layerNormForward(dOut, dMean, dRstd, up(x), up(w), up(b), 1e-5f);
+            assertClose("layerNorm out", out, dOut, TOL);
+            assertClose("layerNorm mean", mean, dMean, 1e-6f);
+            assertClose("layerNorm rstd", rstd, dRstd, TOL);
+            cuda.layerNormForward(dOut, null, null, up(x), up(w), up(b), 1e-5f);
+            assertClose("layerNorm out without statistics", out, dOut, TOL);
+        }
+    }
+
+    @Test
+    void batchNormEvalAndTrainUnsupported() {
+        int b = 2, c = 5, h = 3, w = 7;
+        Tensor x = random(70, b, c, h, w), gamma = random(71, c), beta = random(72, c), mean = random(73, c), var = random(74, c);
+        for (int i = 0; i < c; i++) var.f32()[i] = Math.abs(var.f32()[i]) + 0.1f;
+        Tensor expected = Tensor.zeros(DType.F32, b, c, h, w), actual = cuda.zeros(DType.F32, b, c, h, w);
+        CPU.batchNormForward(expected, x, gamma, beta, mean, var, null, null, false, 0.1f, 1e-5f);
+        cuda.batchNormForward(actual, up(x), up(gamma), up(beta), up(mean), up(var), null, null, false, 0.1f, 1e-5f);
+        assertClose("batchNorm eval", expected, actual, TOL);
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, () -> cuda.batchNormForward(actual,
+                up(x), up(gamma), up(beta), up(mean), up(var), null, null, true, 0.1f, 1e-5f));
+        assertTrue(e.getMessage().contains("training on CUDA is not implemented"), e.getMessage());
+    }
+
+    @Test
+    void l2NormalizeAndBackward() {
+        for (int[] s : new int[][] {{1, 1}, {4, 64}, {7, 33}}) {
+            Tensor x = random(80, s);
+            if (s[0] == 7) java.util.Arrays.fill(x.f32(), 0, s[1], 0f); // a zero row stays zero
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            Tensor norms = Tensor.zeros(DType.F32, s[0]), dNorms = cuda.zeros(DType.F32, s[0]);
+            CPU.l2NormalizeForward(expected, norms, x);
+            cuda.l2NormalizeForward(actual, dNorms, up(x));
+            assertClose("l2Normalize", expected, actual, 1e-6f);
+            assertClose("l2Normalize norms", norms, dNorms, 1e-6f);
+            Tensor dout = random(81, s), dx = random(82, s), gdx = up(dx);
+            CPU.l2NormalizeBackward(dx, dout, expected, norms);
+            cuda.l2NormalizeBackward(gdx, up(dout), actual, dNorms);
+            assertClose("l2NormalizeBackward", dx, gdx, 1e-5f);
+        }
+    }
+
+    // ---------------------------------------------------------------- convolution and pooling
+
+    @Test
+    void conv2dAndPatchEmbed() {
+        int[][] cases = {{2, 3, 9, 7, 4, 3, 1, 1}, {1, 4, 8, 8, 6, 1, 2, 0}, {2, 2, 7, 5, 3, 3, 2, 1}, {1, 1, 1, 1, 1, 1, 1, 0}};
+        for (int[] s : cases) {
+            int b = s[0], ci = s[1], h = s[2], w = s[3], co = s[4], k = s[5], stride = s[6], pad = s[7];
+            int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+            Tensor x = random(90, b, ci, h, w), wt = random(91, co, ci, k, k), bias = random(92, co);
+            for (Tensor bb : new Tensor[] {null, bias}) {
+                Tensor expected = Tensor.zeros(DType.F32, b, co, ho, wo), actual = cuda.zeros(DType.F32, b, co, ho, wo);
+                CPU.conv2dForward(expected, x, wt, bb, stride, pad);
+                cuda.conv2dForward(actual, up(x), up(wt), bb == null ? null : up(bb), stride, pad);
+                assertClose("conv2d " + java.util.Arrays.toString(s), expected, actual, TOL);
+            }
+        }
+        for (int[] s : new int[][] {{2, 3, 32, 8, 16}, {1, 3, 12, 4, 5}}) {
+            int b = s[0], ci = s[1], r = s[2], p = s[3], c = s[4], grid = r / p;
+            Tensor x = random(93, b, ci, r, r), wt = random(94, c, ci, p, p);
+            Tensor expected = Tensor.zeros(DType.F32, b, grid * grid, c), actual = cuda.zeros(DType.F32, b, grid * grid, c);
+            CPU.patchEmbedForward(expected, x, wt);
+            cuda.patchEmbedForward(actual, up(x), up(wt));
+            assertClose("patchEmbed " + java.util.Arrays.toString(s), expected, actual, TOL);
+        }
+    }
+
+    @Test
+    void avgPoolAndTranspose() {
+        for (int[] s : new int[][] {{2, 3, 8, 6, 2}, {1, 5, 6, 9, 3}, {1, 1, 4, 4, 4}}) {
+            Tensor x = random(100, s[0], s[1], s[2], s[3]);
+            int k = s[4];
+            Tensor expected = Tensor.zeros(DType.F32, s[0], s[1], s[2] / k, s[3] / k);
+            Tensor actual = cuda.zeros(DType.F32, s[0], s[1], s[2] / k, s[3] / k);
+            CPU.avgPool2dForward(expected, x, k);
+            cuda.avgPool2dForward(actual, up(x), k);
+            assertClose("avgPool " + java.util.Arrays.toString(s), expected, actual, 1e-6f);
+        }
+        for (int[] s : new int[][] {{1, 1, 1}, {2, 37, 45}, {3, 64, 32}}) {
+            Tensor x = random(101, s), start = random(102, s[0], s[2], s[1]);
+            for (boolean accumulate : new boolean[] {false, true}) {
+                Tensor expected = start.copy(), actual = up(start);
+                CPU.transpose(expected, x, accumulate);
+                cuda.transpose(actual, up(x), accumulate);
+                assertClose("transpose " + java.util.Arrays.toString(s) + (accumulate ? " +=" : ""), expected, actual, 0f);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    @Test
+    void attentionF32MatchesCpu() {
+        int[][] cases = {{1, 1, 1}, {2, 13, 2}, {1, 50, 2}, {2, 77, 1}, {1, 70, 3}};
+        for (int[] s : cases) {
+            int b = s[0], t = s[1], heads = s[2], c = heads * 64;
+            Tensor qkv = random(110 + t, b, t, 3 * c);
+            CPU.scale(qkv, 2f);
+            for (boolean causal : new boolean[] {false, true}) {
+                Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+                Tensor dOut = cuda.zeros(DType.F32, b, t, c), dLse = cuda.zeros(DType.F32, b, heads, t);
+                CPU.attentionForward(out, lse, qkv, heads, causal);
+                cuda.attentionForward(dOut, dLse, up(qkv), heads, causal);
+                String what = "attention B=" + b + " T=" + t + " H=" + heads + (causal ? " causal" : "");
+                assertClose(what, out, dOut, TOL);
+                assertClose(what + " lse", lse, dLse, TOL);
+            }
+        }
+    }
+
+    @Test
+    void attentionStreamsKeyTilesWhenAHeadDoesNotFit() {
+        // 300 keys in 64-key tiles on any device: exercises the streaming path of the same kernel.
+        assertEquals(64, cuda.attentionKeyTile("attention_forward", 100_000));
+        int b = 1, t = 300, heads = 1, c = 64;
+        Tensor qkv = random(120, b, t, 3 * c);
+        Tensor out = Tensor.zeros(DType.F32, b, t, c), dOut = cuda.zeros(DType.F32, b, t, c);
+        CPU.attentionForward(out, null, qkv, heads, true);
+        cuda.attentionForwardKernel("attention_forward", dOut, null, up(qkv), heads, true, 64);
+        assertClose("attention T=300 tiled", out, dOut, TOL);
+        Tensor q16 = cuda.zeros(DType.BF16, b, t, 3 * c), o16 = cuda.zeros(DType.BF16, b, t, c);
+        cuda.cast(q16, up(qkv));
+        Tensor rounded = cuda.zeros(DType.F32, b, t, 3 * c);
+        cuda.cast(rounded, q16);
+        CPU.attentionForward(out, null, cuda.download(rounded), heads, true);
+        cuda.attentionForwardKernel("attention_forward_mma_bf16", o16, null, q16, heads, true, 40); // ragged tile
+        Tensor o32 = cuda.zeros(DType.F32, b, t, c);
+        cuda.cast(o32, o16);
+        assertClose("tensor-core attention T=300 tiled", out, o32, 2e-2f);
+    }
+
+    @Test
+    void attention16BitInputsAccumulateInF32() {
+        for (int[] shape : new int[][] {{2, 50, 2}, {1, 77, 1}, {1, 13, 3}}) {
+            int b = shape[0], t = shape[1], heads = shape[2], c = heads * 64;
+            Tensor qkv = random(130 + t, b, t, 3 * c);
+            CPU.scale(qkv, 2f);
+            for (boolean causal : new boolean[] {false, true}) {
+                for (String kernel : new String[] {"attention_forward_bf16", "attention_forward_mma_bf16", "attention_forward_f16"}) {
+                    DType type = kernel.endsWith("f16") && !kernel.endsWith("bf16") ? DType.F16 : DType.BF16;
+                    Tensor q16 = cuda.zeros(type, b, t, 3 * c);
+                    cuda.cast(q16, up(qkv));
+                    Tensor rounded = cuda.zeros(DType.F32, b, t, 3 * c);
+                    cuda.cast(rounded, q16);
+                    Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+                    CPU.attentionForward(out, lse, cuda.download(rounded), heads, causal);
+                    Tensor o16 = cuda.zeros(type, b, t, c), o32 = cuda.zeros(DType.F32, b, t, c);
+                    Tensor dLse = cuda.zeros(DType.F32, b, heads, t);
+                    cuda.attentionForwardKernel(kernel, o16, dLse, q16, heads, causal, cuda.attentionKeyTile(kernel, t));
+                    cuda.cast(o32, o16);
+                    String what = kernel + " " + java.util.Arrays.toString(shape) + (causal ? " causal" : "");
+                    // BF16 outputs carry 8 bits of mantissa; the tensor-core kernel also rounds P to BF16.
+                    float tol = type == DType.F16 ? 1e-3f : kernel.contains("mma") ? 1e-2f : 4e-3f;
+                    assertClose(what, out, o32, tol);
+                    assertClose(what + " lse", lse, dLse, 1e-4f);
+                }
+            }
+        }
+        Tensor qkv = cuda.zeros(DType.BF16, 1, 5, 192), out = cuda.zeros(DType.BF16, 1, 5, 64);
+        cuda.attentionForward(out, null, qkv, 1, true); // the public entry point takes BF16 too
+        assertEquals(0f, down(out)[0]);
+    }
+
+    @Test
+    void attentionPoolMatchesCpu() {
+        for (int[] s : new int[][] {{1, 5, 64, 1}, {3, 17, 60, 3}, {2, 50, 512, 8}}) {
+            int b = s[0], l = s[1], c = s[2], heads = s[3];
+            Tensor q = random(140, b, c), k = random(141, b, l, c), v = random(142, b, l, c);
+            Tensor out = Tensor.zeros(DType.F32, b, c), lse = Tensor.zeros(DType.F32, b, heads);
+            Tensor dOut = cuda.zeros(DType.F32, b, c), dLse = cuda.zeros(DType.F32, b, heads);
+            CPU.attentionPoolForward(out, lse, q, k, v, heads);
+            cuda.attentionPoolForward(dOut, dLse, up(q), up(k), up(v), heads);
+            assertClose("attentionPool " + java.util.Arrays.toString(s), out, dOut, TOL);
+            assertClose("attentionPool lse", lse, dLse, TOL);
+        }
+    }
+
+    // ---------------------------------------------------------------- gathers
+
+    @Test
+    void embeddingAndRowGather() {
+        int v = 11, c = 37;
+        Tensor table = random(150, v, c);
+        Tensor ids = Tensor.of(new int[] {0, 10, 3, 3, 7, 1}, 2, 3);
+        Tensor expected = Tensor.zeros(DType.F32, 2, 3, c), actual = cuda.zeros(DType.F32, 2, 3, c);
+        CPU.embeddingForward(expected, ids, table);
+        cuda.embeddingForward(actual, up(ids), up(table));
+        assertClose("embedding", expected, actual, 0f);
+        Tensor bad = up(Tensor.of(new int[] {0, 11}, 1, 2));
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> cuda.embeddingForward(cuda.zeros(DType.F32, 1, 2, c), bad, up(table)));
+        assertTrue(e.getMessage().contains("embeddingForward"), e.getMessage());
+
+        Tensor x = random(151, 3, 5, c);
+        Tensor index = Tensor.of(new int[] {4, 0, 2}, 3);
+        Tensor rows = Tensor.zeros(DType.F32, 3, c), dRows = cuda.zeros(DType.F32, 3, c);
+        CPU.gatherRowsForward(rows, x, index);
+        cuda.gatherRowsForward(dRows, up(x), up(index));
+        assertClose("gatherRows", rows, dRows, 0f);
+        assertThrows(InvalidInputException.class,
+                () -> cuda.gatherRowsForward(cuda.zeros(DType.F32, 3, c), up(x), up(Tensor.of(new int[] {0, 5, 1}, 3))));
+    }
+
+    // ---------------------------------------------------------------- similarity and loss
+
+    @Test
+    void similarityMixedPrecision() {
+        for (int[] s : new int[][] {{1, 1, 1}, {19, 23, 37}, {4, 40, 64}}) {
+            int n = s[0], m = s[1], d = s[2];
+            Tensor a = random(160, n, d), b = random(161, m, d);
+            Tensor na = Tensor.zeros(DType.F32, n, d), nb = Tensor.zeros(DType.F32, m, d), expected = Tensor.zeros(DType.F32, n, m);
+            CPU.l2NormalizeForward(na, null, a);
+            CPU.l2NormalizeForward(nb, null, b);
+            CPU.matmul(expected, na, false, nb, true, 100f, 0f);
+            Tensor actual = cuda.zeros(DType.F32, n, m);
+            cuda.similarityForward(actual, up(a), up(b), 100f, true);
+            assertClose("similarity F32 " + java.util.Arrays.toString(s), expected, actual, TOL);
+            Tensor a16 = cuda.zeros(DType.BF16, n, d), b16 = cuda.zeros(DType.BF16, m, d);
+            cuda.cast(a16, up(a));
+            cuda.cast(b16, up(b));
+            cuda.similarityForward(actual, a16, b16, 100f, true);
+            assertClose("similarity BF16 " + java.util.Arrays.toString(s), expected, actual, 2e-2f);
+        }
+    }
+
+    @Test
+    void contrastiveLossAndGradients() {
+        for (int[] s : new int[][] {{1, 4}, {37, 24}, {70, 64}}) {
+            int n = s[0], d = s[1];
+            Tensor img = Tensor.zeros(DType.F32, n, d), txt = Tensor.zeros(DType.F32, n, d);
+            CPU.l2NormalizeForward(img, null, random(170, n, d));
+            CPU.l2NormalizeForward(txt, null, random(171, n, d));
+            Tensor scale = Tensor.of(new float[] {(float) Math.log(1 / 0.07)}, 1);
+            float expected = CPU.contrastiveLoss(img, txt, scale, null, null, null, 1f);
+            float actual = cuda.contrastiveLoss(up(img), up(txt), up(scale), null, null, null, 1f);
+            assertEquals(expected, actual, 1e-4 * Math.max(1, Math.abs(expected)), "contrastive N=" + n);
+
+            // gradients accumulate (+=) into non-zero starts, as every backward op does
+            Tensor dImg = random(172, n, d), dTxt = random(173, n, d), dScale = Tensor.of(new float[] {0.5f}, 1);
+            Tensor gImg = up(dImg), gTxt = up(dTxt), gScale = up(dScale);
+            CPU.contrastiveLoss(img, txt, scale, dImg, dTxt, dScale, 0.25f);
+            float loss = cuda.contrastiveLoss(up(img), up(txt), up(scale), gImg, gTxt, gScale, 0.25f);
+            assertEquals(expected, loss, 1e-4 * Math.max(1, Math.abs(expected)), "contrastive with gradients N=" + n);
+            assertClose("contrastive dImg N=" + n, dImg, gImg, TOL);
+            assertClose("contrastive dTxt N=" + n, dTxt, gTxt, TOL);
+            assertClose("contrastive dLogitScale N=" + n, dScale, gScale, TOL);
+            Tensor onlyScale = cuda.zeros(DType.F32, 1), cpuScale = Tensor.zeros(DType.F32, 1);
+            CPU.contrastiveLoss(img, txt, scale, null, null, cpuScale, 1f);
+            cuda.contrastiveLoss(up(img), up(txt), up(scale), null, null, onlyScale, 1f);
+            assertClose("contrastive dLogitScale alone N=" + n, cpuScale, onlyScale, TOL);
+        }
+    }
+
+    // ---------------------------------------------------------------- optimizer and reductions
+
+    @Test
+    void adamwAndReductions() {
+        int n = 1001;
+        Tensor p = random(180, n), g = random(181, n), m = random(182, n), v = random(183, n);
+        for (int i = 0; i < n; i++) v.f32()[i] = Math.abs(v.f32()[i]);
+        Tensor dp = up(p), dg = up(g), dm = up(m), dv = up(v);
+        for (int step = 1; step <= 3; step++) {
+            CPU.adamwUpdate(p, g, m, v, 1e-3f, 0.9f, 0.98f, 1e-6f, 0.2f, step, 0.5f);
+            cuda.adamwUpdate(dp, dg, dm, dv, 1e-3f, 0.9f, 0.98f, 1e-6f, 0.2f, step, 0.5f);
+        }
+        assertClose("adamw param", p, dp, 1e-6f);
+        assertClose("adamw m", m, dm, 1e-6f);
+        assertClose("adamw v", v, dv, 1e-6f);
+        for (int size : new int[] {1, 300, 100_000}) {
+            Tensor x = random(184 + size, size);
+            assertEquals(CPU.sumOfSquares(x), cuda.sumOfSquares(up(x)), 1e-9 * size, "sumOfSquares " + size);
+            Tensor dx = up(x);
+            assertFalse(cuda.hasNonFinite(dx));
+            x.f32()[size - 1] = Float.NaN;
+            assertTrue(cuda.hasNonFinite(up(x)));
+            x.f32()[size - 1] = Float.NEGATIVE_INFINITY;
+            assertTrue(cuda.hasNonFinite(up(x)));
+        }
+    }
+
+    // ---------------------------------------------------------------- backend machinery
+
+    @Test
+    void graphCaptureReplaysWithNewInputs() {
+        Tensor x = cuda.upload(random(190, 4, 64)), w = cuda.upload(random(191, 64)), b = cuda.upload(random(192, 64));
+        Tensor y = cuda.zeros(DType.F32, 4, 64);
+        try (CudaBackend.Graph graph = cuda.capture(() -> {
+            cuda.layerNormForward(y, null, null, x, w, b, 1e-5f);
+            cuda.quickGeluForward(y, y);
+        })) {
+            for (long seed = 193; seed < 195; seed++) {
+                Tensor input = random(seed, 4, 64);
+                cuda.copy(x, cuda.upload(input));
+                graph.replay();
+                Tensor expected = Tensor.zeros(DType.F32, 4, 64);
+                CPU.layerNormForward(expected, null, null, input, cuda.download(w), cuda.download(b), 1e-5f);
+                CPU.quickGeluForward(expected, expected);
+                assertClose("graph replay " + seed, expected, y, TOL);
+            }
+        }
+    }
+
+    @Test
+    void graphKeepsItsTemporariesToItself() {
+        Tensor x = random(196, 1, 2, 6, 6), w = random(197, 3, 2, 3, 3);
+        Tensor dx = up(x), dw = up(w), y = cuda.zeros(DType.F32, 1, 3, 6, 6);
+        cuda.conv2dForward(y, dx, dw, null, 1, 1); // warm-up: the allocator caches im2col's buffers
+        try (CudaBackend.Graph graph = cuda.capture(() -> cuda.conv2dForward(y, dx, dw, null, 1, 1))) {
+            Tensor bystander = cuda.zeros(DType.F32, 36, 18); // im2col's size class: must not get the graph's buffer
+            cuda.fill(bystander, 7f);
+            cuda.fill(y, 0f);
+            graph.replay();
+            Tensor expected = Tensor.zeros(DType.F32, 1, 3, 6, 6);
+            CPU.conv2dForward(expected, x, w, null, 1, 1);
+            assertClose("conv2d replay", expected, y, TOL);
+            for (float v : down(bystander)) assertEquals(7f, v);
+        }
+    }
+
+    @Test
+    void allocatorReusesReleasedBlocks() {
+        Tensor t = cuda.zeros(DType.F32, 1000);
+        long misses = cuda.driverAllocations();
+        cuda.release(t);
+        Tensor again = cuda.zeros(DType.F32, 999); // same size class
+        assertEquals(misses, cuda.driverAllocations());
+        assertEquals(DeviceAllocator.sizeClass(4000), DeviceAllocator.sizeClass(3996));
+        assertTrue(DeviceAllocator.sizeClass(5_000_000) >= 5_000_000 && DeviceAllocator.sizeClass(5_000_000) < 6_000_000);
+        cuda.release(again);
+    }
+
+    @Test
+    void trainingOpsSayTheyAreNotImplemented() {
+        Tensor x = cuda.zeros(DType.F32, 2, 3);
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                () -> cuda.quickGeluBackward(x, x, x));
+        assertTrue(e.getMessage().contains("quickGeluBackward") && e.getMessage().contains("training on CUDA"), e.getMessage());
+    }
+
+    @Test
+    void cpuTensorsAreRejectedWithTheOpName() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> cuda.add(cuda.zeros(DType.F32, 2), Tensor.zeros(DType.F32, 2), cuda.zeros(DType.F32, 2)));
+        assertTrue(e.getMessage().startsWith("add:"), e.getMessage());
+    }
+}

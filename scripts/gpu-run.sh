@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# gpu-bundle/run.sh (template: scripts/gpu-run.sh, copied by scripts/gpu-bundle). Runs on the GPU machine,
+# from the repository root: `gpu-bundle/run.sh`. Needs no JDK and no network: the bundle has a JRE.
+#   1. the JUnit tests tagged `gpu` (panama binding; each class skips with its reason where a piece is missing)
+#   2. the GPU benchmarks (every main class listed in benches.txt; JSON lines, suite "gpu")
+#   3. the same workloads in PyTorch (peer.py) when python3 with a CUDA torch is present
+# and writes $OUT/report.json (plus the raw logs and JUnit XML under $OUT). Budget: under 8 minutes.
+set -uo pipefail
+B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="${OUT:-$B/out}"
+mkdir -p "$OUT"
+start=$SECONDS
+# The bundled JRE travels as jre.tar.gz: unpack it once per machine.
+JRE="${TMPDIR:-/tmp}/clipj-jre-$(cksum < "$B/jre.tar.gz" 2>/dev/null | cut -d' ' -f1)"
+if [ -f "$B/jre.tar.gz" ] && [ ! -x "$JRE/jre/bin/java" ]; then
+    mkdir -p "$JRE" && tar -C "$JRE" -xzf "$B/jre.tar.gz"
+fi
+JAVA="$JRE/jre/bin/java"
+[ -x "$JAVA" ] || JAVA="$(command -v java || echo java)"
+FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.awt.headless=true -Xmx16g)
+SHARED=""
+for s in "$B/../shared" "$B/../../shared"; do [ -d "$s" ] && SHARED="$(cd "$s" && pwd)" && break; done
+CP="$(find "$B/lib" -name '*.jar' | sort | tr '\n' ':')"
+for t in "$B"/tests/*/; do CP="$CP${t%/}:"; done
+CP="${CP%:}"
+
+if nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/nvidia-smi.txt" 2>&1; then
+    device="$(head -1 "$OUT/nvidia-smi.txt" | tr -d '"\\')"
+else
+    device="unknown (nvidia-smi failed: $(head -1 "$OUT/nvidia-smi.txt" | tr -d '"\\'))"
+fi
+
+echo "== gpu tests" >&2
+timeout 270 "$JAVA" "${FLAGS[@]}" -Dclip.cuda.binding=panama ${SHARED:+-Dclip.shared="$SHARED"} \
+    -jar "$B/junit-platform-console-standalone.jar" execute --disable-banner --details=tree \
+    --class-path "$CP" --scan-class-path --include-tag gpu --reports-dir "$OUT/junit" > "$OUT/junit.txt" 2>&1
+junit_rc=$?
+count() { sed -nE "s/^\[ *([0-9]+) tests $1 *\]$/\1/p" "$OUT/junit.txt" | head -1; }
+
+echo "== gpu benchmarks" >&2
+: > "$OUT/bench-clipj.jsonl"
+while read -r bench; do
+    [ -n "$bench" ] || continue
+    timeout 120 "$JAVA" "${FLAGS[@]}" -cp "$CP" "$bench" >> "$OUT/bench-clipj.jsonl" 2>> "$OUT/bench-clipj.err" \
+        || echo "{\"suite\":\"gpu\",\"name\":\"$bench\",\"error\":\"exit $?\"}" >> "$OUT/bench-clipj.jsonl"
+done < "$B/benches.txt"
+
+: > "$OUT/bench-peer.jsonl"
+if command -v python3 >/dev/null && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "== pytorch peer" >&2
+    timeout 90 python3 "$B/peer.py" > "$OUT/bench-peer.jsonl" 2> "$OUT/bench-peer.err"
+fi
+
+join_lines() { grep -h '^{' "$1" | paste -sd, -; }
+found="$(count found)"; ok="$(count successful)"; failed="$(count failed)"; skipped="$(count skipped)"; aborted="$(count aborted)"
+cat > "$OUT/report.json" <<JSON
+{
+  "device": "$device",
+  "bundle": "$(cat "$B/VERSION" 2>/dev/null)",
+  "junit": {"exit": $junit_rc, "found": ${found:-0}, "successful": ${ok:-0}, "failed": ${failed:-0},
+            "skipped": ${skipped:-0}, "aborted": ${aborted:-0}},
+  "clipj": [$(join_lines "$OUT/bench-clipj.jsonl")],
+  "peer": [$(join_lines "$OUT/bench-peer.jsonl")],
+  "seconds": $((SECONDS - start))
+}
+JSON
+# Pair each clipj benchmark with the peer's figure of the same name (when python3 is here to do it).
+python3 - "$OUT/report.json" <<'PY' 2>/dev/null || true
+import json, sys
+p = sys.argv[1]
+r = json.load(open(p))
+peers = {x["name"]: x for x in r["peer"] if "peer" in x}
+for x in r["clipj"]:
+    q = peers.get(x.get("name"))
+    if q and "clipj" in x and q["peer"] > 0 and x["clipj"] > 0:
+        x["peer"], x["peer_name"] = q["peer"], q["peer_name"]
+        x["speedup"] = round(x["clipj"] / q["peer"] if x["unit"] in ("TFLOP/s", "GB/s") else q["peer"] / x["clipj"], 3)
+json.dump(r, open(p, "w"), indent=1)
+PY
+cat "$OUT/report.json"
+echo "== done in $((SECONDS - start)) s; JUnit exit $junit_rc" >&2
+exit 0
