@@ -25,6 +25,15 @@ shopt -s nullglob
 sources=("$here"/src/*.cu)
 headers=("$here"/include/*.cuh)
 
+# Content hash of what a build reads: a build is up to date when its inputs hash the same as when the
+# output was made (hashed BEFORE compiling, so an edit during a build makes the next build redo it).
+inputs_hash() {
+    cat "$here/build.sh" "$@" 2>/dev/null | sha1sum | cut -d' ' -f1
+}
+up_to_date() { # up_to_date OUTPUT HASH
+    [[ -f "$1" && -f "$1.sha1" && "$(cat "$1.sha1")" == "$2" ]]
+}
+
 # Kernel names: every `extern "C" __global__ void NAME(` (optionally with __launch_bounds__(...)).
 kernel_names() {
     sed -nE 's/.*extern "C" +__global__ +(__launch_bounds__\([^)]*\) +)?void +(__launch_bounds__\([^)]*\) +)?([A-Za-z_][A-Za-z0-9_]*) *\(.*/\3/p' "$1"
@@ -66,9 +75,8 @@ build_fatbin() {
             echo "}"
         done
     } > "$unity.tmp"
-    # Rebuild only when a source, header or this script changed.
-    if [[ -f "$out/clipkernels.fatbin" && -f "$unity" ]] && cmp -s "$unity" "$unity.tmp" \
-        && [[ -z "$(find "$here/src" "$here/include" "$here/build.sh" -newer "$out/clipkernels.fatbin" -print -quit)" ]]; then
+    local hash; hash="$(inputs_hash "$unity.tmp" "${sources[@]}" "${headers[@]}")"
+    if up_to_date "$target/fatbin/clipkernels.fatbin" "$hash" && [[ -f "$out/clipkernels.fatbin" ]]; then
         rm -f "$unity.tmp"; echo "fatbin up to date"; return
     fi
     mv "$unity.tmp" "$unity"
@@ -80,6 +88,7 @@ build_fatbin() {
         -I "$here/include" -o "$target/fatbin/clipkernels.fatbin" "$unity" 2> "$target/ptxas-report.txt" || {
             cat "$target/ptxas-report.txt" >&2; exit 1; }
     cp "$target/fatbin/clipkernels.fatbin" "$out/clipkernels.fatbin"
+    echo "$hash" > "$target/fatbin/clipkernels.fatbin.sha1"
     echo "fatbin: ${#sources[@]} files, $(stat -c %s "$out/clipkernels.fatbin") bytes, $((SECONDS - start)) s (nvcc, sm_80 sm_90a compute_90)"
 }
 
@@ -122,12 +131,14 @@ build_sim() {
     fi
     local start=$SECONDS
     if [[ ${#sources[@]} -gt 0 ]]; then
-        if [[ -f "$out/libclipkernels_sim.so" && -z "$(find "$here/src" "$here/include" "$here/sim" "$here/build.sh" -maxdepth 1 -newer "$out/libclipkernels_sim.so" -print -quit)" ]]; then
+        local hash; hash="$(inputs_hash "${sources[@]}" "${headers[@]}" "$here"/sim/*.h "$here"/sim/*.cpp)"
+        if up_to_date "$target/libclipkernels_sim.so" "$hash" && [[ -f "$out/libclipkernels_sim.so" ]]; then
             echo "simulator up to date"
         else
             rm -rf "$target/sim-gen"
             sim_build "$target/libclipkernels_sim.so" "$target/sim-gen" "${sources[@]}"
             cp "$target/libclipkernels_sim.so" "$out/libclipkernels_sim.so"
+            echo "$hash" > "$target/libclipkernels_sim.so.sha1"
             echo "simulator: ${#sources[@]} files, $((SECONDS - start)) s (g++)"
         fi
     else
@@ -137,13 +148,15 @@ build_sim() {
     command -v gcc >/dev/null 2>&1 || tests=()
     if [[ ${#tests[@]} -gt 0 ]]; then
         mkdir -p "$target/sim-test"
-        if [[ ! -f "$target/sim-test/libclipkernels_simtest.so" || -n "$(find "$here/sim" "$here/include" "$here/build.sh" -newer "$target/sim-test/libclipkernels_simtest.so" -print -quit)" ]]; then
+        local thash; thash="$(inputs_hash "${tests[@]}" "${headers[@]}" "$here"/sim/*.h "$here"/sim/*.cpp "$here"/sim/test/*.c)"
+        if ! up_to_date "$target/sim-test/fake-cuda/libcuda.so.1" "$thash"; then
             rm -rf "$target/sim-test-gen"
             sim_build "$target/sim-test/libclipkernels_simtest.so" "$target/sim-test-gen" "${tests[@]}"
             # A stand-in libcuda.so.1 over that library, to test the FFM driver binding without a GPU.
             mkdir -p "$target/sim-test/fake-cuda"
             gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -o "$target/sim-test/fake-cuda/libcuda.so.1" \
                 "$here/sim/test/fake_libcuda.c" "$target/sim-test/libclipkernels_simtest.so" -Wl,-rpath,'$ORIGIN/..'
+            echo "$thash" > "$target/sim-test/fake-cuda/libcuda.so.1.sha1"
         fi
     fi
 }

@@ -8,7 +8,16 @@
 // sets before it resumes a fiber. `__shared__` is a block-scope `thread_local` (implicitly static):
 // one copy per OS thread, which is one copy per block since blocks on a thread run one at a time.
 // `extern __shared__ T name[];` (dynamic shared memory) is rewritten by the build script
-// (kernels/build.sh) into a pointer to the launch's sharedBytes buffer.
+// (kernels/build.sh) into a pointer to the launch's sharedBytes buffer: write it on one line, in a .cu
+// or .cuh, as `extern __shared__ T name[];` (an optional __align__(N) is allowed).
+//
+// Faults are reported, not hung on: a __syncthreads that not every thread of the block reaches, a warp
+// collective whose mask names a lane that exited, and any other deadlock end the launch with an error
+// (sim_launch returns 3; the sim driver throws CUDA_ERROR_LAUNCH_FAILED with the reason). Out-of-bounds
+// memory accesses are NOT checked (device memory is host memory). Not emulated: inline PTX (asm),
+// __constant__ symbols looked up by name, textures, cooperative groups, clusters, tensor-core
+// instructions (guard them with #ifdef CLIP_SIM and emulate, as kernels/include/clip_mma.cuh does),
+// __syncthreads_count/and/or. The fast-math intrinsics (__expf, ...) are the exact host functions.
 #pragma once
 
 #include <math.h>
@@ -59,7 +68,6 @@ void clip_sim_trap(const char* why);
 }
 
 static inline void __syncthreads() { clip_sim_syncthreads(); }
-static inline int __syncthreads_count(int p) { __syncthreads(); return p; }
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { clip_sim_vote(mask, 1, 3); }
 static inline void __threadfence() {}
 static inline void __threadfence_block() {}

@@ -21,6 +21,11 @@
 // (keys padded to a multiple of 16) sit in shared memory as BF16: grid (ceil(T / 64), heads, B), block 128,
 // dynamic shared = 2 * roundup(keyTile, 16) * 72 * 2 bytes (T = 257: 78 KB). P is rounded to BF16 before PV, as in
 // FlashAttention; accuracy vs the F32 path ~1e-2 relative. Speed on H100/A100: pending a GPU run.
+// attention_backward (F32): dqkv += the gradient, recomputing P = exp(S - lse) from the forward's lse
+// (no T x T matrix stored). Same grid and shared K/V tiles as attention_forward; per query row:
+// D = dout . out, dS_j = P_j (dout . v_j - D); dq += dS_j k_j / 8 in registers, dk_j += dS_j q / 8 and
+// dv_j += P_j dout by atomicAdd (rows of a block share keys). v1: simple and exact; a key-major pass
+// without atomics (FlashAttention-2's backward) is the next step for speed.
 #include "../include/clip_common.cuh"
 #include "../include/clip_mma.cuh"
 
@@ -271,5 +276,102 @@ extern "C" __global__ void attention_forward_mma_bf16(bf16* out, float* lse, con
             o[d + 1] = __float2bfloat16(acc[db][2 * half + 1] * inv);
         }
         if (lse != nullptr && quad == 0) lse[((long)bb * heads + h) * t + row] = (half ? m1 : m0) + logf(half ? l1 : l0);
+    }
+}
+
+// ---------------------------------------------------------------- backward (F32)
+
+extern "C" __global__ void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                                              const float* lse, int b, int t, int heads, int causal, int keyTile) {
+    extern __shared__ float smem[];
+    float* ks = smem;                            // (keyTile, 65)
+    float* vs = ks + (long)keyTile * ATT_KPAD;   // (keyTile, 64)
+    float* qs = vs + (long)keyTile * ATT_HD;     // (16, 64), pre-scaled by 1/8
+    float* gs = qs + ATT_ROWS * ATT_HD;          // (16, 64) dout rows
+    int c = heads * ATT_HD;
+    long stride = 3L * c;
+    int h = blockIdx.y, bb = blockIdx.z;
+    int rowStart = blockIdx.x * ATT_ROWS;
+    int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP;
+    const float* base = qkv + (long)bb * t * stride + h * ATT_HD;
+    float* dbase = dqkv + (long)bb * t * stride + h * ATT_HD;
+    const float scale = 0.125f;
+
+    for (int i = threadIdx.x; i < ATT_ROWS * ATT_HD; i += blockDim.x) {
+        int r = rowStart + i / ATT_HD, d = i % ATT_HD;
+        qs[i] = r < t ? base[(long)r * stride + d] * scale : 0.0f;
+        gs[i] = r < t ? dout[((long)bb * t + r) * c + h * ATT_HD + d] : 0.0f;
+    }
+    __syncthreads();
+    float delta[ATT_ROWS_PER_WARP], rowLse[ATT_ROWS_PER_WARP], dq0[ATT_ROWS_PER_WARP], dq1[ATT_ROWS_PER_WARP];
+    for (int r = 0; r < ATT_ROWS_PER_WARP; r++) {
+        int local = warp + ATT_WARPS * r, row = rowStart + local;
+        float part = 0.0f;
+        if (row < t) {
+            const float* o = out + ((long)bb * t + row) * c + h * ATT_HD;
+            part = gs[local * ATT_HD + 2 * lane] * o[2 * lane] + gs[local * ATT_HD + 2 * lane + 1] * o[2 * lane + 1];
+        }
+        delta[r] = warp_sum(part);
+        rowLse[r] = row < t ? lse[((long)bb * heads + h) * t + row] : 0.0f;
+        dq0[r] = 0.0f;
+        dq1[r] = 0.0f;
+    }
+    int lastRow = min(rowStart + ATT_ROWS, t) - 1;
+    int keyEnd = causal ? lastRow + 1 : t;
+    for (int t0 = 0; t0 < keyEnd; t0 += keyTile) {
+        int tileLen = min(keyTile, keyEnd - t0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < tileLen * ATT_HD; i += blockDim.x) {
+            int j = i / ATT_HD, d = i % ATT_HD;
+            const float* src = base + (long)(t0 + j) * stride + d;
+            ks[j * ATT_KPAD + d] = src[c];
+            vs[j * ATT_HD + d] = src[2 * c];
+        }
+        __syncthreads();
+        for (int r = 0; r < ATT_ROWS_PER_WARP; r++) {
+            int local = warp + ATT_WARPS * r;
+            int row = rowStart + local;
+            if (row >= t) continue; // warp-uniform
+            int tileEnd = min(t0 + tileLen, causal ? row + 1 : t);
+            const float* q = qs + local * ATT_HD;
+            const float* g = gs + local * ATT_HD;
+            for (int j0 = t0; j0 < tileEnd; j0 += CLIP_WARP) {
+                int j = j0 + lane;
+                float p = 0.0f, ds = 0.0f;
+                if (j < tileEnd) {
+                    const float* k = ks + (j - t0) * ATT_KPAD;
+                    const float* v = vs + (j - t0) * ATT_HD;
+                    float dot = 0.0f, dp = 0.0f;
+                    for (int d = 0; d < ATT_HD; d++) {
+                        dot += q[d] * k[d];
+                        dp += g[d] * v[d];
+                    }
+                    p = expf(dot - rowLse[r]);
+                    ds = p * (dp - delta[r]);
+                }
+                int count = min(CLIP_WARP, tileEnd - j0);
+                for (int jj = 0; jj < count; jj++) {
+                    float pj = __shfl_sync(CLIP_FULL_MASK, p, jj);
+                    float dsj = __shfl_sync(CLIP_FULL_MASK, ds, jj);
+                    int key = j0 + jj;
+                    const float* k = ks + (key - t0) * ATT_KPAD + 2 * lane;
+                    dq0[r] += dsj * k[0];
+                    dq1[r] += dsj * k[1];
+                    float* dk = dbase + (long)key * stride + c + 2 * lane;
+                    atomicAdd(&dk[0], dsj * q[2 * lane]);
+                    atomicAdd(&dk[1], dsj * q[2 * lane + 1]);
+                    float* dv = dbase + (long)key * stride + 2 * c + 2 * lane;
+                    atomicAdd(&dv[0], pj * g[2 * lane]);
+                    atomicAdd(&dv[1], pj * g[2 * lane + 1]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < ATT_ROWS_PER_WARP; r++) {
+        int row = rowStart + warp + ATT_WARPS * r;
+        if (row >= t) continue;
+        float* dq = dbase + (long)row * stride + 2 * lane;
+        dq[0] += dq0[r] * scale;
+        dq[1] += dq1[r] * scale;
     }
 }

@@ -4,6 +4,9 @@
 // Launch: grid (heads, B), block 128 threads; dynamic shared = (L + hd) floats (scores + scaled query).
 // Warps score keys (lanes over the head dim, coalesced), the block reduces max and sum, then threads
 // over the head dim accumulate p_j v_j. Any head dim (CLIP: 64).
+// attention_pool_backward: same grid; recomputes the scores, then dv_j += p_j dout, dS_j = p_j (dout . v_j - D)
+// with D = dout . out, dq += sum_j dS_j k_j / sqrt(hd), dk_j += dS_j q / sqrt(hd). A (head, image) block owns
+// its slices of dq/dk/dv: plain adds, no atomics. Dynamic shared = (2 L + 2 hd) floats.
 // Versions: v1 (this) one block per (head, image): L <= 50 at 224 px, so the scores fit in shared.
 #include "../include/clip_common.cuh"
 
@@ -45,4 +48,56 @@ extern "C" __global__ void attention_pool_forward(float* out, float* lse, const 
         out[(long)bb * c + h * hd + d] = acc * inv;
     }
     if (lse != nullptr && threadIdx.x == 0) lse[(long)bb * heads + h] = m + logf(sum);
+}
+
+extern "C" __global__ void attention_pool_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                                   const float* k, const float* v, const float* out, const float* lse,
+                                                   int b, int l, int c, int heads) {
+    extern __shared__ float smem[];
+    __shared__ float scratch[32];
+    int hd = c / heads;
+    float* p = smem;            // (L) probabilities
+    float* ds = smem + l;       // (L) score gradients
+    float* qs = ds + l;         // (hd) scaled query
+    float* gs = qs + hd;        // (hd) dout slice
+    int h = blockIdx.x, bb = blockIdx.y;
+    int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP, warps = blockDim.x / CLIP_WARP;
+    float scale = rsqrtf((float)hd);
+    long head = (long)bb * c + h * hd;
+    float dpart = 0.0f;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        qs[d] = q[head + d] * scale;
+        gs[d] = dout[head + d];
+        dpart += gs[d] * out[head + d];
+    }
+    float delta = block_sum(dpart, scratch); // its barriers also publish qs and gs
+    float rowLse = lse[(long)bb * heads + h];
+    const float* kb = k + (long)bb * l * c + h * hd;
+    const float* vb = v + (long)bb * l * c + h * hd;
+    for (int j = warp; j < l; j += warps) {
+        float dot = 0.0f, dp = 0.0f;
+        for (int d = lane; d < hd; d += CLIP_WARP) {
+            dot += qs[d] * kb[(long)j * c + d];
+            dp += gs[d] * vb[(long)j * c + d];
+        }
+        dot = warp_sum(dot);
+        dp = warp_sum(dp);
+        if (lane == 0) {
+            float pj = expf(dot - rowLse);
+            p[j] = pj;
+            ds[j] = pj * (dp - delta);
+        }
+    }
+    __syncthreads();
+    float* dkb = dk + (long)bb * l * c + h * hd;
+    float* dvb = dv + (long)bb * l * c + h * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < l; j++) {
+            acc += ds[j] * kb[(long)j * c + d];
+            if (dk != nullptr) dkb[(long)j * c + d] += ds[j] * qs[d];
+            if (dv != nullptr) dvb[(long)j * c + d] += p[j] * gs[d];
+        }
+        if (dq != nullptr) dq[head + d] += acc * scale;
+    }
 }

@@ -3,7 +3,9 @@
 //                       zero padding. With K = stride = patch and pad = 0 this is ViT's patchify, and
 //                       col @ w (C, Ci*p*p)^T is directly the patch embedding (B, P, C).
 //   conv_output_forward out (B, Co, Ho*Wo) = y (B, Ho*Wo, Co) transposed per image + bias (Co) (bias may be null)
+//   im2col_backward     dx (B, Ci, H, W) += col2im(dcol): atomicAdd (overlapping windows share pixels)
 //   avgpool2d_forward   out (B*C, H/k, W/k) = mean of each k x k window of x (B*C, H, W), stride k
+//   avgpool2d_backward  dx (B*C, H, W) += dout at its window / k^2
 // Launch: 1-D grid-stride over the output elements, 256 threads per block.
 // Versions: v1 (this) one thread per output element; reads of x are strided by the kernel window,
 // writes coalesced. Implicit GEMM (no col buffer) is the next step if ResNet convs dominate on GPU.
@@ -52,5 +54,36 @@ extern "C" __global__ void avgpool2d_forward(float* out, const float* x, int pla
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) sum += src[(long)ky * w + kx];
         out[i] = sum * inv;
+    }
+}
+
+extern "C" __global__ void im2col_backward(float* dx, const float* dcol, int b, int ci, int h, int w, int k, int stride,
+                                           int pad, int ho, int wo) {
+    long cols = (long)ci * k * k;
+    long n = (long)b * ho * wo * cols;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        long r = i / cols;
+        int cc = (int)(i - r * cols);
+        int ox = (int)(r % wo);
+        int oy = (int)((r / wo) % ho);
+        int bb = (int)(r / ((long)wo * ho));
+        int kx = cc % k;
+        int ky = (cc / k) % k;
+        int c = cc / (k * k);
+        int iy = oy * stride - pad + ky;
+        int ix = ox * stride - pad + kx;
+        if (iy >= 0 && iy < h && ix >= 0 && ix < w) atomicAdd(&dx[(((long)bb * ci + c) * h + iy) * w + ix], dcol[i]);
+    }
+}
+
+extern "C" __global__ void avgpool2d_backward(float* dx, const float* dout, int planes, int h, int w, int k) {
+    int ho = h / k, wo = w / k;
+    long n = (long)planes * h * w;
+    float inv = 1.0f / (k * k);
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        int x = (int)(i % w);
+        int y = (int)((i / w) % h);
+        long p = i / ((long)w * h);
+        if (y / k < ho && x / k < wo) dx[i] += dout[(p * ho + y / k) * wo + x / k] * inv;
     }
 }

@@ -7,6 +7,10 @@
 //   quickgelu_forward       out[i] = x * sigmoid(1.702 x)
 //   quickgelu_forward_bias  out[r, j] = g(x[r, j] + bias[j])     (the MLP's c_fc bias fused in)
 //   relu_forward            out[i] = max(x[i], 0)
+//   quickgelu_backward      dx[i] += dout[i] * (s + 1.702 x s (1 - s)), s = sigmoid(1.702 x)
+//   relu_backward           dx[i] += out[i] > 0 ? dout[i] : 0
+//   broadcast_add_backward  db[j] += sum_r dout[r, j] (bias gradients): one thread per column, rows in
+//                           order (coalesced across the warp, deterministic, no atomics)
 //   cast_forward_<from>_<to> F32 <-> BF16/F16, round to nearest even (__float2bfloat16 / __float2half)
 // Launch: 1-D grid-stride, 256 threads per block, grid = min(ceil(n / 256), 65535 * 4) blocks.
 // Versions: v1 (this) grid-stride scalar loops: memory-bound ops at one load+store per element,
@@ -65,4 +69,24 @@ extern "C" __global__ void cast_forward_f32_f16(f16* out, const float* x, long n
 
 extern "C" __global__ void cast_forward_f16_f32(float* out, const f16* x, long n) {
     GRID_STRIDE(i, n) out[i] = __half2float(x[i]);
+}
+
+extern "C" __global__ void quickgelu_backward(float* dx, const float* dout, const float* x, long n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float s = 1.0f / (1.0f + expf(-1.702f * v));
+        dx[i] += dout[i] * (s + 1.702f * v * s * (1.0f - s));
+    }
+}
+
+extern "C" __global__ void relu_backward(float* dx, const float* dout, const float* out, long n) {
+    GRID_STRIDE(i, n) dx[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+extern "C" __global__ void broadcast_add_backward(float* db, const float* dout, int rows, int m) {
+    GRID_STRIDE(j, m) {
+        float sum = 0.0f;
+        for (int r = 0; r < rows; r++) sum += dout[(long)r * m + j];
+        db[j] += sum;
+    }
 }

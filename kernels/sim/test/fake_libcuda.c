@@ -2,6 +2,7 @@
  * (org.clipj.cuda.PanamaCudaDriver) on machines without a GPU: every entry point that binding calls,
  * with the real signatures, on host memory; kernels launch through the simulator test library's
  * sim_launch. Graph capture is not emulated (CUDA_ERROR_NOT_SUPPORTED). Test-only: never packaged. */
+#define _GNU_SOURCE /* strdup, clock_gettime with any -std */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

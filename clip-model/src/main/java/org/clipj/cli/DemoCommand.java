@@ -95,7 +95,7 @@ public final class DemoCommand extends CliCommand {
             List<String> labels = SyntheticDataset.allLabels();
             float[][] classifier = classifier(model, tokenizer, labels);
             SyntheticDataset heldOut = new SyntheticDataset(seed + 1_000_003, evalSize, 64, SyntheticDataset.Split.HELD_OUT);
-            SyntheticDataset seen = new SyntheticDataset(seed + 2_000_003, evalSize, 64, SyntheticDataset.Split.TRAIN);
+            SyntheticDataset seen = new SyntheticDataset(seed + 2_000_003, evalSize, 64, SyntheticDataset.Split.SEEN);
             Evaluation held = evaluate(model, heldOut, labels, classifier, true);
             Evaluation seenEval = evaluate(model, seen, labels, classifier, false);
             List<String> heldLabels = labels.stream().filter(l -> {

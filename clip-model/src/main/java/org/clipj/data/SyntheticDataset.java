@@ -23,18 +23,23 @@ import java.util.SplittableRandom;
  * <p>Colour-shape pairs of the six evaluation colours with {@code (shape - colour) mod 6 == 0} are
  * held out of the TRAIN split (each colour and each shape still appears in training, only those
  * combinations never do); the HELD_OUT split draws only them, for compositional zero-shot
- * evaluation. TRAIN also draws a few extra colours with every shape: seeing each shape in many
- * colours teaches the model to tell shape apart from colour.
+ * evaluation; SEEN draws only the other thirty evaluation pairs. TRAIN also draws a few extra
+ * colours with every shape and extra shapes in every colour: seeing each shape in many colours
+ * (and each colour on many shapes) teaches the model to tell shape apart from colour.
  */
 public final class SyntheticDataset implements ImageTextDataset {
 
-    public enum Split { TRAIN, HELD_OUT, ALL }
+    /** TRAIN: all but the held-out pairs, extras included; SEEN / HELD_OUT / ALL: evaluation pairs only. */
+    public enum Split { TRAIN, SEEN, HELD_OUT, ALL }
 
     /** The evaluation colours (zero-shot labels). */
     public static final List<String> COLOURS = List.of("red", "green", "blue", "yellow", "purple", "orange");
     /** Training-only colours, drawn with every shape. */
     public static final List<String> EXTRA_COLOURS = List.of("pink", "cyan", "brown");
+    /** The evaluation shapes (zero-shot labels). */
     public static final List<String> SHAPES = List.of("circle", "square", "triangle", "star", "cross", "diamond");
+    /** Training-only shapes, drawn in every colour. */
+    public static final List<String> EXTRA_SHAPES = List.of("ring", "arrow");
     public static final List<String> SIZES = List.of("small", "large");
     public static final List<String> POSITIONS = List.of("left", "right", "top", "bottom", "center");
     public static final List<String> BACKGROUNDS = List.of("plain", "striped", "dotted", "checkered");
@@ -59,7 +64,7 @@ public final class SyntheticDataset implements ImageTextDataset {
         }
 
         public String shapeName() {
-            return SHAPES.get(shape);
+            return SyntheticDataset.shapeName(shape);
         }
 
         /** The colour-shape class label, e.g. "red circle". */
@@ -85,12 +90,14 @@ public final class SyntheticDataset implements ImageTextDataset {
         this.imageSize = imageSize;
         List<int[]> allowed = new ArrayList<>();
         for (int c = 0; c < COLOURS.size() + EXTRA_COLOURS.size(); c++) {
-            for (int s = 0; s < SHAPES.size(); s++) {
-                boolean heldOut = c < COLOURS.size() && isHeldOut(c, s);
+            for (int s = 0; s < SHAPES.size() + EXTRA_SHAPES.size(); s++) {
+                boolean evaluation = c < COLOURS.size() && s < SHAPES.size();
+                boolean heldOut = evaluation && isHeldOut(c, s);
                 boolean wanted = switch (split) {
                     case TRAIN -> !heldOut;
+                    case SEEN -> evaluation && !heldOut;
                     case HELD_OUT -> heldOut;
-                    case ALL -> c < COLOURS.size();
+                    case ALL -> evaluation;
                 };
                 if (wanted) {
                     allowed.add(new int[]{c, s});
@@ -103,6 +110,11 @@ public final class SyntheticDataset implements ImageTextDataset {
     /** The name of a colour index: evaluation colours first, then the training-only ones. */
     public static String colourName(int colour) {
         return colour < COLOURS.size() ? COLOURS.get(colour) : EXTRA_COLOURS.get(colour - COLOURS.size());
+    }
+
+    /** The name of a shape index: evaluation shapes first, then the training-only ones. */
+    public static String shapeName(int shape) {
+        return shape < SHAPES.size() ? SHAPES.get(shape) : EXTRA_SHAPES.get(shape - SHAPES.size());
     }
 
     /** Whether an evaluation colour-shape pair is held out of training. */
@@ -145,7 +157,7 @@ public final class SyntheticDataset implements ImageTextDataset {
         int pos = r.nextInt(POSITIONS.size());
         int bg = r.nextInt(BACKGROUNDS.size());
         String template = TEMPLATES[r.nextInt(TEMPLATES.length)];
-        String caption = String.format(template, SIZES.get(sz), colourName(pair[0]), SHAPES.get(pair[1]),
+        String caption = String.format(template, SIZES.get(sz), colourName(pair[0]), shapeName(pair[1]),
                 POSITIONS.get(pos), BACKGROUNDS.get(bg));
         return new Item(pair[0], pair[1], sz, pos, bg, caption);
     }
@@ -255,7 +267,13 @@ public final class SyntheticDataset implements ImageTextDataset {
                 a.add(new Area(new Rectangle2D.Double(cx - h * 0.3, cy - h, h * 0.6, extent)));
                 yield a;
             }
-            default -> polygon(cx, cy, h, 4, -Math.PI / 2, 0.65);
+            case 5 -> polygon(cx, cy, h, 4, -Math.PI / 2, 0.65);
+            case 6 -> {
+                Area a = new Area(new Ellipse2D.Double(cx - h, cy - h, extent, extent));
+                a.subtract(new Area(new Ellipse2D.Double(cx - h * 0.5, cy - h * 0.5, h, h)));
+                yield a;
+            }
+            default -> arrow(cx, cy, h);
         };
         if (kind == 0) {
             return s;
@@ -269,6 +287,22 @@ public final class SyntheticDataset implements ImageTextDataset {
             double a = phase + 2 * Math.PI * k / corners;
             double x = cx + xScale * radius * Math.cos(a);
             double y = cy + radius * Math.sin(a);
+            if (k == 0) {
+                p.moveTo(x, y);
+            } else {
+                p.lineTo(x, y);
+            }
+        }
+        p.closePath();
+        return p;
+    }
+
+    private static Shape arrow(double cx, double cy, double h) {
+        double[][] points = {{-1, -0.3}, {0.1, -0.3}, {0.1, -0.75}, {1, 0}, {0.1, 0.75}, {0.1, 0.3}, {-1, 0.3}};
+        java.awt.geom.Path2D.Double p = new java.awt.geom.Path2D.Double();
+        for (int k = 0; k < points.length; k++) {
+            double x = cx + h * points[k][0];
+            double y = cy + h * points[k][1];
             if (k == 0) {
                 p.moveTo(x, y);
             } else {

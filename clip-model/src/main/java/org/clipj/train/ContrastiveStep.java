@@ -13,6 +13,8 @@ import java.util.List;
  * loss and d(features) over the whole batch, then re-run each micro-batch forward with
  * activations and backward with its rows of the feature gradient. The gradients are those of one
  * batch of all k micro-batches together; with k = 1 the first forward's activations are reused.
+ * (A ResNet's BatchNorm uses per-micro-batch statistics, as open_clip's accumulation does, and its
+ * running statistics see each micro-batch twice when k > 1.)
  */
 public final class ContrastiveStep {
     private ContrastiveStep() {

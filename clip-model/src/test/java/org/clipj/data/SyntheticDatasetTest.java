@@ -51,9 +51,17 @@ class SyntheticDatasetTest {
             shapes.add(it.shape());
             assertTrue(it.caption().contains(it.colourName()) && it.caption().contains(it.shapeName()), it.caption());
         }
-        assertEquals(30 + 3 * 6, trainLabels.size(), "30 evaluation pairs and every shape in 3 extra colours");
+        assertEquals(30 + 3 * 6 + 9 * 2, trainLabels.size(),
+                "30 evaluation pairs, 3 extra colours on 6 shapes, 2 extra shapes in 9 colours");
         assertEquals(9, colours.size());
-        assertEquals(6, shapes.size());
+        assertEquals(8, shapes.size());
+        SyntheticDataset seen = new SyntheticDataset(2, 500, 16, SyntheticDataset.Split.SEEN);
+        Set<String> seenLabels = new HashSet<>();
+        for (int i = 0; i < seen.size(); i++) {
+            seenLabels.add(seen.item(i).label());
+        }
+        assertEquals(30, seenLabels.size());
+        assertTrue(SyntheticDataset.allLabels().containsAll(seenLabels));
         Set<String> heldLabels = new HashSet<>();
         for (int i = 0; i < held.size(); i++) {
             heldLabels.add(held.item(i).label());

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Map;
 
 import org.clipj.kernels.Kernels;
+import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 import org.clipj.runtime.cuda.CudaBackend;
 import org.junit.jupiter.api.AfterAll;
@@ -15,8 +16,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The whole tiny golden models (F32) run end to end through CudaBackend on the simulator binding
- * (the real kernels, compiled for the host): every activation, the features and the logits within
- * 1e-3 of openai/CLIP's PyTorch outputs.
+ * (the real kernels, compiled for the host): every activation and the features within 1e-3 of
+ * openai/CLIP's PyTorch outputs; and one training step's loss and every parameter gradient (within
+ * 1e-3, relative to the tensor's max abs where that exceeds 1; train-mode BatchNorm for the ResNet).
  */
 class CudaModelParityTest {
     private static final float TOL = 1e-3f;
@@ -41,6 +43,65 @@ class CudaModelParityTest {
     @Test
     void tinyResNetMatchesGoldenOnTheSimulator() {
         check("tiny-rn");
+    }
+
+    @Test
+    void tinyVitLossAndGradientsMatchGoldenOnTheSimulator() {
+        checkGradients("tiny-vit");
+    }
+
+    @Test
+    void tinyResNetLossAndGradientsMatchGoldenOnTheSimulator() {
+        checkGradients("tiny-rn");
+    }
+
+    private void checkGradients(String name) {
+        Map<String, Tensor> golden = GoldenData.golden(name);
+        ClipModel model = ClipModel.fromStateDict(GoldenData.model(name), cuda);
+        model.zeroGrad();
+        ImageActivations ia = model.forwardImage(GoldenData.get(golden, "input.image"), true);
+        TextActivations ta = model.forwardText(GoldenData.get(golden, "input.text"));
+        int n = ia.batchSize(), e = model.config().embedDim();
+        Tensor img = cuda.zeros(DType.F32, n, e), imgNorms = cuda.zeros(DType.F32, n);
+        Tensor txt = cuda.zeros(DType.F32, n, e), txtNorms = cuda.zeros(DType.F32, n);
+        cuda.l2NormalizeForward(img, imgNorms, ia.features());
+        cuda.l2NormalizeForward(txt, txtNorms, ta.features());
+        Tensor dImg = cuda.zeros(DType.F32, n, e), dTxt = cuda.zeros(DType.F32, n, e);
+        float loss = cuda.contrastiveLoss(img, txt, model.logitScale(), dImg, dTxt, model.logitScaleGrad(), 1f);
+        float expectedLoss = GoldenData.get(golden, "train.loss").toFloatArray()[0];
+        System.out.printf("cuda-sim golden max error %-36s %.3e%n", name + " train.loss", Math.abs(loss - expectedLoss));
+        assertTrue(Math.abs(loss - expectedLoss) <= 1e-4f, name + " loss " + loss + " vs " + expectedLoss);
+        Tensor dImgFeatures = cuda.zeros(DType.F32, n, e), dTxtFeatures = cuda.zeros(DType.F32, n, e);
+        cuda.l2NormalizeBackward(dImgFeatures, dImg, img, imgNorms);
+        cuda.l2NormalizeBackward(dTxtFeatures, dTxt, txt, txtNorms);
+        model.backwardImage(ia, dImgFeatures);
+        model.backwardText(ta, dTxtFeatures);
+        int checked = 0;
+        float worst = 0;
+        for (Parameter p : model.parameters()) {
+            Tensor expected = GoldenData.get(golden, "grad." + p.name());
+            Tensor actual = cuda.download(p.grad());
+            if (p.name().equals("token_embedding.weight")) {
+                actual = rows(actual, GoldenData.get(golden, "grad.token_embedding.weight.rows"));
+            }
+            float scale = Math.max(1f, GoldenData.maxAbs(expected.toFloatArray()));
+            float err = GoldenData.maxDiff(p.name(), expected, actual) / scale;
+            worst = Math.max(worst, err);
+            assertTrue(err <= TOL, name + " grad." + p.name() + ": max error " + err + " (scale " + scale + ")");
+            checked++;
+        }
+        System.out.printf("cuda-sim golden max error %-36s %.3e (%d parameters)%n", name + " grads (all)", worst, checked);
+        assertTrue(checked > 10, "parameters checked: " + checked);
+    }
+
+    private static Tensor rows(Tensor table, Tensor rowIds) {
+        long[] ids = rowIds.i64();
+        int width = table.dim(1);
+        float[] out = new float[ids.length * width];
+        for (int i = 0; i < ids.length; i++) {
+            System.arraycopy(table.get((int) ids[rowIds.offset() + i]).toFloatArray(), 0, out, i * width, width);
+        }
+        return Tensor.of(out, ids.length, width);
     }
 
     private void check(String name) {

@@ -75,6 +75,7 @@ public final class CuBlasLt implements Blas {
     private static final int EPILOGUE_DEFAULT = 1, EPILOGUE_BIAS = 4;
     private static final int LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6;
     private static final int PREF_MAX_WORKSPACE_BYTES = 1;
+    private static final int PREF_MIN_ALIGNMENT_A = 5, PREF_MIN_ALIGNMENT_B = 6, PREF_MIN_ALIGNMENT_C = 7, PREF_MIN_ALIGNMENT_D = 8;
     private static final long HEURISTIC_RESULT_BYTES = 96; // cublasLtMatmulHeuristicResult_t: algo (64) + size_t + status + float + int[4]
     private static final long WORKSPACE_BYTES = 32L << 20;
 
@@ -96,7 +97,13 @@ public final class CuBlasLt implements Blas {
     }
 
     private record Key(boolean transA, boolean transB, int m, int n, int k, int lda, int ldb, int ldc, boolean bias,
-                       Type in, Type out, int batch, long strideA, long strideB, long strideC) {}
+                       Type in, Type out, int batch, long strideA, long strideB, long strideC, int alignA, int alignB,
+                       int alignC) {}
+
+    /** The pointer's alignment in bytes, capped at 256 (cuBLASLt assumes 256 unless told otherwise). */
+    private static int alignment(long pointer) {
+        return pointer == 0 ? 256 : (int) Math.min(256, Long.lowestOneBit(pointer));
+    }
 
     private record Plan(long desc, long layoutA, long layoutB, long layoutC, MemorySegment algo) {}
 
@@ -189,6 +196,15 @@ public final class CuBlasLt implements Blas {
                 v.set(JAVA_LONG, 0, WORKSPACE_BYTES);
                 check((int) cublasLtMatmulPreferenceSetAttribute.invokeExact(preference, PREF_MAX_WORKSPACE_BYTES, v, 8L),
                         "cublasLtMatmulPreferenceSetAttribute", op);
+                // offset views may be less aligned than fresh allocations: only algorithms that accept them
+                // (cuBLASLt's A is our B and its B our A)
+                int[][] alignments = {{PREF_MIN_ALIGNMENT_A, key.alignB()}, {PREF_MIN_ALIGNMENT_B, key.alignA()},
+                        {PREF_MIN_ALIGNMENT_C, key.alignC()}, {PREF_MIN_ALIGNMENT_D, key.alignC()}};
+                for (int[] attribute : alignments) {
+                    v.set(JAVA_INT, 0, attribute[1]);
+                    check((int) cublasLtMatmulPreferenceSetAttribute.invokeExact(preference, attribute[0], v, 4L),
+                            "cublasLtMatmulPreferenceSetAttribute", op);
+                }
                 check((int) cublasLtMatmulAlgoGetHeuristic.invokeExact(handle, desc, layoutB, layoutA, layoutC, layoutC,
                         preference, 1, results, count), "cublasLtMatmulAlgoGetHeuristic", op);
             } finally {
@@ -210,7 +226,8 @@ public final class CuBlasLt implements Blas {
                                     long strideA, long strideB, long strideC, long stream, String op) {
         if (in == Type.F32 && out != Type.F32)
             throw new IllegalArgumentException(op + ": F32 inputs need an F32 output (got " + out + ")");
-        Key key = new Key(transA, transB, m, n, k, lda, ldb, ldc, bias != 0, in, out, batch, strideA, strideB, strideC);
+        Key key = new Key(transA, transB, m, n, k, lda, ldb, ldc, bias != 0, in, out, batch, strideA, strideB, strideC,
+                alignment(a), alignment(b), alignment(c));
         try {
             Plan plan = plan(key, op);
             if (bias != 0) {

@@ -3,7 +3,10 @@ package org.clipj.runtime.cuda;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import org.clipj.cuda.Blas;
@@ -27,11 +30,13 @@ import org.clipj.runtime.Tensor;
  *
  * <p>Every op is asynchronous on the backend's stream; {@link #synchronize}, {@link #download},
  * {@link #contrastiveLoss}, {@link #sumOfSquares} and {@link #hasNonFinite} are the sync points.
- * Forward ops are all implemented, plus the objective's backward (contrastive loss gradients,
- * L2-normalize backward), AdamW and the reductions of a training step; the other backward ops throw {@link UnsupportedOperationException} (training
- * on CUDA is not implemented yet), as does train-mode BatchNorm.
+ * Every op of {@link Backend} is implemented, forward and backward (F32; attention also takes
+ * BF16/F16 inputs, and {@link #similarityForward} is the mixed-precision similarity matrix). Attention
+ * needs head dim 64 (every CLIP model); other head dims throw {@link UnsupportedOperationException}.
  *
- * <p>Not thread-safe: one backend per thread (CUDA streams order the work of one issuer).
+ * <p>Thread-safe as {@link Backend} requires: the ops are synchronized on the backend (they only
+ * enqueue work, so the lock is held briefly except at the sync points), the driver binds its context
+ * to each calling thread, and all work runs in order on the one stream.
  */
 public final class CudaBackend implements Backend {
     private static final int ELEMENTWISE_THREADS = 256;
@@ -55,7 +60,7 @@ public final class CudaBackend implements Backend {
     private final DeviceAllocator.Block scratchFlag; // 8 bytes: error flags of gathers, nonfinite check
     private MemorySegment staging;                  // pinned host buffer for upload/download
     private boolean capturing;
-    private java.util.List<DeviceAllocator.Block> captureBlocks; // allocated while capturing: owned by the graph
+    private List<DeviceAllocator.Block> captureBlocks; // allocated while capturing: owned by the graph
     private final Map<String, Integer> sharedLimits = new HashMap<>(); // dynamic shared memory opted into, per kernel
     private boolean closed;
 
@@ -121,7 +126,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- memory
 
     /** An uninitialized tensor on the device, from the caching allocator. */
-    public Tensor empty(DType dtype, int... shape) {
+    public synchronized Tensor empty(DType dtype, int... shape) {
         long bytes = Tensor.numel(shape) * dtype.byteSize();
         DeviceAllocator.Block block = allocator.allocate(bytes);
         if (capturing) captureBlocks.add(block);
@@ -129,14 +134,14 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public Tensor zeros(DType dtype, int... shape) {
+    public synchronized Tensor zeros(DType dtype, int... shape) {
         Tensor t = empty(dtype, shape);
         memsetZero(t.deviceAddress(), t.byteSize());
         return t;
     }
 
     @Override
-    public Tensor upload(Tensor host) {
+    public synchronized Tensor upload(Tensor host) {
         if (host.device() == Device.CUDA) return host;
         Tensor t = empty(host.dtype(), host.shape());
         long bytes = host.byteSize();
@@ -152,7 +157,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public Tensor download(Tensor t) {
+    public synchronized Tensor download(Tensor t) {
         if (t == null) throw new IllegalArgumentException("download: t is null");
         if (t.device() == Device.CPU) return t; // already on the host, as upload() returns device tensors as they are
         Tensor host = Tensor.zeros(t.dtype(), t.shape());
@@ -169,7 +174,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void copy(Tensor dst, Tensor src) {
+    public synchronized void copy(Tensor dst, Tensor src) {
         String op = "copy";
         requireDevice(op, "dst", dst);
         requireDevice(op, "src", src);
@@ -181,7 +186,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void fill(Tensor t, float value) {
+    public synchronized void fill(Tensor t, float value) {
         String op = "fill";
         requireDevice(op, "t", t);
         if (t.dtype() == DType.F32) {
@@ -195,7 +200,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void cast(Tensor dst, Tensor src) {
+    public synchronized void cast(Tensor dst, Tensor src) {
         String op = "cast";
         requireDevice(op, "dst", dst);
         requireDevice(op, "src", src);
@@ -219,36 +224,36 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void synchronize() {
+    public synchronized void synchronize() {
         synchronizeStream();
     }
 
     /** Returns a tensor's memory to the allocator now; neither it nor its views may be used afterwards. */
-    public void release(Tensor t) {
+    public synchronized void release(Tensor t) {
         if (t != null && t.owner() instanceof DeviceAllocator.Block block && !(capturing && captureBlocks.contains(block))) {
             allocator.release(block);
         }
     }
 
     /** Bytes held from the driver by the caching allocator (in use + cached). */
-    public long allocatedBytes() {
+    public synchronized long allocatedBytes() {
         return allocator.allocatedBytes();
     }
 
     /** Bytes idle in the allocator's free lists. */
-    public long cachedBytes() {
+    public synchronized long cachedBytes() {
         return allocator.cachedBytes();
     }
 
     /** How many times the allocator went to the driver (cache misses). */
-    public long driverAllocations() {
+    public synchronized long driverAllocations() {
         return allocator.driverAllocations();
     }
 
     // ---------------------------------------------------------------- GEMM
 
     @Override
-    public void matmul(Tensor c, Tensor a, boolean transA, Tensor b, boolean transB, float alpha, float beta) {
+    public synchronized void matmul(Tensor c, Tensor a, boolean transA, Tensor b, boolean transB, float alpha, float beta) {
         String op = "matmul";
         requireF32(op, "c", c);
         requireF32(op, "a", a);
@@ -272,7 +277,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
+    public synchronized void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
         String op = "linearForward";
         requireF32(op, "out", out);
         requireF32(op, "x", x);
@@ -289,14 +294,36 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
-        throw trainingUnsupported("linearBackward");
+    public synchronized void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
+        String op = "linearBackward";
+        requireF32(op, "dout", dout);
+        requireF32(op, "x", x);
+        requireF32(op, "w", w);
+        if (w.rank() != 2) throw new IllegalArgumentException(op + ": w must be (O, I), got " + w.shapeString());
+        int o = w.dim(0), in = w.dim(1);
+        if (x.dim(-1) != in || dout.dim(-1) != o || x.numel() / in != dout.numel() / o) {
+            throw new IllegalArgumentException(op + ": dout " + dout.shapeString() + ", x " + x.shapeString() + " and w "
+                    + w.shapeString() + " do not fit");
+        }
+        int n = Math.toIntExact(x.numel() / in);
+        if (dx != null) {
+            requireSameNumel(op, "dx", dx, "x", x);
+            gemm(op, false, false, n, in, o, 1f, dout.deviceAddress(), o, 0, w.deviceAddress(), in, 0, 1f, dx.deviceAddress(), in, 0, 0, 1);
+        }
+        if (dw != null) {
+            requireShape(op, "dw", dw, o, in);
+            gemm(op, true, false, o, in, n, 1f, dout.deviceAddress(), o, 0, x.deviceAddress(), in, 0, 1f, dw.deviceAddress(), in, 0, 0, 1);
+        }
+        if (dbias != null) {
+            requireShape(op, "dbias", dbias, o);
+            columnSums(dbias, dout, n, o);
+        }
     }
 
     // ---------------------------------------------------------------- elementwise
 
     @Override
-    public void add(Tensor out, Tensor a, Tensor b) {
+    public synchronized void add(Tensor out, Tensor a, Tensor b) {
         String op = "add";
         requireSameShape(op, "out", out, "a", a);
         requireSameShape(op, "b", b, "a", a);
@@ -304,20 +331,20 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void addScaled(Tensor dst, Tensor src, float alpha) {
+    public synchronized void addScaled(Tensor dst, Tensor src, float alpha) {
         String op = "addScaled";
         requireSameNumel(op, "dst", dst, "src", src);
         addScaledForward(dst, src, alpha);
     }
 
     @Override
-    public void scale(Tensor t, float s) {
+    public synchronized void scale(Tensor t, float s) {
         requireF32("scale", "t", t);
         scaleForward(t, s);
     }
 
     @Override
-    public void broadcastAdd(Tensor out, Tensor x, Tensor b) {
+    public synchronized void broadcastAdd(Tensor out, Tensor x, Tensor b) {
         String op = "broadcastAdd";
         requireSameShape(op, "out", out, "x", x);
         requireF32(op, "b", b);
@@ -329,18 +356,30 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void broadcastAddBackward(Tensor db, Tensor dout) {
-        throw trainingUnsupported("broadcastAddBackward");
+    public synchronized void broadcastAddBackward(Tensor db, Tensor dout) {
+        String op = "broadcastAddBackward";
+        requireF32(op, "db", db);
+        requireF32(op, "dout", dout);
+        long m = db.numel();
+        if (m == 0 || dout.numel() % m != 0) {
+            throw new IllegalArgumentException(op + ": db " + db.shapeString() + " is not the trailing shape of dout " + dout.shapeString());
+        }
+        columnSums(db, dout, Math.toIntExact(dout.numel() / m), Math.toIntExact(m));
+    }
+
+    /** db (M) += sum over the rows of x (rows, M). */
+    private void columnSums(Tensor db, Tensor x, int rows, int m) {
+        launchElementwise("broadcast_add_backward", m, args().ptr(db.deviceAddress()).ptr(x.deviceAddress()).i32(rows).i32(m));
     }
 
     @Override
-    public void quickGeluForward(Tensor out, Tensor x) {
+    public synchronized void quickGeluForward(Tensor out, Tensor x) {
         requireSameShape("quickGeluForward", "out", out, "x", x);
         launchElementwise("quickgelu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     /** out = quickgelu(x + bias) with bias (C) over the last dim of x (the MLP's c_fc bias fused in). */
-    public void quickGeluForwardBias(Tensor out, Tensor x, Tensor bias) {
+    public synchronized void quickGeluForwardBias(Tensor out, Tensor x, Tensor bias) {
         String op = "quickGeluForwardBias";
         requireSameShape(op, "out", out, "x", x);
         requireShape(op, "bias", bias, x.dim(-1));
@@ -349,23 +388,31 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void quickGeluBackward(Tensor dx, Tensor dout, Tensor x) {
-        throw trainingUnsupported("quickGeluBackward");
+    public synchronized void quickGeluBackward(Tensor dx, Tensor dout, Tensor x) {
+        String op = "quickGeluBackward";
+        requireSameShape(op, "dx", dx, "x", x);
+        requireSameShape(op, "dout", dout, "x", x);
+        launchElementwise("quickgelu_backward", x.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
+                .ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     @Override
-    public void reluForward(Tensor out, Tensor x) {
+    public synchronized void reluForward(Tensor out, Tensor x) {
         requireSameShape("reluForward", "out", out, "x", x);
         launchElementwise("relu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     @Override
-    public void reluBackward(Tensor dx, Tensor dout, Tensor out) {
-        throw trainingUnsupported("reluBackward");
+    public synchronized void reluBackward(Tensor dx, Tensor dout, Tensor out) {
+        String op = "reluBackward";
+        requireSameShape(op, "dx", dx, "out", out);
+        requireSameShape(op, "dout", dout, "out", out);
+        launchElementwise("relu_backward", out.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
+                .ptr(out.deviceAddress()).i64(out.numel()));
     }
 
     @Override
-    public void softmaxForward(Tensor out, Tensor x) {
+    public synchronized void softmaxForward(Tensor out, Tensor x) {
         String op = "softmaxForward";
         requireSameShape(op, "out", out, "x", x);
         int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
@@ -375,7 +422,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- normalization
 
     @Override
-    public void layerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
+    public synchronized void layerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
         String op = "layerNormForward";
         requireSameShape(op, "out", out, "x", x);
         int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
@@ -388,15 +435,30 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void layerNormBackward(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
-        throw trainingUnsupported("layerNormBackward");
+    public synchronized void layerNormBackward(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
+        String op = "layerNormBackward";
+        requireSameShape(op, "dout", dout, "x", x);
+        int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
+        requireShape(op, "w", w, c);
+        requireShape(op, "mean", mean, n);
+        requireShape(op, "rstd", rstd, n);
+        if (dx != null) {
+            requireSameShape(op, "dx", dx, "x", x);
+            launchRows("layernorm_backward", n, args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress()).ptr(x.deviceAddress())
+                    .ptr(w.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
+        }
+        if (dw != null) requireShape(op, "dw", dw, c);
+        if (db != null) requireShape(op, "db", db, c);
+        if (dw != null || db != null) {
+            launchElementwise("layernorm_backward_params", c, args().ptr(address(dw)).ptr(address(db)).ptr(dout.deviceAddress())
+                    .ptr(x.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
+        }
     }
 
     @Override
-    public void batchNormForward(Tensor out, Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVar,
+    public synchronized void batchNormForward(Tensor out, Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVar,
                                  Tensor saveMean, Tensor saveRstd, boolean train, float momentum, float eps) {
         String op = "batchNormForward";
-        if (train) throw trainingUnsupported(op + " (train mode)");
         requireSameShape(op, "out", out, "x", x);
         if (x.rank() != 4) throw new IllegalArgumentException(op + ": x must be (B, C, H, W), got " + x.shapeString());
         int c = x.dim(1);
@@ -404,17 +466,44 @@ public final class CudaBackend implements Backend {
         requireShape(op, "beta", beta, c);
         requireShape(op, "runningMean", runningMean, c);
         requireShape(op, "runningVar", runningVar, c);
-        batchNormForwardEval(out, x, gamma, beta, runningMean, runningVar, eps);
+        if (!train) {
+            batchNormForwardEval(out, x, gamma, beta, runningMean, runningVar, eps);
+            return;
+        }
+        Tensor mean = saveMean != null ? saveMean : empty(DType.F32, c), rstd = saveRstd != null ? saveRstd : empty(DType.F32, c);
+        requireShape(op, "saveMean", mean, c);
+        requireShape(op, "saveRstd", rstd, c);
+        int b = x.dim(0), hw = x.dim(2) * x.dim(3);
+        launch("batchnorm_forward_stats", c, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0, args().ptr(mean.deviceAddress())
+                .ptr(rstd.deviceAddress()).ptr(runningMean.deviceAddress()).ptr(runningVar.deviceAddress()).ptr(x.deviceAddress())
+                .i32(b).i32(c).i32(hw).f32(momentum).f32(eps));
+        launchElementwise("batchnorm_forward_apply", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
+                .ptr(gamma.deviceAddress()).ptr(beta.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress())
+                .i32(b).i32(c).i32(hw));
+        if (mean != saveMean) release(mean);
+        if (rstd != saveRstd) release(rstd);
     }
 
     @Override
-    public void batchNormBackward(Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor x, Tensor gamma,
+    public synchronized void batchNormBackward(Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor x, Tensor gamma,
                                   Tensor saveMean, Tensor saveRstd) {
-        throw trainingUnsupported("batchNormBackward");
+        String op = "batchNormBackward";
+        requireSameShape(op, "dout", dout, "x", x);
+        if (x.rank() != 4) throw new IllegalArgumentException(op + ": x must be (B, C, H, W), got " + x.shapeString());
+        int b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+        requireShape(op, "gamma", gamma, c);
+        requireShape(op, "saveMean", saveMean, c);
+        requireShape(op, "saveRstd", saveRstd, c);
+        if (dx != null) requireSameShape(op, "dx", dx, "x", x);
+        if (dgamma != null) requireShape(op, "dgamma", dgamma, c);
+        if (dbeta != null) requireShape(op, "dbeta", dbeta, c);
+        launch("batchnorm_backward", c, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0, args().ptr(address(dx)).ptr(address(dgamma))
+                .ptr(address(dbeta)).ptr(dout.deviceAddress()).ptr(x.deviceAddress()).ptr(gamma.deviceAddress())
+                .ptr(saveMean.deviceAddress()).ptr(saveRstd.deviceAddress()).i32(b).i32(c).i32(hw));
     }
 
     @Override
-    public void l2NormalizeForward(Tensor out, Tensor norms, Tensor x) {
+    public synchronized void l2NormalizeForward(Tensor out, Tensor norms, Tensor x) {
         String op = "l2NormalizeForward";
         requireSameShape(op, "out", out, "x", x);
         if (x.rank() != 2) throw new IllegalArgumentException(op + ": x must be (N, D), got " + x.shapeString());
@@ -424,7 +513,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void l2NormalizeBackward(Tensor dx, Tensor dout, Tensor out, Tensor norms) {
+    public synchronized void l2NormalizeBackward(Tensor dx, Tensor dout, Tensor out, Tensor norms) {
         String op = "l2NormalizeBackward";
         requireSameShape(op, "dx", dx, "out", out);
         requireSameShape(op, "dout", dout, "out", out);
@@ -438,7 +527,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- convolution and pooling
 
     @Override
-    public void conv2dForward(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
+    public synchronized void conv2dForward(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
         String op = "conv2dForward";
         requireF32(op, "out", out);
         requireF32(op, "x", x);
@@ -463,12 +552,45 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void conv2dBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w, int stride, int padding) {
-        throw trainingUnsupported("conv2dBackward");
+    public synchronized void conv2dBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w, int stride, int padding) {
+        String op = "conv2dBackward";
+        requireF32(op, "x", x);
+        requireF32(op, "w", w);
+        if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1) || stride < 1 || padding < 0) {
+            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (Co, Ci, K, K) do not fit");
+        }
+        int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
+        int ho = (h + 2 * padding - k) / stride + 1, wo = (wd + 2 * padding - k) / stride + 1;
+        requireShape(op, "dout", dout, b, co, ho, wo);
+        int rows = b * ho * wo, cols = ci * k * k;
+        Tensor dy = empty(DType.F32, b, ho * wo, co); // dout with channels last: the GEMMs' row layout
+        launch("transpose_forward", ceilDiv(ho * wo, 32), ceilDiv(co, 32), b, 32, 8, 1, 0,
+                args().ptr(dy.deviceAddress()).ptr(dout.deviceAddress()).i32(co).i32(ho * wo).i32(0));
+        if (dbias != null) {
+            requireShape(op, "dbias", dbias, co);
+            columnSums(dbias, dy, rows, co);
+        }
+        if (dw != null) {
+            requireSameShape(op, "dw", dw, "w", w);
+            Tensor col = im2colForward(x, k, stride, padding, ho, wo);
+            gemm(op, true, false, co, cols, rows, 1f, dy.deviceAddress(), co, 0, col.deviceAddress(), cols, 0, 1f,
+                    dw.deviceAddress(), cols, 0, 0, 1);
+            release(col);
+        }
+        if (dx != null) {
+            requireSameShape(op, "dx", dx, "x", x);
+            Tensor dcol = empty(DType.F32, rows, cols);
+            gemm(op, false, false, rows, cols, co, 1f, dy.deviceAddress(), co, 0, w.deviceAddress(), cols, 0, 0f,
+                    dcol.deviceAddress(), cols, 0, 0, 1);
+            launchElementwise("im2col_backward", dcol.numel(), args().ptr(dx.deviceAddress()).ptr(dcol.deviceAddress()).i32(b)
+                    .i32(ci).i32(h).i32(wd).i32(k).i32(stride).i32(padding).i32(ho).i32(wo));
+            release(dcol);
+        }
+        release(dy);
     }
 
     @Override
-    public void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
+    public synchronized void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
         String op = "patchEmbedForward";
         requireF32(op, "out", out);
         requireF32(op, "x", x);
@@ -490,12 +612,36 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void patchEmbedBackward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
-        throw trainingUnsupported("patchEmbedBackward");
+    public synchronized void patchEmbedBackward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
+        String op = "patchEmbedBackward";
+        requireF32(op, "x", x);
+        requireF32(op, "w", w);
+        if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
+            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (C, Ci, p, p) do not fit");
+        }
+        int b = x.dim(0), ci = x.dim(1), p = w.dim(2), c = w.dim(0), gh = x.dim(2) / p, gw = x.dim(3) / p;
+        requireShape(op, "dout", dout, b, gh * gw, c);
+        int rows = b * gh * gw, cols = ci * p * p;
+        if (dw != null) {
+            requireSameShape(op, "dw", dw, "w", w);
+            Tensor col = im2colForward(x, p, p, 0, gh, gw);
+            gemm(op, true, false, c, cols, rows, 1f, dout.deviceAddress(), c, 0, col.deviceAddress(), cols, 0, 1f,
+                    dw.deviceAddress(), cols, 0, 0, 1);
+            release(col);
+        }
+        if (dx != null) {
+            requireSameShape(op, "dx", dx, "x", x);
+            Tensor dcol = empty(DType.F32, rows, cols);
+            gemm(op, false, false, rows, cols, c, 1f, dout.deviceAddress(), c, 0, w.deviceAddress(), cols, 0, 0f,
+                    dcol.deviceAddress(), cols, 0, 0, 1);
+            launchElementwise("im2col_backward", dcol.numel(), args().ptr(dx.deviceAddress()).ptr(dcol.deviceAddress()).i32(b)
+                    .i32(ci).i32(x.dim(2)).i32(x.dim(3)).i32(p).i32(p).i32(0).i32(gh).i32(gw));
+            release(dcol);
+        }
     }
 
     @Override
-    public void avgPool2dForward(Tensor out, Tensor x, int k) {
+    public synchronized void avgPool2dForward(Tensor out, Tensor x, int k) {
         String op = "avgPool2dForward";
         requireF32(op, "x", x);
         if (x.rank() != 4 || k < 1) throw new IllegalArgumentException(op + ": x must be (B, C, H, W) and k >= 1, got " + x.shapeString() + ", k " + k);
@@ -507,12 +653,19 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void avgPool2dBackward(Tensor dx, Tensor dout, int k) {
-        throw trainingUnsupported("avgPool2dBackward");
+    public synchronized void avgPool2dBackward(Tensor dx, Tensor dout, int k) {
+        String op = "avgPool2dBackward";
+        requireF32(op, "dx", dx);
+        if (dx.rank() != 4 || k < 1 || dx.dim(2) % k != 0 || dx.dim(3) % k != 0) {
+            throw new IllegalArgumentException(op + ": dx must be (B, C, H, W) with H and W divisible by k " + k + ", got " + dx.shapeString());
+        }
+        requireShape(op, "dout", dout, dx.dim(0), dx.dim(1), dx.dim(2) / k, dx.dim(3) / k);
+        launchElementwise("avgpool2d_backward", dx.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
+                .i32(dx.dim(0) * dx.dim(1)).i32(dx.dim(2)).i32(dx.dim(3)).i32(k));
     }
 
     @Override
-    public void transpose(Tensor out, Tensor x, boolean accumulate) {
+    public synchronized void transpose(Tensor out, Tensor x, boolean accumulate) {
         String op = "transpose";
         requireF32(op, "x", x);
         requireF32(op, "out", out);
@@ -526,7 +679,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- attention
 
     @Override
-    public void attentionForward(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+    public synchronized void attentionForward(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
         String op = "attentionForward";
         requireDevice(op, "qkv", qkv);
         requireDevice(op, "out", out);
@@ -537,7 +690,7 @@ public final class CudaBackend implements Backend {
         if (c / heads != ATTENTION_HEAD_DIM) {
             throw new UnsupportedOperationException(op + ": the CUDA attention kernel needs head dim 64, got " + c / heads);
         }
-        if (out.dtype() != qkv.dtype() || !java.util.Arrays.equals(out.shape(), new int[] {b, t, c})) {
+        if (out.dtype() != qkv.dtype() || !Arrays.equals(out.shape(), new int[] {b, t, c})) {
             throw new IllegalArgumentException(op + ": out " + out.dtype() + " " + out.shapeString() + " must be " + qkv.dtype() + " [" + b + ", " + t + ", " + c + "]");
         }
         if (lse != null) requireShape(op, "lse", lse, b, heads, t);
@@ -576,12 +729,32 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
-        throw trainingUnsupported("attentionBackward");
+    public synchronized void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
+        String op = "attentionBackward";
+        requireF32(op, "qkv", qkv);
+        if (qkv.rank() != 3 || heads < 1 || qkv.dim(2) % (3 * heads) != 0) {
+            throw new IllegalArgumentException(op + ": qkv must be (B, T, 3 * heads * headDim), got " + qkv.shapeString() + " with " + heads + " heads");
+        }
+        int b = qkv.dim(0), t = qkv.dim(1), c = qkv.dim(2) / 3;
+        if (c / heads != ATTENTION_HEAD_DIM) {
+            throw new UnsupportedOperationException(op + ": the CUDA attention kernel needs head dim 64, got " + c / heads);
+        }
+        requireSameShape(op, "dqkv", dqkv, "qkv", qkv);
+        requireShape(op, "dout", dout, b, t, c);
+        requireShape(op, "out", out, b, t, c);
+        requireShape(op, "lse", lse, b, heads, t);
+        int keyTile = attentionBackwardSharedBytes(t) <= maxDynamicShared ? Math.max(t, 1) : ATTENTION_STREAM_TILE;
+        launch("attention_backward", ceilDiv(t, ATTENTION_ROWS), heads, b, ROW_THREADS, 1, 1, attentionBackwardSharedBytes(keyTile),
+                args().ptr(dqkv.deviceAddress()).ptr(dout.deviceAddress()).ptr(qkv.deviceAddress()).ptr(out.deviceAddress())
+                        .ptr(lse.deviceAddress()).i32(b).i32(t).i32(heads).i32(causal ? 1 : 0).i32(keyTile));
+    }
+
+    private static int attentionBackwardSharedBytes(int keyTile) {
+        return (keyTile * (ATTENTION_HEAD_DIM + 1) + keyTile * ATTENTION_HEAD_DIM + 2 * ATTENTION_ROWS * ATTENTION_HEAD_DIM) * Float.BYTES;
     }
 
     @Override
-    public void attentionPoolForward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
+    public synchronized void attentionPoolForward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
         String op = "attentionPoolForward";
         requireF32(op, "q", q);
         if (q.rank() != 2 || heads < 1 || q.dim(1) % heads != 0) {
@@ -601,15 +774,34 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void attentionPoolBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+    public synchronized void attentionPoolBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                                       Tensor out, Tensor lse, int heads) {
-        throw trainingUnsupported("attentionPoolBackward");
+        String op = "attentionPoolBackward";
+        requireF32(op, "q", q);
+        requireF32(op, "k", k);
+        if (q.rank() != 2 || k.rank() != 3 || heads < 1 || q.dim(1) % heads != 0) {
+            throw new IllegalArgumentException(op + ": q (B, C) and k (B, L, C) with C divisible by " + heads + " heads, got "
+                    + q.shapeString() + " and " + k.shapeString());
+        }
+        int b = q.dim(0), c = q.dim(1), l = k.dim(1);
+        requireShape(op, "k", k, b, l, c);
+        requireShape(op, "v", v, b, l, c);
+        requireShape(op, "out", out, b, c);
+        requireShape(op, "dout", dout, b, c);
+        requireShape(op, "lse", lse, b, heads);
+        if (dq != null) requireShape(op, "dq", dq, b, c);
+        if (dk != null) requireShape(op, "dk", dk, b, l, c);
+        if (dv != null) requireShape(op, "dv", dv, b, l, c);
+        launch("attention_pool_backward", heads, b, 1, ROW_THREADS, 1, 1, (2 * l + 2 * (c / heads)) * Float.BYTES,
+                args().ptr(address(dq)).ptr(address(dk)).ptr(address(dv)).ptr(dout.deviceAddress()).ptr(q.deviceAddress())
+                        .ptr(k.deviceAddress()).ptr(v.deviceAddress()).ptr(out.deviceAddress()).ptr(lse.deviceAddress())
+                        .i32(b).i32(l).i32(c).i32(heads));
     }
 
     // ---------------------------------------------------------------- gathers
 
     @Override
-    public void embeddingForward(Tensor out, Tensor ids, Tensor table) {
+    public synchronized void embeddingForward(Tensor out, Tensor ids, Tensor table) {
         String op = "embeddingForward";
         requireI32(op, "ids", ids);
         requireF32(op, "table", table);
@@ -628,12 +820,20 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void embeddingBackward(Tensor dtable, Tensor dout, Tensor ids) {
-        throw trainingUnsupported("embeddingBackward");
+    public synchronized void embeddingBackward(Tensor dtable, Tensor dout, Tensor ids) {
+        String op = "embeddingBackward";
+        requireI32(op, "ids", ids);
+        requireF32(op, "dtable", dtable);
+        requireF32(op, "dout", dout);
+        if (dtable.rank() != 2) throw new IllegalArgumentException(op + ": dtable must be (V, C), got " + dtable.shapeString());
+        int rows = Math.toIntExact(ids.numel()), v = dtable.dim(0), c = dtable.dim(1);
+        if (dout.numel() != (long) rows * c) throw new IllegalArgumentException(op + ": dout " + dout.shapeString() + " must be ids " + ids.shapeString() + " x " + c);
+        launch("embedding_backward", Math.max(rows, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(dtable.deviceAddress())
+                .ptr(dout.deviceAddress()).ptr(ids.deviceAddress()).i32(rows).i32(c).i32(v));
     }
 
     @Override
-    public void gatherRowsForward(Tensor out, Tensor x, Tensor index) {
+    public synchronized void gatherRowsForward(Tensor out, Tensor x, Tensor index) {
         String op = "gatherRowsForward";
         requireF32(op, "x", x);
         if (x.rank() != 3) throw new IllegalArgumentException(op + ": x must be (B, T, C), got " + x.shapeString());
@@ -648,8 +848,16 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void gatherRowsBackward(Tensor dx, Tensor dout, Tensor index) {
-        throw trainingUnsupported("gatherRowsBackward");
+    public synchronized void gatherRowsBackward(Tensor dx, Tensor dout, Tensor index) {
+        String op = "gatherRowsBackward";
+        requireF32(op, "dx", dx);
+        if (dx.rank() != 3) throw new IllegalArgumentException(op + ": dx must be (B, T, C), got " + dx.shapeString());
+        int b = dx.dim(0), t = dx.dim(1), c = dx.dim(2);
+        requireI32(op, "index", index);
+        if (index.numel() != b) throw new IllegalArgumentException(op + ": index " + index.shapeString() + " must hold " + b + " rows");
+        requireShape(op, "dout", dout, b, c);
+        launch("gather_rows_backward", Math.max(b, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(dx.deviceAddress())
+                .ptr(dout.deviceAddress()).ptr(index.deviceAddress()).i32(b).i32(t).i32(c));
     }
 
     // ---------------------------------------------------------------- similarity and objective
@@ -658,7 +866,7 @@ public final class CudaBackend implements Backend {
      * out (N, M) F32 = scale * normalize(a (N, D)) @ normalize(b (M, D))^T (or without the
      * normalization); a and b F32, BF16 or F16 (the same dtype), products accumulated in F32.
      */
-    public void similarityForward(Tensor out, Tensor a, Tensor b, float scale, boolean normalize) {
+    public synchronized void similarityForward(Tensor out, Tensor a, Tensor b, float scale, boolean normalize) {
         String op = "similarityForward";
         requireDevice(op, "a", a);
         requireDevice(op, "b", b);
@@ -679,7 +887,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public float contrastiveLoss(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
+    public synchronized float contrastiveLoss(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
                                  float gradScale) {
         String op = "contrastiveLoss";
         requireSameShape(op, "txt", txt, "img", img);
@@ -723,7 +931,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- optimizer and reductions
 
     @Override
-    public void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+    public synchronized void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                             float weightDecay, int step, float gradScale) {
         String op = "adamwUpdate";
         requireSameNumel(op, "grad", grad, "param", param);
@@ -737,7 +945,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public double sumOfSquares(Tensor t) {
+    public synchronized double sumOfSquares(Tensor t) {
         requireF32("sumOfSquares", "t", t);
         int blocks = (int) Math.max(1, Math.min(REDUCE_BLOCKS, ceilDiv(t.numel(), ELEMENTWISE_THREADS)));
         Tensor partial = empty(DType.I64, blocks); // 8-byte doubles, read back as raw bits
@@ -751,7 +959,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public boolean hasNonFinite(Tensor t) {
+    public synchronized boolean hasNonFinite(Tensor t) {
         requireF32("hasNonFinite", "t", t);
         clearFlag();
         int blocks = (int) Math.max(1, Math.min(REDUCE_BLOCKS, ceilDiv(t.numel(), ELEMENTWISE_THREADS)));
@@ -827,10 +1035,10 @@ public final class CudaBackend implements Backend {
      * allocation inside a capture is not allowed by CUDA). Every block allocated during the capture
      * stays reserved for the graph (even if released) until the graph is closed.
      */
-    public Graph capture(Runnable body) {
+    public synchronized Graph capture(Runnable body) {
         checkOpen();
         if (capturing) throw new IllegalStateException("capture: already capturing");
-        captureBlocks = new java.util.ArrayList<>();
+        captureBlocks = new ArrayList<>();
         capturing = true;
         driver.streamBeginCapture(stream);
         long exec;
@@ -848,23 +1056,31 @@ public final class CudaBackend implements Backend {
     /** An instantiated CUDA graph of this backend (see {@link #capture}). */
     public final class Graph implements AutoCloseable {
         private final long exec;
-        private final java.util.List<DeviceAllocator.Block> blocks; // allocated during capture: reused by nothing else
+        private final List<DeviceAllocator.Block> blocks; // allocated during capture: reused by nothing else
         private boolean closed;
 
-        private Graph(long exec, java.util.List<DeviceAllocator.Block> blocks) {
+        private Graph(long exec, List<DeviceAllocator.Block> blocks) {
             this.exec = exec;
             this.blocks = blocks;
         }
 
         /** Launches the recorded work on the backend's stream (asynchronous). */
         public void replay() {
-            if (closed) throw new IllegalStateException("graph already closed");
-            checkOpen();
-            driver.graphLaunch(exec, stream);
+            synchronized (CudaBackend.this) {
+                if (closed) throw new IllegalStateException("graph already closed");
+                checkOpen();
+                driver.graphLaunch(exec, stream);
+            }
         }
 
         @Override
         public void close() {
+            synchronized (CudaBackend.this) {
+                closeGraph();
+            }
+        }
+
+        private void closeGraph() {
             if (!closed) {
                 closed = true;
                 driver.graphDestroy(exec);
@@ -974,7 +1190,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
         if (closed) return;
         try {
             driver.streamSynchronize(stream, "close");
@@ -990,10 +1206,6 @@ public final class CudaBackend implements Backend {
     }
 
     // ================================================================ checks
-
-    private static UnsupportedOperationException trainingUnsupported(String op) {
-        return new UnsupportedOperationException(op + ": training on CUDA is not implemented yet (use the CPU backend for training)");
-    }
 
     private static long ceilDiv(long a, long b) {
         return (a + b - 1) / b;
@@ -1026,8 +1238,8 @@ public final class CudaBackend implements Backend {
 
     private static void requireShape(String op, String name, Tensor t, int... expected) {
         requireF32(op, name, t);
-        if (!java.util.Arrays.equals(t.shape(), expected)) {
-            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shapeString() + ", expected " + java.util.Arrays.toString(expected));
+        if (!Arrays.equals(t.shape(), expected)) {
+            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shapeString() + ", expected " + Arrays.toString(expected));
         }
     }
 

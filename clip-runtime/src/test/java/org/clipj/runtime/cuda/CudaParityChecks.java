@@ -234,7 +234,7 @@ abstract class CudaParityChecks {
     }
 
     @Test
-    void batchNormEvalAndTrainUnsupported() {
+    void batchNormEvalTrainAndBackward() {
         int b = 2, c = 5, h = 3, w = 7;
         Tensor x = random(70, b, c, h, w), gamma = random(71, c), beta = random(72, c), mean = random(73, c), var = random(74, c);
         for (int i = 0; i < c; i++) var.f32()[i] = Math.abs(var.f32()[i]) + 0.1f;
@@ -242,9 +242,22 @@ abstract class CudaParityChecks {
         CPU.batchNormForward(expected, x, gamma, beta, mean, var, null, null, false, 0.1f, 1e-5f);
         cuda.batchNormForward(actual, up(x), up(gamma), up(beta), up(mean), up(var), null, null, false, 0.1f, 1e-5f);
         assertClose("batchNorm eval", expected, actual, TOL);
-        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, () -> cuda.batchNormForward(actual,
-                up(x), up(gamma), up(beta), up(mean), up(var), null, null, true, 0.1f, 1e-5f));
-        assertTrue(e.getMessage().contains("training on CUDA is not implemented"), e.getMessage());
+        // train mode: batch statistics, running statistics updated, then the backward
+        Tensor rm = mean.copy(), rv = var.copy(), sm = Tensor.zeros(DType.F32, c), sr = Tensor.zeros(DType.F32, c);
+        Tensor grm = up(mean), grv = up(var), gsm = cuda.zeros(DType.F32, c), gsr = cuda.zeros(DType.F32, c);
+        CPU.batchNormForward(expected, x, gamma, beta, rm, rv, sm, sr, true, 0.1f, 1e-5f);
+        cuda.batchNormForward(actual, up(x), up(gamma), up(beta), grm, grv, gsm, gsr, true, 0.1f, 1e-5f);
+        assertClose("batchNorm train out", expected, actual, TOL);
+        assertClose("batchNorm running mean", rm, grm, 1e-6f);
+        assertClose("batchNorm running var", rv, grv, 1e-5f);
+        assertClose("batchNorm saveRstd", sr, gsr, TOL);
+        Tensor dout = random(75, b, c, h, w), dx = random(76, b, c, h, w), dg = random(77, c), db = random(78, c);
+        Tensor gdx = up(dx), gdg = up(dg), gdb = up(db);
+        CPU.batchNormBackward(dx, dg, db, dout, x, gamma, sm, sr);
+        cuda.batchNormBackward(gdx, gdg, gdb, up(dout), up(x), up(gamma), gsm, gsr);
+        assertClose("batchNormBackward dx", dx, gdx, TOL);
+        assertClose("batchNormBackward dgamma", dg, gdg, TOL);
+        assertClose("batchNormBackward dbeta", db, gdb, TOL);
     }
 
     @Test
@@ -279,6 +292,14 @@ abstract class CudaParityChecks {
                 CPU.conv2dForward(expected, x, wt, bb, stride, pad);
                 cuda.conv2dForward(actual, up(x), up(wt), bb == null ? null : up(bb), stride, pad);
                 assertClose("conv2d " + java.util.Arrays.toString(s), expected, actual, TOL);
+                Tensor dout = random(95, b, co, ho, wo), dx = random(96, b, ci, h, w), dw = random(97, co, ci, k, k);
+                Tensor db = bb == null ? null : random(98, co);
+                Tensor gdx = up(dx), gdw = up(dw), gdb = db == null ? null : up(db);
+                CPU.conv2dBackward(dx, dw, db, dout, x, wt, stride, pad);
+                cuda.conv2dBackward(gdx, gdw, gdb, up(dout), up(x), up(wt), stride, pad);
+                assertClose("conv2dBackward dx " + java.util.Arrays.toString(s), dx, gdx, TOL);
+                assertClose("conv2dBackward dw " + java.util.Arrays.toString(s), dw, gdw, TOL);
+                if (db != null) assertClose("conv2dBackward dbias", db, gdb, TOL);
             }
         }
         for (int[] s : new int[][] {{2, 3, 32, 8, 16}, {1, 3, 12, 4, 5}}) {
@@ -301,6 +322,10 @@ abstract class CudaParityChecks {
             CPU.avgPool2dForward(expected, x, k);
             cuda.avgPool2dForward(actual, up(x), k);
             assertClose("avgPool " + java.util.Arrays.toString(s), expected, actual, 1e-6f);
+            Tensor dx = random(103, s[0], s[1], s[2], s[3]), gdx = up(dx);
+            CPU.avgPool2dBackward(dx, expected, k);
+            cuda.avgPool2dBackward(gdx, actual, k);
+            assertClose("avgPoolBackward " + java.util.Arrays.toString(s), dx, gdx, 1e-6f);
         }
         for (int[] s : new int[][] {{1, 1, 1}, {2, 37, 45}, {3, 64, 32}}) {
             Tensor x = random(101, s), start = random(102, s[0], s[2], s[1]);
@@ -398,6 +423,13 @@ abstract class CudaParityChecks {
             cuda.attentionPoolForward(dOut, dLse, up(q), up(k), up(v), heads);
             assertClose("attentionPool " + java.util.Arrays.toString(s), out, dOut, TOL);
             assertClose("attentionPool lse", lse, dLse, TOL);
+            Tensor g = random(143, b, c), dq = random(144, b, c), dk = random(145, b, l, c), dv = random(146, b, l, c);
+            Tensor gdq = up(dq), gdk = up(dk), gdv = up(dv);
+            CPU.attentionPoolBackward(dq, dk, dv, g, q, k, v, out, lse, heads);
+            cuda.attentionPoolBackward(gdq, gdk, gdv, up(g), up(q), up(k), up(v), dOut, dLse, heads);
+            assertClose("attentionPoolBackward dq", dq, gdq, TOL);
+            assertClose("attentionPoolBackward dk", dk, gdk, TOL);
+            assertClose("attentionPoolBackward dv", dv, gdv, TOL);
         }
     }
 
@@ -504,6 +536,97 @@ abstract class CudaParityChecks {
         }
     }
 
+    // ---------------------------------------------------------------- backward ops (accumulate into non-zero starts)
+
+    @Test
+    void elementwiseAndBiasBackward() {
+        for (int[] s : new int[][] {{1, 1}, {7, 33}, {3, 5, 64}}) {
+            int m = s[s.length - 1];
+            Tensor x = random(200, s), dout = random(201, s), dx = random(202, s), gdx = up(dx);
+            CPU.quickGeluBackward(dx, dout, x);
+            cuda.quickGeluBackward(gdx, up(dout), up(x));
+            assertClose("quickGeluBackward", dx, gdx, 1e-6f);
+            Tensor out = Tensor.zeros(DType.F32, s);
+            CPU.reluForward(out, x);
+            CPU.reluBackward(dx, dout, out);
+            cuda.reluBackward(gdx, up(dout), up(out));
+            assertClose("reluBackward", dx, gdx, 1e-6f);
+            Tensor db = random(203, m), gdb = up(db);
+            CPU.broadcastAddBackward(db, dout);
+            cuda.broadcastAddBackward(gdb, up(dout));
+            assertClose("broadcastAddBackward", db, gdb, 1e-5f);
+        }
+    }
+
+    @Test
+    void linearAndLayerNormBackward() {
+        for (int[] s : new int[][] {{1, 1, 1}, {13, 24, 40}, {2 * 50, 64, 17}}) {
+            int n = s[0], in = s[1], o = s[2];
+            Tensor x = random(210, n, in), w = random(211, o, in), dout = random(212, n, o);
+            Tensor dx = random(213, n, in), dw = random(214, o, in), db = random(215, o);
+            Tensor gdx = up(dx), gdw = up(dw), gdb = up(db);
+            CPU.linearBackward(dx, dw, db, dout, x, w);
+            cuda.linearBackward(gdx, gdw, gdb, up(dout), up(x), up(w));
+            assertClose("linearBackward dx", dx, gdx, TOL);
+            assertClose("linearBackward dw", dw, gdw, TOL);
+            assertClose("linearBackward dbias", db, gdb, TOL);
+
+            Tensor lw = random(216, in), lb = random(217, in), y = Tensor.zeros(DType.F32, n, in);
+            Tensor mean = Tensor.zeros(DType.F32, n), rstd = Tensor.zeros(DType.F32, n);
+            CPU.layerNormForward(y, mean, rstd, x, lw, lb, 1e-5f);
+            Tensor g = random(218, n, in), ldx = random(219, n, in), ldw = random(220, in), ldb = random(221, in);
+            Tensor gldx = up(ldx), gldw = up(ldw), gldb = up(ldb);
+            CPU.layerNormBackward(ldx, ldw, ldb, g, x, lw, mean, rstd);
+            cuda.layerNormBackward(gldx, gldw, gldb, up(g), up(x), up(lw), up(mean), up(rstd));
+            assertClose("layerNormBackward dx", ldx, gldx, TOL);
+            assertClose("layerNormBackward dw", ldw, gldw, TOL);
+            assertClose("layerNormBackward db", ldb, gldb, TOL);
+        }
+    }
+
+    @Test
+    void attentionBackwardMatchesCpu() {
+        for (int[] s : new int[][] {{1, 1, 1}, {2, 13, 2}, {1, 77, 1}, {1, 70, 2}}) {
+            int b = s[0], t = s[1], heads = s[2], c = heads * 64;
+            Tensor qkv = random(230 + t, b, t, 3 * c);
+            CPU.scale(qkv, 2f);
+            for (boolean causal : new boolean[] {false, true}) {
+                Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+                CPU.attentionForward(out, lse, qkv, heads, causal);
+                Tensor dout = random(231, b, t, c), dqkv = random(232, b, t, 3 * c), gdqkv = up(dqkv);
+                CPU.attentionBackward(dqkv, dout, qkv, out, lse, heads, causal);
+                cuda.attentionBackward(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal);
+                assertClose("attentionBackward " + java.util.Arrays.toString(s) + (causal ? " causal" : ""), dqkv, gdqkv, TOL);
+            }
+        }
+    }
+
+    @Test
+    void gatherAndPatchEmbedBackward() {
+        int v = 11, c = 37;
+        Tensor ids = Tensor.of(new int[] {0, 10, 3, 3, 7, 3}, 2, 3);
+        Tensor dout = random(240, 2, 3, c), dtable = random(241, v, c), gdtable = up(dtable);
+        CPU.embeddingBackward(dtable, dout, ids);
+        cuda.embeddingBackward(gdtable, up(dout), up(ids));
+        assertClose("embeddingBackward (repeated ids)", dtable, gdtable, 1e-5f);
+        Tensor index = Tensor.of(new int[] {4, 0, 2}, 3);
+        Tensor drows = random(242, 3, c), dx = random(243, 3, 5, c), gdx = up(dx);
+        CPU.gatherRowsBackward(dx, drows, index);
+        cuda.gatherRowsBackward(gdx, up(drows), up(index));
+        assertClose("gatherRowsBackward", dx, gdx, 1e-6f);
+
+        int b = 2, ci = 3, r = 12, p = 4, e = 5, grid = r / p;
+        Tensor x = random(244, b, ci, r, r), w = random(245, e, ci, p, p), g = random(246, b, grid * grid, e);
+        Tensor px = random(247, b, ci, r, r), pw = random(248, e, ci, p, p), gpx = up(px), gpw = up(pw);
+        CPU.patchEmbedBackward(px, pw, g, x, w);
+        cuda.patchEmbedBackward(gpx, gpw, up(g), up(x), up(w));
+        assertClose("patchEmbedBackward dx", px, gpx, TOL);
+        assertClose("patchEmbedBackward dw", pw, gpw, TOL);
+        cuda.patchEmbedBackward(null, gpw, up(g), up(x), up(w)); // pixels need no gradient
+        CPU.patchEmbedBackward(null, pw, g, x, w);
+        assertClose("patchEmbedBackward dw only", pw, gpw, TOL);
+    }
+
     // ---------------------------------------------------------------- backend machinery
 
     @Test
@@ -556,11 +679,41 @@ abstract class CudaParityChecks {
     }
 
     @Test
-    void trainingOpsSayTheyAreNotImplemented() {
-        Tensor x = cuda.zeros(DType.F32, 2, 3);
+    void concurrentCallersOnDistinctOutputs() throws Exception {
+        Tensor x = random(250, 64, 96), w = random(251, 96), b = random(252, 96);
+        Tensor expected = Tensor.zeros(DType.F32, 64, 96);
+        CPU.layerNormForward(expected, null, null, x, w, b, 1e-5f);
+        Tensor dx = up(x), dw = up(w), db = up(b);
+        java.util.List<Thread> threads = new java.util.ArrayList<>();
+        java.util.List<Tensor> outs = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        for (int i = 0; i < 4; i++) {
+            Thread t = new Thread(() -> {
+                try {
+                    for (int r = 0; r < 5; r++) {
+                        Tensor y = cuda.zeros(DType.F32, 64, 96);
+                        cuda.layerNormForward(y, null, null, dx, dw, db, 1e-5f);
+                        outs.add(y);
+                    }
+                } catch (Throwable e) {
+                    failure.set(e);
+                }
+            });
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) t.join();
+        if (failure.get() != null) throw new AssertionError("a concurrent caller failed", failure.get());
+        assertEquals(20, outs.size());
+        for (Tensor y : outs) assertClose("concurrent layerNorm", expected, y, TOL);
+    }
+
+    @Test
+    void attentionWithAnotherHeadDimSaysSo() {
+        Tensor qkv = cuda.zeros(DType.F32, 1, 3, 3 * 32), out = cuda.zeros(DType.F32, 1, 3, 32);
         UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
-                () -> cuda.quickGeluBackward(x, x, x));
-        assertTrue(e.getMessage().contains("quickGeluBackward") && e.getMessage().contains("training on CUDA"), e.getMessage());
+                () -> cuda.attentionForward(out, null, qkv, 1, false));
+        assertTrue(e.getMessage().contains("head dim 64"), e.getMessage());
     }
 
     @Test

@@ -1,0 +1,83 @@
+package org.clipj.bench;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import org.clipj.io.Checkpoints;
+import org.clipj.io.SafeTensors;
+import org.clipj.model.ClipModel;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+import org.clipj.runtime.cpu.CpuBackend;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.fromStateDict
+ * (to F32 on the CPU backend). Setup writes the weights of {@code dir}/model.safetensors (see
+ * bench/peers/export_onnx.py) as F16 with SafeTensors.write, so the peer's torch.save'd
+ * model-f16.pt holds the same values. Single shots; the file is in the page cache after warm-up.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.SingleShotTime)
+@OutputTimeUnit(TimeUnit.MILLISECONDS)
+@Warmup(iterations = 2)
+@Measurement(iterations = 5)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+        "-Djava.awt.headless=true", "-Xmx8g"})
+public class CheckpointLoadBenchmark {
+
+    @Param({"2"})
+    public int threads;
+
+    @Param({""})
+    public String dir;
+
+    private CpuBackend backend;
+    private Path f16File;
+
+    @Setup(Level.Trial)
+    public void setup() throws IOException {
+        if (dir.isEmpty()) throw new IllegalArgumentException("CheckpointLoadBenchmark: pass -p dir=FOLDER (export_onnx.py output)");
+        backend = new CpuBackend(threads, true);
+        Map<String, Tensor> f16 = new LinkedHashMap<>();
+        for (var e : Checkpoints.load(Path.of(dir, "model.safetensors")).tensors().entrySet()) {
+            f16.put(e.getKey(), toF16(e.getValue()));
+        }
+        f16File = Files.createTempFile(Path.of(dir), "model-f16-", ".safetensors");
+        SafeTensors.write(f16File, f16, Map.of());
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() throws IOException {
+        backend.close();
+        Files.deleteIfExists(f16File);
+    }
+
+    @Benchmark
+    public ClipModel load() {
+        return ClipModel.fromStateDict(Checkpoints.load(f16File).tensors(), backend);
+    }
+
+    private static Tensor toF16(Tensor t) {
+        float[] x = t.toFloatArray();
+        short[] bits = new short[x.length];
+        for (int i = 0; i < x.length; i++) bits[i] = Float.floatToFloat16(x[i]);
+        return Tensor.ofBits(DType.F16, bits, t.shape());
+    }
+}
