@@ -46,11 +46,17 @@ public final class EmbedCommand extends CliCommand {
             result.put("device", clip.backend().name());
             List<Map<String, Object>> imageRows = new ArrayList<>();
             for (int i = 0; i < images.size(); i++) {
-                imageRows.add(Map.of("file", images.get(i).toString(), "embedding", imageEmb[i]));
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("file", images.get(i).toString());
+                row.put("embedding", imageEmb[i]);
+                imageRows.add(row);
             }
             List<Map<String, Object>> textRows = new ArrayList<>();
             for (int i = 0; i < texts.size(); i++) {
-                textRows.add(Map.of("text", texts.get(i), "embedding", textEmb[i]));
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("text", texts.get(i));
+                row.put("embedding", textEmb[i]);
+                textRows.add(row);
             }
             result.put("images", imageRows);
             result.put("texts", textRows);

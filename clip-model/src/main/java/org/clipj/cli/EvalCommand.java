@@ -3,7 +3,6 @@ package org.clipj.cli;
 import org.clipj.data.CsvDataset;
 import org.clipj.eval.ImageFeatures;
 import org.clipj.runtime.InvalidInputException;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 import java.io.PrintWriter;
@@ -22,8 +21,7 @@ public final class EvalCommand extends CliCommand {
 
     @Override
     public Integer call() {
-        throw new CommandLine.ParameterException(spec.commandLine(),
-                "eval needs a subcommand: zero-shot, linear-probe or retrieval (clip eval --help)");
+        throw new InvalidInputException("eval needs a subcommand: zero-shot, linear-probe or retrieval (clip eval --help)");
     }
 
     /** Where PNG reports go: --report-dir, else the folder of --out, else nowhere (null). */

@@ -75,7 +75,7 @@ public final class EvalRetrievalCommand extends CliCommand {
             }
             float[][] texts = clip.encodeTexts(captions);
             long t1 = System.nanoTime();
-            Retrieval.Result r = Retrieval.evaluate(EvalCommand.select(ex.embeddings(), kept), texts,
+            Retrieval.Result r = Retrieval.evaluate(clip.backend(), EvalCommand.select(ex.embeddings(), kept), texts,
                     captionImage.stream().mapToInt(Integer::intValue).toArray());
 
             Map<String, Object> result = new LinkedHashMap<>();

@@ -138,7 +138,7 @@ public final class OverlapCommand extends CliCommand {
             result.put("contact_sheet", png == null ? null : png.toString());
             result.put("seconds", (t1 - t0) / 1e9);
 
-            err.printf("overlap: %d images in %s vs %d in %s, threshold %.3f, %s%n", keptA.length, a, keptB.length, b,
+            err.printf("overlap: %d images in %s vs %d in %s, threshold %s, %s%n", keptA.length, a, keptB.length, b,
                     threshold, clip.backend().description());
             EvalCommand.printSkipped(err, a.toString(), exA.skipped());
             EvalCommand.printSkipped(err, b.toString(), exB.skipped());

@@ -12,7 +12,7 @@ import java.util.Map;
 import java.util.function.Function;
 
 /** {@code clip tokenize}: CLIP token ids of texts, as {@code clip.tokenize} returns them. */
-@Command(name = "tokenize", description = {
+@Command(name = "tokenize", mixinStandardHelpOptions = true, description = {
         "Print the CLIP token ids of each TEXT: {\"tokens\": [[...], ...]}, one row of --context ids per text",
         "(start-of-text, BPE ids, end-of-text, zero padding). Use -- before texts that start with '-'."})
 public final class TokenizeCommand extends CliCommand {

@@ -25,7 +25,7 @@ import java.util.List;
 import java.util.Map;
 
 /** {@code clip train}: contrastive training from scratch (--model) or from a checkpoint (--init). */
-@Command(name = "train", description = "Train or fine-tune CLIP contrastively on image-caption pairs.")
+@Command(name = "train", mixinStandardHelpOptions = true, description = "Train or fine-tune CLIP contrastively on image-caption pairs.")
 public final class TrainCommand extends CliCommand {
 
     @Option(names = "--model", description = "Architecture to train from scratch: a named config (RN50, ViT-B/32, ...) or tiny (default).")

@@ -118,7 +118,7 @@ public final class CsvDataset implements ImageTextDataset {
 
     @Override
     public BufferedImage image(int i) {
-        return ImageLoader.read(images.get(i));
+        return ImageLoader.readOriginal(images.get(i)); // alpha and palette kept: Preprocess resizes them as PIL does
     }
 
     @Override

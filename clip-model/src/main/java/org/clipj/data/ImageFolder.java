@@ -72,9 +72,12 @@ public final class ImageFolder {
         return labels.get(i);
     }
 
-    /** The decoded RGB image; InvalidInputException naming the file when it is not readable. */
+    /**
+     * The decoded image as stored (alpha and palette kept, so {@code Preprocess} resizes it as PIL
+     * does); InvalidInputException naming the file when it is not readable.
+     */
     public BufferedImage image(int i) {
-        return ImageLoader.read(files.get(i));
+        return ImageLoader.readOriginal(files.get(i));
     }
 
     public Path root() {

@@ -10,7 +10,7 @@ public interface ImageTextDataset {
 
     int size();
 
-    /** The decoded RGB image of example i; IOException (or InvalidInputException) when it is missing or corrupt. */
+    /** The decoded image of example i, as stored (Preprocess makes it RGB); IOException (or InvalidInputException) when it is missing or corrupt. */
     BufferedImage image(int i) throws IOException;
 
     String caption(int i);

@@ -27,7 +27,7 @@ public final class EvalCharts {
         int c = confusion.length;
         int label = Math.min(160, 8 + 7 * classNames.stream().mapToInt(String::length).max().orElse(4));
         int size = label + c * CELL + 10;
-        BufferedImage img = new BufferedImage(size, size + 20, BufferedImage.TYPE_INT_RGB);
+        BufferedImage img = new BufferedImage(Math.max(size, 330), size + 20, BufferedImage.TYPE_INT_RGB); // room for the footer
         Graphics2D g = start(img);
         g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 11));
         for (int t = 0; t < c; t++) {

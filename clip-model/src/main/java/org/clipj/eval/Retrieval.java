@@ -1,11 +1,16 @@
 package org.clipj.eval;
 
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+
 import java.util.Arrays;
 
 /**
  * Image-text retrieval metrics with several captions per image. Embeddings are L2-normalized, so
  * similarity is the dot product. A rank is 1 + the number of candidates scoring strictly higher
- * than the best correct one (ties resolved in the query's favour).
+ * than the best correct one (ties resolved in the query's favour). Similarities are computed for
+ * blocks of images at a time, so memory is O(block x Nt), never O(Ni x Nt).
  */
 public final class Retrieval {
 
@@ -35,12 +40,48 @@ public final class Retrieval {
     private Retrieval() {
     }
 
+    /** Fills rows (count, Nt) with the similarities of images [from, from + count) to every caption. */
+    @FunctionalInterface
+    interface SimilarityBlock {
+        void fill(int from, int count, float[] rows);
+    }
+
+    private static final int BLOCK = 256;
+
     /**
+     * Scalar reference: similarities as plain dot products.
+     *
      * @param images      (Ni, D) normalized image embeddings
      * @param texts       (Nt, D) normalized caption embeddings
      * @param textToImage for each caption, the index of its image; every image needs at least one caption
      */
     public static Result evaluate(float[][] images, float[][] texts, int[] textToImage) {
+        check(images, texts, textToImage);
+        int nt = texts.length;
+        return rank(images.length, textToImage, (from, count, rows) -> {
+            for (int i = 0; i < count; i++) {
+                for (int t = 0; t < nt; t++) rows[i * nt + t] = dot(images[from + i], texts[t]);
+            }
+        });
+    }
+
+    /** As {@link #evaluate(float[][], float[][], int[])}, with (block, D) @ (Nt, D)^T on the backend. */
+    public static Result evaluate(Backend backend, float[][] images, float[][] texts, int[] textToImage) {
+        check(images, texts, textToImage);
+        int nt = texts.length;
+        int dim = texts[0].length;
+        Tensor textMatrix = backend.upload(pack(texts, 0, nt, dim)); // (Nt, D)
+        int blockRows = Math.min(BLOCK, images.length);
+        Tensor sim = backend.zeros(DType.F32, blockRows, nt); // (block, Nt)
+        return rank(images.length, textToImage, (from, count, rows) -> {
+            Tensor block = backend.upload(pack(images, from, count, dim)); // (count, D)
+            Tensor out = count == blockRows ? sim : sim.slice(0, count);
+            backend.matmul(out, block, false, textMatrix, true, 1f, 0f);
+            System.arraycopy(backend.download(out).toFloatArray(), 0, rows, 0, count * nt);
+        });
+    }
+
+    private static void check(float[][] images, float[][] texts, int[] textToImage) {
         int ni = images.length;
         int nt = texts.length;
         if (ni == 0 || nt == 0 || textToImage.length != nt) {
@@ -59,26 +100,61 @@ public final class Retrieval {
                 throw new IllegalArgumentException("image " + i + " has no caption");
             }
         }
-        // One pass over similarity rows, never the (Ni, Nt) matrix: O(Nt) memory.
-        float[] correctScore = new float[nt];
-        for (int t = 0; t < nt; t++) correctScore[t] = dot(images[textToImage[t]], texts[t]);
-        int[] textHigher = new int[nt];
-        int[] imageRanks = new int[ni];
-        float[] row = new float[nt];
-        for (int i = 0; i < ni; i++) {
-            float best = Float.NEGATIVE_INFINITY;
-            for (int t = 0; t < nt; t++) {
-                row[t] = dot(images[i], texts[t]);
-                if (textToImage[t] == i) best = Math.max(best, row[t]);
-                if (row[t] > correctScore[t]) textHigher[t]++;
+        int dim = texts[0].length;
+        for (float[][] set : new float[][][]{images, texts}) {
+            for (float[] row : set) {
+                if (row.length != dim) {
+                    throw new IllegalArgumentException("embedding sizes differ: " + dim + " vs " + row.length);
+                }
             }
-            int higher = 0;
-            for (int t = 0; t < nt; t++) if (row[t] > best) higher++;
-            imageRanks[i] = 1 + higher;
+        }
+    }
+
+    /**
+     * Ranks from similarity rows computed block by block, never the (Ni, Nt) matrix. Two passes over
+     * the same blocks: the first finds each caption's score with its own image (and the image ranks),
+     * the second counts the images scoring strictly higher, so both compare identically computed numbers.
+     */
+    private static Result rank(int ni, int[] textToImage, SimilarityBlock similarities) {
+        int nt = textToImage.length;
+        float[] rows = new float[Math.min(BLOCK, ni) * nt];
+        float[] correctScore = new float[nt];
+        int[] imageRanks = new int[ni];
+        for (int from = 0; from < ni; from += BLOCK) {
+            int count = Math.min(BLOCK, ni - from);
+            similarities.fill(from, count, rows);
+            for (int i = 0; i < count; i++) {
+                int image = from + i;
+                int base = i * nt;
+                float best = Float.NEGATIVE_INFINITY;
+                for (int t = 0; t < nt; t++) {
+                    if (textToImage[t] == image) {
+                        correctScore[t] = rows[base + t];
+                        best = Math.max(best, rows[base + t]);
+                    }
+                }
+                int higher = 0;
+                for (int t = 0; t < nt; t++) if (rows[base + t] > best) higher++;
+                imageRanks[image] = 1 + higher;
+            }
         }
         int[] textRanks = new int[nt];
-        for (int t = 0; t < nt; t++) textRanks[t] = 1 + textHigher[t];
+        Arrays.fill(textRanks, 1);
+        for (int from = 0; from < ni; from += BLOCK) {
+            int count = Math.min(BLOCK, ni - from);
+            similarities.fill(from, count, rows);
+            for (int i = 0; i < count; i++) {
+                int base = i * nt;
+                for (int t = 0; t < nt; t++) if (rows[base + t] > correctScore[t]) textRanks[t]++;
+            }
+        }
         return new Result(Metrics.of(imageRanks), Metrics.of(textRanks), imageRanks, textRanks);
+    }
+
+    private static Tensor pack(float[][] rows, int from, int count, int dim) {
+        float[] data = new float[count * dim];
+        for (int i = 0; i < count; i++) System.arraycopy(rows[from + i], 0, data, i * dim, dim);
+        return Tensor.of(data, count, dim);
     }
 
     static float dot(float[] a, float[] b) {

@@ -114,7 +114,9 @@ class EvalCommandTest {
         Result noData = run("eval", "zero-shot", "--model", model.toString(), "--data", dir.resolve("none").toString());
         assertEquals(2, noData.status());
         assertTrue(noData.err().contains("none"), noData.err());
-        assertEquals(2, run("eval").status());
+        Result noSubcommand = run("eval");
+        assertEquals(2, noSubcommand.status());
+        assertTrue(noSubcommand.err().contains("zero-shot, linear-probe or retrieval"), noSubcommand.err());
     }
 
     @Test

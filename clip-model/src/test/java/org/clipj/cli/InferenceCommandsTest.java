@@ -111,6 +111,15 @@ class InferenceCommandsTest {
     }
 
     @Test
+    void everyCommandHasHelp() {
+        for (String name : Main.commandLine().getSubcommands().keySet()) {
+            Run r = clip(name, "--help");
+            assertEquals(0, r.status(), name + " --help: " + r.err());
+            assertTrue((r.out() + r.err()).contains("Usage:"), name + " --help printed no usage");
+        }
+    }
+
+    @Test
     void missingModelFileIsBadInput() {
         Run r = clip("embed", "--model", "/nonexistent/model.safetensors", "--text", "x");
         assertEquals(2, r.status());

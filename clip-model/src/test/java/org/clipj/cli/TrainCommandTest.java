@@ -61,6 +61,14 @@ class TrainCommandTest {
         List<MetricsLog.Entry> log = MetricsLog.read(out.resolve("metrics.jsonl"));
         assertEquals(List.of(1, 2, 3, 4), log.stream().map(MetricsLog.Entry::step).toList());
         assertTrue(Files.isDirectory(out.resolve("checkpoints/step-00000004")));
+
+        // fine-tuning from the result: --init finds the vocab next to the weights
+        Path tuned = dir.resolve("tuned");
+        Result init = run("train", "--init", out.resolve("model.safetensors").toString(), "--synthetic-size", "40",
+                "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu", "--out", tuned.toString());
+        assertEquals(0, init.status(), init.err());
+        assertTrue(Files.isRegularFile(tuned.resolve("model.safetensors")));
+        assertTrue(Files.isRegularFile(tuned.resolve("bpe.txt.gz")));
     }
 
     @Test

@@ -34,6 +34,46 @@ class RetrievalTest {
     }
 
     @Test
+    void backendBlocksMatchTheScalarReference() {
+        java.util.Random rng = new java.util.Random(5);
+        int ni = 300; // more than one block of 256
+        int dim = 37;
+        float[][] images = new float[ni][];
+        for (int i = 0; i < ni; i++) images[i] = randomUnit(rng, dim);
+        int nt = 2 * ni + 17;
+        float[][] texts = new float[nt][];
+        int[] textToImage = new int[nt];
+        for (int t = 0; t < nt; t++) {
+            textToImage[t] = t < ni ? t : rng.nextInt(ni);
+            float[] noisy = randomUnit(rng, dim);
+            float[] img = images[textToImage[t]];
+            for (int d = 0; d < dim; d++) noisy[d] = img[d] + 3f * noisy[d];
+            texts[t] = normalize(noisy);
+        }
+        Retrieval.Result reference = Retrieval.evaluate(images, texts, textToImage);
+        try (org.clipj.runtime.cpu.CpuBackend backend = new org.clipj.runtime.cpu.CpuBackend()) {
+            Retrieval.Result blocked = Retrieval.evaluate(backend, images, texts, textToImage);
+            assertArrayEquals(reference.imageRanks(), blocked.imageRanks());
+            assertArrayEquals(reference.textRanks(), blocked.textRanks());
+        }
+        assertEquals(true, reference.imageToText().recallAt1() > 0.2 && reference.imageToText().recallAt1() < 1,
+                "a non-trivial case: " + reference.imageToText());
+    }
+
+    private static float[] randomUnit(java.util.Random rng, int dim) {
+        float[] v = new float[dim];
+        for (int d = 0; d < dim; d++) v[d] = (float) rng.nextGaussian();
+        return normalize(v);
+    }
+
+    private static float[] normalize(float[] v) {
+        double s = 0;
+        for (float x : v) s += x * x;
+        for (int d = 0; d < v.length; d++) v[d] /= (float) Math.sqrt(s);
+        return v;
+    }
+
+    @Test
     void imageWithoutCaptionIsAnError() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> Retrieval.evaluate(new float[][]{unit(0), unit(1)}, new float[][]{unit(0)}, new int[]{0}));

@@ -200,6 +200,17 @@ class ClipModelTest {
         assertThrows(InvalidInputException.class, () -> model.encodeText(Tensor.zeros(DType.I32, 1, 78)));
     }
 
+    @Test
+    void resnetBackwardNeedsTrainModeBatchNorm() {
+        ClipModel model = ClipModel.fromStateDict(GoldenData.model("tiny-rn"), backend);
+        ImageActivations eval = model.forwardImage(randomPixels(2, 64, 1), false);
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> model.backwardImage(eval, Tensor.zeros(DType.F32, 2, 64)));
+        assertTrue(e.getMessage().contains("eval mode"), e.getMessage());
+        ImageActivations train = model.forwardImage(randomPixels(2, 64, 1), true);
+        assertThrows(IllegalArgumentException.class, () -> model.backwardImage(train, Tensor.zeros(DType.F32, 3, 64)));
+    }
+
     private static double std(Tensor t) {
         float[] v = t.toFloatArray();
         double sum = 0;

@@ -1,6 +1,8 @@
 package org.clipj.runtime.cpu;
 
+import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
 
 import org.clipj.runtime.Tensor;
 
@@ -10,6 +12,11 @@ import org.clipj.runtime.Tensor;
  */
 final class ConvOps {
     private static final int GRAIN = 1 << 13;
+
+    // Per-thread scratch for the im2col / patch matrices, grown on demand and fully overwritten
+    // before use: a 3x3 conv's column matrix is megabytes, too big to allocate and zero per call.
+    private static final ThreadLocal<float[]> COL = ThreadLocal.withInitial(() -> new float[0]);
+    private static final ThreadLocal<float[]> DCOL = ThreadLocal.withInitial(() -> new float[0]);
 
     private ConvOps() {}
 
@@ -83,24 +90,42 @@ final class ConvOps {
 
     // ---------------------------------------------------------------- conv2d, im2col + Sgemm
 
-    /** col (Ci*K*K, Ho*Wo) from batch item x[bi]; zero where the window leaves the image. */
+    /**
+     * col (Ci*K*K, Ho*Wo) from batch item x[bi]; zero where the window leaves the image. Each
+     * output row's in-image columns [ox0, ox1) are found once, so the inner loop has no bounds
+     * test and is a plain copy at stride 1.
+     */
     private static void im2col(ForkJoinPool pool, float[] col, float[] xs, int xOff, int ci, int h, int wd, int k,
                                int stride, int padding, int ho, int wo) {
         int hw = ho * wo;
         Parallel.range(pool, ci * k * k, Math.max(1, GRAIN / Math.max(1, hw)), (from, to) -> {
             for (int row = from; row < to; row++) {
                 int ic = row / (k * k), ky = (row / k) % k, kx = row % k;
-                int dst = row * hw;
+                int ox0 = Math.min(wo, firstInside(kx - padding, stride));
+                int ox1 = Math.max(ox0, Math.min(wo, firstInside(kx - padding - wd, stride)));
                 for (int oy = 0; oy < ho; oy++) {
-                    int iy = oy * stride + ky - padding;
-                    for (int ox = 0; ox < wo; ox++) {
-                        int ix = ox * stride + kx - padding;
-                        col[dst + oy * wo + ox] = iy < 0 || iy >= h || ix < 0 || ix >= wd
-                                ? 0f : xs[xOff + (ic * h + iy) * wd + ix];
+                    int iy = oy * stride + ky - padding, dst = row * hw + oy * wo;
+                    if (iy < 0 || iy >= h) {
+                        Arrays.fill(col, dst, dst + wo, 0f);
+                        continue;
+                    }
+                    Arrays.fill(col, dst, dst + ox0, 0f);
+                    Arrays.fill(col, dst + ox1, dst + wo, 0f);
+                    if (ox1 == ox0) continue;
+                    int src = xOff + (ic * h + iy) * wd + ox0 * stride + kx - padding;
+                    if (stride == 1) {
+                        System.arraycopy(xs, src, col, dst + ox0, ox1 - ox0);
+                    } else {
+                        for (int ox = ox0; ox < ox1; ox++, src += stride) col[dst + ox] = xs[src];
                     }
                 }
             }
         });
+    }
+
+    /** The smallest ox >= 0 with ox * stride + shift >= 0. */
+    private static int firstInside(int shift, int stride) {
+        return shift >= 0 ? 0 : (-shift + stride - 1) / stride;
     }
 
     /** dx[bi] += col2im(dcol); parallel over input channels, whose rows only touch their own plane. */
@@ -126,6 +151,20 @@ final class ConvOps {
         });
     }
 
+    /**
+     * The calling thread's scratch buffer of at least n floats (contents undefined). A pool
+     * worker gets a fresh array: while it waits on an op's tasks it may steal another op's.
+     */
+    private static float[] scratch(ThreadLocal<float[]> buffer, int n) {
+        if (ForkJoinTask.inForkJoinPool()) return new float[n];
+        float[] a = buffer.get();
+        if (a.length < n) {
+            a = new float[n];
+            buffer.set(a);
+        }
+        return a;
+    }
+
     private static boolean isPointwise(int k, int stride, int padding) {
         return k == 1 && stride == 1 && padding == 0;
     }
@@ -135,7 +174,7 @@ final class ConvOps {
         int ho = out.dim(2), wo = out.dim(3), hw = ho * wo, ckk = ci * k * k;
         float[] o = out.f32(), xs = x.f32();
         boolean pointwise = isPointwise(k, stride, padding);
-        float[] col = pointwise ? null : new float[ckk * hw];
+        float[] col = pointwise ? null : scratch(COL, ckk * hw);
         for (int bi = 0; bi < b; bi++) {
             int xOff = x.offset() + bi * ci * h * wd, oOff = out.offset() + bi * co * hw;
             float[] src = xs;
@@ -166,8 +205,8 @@ final class ConvOps {
         int ho = dout.dim(2), wo = dout.dim(3), hw = ho * wo, ckk = ci * k * k;
         float[] g = dout.f32(), xs = x.f32();
         boolean pointwise = isPointwise(k, stride, padding);
-        float[] col = pointwise || dw == null ? null : new float[ckk * hw];
-        float[] dcol = pointwise || dx == null ? null : new float[ckk * hw];
+        float[] col = pointwise || dw == null ? null : scratch(COL, ckk * hw);
+        float[] dcol = pointwise || dx == null ? null : scratch(DCOL, ckk * hw);
         for (int bi = 0; bi < b; bi++) {
             int xOff = x.offset() + bi * ci * h * wd, gOff = dout.offset() + bi * co * hw;
             if (dw != null) {
@@ -253,10 +292,13 @@ final class ConvOps {
         }
     }
 
-    /** patches (B*P, Ci*p*p), each row one patch flattened as (ci, ky, kx) to match w's layout. */
+    /**
+     * patches (B*P, Ci*p*p), each row one patch flattened as (ci, ky, kx) to match w's layout,
+     * written into the calling thread's COL scratch (which is returned).
+     */
     private static float[] patches(ForkJoinPool pool, Tensor x, int p) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), gw = wd / p, np = (h / p) * gw, cpp = ci * p * p;
-        float[] xs = x.f32(), out = new float[b * np * cpp];
+        float[] xs = x.f32(), out = scratch(COL, b * np * cpp);
         int xo = x.offset();
         Parallel.range(pool, b * np, Math.max(1, GRAIN / Math.max(1, cpp)), (from, to) -> {
             for (int row = from; row < to; row++) {
@@ -287,7 +329,7 @@ final class ConvOps {
                     dw.f32(), dw.offset(), cpp, pool);
         }
         if (dx != null) {
-            float[] dpatches = new float[rows * cpp];
+            float[] dpatches = scratch(DCOL, rows * cpp);
             Sgemm.sgemm(false, false, rows, cpp, c, 1f, dout.f32(), dout.offset(), c, w.f32(), w.offset(), cpp, 0f,
                     dpatches, 0, cpp, pool);
             float[] d = dx.f32();
