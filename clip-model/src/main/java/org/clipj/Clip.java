@@ -4,6 +4,7 @@ import org.clipj.image.Preprocess;
 import org.clipj.io.Checkpoint;
 import org.clipj.io.Checkpoints;
 import org.clipj.model.ClipModel;
+import org.clipj.model.Precision;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
@@ -13,12 +14,16 @@ import org.clipj.text.ClipTokenizer;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.function.IntConsumer;
 
 /**
  * The front door for library users: load a CLIP checkpoint (OpenAI/open_clip/Hugging Face;
@@ -40,12 +45,19 @@ public final class Clip implements AutoCloseable {
      *                  Hugging Face vocab.json + merges.txt); null: look next to the checkpoint, then $CLIP_VOCAB
      * @param device    cpu | cuda | auto
      * @param batchSize images or texts per forward pass
+     * @param precision the GEMM weights' precision (see {@link Precision}); null: BF16 on CUDA, F32 on
+     *                  the CPU. BF16/F16 with the CPU backend is an error (it computes in F32)
      */
-    public record Options(Path vocab, String device, int batchSize) {
+    public record Options(Path vocab, String device, int batchSize, Precision precision) {
         public Options {
             if (batchSize < 1) {
                 throw new InvalidInputException("batch size must be >= 1, got " + batchSize);
             }
+        }
+
+        /** The default precision for the device. */
+        public Options(Path vocab, String device, int batchSize) {
+            this(vocab, device, batchSize, null);
         }
 
         public static Options defaults() {
@@ -53,15 +65,19 @@ public final class Clip implements AutoCloseable {
         }
 
         public Options withVocab(Path v) {
-            return new Options(v, device, batchSize);
+            return new Options(v, device, batchSize, precision);
         }
 
         public Options withDevice(String d) {
-            return new Options(vocab, d, batchSize);
+            return new Options(vocab, d, batchSize, precision);
         }
 
         public Options withBatchSize(int b) {
-            return new Options(vocab, device, b);
+            return new Options(vocab, device, b, precision);
+        }
+
+        public Options withPrecision(Precision p) {
+            return new Options(vocab, device, batchSize, p);
         }
     }
 
@@ -97,7 +113,8 @@ public final class Clip implements AutoCloseable {
         Checkpoint checkpoint = Checkpoints.load(model);
         Backend backend = Backends.create(options.device());
         try {
-            return new Clip(model, options, backend, ClipModel.fromStateDict(checkpoint.tensors(), backend));
+            Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
+            return new Clip(model, options, backend, ClipModel.fromStateDict(checkpoint.tensors(), backend, precision));
         } catch (RuntimeException e) {
             backend.close();
             throw e;
@@ -173,23 +190,60 @@ public final class Clip implements AutoCloseable {
         return false;
     }
 
-    /** L2-normalized embeddings (N, E) of image files, decoded and preprocessed on a bounded pool. */
+    /** L2-normalized embeddings (N, E) of image files; an unreadable file fails the call, naming it. */
     public float[][] encodeImages(List<Path> files) {
+        return encodeImages(files, null, null);
+    }
+
+    /**
+     * L2-normalized embeddings (N, E) of image files, decoded and preprocessed on a bounded pool at
+     * most two batches ahead of the model, so memory stays bounded for any number of files.
+     *
+     * @param skipped  null: an unreadable file fails the call; else it gets a null row and
+     *                 "file: reason" is added here
+     * @param progress null, or told the number of files done after each batch
+     */
+    public float[][] encodeImages(List<Path> files, List<String> skipped, IntConsumer progress) {
         int n = files.size();
         int res = imageResolution();
+        int pixelsPerImage = 3 * res * res;
+        int batchSize = options.batchSize();
         float[][] out = new float[n][];
-        for (int start = 0; start < n; start += options.batchSize()) {
-            int count = Math.min(options.batchSize(), n - start);
-            List<Future<float[]>> pixels = new ArrayList<>(count);
-            for (int i = 0; i < count; i++) {
-                Path file = files.get(start + i);
-                pixels.add(decodePool.submit(() -> Preprocess.clip(file, res)));
+        Deque<Future<float[]>> pending = new ArrayDeque<>();
+        int submitted = 0;
+        try {
+            for (int start = 0; start < n; start += batchSize) {
+                int count = Math.min(batchSize, n - start);
+                for (; submitted < Math.min(n, start + 2 * batchSize); submitted++) {
+                    Path file = files.get(submitted);
+                    pending.add(decodePool.submit(() -> Preprocess.clip(file, res)));
+                }
+                float[] batch = new float[count * pixelsPerImage];
+                int[] rows = new int[count];
+                int kept = 0;
+                for (int i = 0; i < count; i++) {
+                    Path file = files.get(start + i);
+                    try {
+                        System.arraycopy(await(pending.poll()), 0, batch, kept * pixelsPerImage, pixelsPerImage);
+                        rows[kept++] = start + i;
+                    } catch (InvalidInputException e) {
+                        if (skipped == null) {
+                            throw e;
+                        }
+                        String reason = e.getMessage() == null ? "unreadable" : e.getMessage();
+                        skipped.add(reason.contains(file.toString()) ? reason : file + ": " + reason);
+                    }
+                }
+                if (kept > 0) {
+                    float[][] emb = encodePixels(kept == count ? batch : Arrays.copyOf(batch, kept * pixelsPerImage), kept);
+                    for (int k = 0; k < kept; k++) out[rows[k]] = emb[k];
+                }
+                if (progress != null) {
+                    progress.accept(start + count);
+                }
             }
-            float[] batch = new float[count * 3 * res * res];
-            for (int i = 0; i < count; i++) {
-                System.arraycopy(await(pixels.get(i)), 0, batch, i * 3 * res * res, 3 * res * res);
-            }
-            encodeImageBatch(batch, count, out, start);
+        } finally {
+            pending.forEach(f -> f.cancel(true));
         }
         return out;
     }

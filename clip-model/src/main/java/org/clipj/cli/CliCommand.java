@@ -24,8 +24,13 @@ public abstract class CliCommand implements Callable<Integer> {
     @CommandLine.Option(names = "--debug", description = "Print stack traces on errors.")
     protected boolean debug;
 
-    /** Where the JSON result goes instead of stdout; commands with a JSON {@code --out FILE} option override this. */
+    /** Where the JSON result goes instead of stdout: the {@link JsonOutput} mixin's file, if the command has one. */
     protected Path jsonOutFile() {
+        for (CommandLine.Model.CommandSpec mixin : spec.mixins().values()) {
+            if (mixin.userObject() instanceof JsonOutput json) {
+                return json.file;
+            }
+        }
         return null;
     }
 

@@ -24,13 +24,8 @@ public final class EmbedCommand extends CliCommand {
     @Option(names = "--text", paramLabel = "S", description = "A text (repeatable).")
     List<String> texts = new ArrayList<>();
 
-    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
-    Path out;
-
-    @Override
-    protected Path jsonOutFile() {
-        return out;
-    }
+    @Mixin
+    JsonOutput jsonOutput;
 
     @Override
     public Integer call() {

@@ -53,13 +53,8 @@ public final class EvalLinearProbeCommand extends CliCommand {
     @Option(names = "--report-dir", paramLabel = "DIR", description = "Where confusion.png (test split) goes (default: next to --out; none without either).")
     Path reportDir;
 
-    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
-    Path out;
-
-    @Override
-    protected Path jsonOutFile() {
-        return out;
-    }
+    @Mixin
+    JsonOutput jsonOutput;
 
     @Override
     public Integer call() {
@@ -94,7 +89,7 @@ public final class EvalLinearProbeCommand extends CliCommand {
                 for (int c = 0; c < z.length; c++) scores[i][c] = (float) z[c];
             }
             ClassificationMetrics m = ClassificationMetrics.of(scores, testData.y(), names.size());
-            Path reports = EvalCommand.reportDir(reportDir, out);
+            Path reports = EvalCommand.reportDir(reportDir, jsonOutput.file);
             Path png = reports == null ? null : reports.resolve("confusion.png");
             if (png != null) {
                 EvalCharts.writeConfusionMatrix(png, m.confusion(), names);
@@ -165,7 +160,7 @@ public final class EvalLinearProbeCommand extends CliCommand {
         }
         FeatureCache cache = noCache ? null : FeatureCache.open(cacheRoot(), modelOptions.model,
                 set.root().toAbsolutePath().normalize().toString(), clip.embeddingSize());
-        ImageFeatures.Extracted ex = ImageFeatures.extract(clip, files, modelOptions.batch, cache,
+        ImageFeatures.Extracted ex = ImageFeatures.extract(clip, files, cache,
                 EvalCommand.progress(err(), what, files.size()));
         int[] kept = ex.kept();
         if (kept.length == 0) {

@@ -36,13 +36,8 @@ public final class EvalRetrievalCommand extends CliCommand {
     @Option(names = "--csv-separator", defaultValue = "\t", description = "Field separator (default tab).")
     String csvSeparator;
 
-    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
-    Path out;
-
-    @Override
-    protected Path jsonOutFile() {
-        return out;
-    }
+    @Mixin
+    JsonOutput jsonOutput;
 
     @Override
     public Integer call() {
@@ -56,7 +51,7 @@ public final class EvalRetrievalCommand extends CliCommand {
         PrintWriter err = err();
         try (Clip clip = modelOptions.open()) {
             long t0 = System.nanoTime();
-            ImageFeatures.Extracted ex = ImageFeatures.extract(clip, images, modelOptions.batch, null,
+            ImageFeatures.Extracted ex = ImageFeatures.extract(clip, images, null,
                     EvalCommand.progress(err, "images", images.size()));
             int[] kept = ex.kept();
             if (kept.length == 0) {

@@ -45,13 +45,8 @@ public final class EvalZeroShotCommand extends CliCommand {
     @Option(names = "--report-dir", paramLabel = "DIR", description = "Where confusion.png goes (default: next to --out; none without either).")
     Path reportDir;
 
-    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
-    Path out;
-
-    @Override
-    protected Path jsonOutFile() {
-        return out;
-    }
+    @Mixin
+    JsonOutput jsonOutput;
 
     @Override
     public Integer call() {
@@ -78,7 +73,7 @@ public final class EvalZeroShotCommand extends CliCommand {
             long t0 = System.nanoTime();
             float[][] classifier = clip.classifier(names, prompts); // (C, E)
             long t1 = System.nanoTime();
-            ImageFeatures.Extracted ex = ImageFeatures.extract(clip, files, modelOptions.batch, null,
+            ImageFeatures.Extracted ex = ImageFeatures.extract(clip, files, null,
                     EvalCommand.progress(err, "encoded", files.size()));
             long t2 = System.nanoTime();
             int[] kept = ex.kept();
@@ -95,7 +90,7 @@ public final class EvalZeroShotCommand extends CliCommand {
                 }
             }
             ClassificationMetrics m = ClassificationMetrics.of(scores, EvalCommand.select(labels, kept), names.size());
-            Path reports = EvalCommand.reportDir(reportDir, out);
+            Path reports = EvalCommand.reportDir(reportDir, jsonOutput.file);
             Path png = reports == null ? null : reports.resolve("confusion.png");
             if (png != null) {
                 EvalCharts.writeConfusionMatrix(png, m.confusion(), names);

@@ -1,11 +1,12 @@
 package org.clipj.cli;
 
 import org.clipj.Clip;
+import org.clipj.model.Precision;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
 
-/** Options shared by the commands that load a model: --model, --vocab, --device, --batch. */
+/** Options shared by the commands that load a model: --model, --vocab, --device, --precision, --batch. */
 final class ModelOptions {
     @Option(names = "--model", required = true, paramLabel = "M",
             description = "Checkpoint file or folder (safetensors, torch.save .bin/.pt, TorchScript .pt; OpenAI, open_clip or Hugging Face naming).")
@@ -19,10 +20,14 @@ final class ModelOptions {
             description = "cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
     String device;
 
+    @Option(names = "--precision", paramLabel = "P",
+            description = "Precision of the GEMM weights: f32, bf16 or f16 (bf16/f16 need --device cuda). Default: bf16 on cuda, f32 on cpu.")
+    String precision;
+
     @Option(names = "--batch", defaultValue = "32", paramLabel = "N", description = "Images or texts per forward pass (default: ${DEFAULT-VALUE}).")
     int batch;
 
     Clip open() {
-        return Clip.load(model, new Clip.Options(vocab, device, batch));
+        return Clip.load(model, new Clip.Options(vocab, device, batch, precision == null ? null : Precision.parse(precision)));
     }
 }

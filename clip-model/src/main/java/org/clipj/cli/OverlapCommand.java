@@ -68,13 +68,8 @@ public final class OverlapCommand extends CliCommand {
             description = "Where overlap.png (contact sheet) goes (default: next to --out; none without either).")
     Path reportDir;
 
-    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
-    Path out;
-
-    @Override
-    protected Path jsonOutFile() {
-        return out;
-    }
+    @Mixin
+    JsonOutput jsonOutput;
 
     @Override
     public Integer call() {
@@ -92,9 +87,9 @@ public final class OverlapCommand extends CliCommand {
         PrintWriter err = err();
         try (Clip clip = modelOptions.open()) {
             long t0 = System.nanoTime();
-            ImageFeatures.Extracted exA = ImageFeatures.extract(clip, filesA, modelOptions.batch, null,
+            ImageFeatures.Extracted exA = ImageFeatures.extract(clip, filesA, null,
                     EvalCommand.progress(err, "--a", filesA.size()));
-            ImageFeatures.Extracted exB = ImageFeatures.extract(clip, filesB, modelOptions.batch, null,
+            ImageFeatures.Extracted exB = ImageFeatures.extract(clip, filesB, null,
                     EvalCommand.progress(err, "--b", filesB.size()));
             int[] keptA = exA.kept();
             int[] keptB = exB.kept();
@@ -109,7 +104,7 @@ public final class OverlapCommand extends CliCommand {
                 row.put("similarity", p.similarity());
                 pairs.add(row);
             }
-            Path reports = EvalCommand.reportDir(reportDir, out);
+            Path reports = EvalCommand.reportDir(reportDir, jsonOutput.file);
             Path png = reports == null || found.isEmpty() || sheetPairs == 0 ? null : reports.resolve("overlap.png");
             if (png != null) {
                 List<NearDuplicates.Pair> shown = found.subList(0, Math.min(sheetPairs, found.size()));

@@ -34,13 +34,8 @@ public final class ZeroShotCommand extends CliCommand {
     @Option(names = "--templates", paramLabel = "FILE", description = "Templates, one per line ({} marks the label; # starts a comment).")
     Path templatesFile;
 
-    @Option(names = "--out", paramLabel = "FILE", description = "Write the JSON here instead of stdout.")
-    Path out;
-
-    @Override
-    protected Path jsonOutFile() {
-        return out;
-    }
+    @Mixin
+    JsonOutput jsonOutput;
 
     @Override
     public Integer call() {

@@ -1,25 +1,15 @@
 package org.clipj.eval;
 
 import org.clipj.Clip;
-import org.clipj.image.ImageLoader;
-import org.clipj.image.Preprocess;
-import org.clipj.runtime.InvalidInputException;
 
 import java.nio.file.Path;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Deque;
 import java.util.List;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 
 /**
- * Image embeddings of an evaluation set: files are decoded and preprocessed on a bounded pool at
- * most two batches ahead of the model, then encoded batch by batch, so memory stays bounded for
- * any number of files. An unreadable image is skipped and reported, never fatal.
+ * Image embeddings of an evaluation set, through {@link Clip#encodeImages(List, List, java.util.function.IntConsumer)}
+ * (bounded decode pool, batches) and an optional feature cache. An unreadable image is skipped and
+ * reported, never fatal.
  */
 public final class ImageFeatures {
 
@@ -48,9 +38,9 @@ public final class ImageFeatures {
      * Embeddings of files; with a cache (may be null) only the files it lacks are encoded, and the
      * new embeddings are saved to it.
      */
-    public static Extracted extract(Clip clip, List<Path> files, int batchSize, FeatureCache cache, Progress progress) {
+    public static Extracted extract(Clip clip, List<Path> files, FeatureCache cache, Progress progress) {
         if (cache == null) {
-            return encode(clip, files, batchSize, progress);
+            return encode(clip, files, progress);
         }
         int n = files.size();
         float[][] out = new float[n][];
@@ -66,7 +56,7 @@ public final class ImageFeatures {
             }
         }
         int hits = n - missing.size();
-        Extracted fresh = encode(clip, missing, batchSize, progress == null ? null : done -> progress.done(hits + done));
+        Extracted fresh = encode(clip, missing, progress == null ? null : done -> progress.done(hits + done));
         for (int m = 0; m < missing.size(); m++) {
             int i = missingAt.get(m);
             out[i] = fresh.embeddings()[m];
@@ -78,68 +68,9 @@ public final class ImageFeatures {
         return new Extracted(out, fresh.skipped(), hits);
     }
 
-    private static Extracted encode(Clip clip, List<Path> files, int batchSize, Progress progress) {
-        if (batchSize < 1) {
-            throw new InvalidInputException("batch size must be >= 1, got " + batchSize);
-        }
-        int n = files.size();
-        int res = clip.imageResolution();
-        int pixelsPerImage = 3 * res * res;
-        float[][] out = new float[n][];
+    private static Extracted encode(Clip clip, List<Path> files, Progress progress) {
         List<String> skipped = new ArrayList<>();
-        int threads = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
-        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
-            Thread t = new Thread(r, "clip-eval-decode");
-            t.setDaemon(true);
-            return t;
-        });
-        try {
-            Deque<Future<float[]>> pending = new ArrayDeque<>();
-            int submitted = 0;
-            for (int start = 0; start < n; start += batchSize) {
-                int count = Math.min(batchSize, n - start);
-                for (; submitted < Math.min(n, start + 2 * batchSize); submitted++) {
-                    Path file = files.get(submitted);
-                    pending.add(pool.submit(() -> Preprocess.clip(ImageLoader.read(file), res)));
-                }
-                float[] batch = new float[count * pixelsPerImage];
-                int[] rows = new int[count];
-                int kept = 0;
-                for (int i = 0; i < count; i++) {
-                    Path file = files.get(start + i);
-                    try {
-                        System.arraycopy(await(pending.poll()), 0, batch, kept * pixelsPerImage, pixelsPerImage);
-                        rows[kept++] = start + i;
-                    } catch (InvalidInputException e) {
-                        skipped.add(e.getMessage() != null && e.getMessage().contains(file.toString())
-                                ? e.getMessage() : file + ": " + e.getMessage());
-                    }
-                }
-                if (kept > 0) {
-                    float[][] emb = clip.encodePixels(kept == count ? batch : Arrays.copyOf(batch, kept * pixelsPerImage), kept);
-                    for (int k = 0; k < kept; k++) out[rows[k]] = emb[k];
-                }
-                if (progress != null) {
-                    progress.done(start + count);
-                }
-            }
-        } finally {
-            pool.shutdownNow();
-        }
+        float[][] out = clip.encodeImages(files, skipped, progress == null ? null : progress::done);
         return new Extracted(out, skipped, 0);
-    }
-
-    private static float[] await(Future<float[]> f) {
-        try {
-            return f.get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while decoding images", e);
-        } catch (ExecutionException e) {
-            if (e.getCause() instanceof RuntimeException re) {
-                throw re;
-            }
-            throw new IllegalStateException(e.getCause());
-        }
     }
 }

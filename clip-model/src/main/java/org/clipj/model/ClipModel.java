@@ -23,6 +23,11 @@ import java.util.TreeSet;
  * BatchNorm running statistics in a third. {@link #encodeImage} and {@link #encodeText} allocate
  * their own activations and may run from many threads at once; the training calls
  * ({@link #forwardImage}, {@link #backwardImage}, ...) are for one thread.
+ *
+ * <p>Precision: a model loaded with {@link Precision#BF16} or {@link Precision#F16} (CUDA only) also
+ * holds 16-bit copies of its linear and convolution weights, made once at load, and
+ * {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation; such a
+ * model is for inference only (the training calls need {@link Precision#F32}).
  */
 public final class ClipModel {
     /** Checkpoint entries that carry no weights (constants, counters, cached masks). */
@@ -41,6 +46,12 @@ public final class ClipModel {
     private final TextTransformer textGrads;     // over gradient views
     private final Tensor logitScale;             // (1) log of the logit scale
     private final List<Parameter> parameters;
+    // The towers encodeImage/encodeText run: the F32 ones, or (set once by the factory, before the
+    // model is returned) ones over 16-bit copies of the GEMM weights.
+    private Precision precision = Precision.F32;
+    private VisionTransformer inferenceVit;
+    private ModifiedResNet inferenceResnet;
+    private TextTransformer inferenceText;
 
     private ClipModel(ClipConfig config, Backend backend) {
         this.config = config;
@@ -64,6 +75,32 @@ public final class ClipModel {
         List<Parameter> all = new ArrayList<>(visual.parameterList());
         all.addAll(text.parameterList());
         parameters = Collections.unmodifiableList(all);
+        inferenceVit = vit;
+        inferenceResnet = resnet;
+        inferenceText = textTower;
+    }
+
+    /** Points encodeImage/encodeText at 16-bit copies of the GEMM weights (after the weights are loaded). */
+    private void useInferencePrecision(Precision p) {
+        precision = p;
+        if (p == Precision.F32) return;
+        if (config.isVit()) {
+            inferenceVit = new VisionTransformer(backend, visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm), config);
+        } else {
+            inferenceResnet = new ModifiedResNet(backend, visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm), config);
+        }
+        inferenceText = new TextTransformer(backend, text.castCopies(backend, p.dtype(), ClipModel::feedsGemm), config);
+    }
+
+    /**
+     * The weights of the linear layers (attention in/out projections, MLP, AttentionPool2d projections)
+     * and of the convolutions (ViT patch embedding, ResNet convs). Embedding tables, positional
+     * embeddings, norms and the final projections (visual.proj, text_projection) are not among them.
+     */
+    static boolean feedsGemm(TensorSpec s) {
+        String name = s.name();
+        return s.shape().length >= 2 && (name.endsWith(".weight") || name.endsWith(".in_proj_weight"))
+                && !name.equals("token_embedding.weight");
     }
 
     static List<TensorSpec> visualSpecs(ClipConfig c) {
@@ -95,8 +132,23 @@ public final class ClipModel {
         return fromStateDict(openAiNamed, ClipConfig.infer(openAiNamed), backend);
     }
 
+    /**
+     * As {@link #fromStateDict(Map, Backend)} for inference at the given precision; BF16/F16 need the
+     * CUDA backend (the CPU backend computes in F32: an InvalidInputException says so).
+     */
+    public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, Backend backend, Precision precision) {
+        return fromStateDict(openAiNamed, ClipConfig.infer(openAiNamed), backend, precision);
+    }
+
     /** As {@link #fromStateDict(Map, Backend)} with a given config (its shapes must match the tensors). */
     public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend) {
+        return fromStateDict(openAiNamed, config, backend, Precision.F32);
+    }
+
+    /** As {@link #fromStateDict(Map, Backend, Precision)} with a given config. */
+    public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
+                                          Precision precision) {
+        precision.requireSupportedBy(backend);
         List<TensorSpec> specs = new ArrayList<>(visualSpecs(config));
         specs.addAll(textSpecs(config));
         Set<String> expected = new TreeSet<>();
@@ -131,6 +183,7 @@ public final class ClipModel {
             Tensor host = openAiNamed.get(s.name()).toF32();
             backend.copy(model.value(s.name()), backend.upload(host));
         }
+        model.useInferencePrecision(precision);
         return model;
     }
 
@@ -160,6 +213,11 @@ public final class ClipModel {
 
     public Backend backend() {
         return backend;
+    }
+
+    /** The precision of encodeImage/encodeText's GEMMs (F32 for a model made for training). */
+    public Precision precision() {
+        return precision;
     }
 
     /** (1) the log of the logit scale (a parameter; exp of it multiplies the cosine similarities). */
@@ -202,8 +260,9 @@ public final class ClipModel {
      * (the embedding pass of gradient caching). A ViT ignores the flag.
      */
     public Tensor encodeImage(Tensor pixels, boolean train) {
+        if (train) requireF32("encodeImage(pixels, train = true)");
         Tensor x = checkPixels(pixels);
-        return vit != null ? vit.forward(x, null) : resnet.forward(x, null, train);
+        return inferenceVit != null ? inferenceVit.forward(x, null) : inferenceResnet.forward(x, null, train);
     }
 
     /**
@@ -213,7 +272,7 @@ public final class ClipModel {
      */
     public Tensor encodeText(Tensor tokens) {
         Tensor[] ids = checkTokens(tokens, true);
-        return textTower.forward(ids[0], ids[1], null);
+        return inferenceText.forward(ids[0], ids[1], null);
     }
 
     // ------------------------------------------------------------------ training
@@ -223,6 +282,7 @@ public final class ClipModel {
      * statistics and updates its running statistics (ResNet only; a ViT has no train-mode difference).
      */
     public ImageActivations forwardImage(Tensor pixels, boolean train) {
+        requireF32("forwardImage");
         Tensor x = checkPixels(pixels);
         if (vit != null) {
             VisionTransformer.Cache cache = new VisionTransformer.Cache();
@@ -255,6 +315,7 @@ public final class ClipModel {
 
     /** As {@link #forwardText(Tensor)}; truncate = false keeps all T positions (to inspect activations). */
     TextActivations forwardText(Tensor tokens, boolean truncate) {
+        requireF32("forwardText");
         Tensor[] ids = checkTokens(tokens, truncate);
         TextTransformer.Cache cache = new TextTransformer.Cache();
         textTower.forward(ids[0], ids[1], cache);
@@ -273,6 +334,13 @@ public final class ClipModel {
     }
 
     // ------------------------------------------------------------------ input checks
+
+    private void requireF32(String what) {
+        if (precision != Precision.F32) {
+            throw new IllegalStateException(what + ": this model was loaded for " + precision
+                    + " inference; training runs on a model loaded with Precision.F32");
+        }
+    }
 
     private Tensor checkPixels(Tensor pixels) {
         int r = config.imageResolution();

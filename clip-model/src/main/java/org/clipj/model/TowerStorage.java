@@ -9,6 +9,8 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
+import java.util.function.Predicate;
 
 /**
  * The tensors of one tower (vision or text) in contiguous storage, as llm.c's ParameterTensors:
@@ -72,6 +74,34 @@ final class TowerStorage {
             throw new IllegalStateException("no tensor '" + name + "' in this tower");
         }
         return grads.get(name);
+    }
+
+    /**
+     * Copies of the parameters that {@code feedsGemm} selects, cast to {@code dtype} (F16 or BF16) into
+     * one new buffer on the backend; each copy starts at a multiple of 8 elements (16 bytes) for the
+     * GEMM library. Returns a lookup that gives the copy for those names and the F32 view otherwise.
+     * The copies do not follow later updates of the parameters.
+     */
+    Function<String, Tensor> castCopies(Backend backend, DType dtype, Predicate<TensorSpec> feedsGemm) {
+        List<TensorSpec> selected = specs.stream().filter(s -> !s.buffer() && feedsGemm.test(s)).toList();
+        int total = 0;
+        for (TensorSpec s : selected) {
+            total += align(s.numel());
+        }
+        Tensor storage = backend.zeros(dtype, Math.max(total, 1));   // (total) every copy of the tower
+        Map<String, Tensor> copies = new LinkedHashMap<>();
+        int off = 0;
+        for (TensorSpec s : selected) {
+            Tensor copy = storage.slice(off, off + s.numel()).reshape(s.shape());
+            backend.cast(copy, value(s.name()));
+            copies.put(s.name(), copy);
+            off += align(s.numel());
+        }
+        return name -> copies.containsKey(name) ? copies.get(name) : value(name);
+    }
+
+    private static int align(int n) {
+        return (n + 7) & ~7;
     }
 
     List<Parameter> parameterList() {

@@ -70,7 +70,7 @@ class FeatureCacheTest {
             List<Path> good = files.stream().filter(f -> !f.getFileName().toString().equals("bad.png")).toList();
             float[][] reference = clip.encodeImages(good);
             FeatureCache cache = FeatureCache.open(dir.resolve("cache"), modelFile, "s", clip.embeddingSize());
-            ImageFeatures.Extracted first = ImageFeatures.extract(clip, files, 3, cache, null);
+            ImageFeatures.Extracted first = ImageFeatures.extract(clip, files, cache, null);
             assertEquals(1, first.skipped().size());
             assertTrue(first.skipped().getFirst().contains("bad.png"), first.skipped().toString());
             assertNull(first.embeddings()[3]);
@@ -78,7 +78,7 @@ class FeatureCacheTest {
             for (int k = 0; k < 7; k++) {
                 assertArrayEquals(reference[k], first.embeddings()[first.kept()[k]], 1e-5f);
             }
-            ImageFeatures.Extracted second = ImageFeatures.extract(clip, files, 2,
+            ImageFeatures.Extracted second = ImageFeatures.extract(clip, files,
                     FeatureCache.open(dir.resolve("cache"), modelFile, "s", clip.embeddingSize()), null);
             assertEquals(7, second.cacheHits());
             assertEquals(1, second.skipped().size(), "a corrupt file is retried, not cached");

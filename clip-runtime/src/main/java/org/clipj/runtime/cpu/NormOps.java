@@ -2,6 +2,9 @@ package org.clipj.runtime.cpu;
 
 import java.util.concurrent.ForkJoinPool;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
 import org.clipj.runtime.Tensor;
 
 /** BatchNorm2d (train and eval) and row-wise L2 normalization. */
@@ -47,9 +50,13 @@ final class NormOps {
             double sq = 0;
             for (int bi = 0; bi < b; bi++) {
                 int p = xo + (bi * c + ch) * hw;
-                for (int i = 0; i < hw; i++) {
-                    float d = xs[p + i] - mean;
-                    sq += d * d;
+                if (vector) {
+                    sq += Vec.sumSquaredDiff(xs, p, mean, hw);
+                } else {
+                    for (int i = 0; i < hw; i++) {
+                        float d = xs[p + i] - mean;
+                        sq += d * d;
+                    }
                 }
             }
             float var = (float) (sq / n);
@@ -89,6 +96,23 @@ final class NormOps {
                 double sumG = 0, sumGx = 0;
                 for (int bi = 0; bi < b; bi++) {
                     int p = (bi * c + ch) * hw;
+                    if (vector) {
+                        FloatVector accG = FloatVector.zero(Vec.S), accGx = FloatVector.zero(Vec.S);
+                        int i = 0, upper = Vec.S.loopBound(hw);
+                        for (; i < upper; i += Vec.L) {
+                            FloatVector gv = FloatVector.fromArray(Vec.S, g, go + p + i);
+                            accG = accG.add(gv);
+                            accGx = gv.fma(FloatVector.fromArray(Vec.S, xs, xo + p + i).sub(mean), accGx);
+                        }
+                        float planeG = accG.reduceLanes(VectorOperators.ADD), planeGx = accGx.reduceLanes(VectorOperators.ADD);
+                        for (; i < hw; i++) {
+                            planeG += g[go + p + i];
+                            planeGx += g[go + p + i] * (xs[xo + p + i] - mean);
+                        }
+                        sumG += planeG;
+                        sumGx += rstd * planeGx;
+                        continue;
+                    }
                     for (int i = 0; i < hw; i++) {
                         float gv = g[go + p + i];
                         sumG += gv;

@@ -50,6 +50,22 @@ final class Vec {
         return sum;
     }
 
+    /** sum_i (x[xo + i] - mean)^2. */
+    static float sumSquaredDiff(float[] x, int xo, float mean, int n) {
+        FloatVector acc = FloatVector.zero(S);
+        int i = 0, upper = S.loopBound(n);
+        for (; i < upper; i += L) {
+            FloatVector d = FloatVector.fromArray(S, x, xo + i).sub(mean);
+            acc = d.fma(d, acc);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            float d = x[xo + i] - mean;
+            sum += d * d;
+        }
+        return sum;
+    }
+
     /** max_i x[xo + i] (n >= 1). */
     static float max(float[] x, int xo, int n) {
         FloatVector acc = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);

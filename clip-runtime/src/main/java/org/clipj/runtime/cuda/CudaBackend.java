@@ -31,7 +31,10 @@ import org.clipj.runtime.Tensor;
  * <p>Every op is asynchronous on the backend's stream; {@link #synchronize}, {@link #download},
  * {@link #contrastiveLoss}, {@link #sumOfSquares} and {@link #hasNonFinite} are the sync points.
  * Every op of {@link Backend} is implemented, forward and backward (F32; attention also takes
- * BF16/F16 inputs, and {@link #similarityForward} is the mixed-precision similarity matrix). Attention
+ * BF16/F16 inputs, {@link #similarityForward} is the mixed-precision similarity matrix, and the forwards
+ * {@link #linearForward}, {@link #conv2dForward} and {@link #patchEmbedForward} take BF16/F16 weights for
+ * mixed-precision inference: the F32 input is cast to the weight's type, the GEMM accumulates in F32 and
+ * writes F32 (+ F32 bias)). Attention
  * needs head dim 64 (every CLIP model); other head dims throw {@link UnsupportedOperationException}.
  *
  * <p>Thread-safe as {@link Backend} requires: the ops are synchronized on the backend (they only
@@ -281,16 +284,21 @@ public final class CudaBackend implements Backend {
         String op = "linearForward";
         requireF32(op, "out", out);
         requireF32(op, "x", x);
-        requireF32(op, "w", w);
+        Blas.Type type = gemmInputType(op, w);
         if (w.rank() != 2) throw new IllegalArgumentException(op + ": w must be (O, I), got " + w.shapeString());
         int o = w.dim(0), in = w.dim(1);
         if (x.dim(-1) != in || out.dim(-1) != o || x.numel() / in != out.numel() / o) {
             throw new IllegalArgumentException(op + ": x " + x.shapeString() + " @ w " + w.shapeString() + "^T does not fit out " + out.shapeString());
         }
-        if (bias != null) requireShape(op, "bias", bias, o);
+        if (bias != null) {
+            requireF32(op, "bias", bias);
+            requireShape(op, "bias", bias, o);
+        }
         int n = Math.toIntExact(x.numel() / in);
-        gemm(op, false, true, n, o, in, 1f, x.deviceAddress(), in, 0, w.deviceAddress(), in, 0, 0f, out.deviceAddress(), o, 0,
-                bias == null ? 0 : bias.deviceAddress(), 1);
+        Tensor xw = castLike(x, w);
+        gemm(op, false, true, n, o, in, 1f, xw.deviceAddress(), in, 0, w.deviceAddress(), in, 0, 0f, out.deviceAddress(), o, 0,
+                bias == null ? 0 : bias.deviceAddress(), 1, type);
+        if (xw != x) release(xw);
     }
 
     @Override
@@ -531,7 +539,7 @@ public final class CudaBackend implements Backend {
         String op = "conv2dForward";
         requireF32(op, "out", out);
         requireF32(op, "x", x);
-        requireF32(op, "w", w);
+        Blas.Type type = gemmInputType(op, w);
         if (x.rank() != 4 || w.rank() != 4 || out.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
             throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (Co, Ci, K, K) do not fit");
         }
@@ -541,10 +549,12 @@ public final class CudaBackend implements Backend {
         requireShape(op, "out", out, b, co, ho, wo);
         if (bias != null) requireShape(op, "bias", bias, co);
         int cols = ci * k * k, rows = b * ho * wo;
-        Tensor col = im2colForward(x, k, stride, padding, ho, wo);
+        Tensor colF32 = im2colForward(x, k, stride, padding, ho, wo);
+        Tensor col = castLike(colF32, w);
+        if (col != colF32) release(colF32);
         Tensor y = empty(DType.F32, rows, co);
         gemm(op, false, true, rows, co, cols, 1f, col.deviceAddress(), cols, 0, w.deviceAddress(), cols, 0, 0f,
-                y.deviceAddress(), co, 0, 0, 1);
+                y.deviceAddress(), co, 0, 0, 1, type);
         launchElementwise("conv_output_forward", out.numel(), args().ptr(out.deviceAddress()).ptr(y.deviceAddress())
                 .ptr(address(bias)).i32(b).i32(co).i32(ho * wo));
         release(col);
@@ -594,7 +604,7 @@ public final class CudaBackend implements Backend {
         String op = "patchEmbedForward";
         requireF32(op, "out", out);
         requireF32(op, "x", x);
-        requireF32(op, "w", w);
+        Blas.Type type = gemmInputType(op, w);
         if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
             throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (C, Ci, p, p) do not fit");
         }
@@ -605,9 +615,11 @@ public final class CudaBackend implements Backend {
         }
         requireShape(op, "out", out, b, gh * gw, c);
         int cols = ci * p * p;
-        Tensor col = im2colForward(x, p, p, 0, gh, gw);
+        Tensor colF32 = im2colForward(x, p, p, 0, gh, gw);
+        Tensor col = castLike(colF32, w);
+        if (col != colF32) release(colF32);
         gemm(op, false, true, b * gh * gw, c, cols, 1f, col.deviceAddress(), cols, 0, w.deviceAddress(), cols, 0, 0f,
-                out.deviceAddress(), c, 0, 0, 1);
+                out.deviceAddress(), c, 0, 0, 1, type);
         release(col);
     }
 
@@ -1013,6 +1025,31 @@ public final class CudaBackend implements Backend {
         return col;
     }
 
+    /**
+     * The GEMM input type of a forward weight: F32, or BF16/F16 for the weight copies of mixed-precision
+     * inference (the activations are cast to the same type and the GEMM accumulates in F32).
+     */
+    private static Blas.Type gemmInputType(String op, Tensor w) {
+        requireDevice(op, "w", w);
+        return switch (w.dtype()) {
+            case F32 -> Blas.Type.F32;
+            case BF16 -> Blas.Type.BF16;
+            case F16 -> Blas.Type.F16;
+            default -> throw new IllegalArgumentException(op + ": w must be F32, BF16 or F16, got " + w.dtype());
+        };
+    }
+
+    /**
+     * x itself when w is F32; otherwise a scratch copy of x cast to w's 16-bit type, which the caller
+     * releases (the caching allocator hands the same block back on the next call of that size).
+     */
+    private Tensor castLike(Tensor x, Tensor w) {
+        if (w.dtype() == x.dtype()) return x;
+        Tensor cast = empty(w.dtype(), x.shape());
+        castForward(cast, x);
+        return cast;
+    }
+
     private static String dtypeName(DType t) {
         return switch (t) {
             case F32 -> "f32";
@@ -1136,10 +1173,17 @@ public final class CudaBackend implements Backend {
      */
     private void gemm(String op, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
                       long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, long bias, int batch) {
+        gemm(op, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, bias, batch, Blas.Type.F32);
+    }
+
+    /** As the F32 GEMM with a and b of type {@code in} (F32 accumulate); c and bias stay F32. */
+    private void gemm(String op, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
+                      long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, long bias, int batch,
+                      Blas.Type in) {
         checkOpen();
         if (m == 0 || n == 0) return;
         try {
-            blas.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, Blas.Type.F32, Blas.Type.F32, batch,
+            blas.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, in, Blas.Type.F32, batch,
                     strideA, strideB, strideC, stream, op);
         } catch (CudaException e) {
             throw new CudaException(op + ": " + e.getMessage(), e);
