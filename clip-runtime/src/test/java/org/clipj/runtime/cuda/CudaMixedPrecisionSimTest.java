@@ -1,0 +1,149 @@
+package org.clipj.runtime.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.util.Random;
+
+import org.clipj.kernels.Kernels;
+import org.clipj.runtime.DType;
+import org.clipj.runtime.Tensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * linearForward, conv2dForward and patchEmbedForward with BF16/F16 weights on the simulator, on ragged
+ * shapes, against a scalar double reference over the same 16-bit-rounded inputs and weights.
+ */
+class CudaMixedPrecisionSimTest {
+    private static final float TOL = 1e-4f;   // F32 accumulation of exactly representable products
+    private static CudaBackend cuda;
+
+    @BeforeAll
+    static void open() {
+        assumeTrue(Kernels.simLibrary().isPresent(), "simulator library not built: " + Kernels.simLibraryUnavailableReason());
+        cuda = CudaBackend.open("sim");
+    }
+
+    @AfterAll
+    static void close() {
+        if (cuda != null) cuda.close();
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void linearForwardWith16BitWeights(DType dtype) {
+        Random rng = new Random(1);
+        int n = 7, in = 37, o = 13;
+        float[] x = random(rng, n * in), w = random(rng, o * in), bias = random(rng, o);
+        Tensor out = cuda.zeros(DType.F32, n, o);
+        cuda.linearForward(out, cuda.upload(Tensor.of(x, n, in)), weights(w, dtype, o, in), cuda.upload(Tensor.of(bias, o)));
+        float[] xr = round(x, dtype), wr = round(w, dtype);
+        float[] expected = new float[n * o];
+        for (int r = 0; r < n; r++) {
+            for (int c = 0; c < o; c++) {
+                double s = bias[c];
+                for (int i = 0; i < in; i++) s += (double) xr[r * in + i] * wr[c * in + i];
+                expected[r * o + c] = (float) s;
+            }
+        }
+        assertClose("linearForward " + dtype, expected, cuda.download(out).toFloatArray());
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void conv2dForwardWith16BitWeights(DType dtype) {
+        Random rng = new Random(2);
+        int b = 2, ci = 3, h = 9, co = 5, k = 3, stride = 2, pad = 1, ho = (h + 2 * pad - k) / stride + 1;
+        float[] x = random(rng, b * ci * h * h), w = random(rng, co * ci * k * k);
+        Tensor out = cuda.zeros(DType.F32, b, co, ho, ho);
+        cuda.conv2dForward(out, cuda.upload(Tensor.of(x, b, ci, h, h)), weights(w, dtype, co, ci, k, k), null, stride, pad);
+        assertClose("conv2dForward " + dtype, conv(round(x, dtype), round(w, dtype), b, ci, h, co, k, stride, pad),
+                cuda.download(out).toFloatArray());
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void patchEmbedForwardWith16BitWeights(DType dtype) {
+        Random rng = new Random(3);
+        int b = 2, ci = 3, h = 12, c = 6, p = 4, g = h / p;
+        float[] x = random(rng, b * ci * h * h), w = random(rng, c * ci * p * p);
+        Tensor out = cuda.zeros(DType.F32, b, g * g, c);
+        cuda.patchEmbedForward(out, cuda.upload(Tensor.of(x, b, ci, h, h)), weights(w, dtype, c, ci, p, p));
+        float[] nchw = conv(round(x, dtype), round(w, dtype), b, ci, h, c, p, p, 0);   // (B, C, G, G)
+        float[] expected = new float[b * g * g * c];
+        for (int i = 0; i < b; i++) {
+            for (int ch = 0; ch < c; ch++) {
+                for (int q = 0; q < g * g; q++) expected[(i * g * g + q) * c + ch] = nchw[(i * c + ch) * g * g + q];
+            }
+        }
+        assertClose("patchEmbedForward " + dtype, expected, cuda.download(out).toFloatArray());
+    }
+
+    @Test
+    void integerWeightsAreRejected() {
+        Tensor out = cuda.zeros(DType.F32, 2, 3);
+        Tensor x = cuda.zeros(DType.F32, 2, 4);
+        Tensor w = cuda.zeros(DType.I32, 3, 4);
+        assertThrows(IllegalArgumentException.class, () -> cuda.linearForward(out, x, w, null));
+    }
+
+    /** w uploaded and cast to dtype on the device, as the model's weight copies are made. */
+    private static Tensor weights(float[] w, DType dtype, int... shape) {
+        Tensor copy = cuda.zeros(dtype, shape);
+        cuda.cast(copy, cuda.upload(Tensor.of(w, shape)));
+        return copy;
+    }
+
+    private static float[] conv(float[] x, float[] w, int b, int ci, int h, int co, int k, int stride, int pad) {
+        int ho = (h + 2 * pad - k) / stride + 1;
+        float[] out = new float[b * co * ho * ho];
+        for (int i = 0; i < b; i++) {
+            for (int o = 0; o < co; o++) {
+                for (int y = 0; y < ho; y++) {
+                    for (int xo = 0; xo < ho; xo++) {
+                        double s = 0;
+                        for (int c = 0; c < ci; c++) {
+                            for (int ky = 0; ky < k; ky++) {
+                                for (int kx = 0; kx < k; kx++) {
+                                    int iy = y * stride - pad + ky, ix = xo * stride - pad + kx;
+                                    if (iy < 0 || ix < 0 || iy >= h || ix >= h) continue;
+                                    s += (double) x[((i * ci + c) * h + iy) * h + ix] * w[((o * ci + c) * k + ky) * k + kx];
+                                }
+                            }
+                        }
+                        out[((i * co + o) * ho + y) * ho + xo] = (float) s;
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    private static float[] round(float[] a, DType dtype) {
+        float[] out = new float[a.length];
+        for (int i = 0; i < a.length; i++) {
+            out[i] = dtype == DType.BF16 ? DType.bf16ToFloat(DType.floatToBf16(a[i])) : DType.f16ToFloat(DType.floatToF16(a[i]));
+        }
+        return out;
+    }
+
+    private static float[] random(Random rng, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) rng.nextGaussian();
+        return a;
+    }
+
+    private static void assertClose(String what, float[] expected, float[] actual) {
+        float worst = 0;
+        for (int i = 0; i < expected.length; i++) {
+            float err = Math.abs(expected[i] - actual[i]) / Math.max(1f, Math.abs(expected[i]));
+            if (!(err <= worst)) worst = Float.isNaN(err) ? Float.POSITIVE_INFINITY : err;
+        }
+        assertTrue(worst <= TOL, what + ": max relative error " + worst);
+    }
+}
