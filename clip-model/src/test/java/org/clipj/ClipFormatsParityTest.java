@@ -56,6 +56,15 @@ class ClipFormatsParityTest {
     }
 
     @Test
+    void scalarLogitScaleAsTorchSavesItIsAccepted() {
+        Map<String, Tensor> tensors = new java.util.LinkedHashMap<>(SafeTensors.read(TestAssets.golden("tiny-vit", "model.safetensors")));
+        float scale = tensors.get("logit_scale").toFloatArray()[0];
+        tensors.put("logit_scale", Tensor.of(new float[]{scale}));
+        ClipModel model = ClipModel.fromStateDict(tensors, new CpuBackend());
+        assertEquals(scale, model.logitScale().toFloatArray()[0]);
+    }
+
+    @Test
     void frontDoorTextEmbeddingsAreTheNormalizedReferenceFeatures() throws Exception {
         SafeTensors.Contents golden = SafeTensors.readContents(TestAssets.golden("tiny-vit", "golden.safetensors"));
         List<String> captions = Arrays.asList(JSON.readValue(golden.metadata().get("captions"), String[].class));

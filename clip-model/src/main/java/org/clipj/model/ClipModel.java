@@ -159,7 +159,8 @@ public final class ClipModel {
                 throw new InvalidInputException("checkpoint lacks tensor '" + s.name() + "' (expected shape "
                         + Arrays.toString(s.shape()) + " for config " + config.name() + ")");
             }
-            if (!Arrays.equals(t.shape(), s.shape())) {
+            boolean scalarLogitScale = s.name().equals("logit_scale") && t.rank() == 0; // as torch saves it
+            if (!Arrays.equals(t.shape(), s.shape()) && !scalarLogitScale) {
                 throw new InvalidInputException("tensor '" + s.name() + "' has shape " + t.shapeString()
                         + ", expected " + Arrays.toString(s.shape()));
             }
@@ -180,7 +181,7 @@ public final class ClipModel {
         }
         ClipModel model = new ClipModel(config, backend);
         for (TensorSpec s : specs) {
-            Tensor host = openAiNamed.get(s.name()).toF32();
+            Tensor host = openAiNamed.get(s.name()).toF32().reshape(s.shape());
             backend.copy(model.value(s.name()), backend.upload(host));
         }
         model.useInferencePrecision(precision);
