@@ -92,7 +92,7 @@ public final class SyntheticDataset implements ImageTextDataset {
         for (int c = 0; c < COLOURS.size() + EXTRA_COLOURS.size(); c++) {
             for (int s = 0; s < SHAPES.size() + EXTRA_SHAPES.size(); s++) {
                 boolean evaluation = c < COLOURS.size() && s < SHAPES.size();
-                boolean heldOut = evaluation && isHeldOut(c, s);
+                boolean heldOut = isHeldOut(c, s);
                 boolean wanted = switch (split) {
                     case TRAIN -> !heldOut;
                     case SEEN -> evaluation && !heldOut;
@@ -117,9 +117,9 @@ public final class SyntheticDataset implements ImageTextDataset {
         return shape < SHAPES.size() ? SHAPES.get(shape) : EXTRA_SHAPES.get(shape - SHAPES.size());
     }
 
-    /** Whether an evaluation colour-shape pair is held out of training. */
+    /** Whether a colour-shape pair is one of the evaluation pairs held out of training (extras never are). */
     public static boolean isHeldOut(int colour, int shape) {
-        return Math.floorMod(shape - colour, SHAPES.size()) == 0;
+        return colour < COLOURS.size() && shape < SHAPES.size() && Math.floorMod(shape - colour, SHAPES.size()) == 0;
     }
 
     /** Every colour-shape label, e.g. "red circle", colour-major. */
