@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.function.Function;
 
 /**
  * CLIP (openai/CLIP {@code clip/model.py}): a vision tower (ViT or ModifiedResNet), a text
@@ -24,10 +25,13 @@ import java.util.TreeSet;
  * their own activations and may run from many threads at once; the training calls
  * ({@link #forwardImage}, {@link #backwardImage}, ...) are for one thread.
  *
- * <p>Precision: a model loaded with {@link Precision#BF16} or {@link Precision#F16} (CUDA only) also
- * holds 16-bit copies of its linear and convolution weights, made once at load, and
- * {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation; such a
- * model is for inference only (the training calls need {@link Precision#F32}).
+ * <p>Inference models: a model loaded with a {@link Precision} ({@link #fromStateDict(Map, Backend,
+ * Precision)}) is for inference only. Its linear and patch-embedding weights are handed to
+ * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
+ * {@link Precision#BF16} or {@link Precision#F16} (CUDA only) it also holds 16-bit copies of its linear
+ * and convolution weights, made once at load, so {@link #encodeImage}/{@link #encodeText} run those
+ * GEMMs in that type with F32 accumulation. The training calls need a model from
+ * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
  */
 public final class ClipModel {
     /** Checkpoint entries that carry no weights (constants, counters, cached masks). */
@@ -46,9 +50,10 @@ public final class ClipModel {
     private final TextTransformer textGrads;     // over gradient views
     private final Tensor logitScale;             // (1) log of the logit scale
     private final List<Parameter> parameters;
-    // The towers encodeImage/encodeText run: the F32 ones, or (set once by the factory, before the
-    // model is returned) ones over 16-bit copies of the GEMM weights.
+    // The towers encodeImage/encodeText run: the trainable ones, or (set once by the factory, before
+    // the model is returned) ones over prepared and possibly 16-bit copies of the GEMM weights.
     private Precision precision = Precision.F32;
+    private boolean inferenceOnly;
     private VisionTransformer inferenceVit;
     private ModifiedResNet inferenceResnet;
     private TextTransformer inferenceText;
@@ -80,16 +85,34 @@ public final class ClipModel {
         inferenceText = textTower;
     }
 
-    /** Points encodeImage/encodeText at 16-bit copies of the GEMM weights (after the weights are loaded). */
-    private void useInferencePrecision(Precision p) {
+    /**
+     * Points encodeImage/encodeText at towers over prepared (and, below F32, 16-bit) copies of the
+     * GEMM weights, after the weights are loaded; the model is for inference only from then on.
+     */
+    private void prepareForInference(Precision p) {
         precision = p;
-        if (p == Precision.F32) return;
+        inferenceOnly = true;
+        Function<String, Tensor> visualWeights = p == Precision.F32 ? visual::value
+                : visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm);
+        Function<String, Tensor> textWeights = p == Precision.F32 ? text::value
+                : text.castCopies(backend, p.dtype(), ClipModel::feedsGemm);
         if (config.isVit()) {
-            inferenceVit = new VisionTransformer(backend, visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm), config);
+            inferenceVit = new VisionTransformer(backend, prepared(visualWeights), config);
         } else {
-            inferenceResnet = new ModifiedResNet(backend, visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm), config);
+            inferenceResnet = new ModifiedResNet(backend, prepared(visualWeights), config);
         }
-        inferenceText = new TextTransformer(backend, text.castCopies(backend, p.dtype(), ClipModel::feedsGemm), config);
+        inferenceText = new TextTransformer(backend, prepared(textWeights), config);
+    }
+
+    /** weights, with the ones linearForward or patchEmbedForward multiply by passed through prepareWeight. */
+    private Function<String, Tensor> prepared(Function<String, Tensor> weights) {
+        return name -> {
+            Tensor w = weights.apply(name);
+            boolean linear = w.rank() == 2 && (name.endsWith(".weight") || name.endsWith(".in_proj_weight"))
+                    && !name.equals("token_embedding.weight");
+            boolean patchEmbed = config.isVit() && name.equals("visual.conv1.weight");
+            return linear || patchEmbed ? backend.prepareWeight(w) : w;
+        };
     }
 
     /**
@@ -133,8 +156,9 @@ public final class ClipModel {
     }
 
     /**
-     * As {@link #fromStateDict(Map, Backend)} for inference at the given precision; BF16/F16 need the
-     * CUDA backend (the CPU backend computes in F32: an InvalidInputException says so).
+     * As {@link #fromStateDict(Map, Backend)}, for inference only at the given precision (see the class
+     * comment); BF16/F16 need the CUDA backend (the CPU backend computes in F32: an
+     * InvalidInputException says so).
      */
     public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, Backend backend, Precision precision) {
         return fromStateDict(openAiNamed, ClipConfig.infer(openAiNamed), backend, precision);
@@ -142,12 +166,17 @@ public final class ClipModel {
 
     /** As {@link #fromStateDict(Map, Backend)} with a given config (its shapes must match the tensors). */
     public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend) {
-        return fromStateDict(openAiNamed, config, backend, Precision.F32);
+        return load(openAiNamed, config, backend, Precision.F32, false);
     }
 
     /** As {@link #fromStateDict(Map, Backend, Precision)} with a given config. */
     public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
                                           Precision precision) {
+        return load(openAiNamed, config, backend, precision, true);
+    }
+
+    private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
+                                  Precision precision, boolean inference) {
         precision.requireSupportedBy(backend);
         List<TensorSpec> specs = new ArrayList<>(visualSpecs(config));
         specs.addAll(textSpecs(config));
@@ -184,7 +213,7 @@ public final class ClipModel {
             Tensor host = openAiNamed.get(s.name()).toF32().reshape(s.shape());
             backend.copy(model.value(s.name()), backend.upload(host));
         }
-        model.useInferencePrecision(precision);
+        if (inference) model.prepareForInference(precision);
         return model;
     }
 
@@ -261,7 +290,7 @@ public final class ClipModel {
      * (the embedding pass of gradient caching). A ViT ignores the flag.
      */
     public Tensor encodeImage(Tensor pixels, boolean train) {
-        if (train) requireF32("encodeImage(pixels, train = true)");
+        if (train) requireTrainable("encodeImage(pixels, train = true)");
         Tensor x = checkPixels(pixels);
         return inferenceVit != null ? inferenceVit.forward(x, null) : inferenceResnet.forward(x, null, train);
     }
@@ -283,7 +312,7 @@ public final class ClipModel {
      * statistics and updates its running statistics (ResNet only; a ViT has no train-mode difference).
      */
     public ImageActivations forwardImage(Tensor pixels, boolean train) {
-        requireF32("forwardImage");
+        requireTrainable("forwardImage");
         Tensor x = checkPixels(pixels);
         if (vit != null) {
             VisionTransformer.Cache cache = new VisionTransformer.Cache();
@@ -316,7 +345,7 @@ public final class ClipModel {
 
     /** As {@link #forwardText(Tensor)}; truncate = false keeps all T positions (to inspect activations). */
     TextActivations forwardText(Tensor tokens, boolean truncate) {
-        requireF32("forwardText");
+        requireTrainable("forwardText");
         Tensor[] ids = checkTokens(tokens, truncate);
         TextTransformer.Cache cache = new TextTransformer.Cache();
         textTower.forward(ids[0], ids[1], cache);
@@ -336,10 +365,10 @@ public final class ClipModel {
 
     // ------------------------------------------------------------------ input checks
 
-    private void requireF32(String what) {
-        if (precision != Precision.F32) {
+    private void requireTrainable(String what) {
+        if (inferenceOnly) {
             throw new IllegalStateException(what + ": this model was loaded for " + precision
-                    + " inference; training runs on a model loaded with Precision.F32");
+                    + " inference; training runs on a model from fromStateDict(weights, backend) or initialize");
         }
     }
 

@@ -79,6 +79,16 @@ class ClipModelGoldenTest {
         // the inference entry points give the features of the training forward
         check(name + " encodeImage", GoldenData.get(golden, "output.image_features"), model.encodeImage(image), ACT_TOL);
         check(name + " encodeText", GoldenData.get(golden, "output.text_features"), model.encodeText(text), ACT_TOL);
+
+        // and so does a model loaded for inference (prepared GEMM weights)
+        ClipModel inference = ClipModel.fromStateDict(GoldenData.model(name), backend, Precision.F32);
+        check(name + " inference encodeImage", GoldenData.get(golden, "output.image_features"),
+                inference.encodeImage(image), ACT_TOL);
+        check(name + " inference encodeText", GoldenData.get(golden, "output.text_features"),
+                inference.encodeText(text), ACT_TOL);
+        IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> inference.forwardImage(image, true));
+        assertTrue(e.getMessage().contains("inference"), e.getMessage());
     }
 
     private void checkGradients(String name) {

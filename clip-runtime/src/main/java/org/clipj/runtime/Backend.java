@@ -68,6 +68,14 @@ public interface Backend extends AutoCloseable {
     void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias);
 
     /**
+     * A weight that stays constant from now on, for {@link #linearForward} (w (O, I)) or
+     * {@link #patchEmbedForward} (w (O, Ci, p, p)), in the form this backend multiplies fastest.
+     * The result is a view of w usable wherever w is; the backend may keep a prepared copy for it
+     * (CPU: GEMM panels, so a call does no packing) that does NOT follow later writes to w.
+     */
+    Tensor prepareWeight(Tensor w);
+
+    /**
      * dx (N, I) += dout (N, O) @ w (O, I); dw (O, I) += dout^T @ x (N, I); dbias (O) += sum_rows(dout).
      * Each of dx, dw, dbias may be null.
      */

@@ -13,6 +13,7 @@ import ai.onnxruntime.OrtSession;
 import org.clipj.io.Checkpoints;
 import org.clipj.io.SafeTensors;
 import org.clipj.model.ClipModel;
+import org.clipj.model.Precision;
 import org.clipj.runtime.Tensor;
 import org.clipj.runtime.cpu.CpuBackend;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -77,7 +78,7 @@ public class EncoderBenchmark {
         Tensor expected = ref.get(tower); // (8, E)
         if (impl.equals("clipj")) {
             backend = new CpuBackend(threads, true);
-            model = ClipModel.fromStateDict(Checkpoints.load(folder.resolve("model.safetensors")).tensors(), backend);
+            model = ClipModel.fromStateDict(Checkpoints.load(folder.resolve("model.safetensors")).tensors(), backend, Precision.F32);
             checkAgreement(run(all), expected);
             input = all.slice(0, batch).copy();
         } else {

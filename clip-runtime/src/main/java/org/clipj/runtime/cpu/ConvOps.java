@@ -314,10 +314,12 @@ final class ConvOps {
         return out;
     }
 
-    static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, ForkJoinPool pool) {
+    /** packed: w's GEMM panels from prepareWeight, or null. */
+    static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed, ForkJoinPool pool) {
         int c = w.dim(0), p = w.dim(2), cpp = w.dim(1) * p * p, rows = out.dim(0) * out.dim(1);
         float[] patches = patches(pool, x, p);
-        Sgemm.sgemm(false, true, rows, c, cpp, 1f, patches, 0, cpp, w.f32(), w.offset(), cpp, 0f, out.f32(), out.offset(), c, pool);
+        if (packed != null) Sgemm.sgemm(rows, c, cpp, 1f, patches, 0, cpp, packed, 0f, out.f32(), out.offset(), c, pool);
+        else Sgemm.sgemm(false, true, rows, c, cpp, 1f, patches, 0, cpp, w.f32(), w.offset(), cpp, 0f, out.f32(), out.offset(), c, pool);
     }
 
     static void patchEmbedBackwardVector(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, ForkJoinPool pool) {

@@ -1,5 +1,8 @@
 package org.clipj.runtime.cpu;
 
+import java.util.Collections;
+import java.util.Map;
+import java.util.WeakHashMap;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -21,6 +24,8 @@ public final class CpuBackend implements Backend {
     private final int threads;
     private final boolean vector;
     private final ForkJoinPool pool;
+    // prepareWeight's views -> their packed GEMM panels; an entry goes when its view is unreachable
+    private final Map<Tensor, PreparedWeight> preparedWeights = Collections.synchronizedMap(new WeakHashMap<>());
 
     /** Threads from {@code clip.threads} (default: available processors), path from {@code clip.cpu.vector}. */
     public CpuBackend() {
@@ -158,7 +163,46 @@ public final class CpuBackend implements Backend {
         expected[expected.length - 1] = w.dim(0);
         Check.shape(op, "out", out, "x @ w^T for w", w, expected);
         if (bias != null) Check.shape(op, "bias", bias, "w", w, w.dim(0));
-        MatmulOps.linearForward(pool, vector, out, x, w, bias);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias);
+    }
+
+    /**
+     * Vector path: a new view of w (its identity is the key) whose GEMM panels are packed on its
+     * first use; linearForward and patchEmbedForward on that view then skip packing. The scalar
+     * reference returns w.
+     */
+    @Override
+    public Tensor prepareWeight(Tensor w) {
+        String op = "prepareWeight";
+        Check.f32(op, "w", w);
+        Check.argument(op, w.rank() == 2 || w.rank() == 4, "w " + w.shapeString() + " is neither (O, I) nor (O, Ci, p, p)");
+        if (!vector) return w;
+        Tensor view = w.reshape(w.shape());
+        preparedWeights.put(view, new PreparedWeight());
+        return view;
+    }
+
+    /** w's packed panels when w came from prepareWeight (packing them on first use), else null. */
+    private Sgemm.PackedB packed(Tensor w) {
+        PreparedWeight prepared = preparedWeights.get(w);
+        return prepared == null ? null : prepared.panels(w);
+    }
+
+    /** The packed form of one prepared weight, made once by the first call that needs it. */
+    private static final class PreparedWeight {
+        private volatile Sgemm.PackedB panels;   // (O, I...) as op(B) = w^T (I, O)
+
+        Sgemm.PackedB panels(Tensor w) {
+            Sgemm.PackedB p = panels;
+            if (p != null) return p;
+            synchronized (this) {
+                if (panels == null) {
+                    int o = w.dim(0), in = (int) (w.numel() / o);
+                    panels = Sgemm.pack(true, o, in, w.f32(), w.offset(), in);
+                }
+                return panels;
+            }
+        }
     }
 
     @Override
@@ -398,7 +442,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
         checkPatch("patchEmbedForward", x, w, out, "out");
-        if (vector) ConvOps.patchEmbedForwardVector(out, x, w, pool);
+        if (vector) ConvOps.patchEmbedForwardVector(out, x, w, packed(w), pool);
         else ConvOps.patchEmbedForwardScalar(out, x, w);
     }
 

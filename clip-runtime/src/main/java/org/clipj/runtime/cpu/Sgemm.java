@@ -60,9 +60,14 @@ public final class Sgemm {
             scaleC(m, n, beta, c, cOff, ldc);
             return;
         }
-        Gemm g = new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        run(new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, null), pool);
+    }
+
+    /** Cuts C into tiles and runs them on the pool (or on this thread when the product is small). */
+    private static void run(Gemm g, ForkJoinPool pool) {
+        int m = g.m, n = g.n;
         int threads = pool == null ? 1 : pool.getParallelism();
-        long flops = 2L * m * n * k;
+        long flops = 2L * m * n * g.k;
         if (threads <= 1 || flops < SERIAL_FLOPS) {
             g.tile(0, m, 0, n);
             return;
@@ -92,6 +97,57 @@ public final class Sgemm {
         else pool.invoke(new RecursiveAction() {
             @Override protected void compute() { ForkJoinTask.invokeAll(tasks); }
         });
+    }
+
+    /**
+     * op(B) (k, n) packed once for many products with different A (a layer's weight): NR-column
+     * panels, each (k, NR) row-major with its columns zero-padded, panel j at j * k * NR. The
+     * micro-kernel streams these panels as they are, so a product with a packed B does no packing.
+     */
+    public static final class PackedB {
+        private final int n, k;
+        private final float[] panels;   // (ceil(n / NR), k, NR)
+
+        private PackedB(int n, int k, float[] panels) {
+            this.n = n;
+            this.k = k;
+            this.panels = panels;
+        }
+
+        public int n() {
+            return n;
+        }
+
+        public int k() {
+            return k;
+        }
+    }
+
+    /** Packs op(B) (k, n): B stored (k, n) with row stride ldb, or (n, k) when transB (nn.Linear's weight). */
+    public static PackedB pack(boolean transB, int n, int k, float[] b, int bOff, int ldb) {
+        if (n <= 0 || k <= 0) throw new IllegalArgumentException("sgemm pack: empty B (" + k + ", " + n + ")");
+        if (transB) checkMatrix("B", b, bOff, ldb, n, k);
+        else checkMatrix("B", b, bOff, ldb, k, n);
+        Gemm g = new Gemm(false, transB, 0, n, k, 1f, null, 0, 0, b, bOff, ldb, 0f, null, 0, 0, null);
+        int panels = (n + NR - 1) / NR;
+        float[] packed = new float[panels * k * NR];
+        for (int j = 0; j < panels; j++) g.packBPanel(j * NR, Math.min(NR, n - j * NR), 0, k, packed, j * k * NR);
+        return new PackedB(n, k, packed);
+    }
+
+    /** C = alpha * A @ B + beta * C with B packed by {@link #pack}; A stored (m, k) with row stride lda. */
+    public static void sgemm(int m, int n, int k, float alpha, float[] a, int aOff, int lda, PackedB b,
+                             float beta, float[] c, int cOff, int ldc, ForkJoinPool pool) {
+        if (b.n != n || b.k != k) {
+            throw new IllegalArgumentException("sgemm: packed B is (" + b.k + ", " + b.n + "), expected (" + k + ", " + n + ")");
+        }
+        checkArguments(false, false, m, n, k, a, aOff, lda, null, 0, 0, c, cOff, ldc);
+        if (m == 0) return;
+        if (alpha == 0f) {
+            scaleC(m, n, beta, c, cOff, ldc);
+            return;
+        }
+        run(new Gemm(false, false, m, n, k, alpha, a, aOff, lda, null, 0, 0, beta, c, cOff, ldc, b.panels), pool);
     }
 
     /** Plain triple loop accumulating in double: the test oracle. */
@@ -129,6 +185,7 @@ public final class Sgemm {
         if (k == 0) return;
         if (transA) checkMatrix("A", a, aOff, lda, k, m);
         else checkMatrix("A", a, aOff, lda, m, k);
+        if (b == null) return;   // packed: checked by pack()
         if (transB) checkMatrix("B", b, bOff, ldb, n, k);
         else checkMatrix("B", b, bOff, ldb, k, n);
     }
@@ -149,10 +206,13 @@ public final class Sgemm {
         }
     }
 
-    /** One GEMM call; tile() computes the block C[i0:i1, j0:j1] and may run on any worker. */
+    /**
+     * One GEMM call; tile() computes the block C[i0:i1, j0:j1] and may run on any worker. packedB:
+     * B's panels from {@link #pack} (then b is null), or null to pack B block by block here.
+     */
     private record Gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                         float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                        float beta, float[] c, int cOff, int ldc) {
+                        float beta, float[] c, int cOff, int ldc, float[] packedB) {
 
         void tile(int i0, int i1, int j0, int j1) {
             boolean directA = m <= SMALL_M && !transA;   // then every row tile is the whole of m
@@ -162,12 +222,20 @@ public final class Sgemm {
                 for (int pc = 0; pc < k; pc += KC) {
                     int kc = Math.min(KC, k - pc);
                     float blockBeta = pc == 0 ? beta : 1f;   // later depth blocks accumulate
-                    packB(jc, nc, pc, kc, packB);
+                    float[] bPanels = packB;
+                    int bBase = 0, bPanelStride = kc * NR;
+                    if (packedB != null) {
+                        bPanels = packedB;
+                        bBase = (jc / NR) * k * NR + pc * NR;
+                        bPanelStride = k * NR;
+                    } else {
+                        packB(jc, nc, pc, kc, packB);
+                    }
                     for (int ic = i0; ic < i1; ic += MC) {
                         int mc = Math.min(MC, i1 - ic);
                         if (directA) packEdgeA(ic, mc, pc, kc, packA);
                         else packA(ic, mc, pc, kc, packA);
-                        blockKernel(ic, mc, jc, nc, pc, kc, directA, packA, packB, tile, blockBeta);
+                        blockKernel(ic, mc, jc, nc, pc, kc, directA, packA, bPanels, bBase, bPanelStride, tile, blockBeta);
                     }
                 }
             }
@@ -175,15 +243,16 @@ public final class Sgemm {
 
         /**
          * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over depth [pc, pc+kc). Panels of A
-         * come from packA (all of them, or only the ragged last one when directA), panels of B from
-         * packB. The B panel (kc, NR) is reused from L1 across the A panels of the block.
+         * come from packA (all of them, or only the ragged last one when directA); the B panel of
+         * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
+         * panel is reused from L1 across the A panels of the block.
          */
-        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, boolean directA,
-                                 float[] packA, float[] packB, float[] tile, float blockBeta) {
+        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, boolean directA, float[] packA,
+                                 float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta) {
             int fullRowPanels = mc / MR;
             for (int jr = 0; jr < nc; jr += NR) {
                 int cols = Math.min(NR, nc - jr);
-                int bIdx = (jr / NR) * NR * kc;
+                int bIdx = bBase + (jr / NR) * bPanelStride;
                 for (int ir = 0; ir < mc; ir += MR) {
                     int rows = Math.min(MR, mc - ir);
                     float[] aSrc = packA;
@@ -192,8 +261,8 @@ public final class Sgemm {
                         aSrc = a; aIdx = aOff + (ic + ir) * lda + pc; aRowStride = lda;
                     }
                     int cIdx = cOff + (ic + ir) * ldc + jc + jr;
-                    if (rows <= MR / 2) microKernelHalf(kc, aSrc, aIdx, aRowStride, packB, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
-                    else microKernel(kc, aSrc, aIdx, aRowStride, packB, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    if (rows <= MR / 2) microKernelHalf(kc, aSrc, aIdx, aRowStride, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else microKernel(kc, aSrc, aIdx, aRowStride, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                 }
             }
         }

@@ -279,6 +279,15 @@ public final class CudaBackend implements Backend {
                 b.deviceAddress(), b.dim(-1), (long) b.dim(-2) * b.dim(-1), beta, c.deviceAddress(), n, (long) m * n, 0, batch);
     }
 
+    /** w itself: cuBLASLt reads weights as stored (16-bit copies are made by the model's precision). */
+    @Override
+    public Tensor prepareWeight(Tensor w) {
+        if (w.rank() != 2 && w.rank() != 4) {
+            throw new IllegalArgumentException("prepareWeight: w " + w.shapeString() + " is neither (O, I) nor (O, Ci, p, p)");
+        }
+        return w;
+    }
+
     @Override
     public synchronized void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
         String op = "linearForward";

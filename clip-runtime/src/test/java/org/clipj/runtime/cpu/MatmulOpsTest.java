@@ -72,6 +72,36 @@ class MatmulOpsTest {
     }
 
     @Test
+    void preparedWeightsGiveTheSameLinearAndPatchEmbedding() {
+        SplittableRandom rng = new SplittableRandom(6);
+        for (int rows : new int[] {1, 7, 50, 65}) {
+            for (int[] io : new int[][] {{64, 96}, {97, 33}, {300, 70}}) {
+                int in = io[0], out = io[1];
+                Tensor x = random(rng, 1f, rows, in), w = random(rng, 0.1f, out, in), bias = random(rng, 1f, out);
+                Tensor expected = Tensor.zeros(DType.F32, rows, out), plain = Tensor.zeros(DType.F32, rows, out);
+                SCALAR.linearForward(expected, x, w, bias);
+                FAST.linearForward(plain, x, w, bias);
+                Tensor prepared = FAST.prepareWeight(w);
+                for (int call = 0; call < 2; call++) {   // the first call packs, the second reuses the panels
+                    Tensor y = Tensor.zeros(DType.F32, rows, out);
+                    FAST.linearForward(y, x, prepared, bias);
+                    String what = "prepared linear " + rows + " " + in + "->" + out + " call " + call;
+                    assertClose(what, expected, y, 1e-5, 1e-5);
+                    assertClose(what + " vs unprepared", plain, y, 0, 0);
+                }
+            }
+        }
+        Tensor pixels = random(rng, 1f, 2, 3, 32, 32), conv = random(rng, 0.2f, 40, 3, 8, 8);
+        Tensor expected = Tensor.zeros(DType.F32, 2, 16, 40), actual = Tensor.zeros(DType.F32, 2, 16, 40);
+        SCALAR.patchEmbedForward(expected, pixels, conv);
+        FAST.patchEmbedForward(actual, pixels, FAST.prepareWeight(conv));
+        assertClose("prepared patch embedding", expected, actual, 1e-5, 1e-5);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> FAST.prepareWeight(random(rng, 1f, 2, 3, 4)));
+        assertTrue(e.getMessage().contains("prepareWeight"), e.getMessage());
+    }
+
+    @Test
     void linearGradientsMatchFiniteDifferences() {
         SplittableRandom rng = new SplittableRandom(3);
         Tensor x = random(rng, 1f, 2, 3, 5), w = random(rng, 1f, 4, 5), bias = random(rng, 1f, 4);

@@ -59,6 +59,41 @@ class SgemmTest {
     }
 
     @Test
+    void packedBMatchesReferenceAndTheUnpackedProductBitForBit() {
+        SplittableRandom rng = new SplittableRandom(13);
+        for (int[] shape : SHAPES) {
+            for (boolean transB : new boolean[] {false, true}) {
+                int m = shape[0], n = shape[1], k = shape[2];
+                int lda = k + 3, ldb = (transB ? k : n) + 1, ldc = n + 2, aOff = 5, bOff = 2, cOff = 1;
+                float[] a = random(rng, aOff + m * lda), b = random(rng, bOff + (transB ? n : k) * ldb);
+                float[] c = random(rng, cOff + m * ldc);
+                float[] unpacked = c.clone(), expected = c.clone();
+                Sgemm.PackedB packed = Sgemm.pack(transB, n, k, b, bOff, ldb);
+                Sgemm.sgemm(m, n, k, 0.5f, a, aOff, lda, packed, 2f, c, cOff, ldc, pool);
+                Sgemm.sgemm(false, transB, m, n, k, 0.5f, a, aOff, lda, b, bOff, ldb, 2f, unpacked, cOff, ldc, pool);
+                Sgemm.sgemmReference(false, transB, m, n, k, 0.5f, a, aOff, lda, b, bOff, ldb, 2f, expected, cOff, ldc);
+                String what = "packed " + (transB ? "B^T" : "B") + " m=" + m + " n=" + n + " k=" + k;
+                assertArrayEquals(unpacked, c, what + ": differs from the unpacked product");
+                for (int i = 0; i < m; i++) {
+                    for (int j = 0; j < n; j++) {
+                        int idx = cOff + i * ldc + j;
+                        assertEquals(expected[idx], c[idx], 2e-6f * k + 1e-6f, what + " at (" + i + ", " + j + ")");
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void packedBOfAnotherShapeIsRejected() {
+        Sgemm.PackedB packed = Sgemm.pack(true, 40, 12, new float[40 * 12], 0, 12);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Sgemm.sgemm(2, 40, 13, 1f, new float[26], 0, 13, packed, 0f, new float[80], 0, 40, pool));
+        assertTrue(e.getMessage().contains("(12, 40)"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Sgemm.pack(true, 40, 12, new float[40 * 12 - 1], 0, 12));
+    }
+
+    @Test
     void betaZeroIgnoresNaNInC() {
         int m = 9, n = 40, k = 12;
         SplittableRandom rng = new SplittableRandom(5);
