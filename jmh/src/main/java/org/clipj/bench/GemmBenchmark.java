@@ -1,9 +1,9 @@
 package org.clipj.bench;
 
 import java.util.SplittableRandom;
-import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.TimeUnit;
 
+import org.clipj.runtime.cpu.ComputePool;
 import org.clipj.runtime.cpu.Sgemm;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -46,7 +46,7 @@ public class GemmBenchmark {
     private float[] a; // (M, K)
     private float[] b; // (K, N), or (N, K) when transB
     private float[] c; // (M, N)
-    private ForkJoinPool pool;
+    private ComputePool pool;
 
     @Setup(Level.Trial)
     public void setup() {
@@ -58,12 +58,12 @@ public class GemmBenchmark {
         a = random(rng, m * k);
         b = random(rng, k * n);
         c = new float[m * n];
-        pool = new ForkJoinPool(threads);
+        pool = new ComputePool(threads, "gemm-bench");
     }
 
     @TearDown(Level.Trial)
     public void tearDown() {
-        pool.shutdown();
+        pool.close();
     }
 
     @Benchmark

@@ -1,7 +1,6 @@
 package org.clipj.runtime.cpu;
 
 import java.util.Arrays;
-import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.FloatVector;
 
@@ -144,7 +143,7 @@ final class AttentionOps {
      * (rows, n) = q_blk k^T and out_blk = P v come from Sgemm on strided views of qkv; with the
      * causal mask only the first n = i1 keys are computed. A task holds one (QB, T) block.
      */
-    static void forwardBlocked(ForkJoinPool pool, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+    static void forwardBlocked(ComputePool pool, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
         float[] x = qkv.f32(), o = out.f32();
@@ -187,7 +186,7 @@ final class AttentionOps {
     }
 
     /** dqkv += the gradient, blocked like the forward; parallel over (b, h) so dk/dv never race. */
-    static void backwardBlocked(ForkJoinPool pool, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+    static void backwardBlocked(ComputePool pool, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                 int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
@@ -229,7 +228,7 @@ final class AttentionOps {
     // ---------------------------------------------------------------- attention pooling (one query)
 
     /** out (B, C), lse (B, heads) or null, q (B, C), k (B, L, C), v (B, L, C). */
-    static void poolForward(ForkJoinPool pool, boolean vector, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
+    static void poolForward(ComputePool pool, boolean vector, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
         int b = k.dim(0), len = k.dim(1), c = k.dim(2), hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
         Parallel.Range body = (from, to) -> {
@@ -247,7 +246,7 @@ final class AttentionOps {
     }
 
     /** dq (B, C) +=, dk (B, L, C) +=, dv (B, L, C) += (each may be null). */
-    static void poolBackward(ForkJoinPool pool, boolean vector, Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q,
+    static void poolBackward(ComputePool pool, boolean vector, Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q,
                              Tensor k, Tensor v, Tensor out, Tensor lse, int heads) {
         int b = k.dim(0), len = k.dim(1), c = k.dim(2), hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));

@@ -1,7 +1,6 @@
 package org.clipj.runtime.cpu;
 
 import java.util.Arrays;
-import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -76,7 +75,7 @@ final class ContrastiveOps {
     // ---------------------------------------------------------------- tiled fast path
 
     static float lossTiled(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
-                           float gradScale, ForkJoinPool pool) {
+                           float gradScale, ComputePool pool) {
         int n = img.dim(0), d = img.dim(1);
         float[] a = img.f32(), b = txt.f32();
         int ao = img.offset(), bo = txt.offset();
@@ -98,7 +97,7 @@ final class ContrastiveOps {
     }
 
     /** lse_i = logsumexp_j (s x_i . y_j), by row tiles in parallel, online over column tiles. */
-    private static float[] rowLse(ForkJoinPool pool, float[] x, int xo, float[] y, int yo, int n, int d, float s) {
+    private static float[] rowLse(ComputePool pool, float[] x, int xo, float[] y, int yo, int n, int d, float s) {
         float[] lse = new float[n];
         int tiles = (n + TILE - 1) / TILE;
         Parallel.range(pool, tiles, 1, (from, to) -> {
@@ -129,7 +128,7 @@ final class ContrastiveOps {
      * For the rows of x: G_ij = c (exp(L_ij - lseX_i) + exp(L_ij - lseY_j) - 2 [i == j]) with
      * L = s x y^T; dx (when non-null) += s G y. Returns sum_ij G_ij L_ij, summed in tile order.
      */
-    private static double gradient(ForkJoinPool pool, float[] x, int xo, float[] y, int yo, float[] lseX, float[] lseY,
+    private static double gradient(ComputePool pool, float[] x, int xo, float[] y, int yo, float[] lseX, float[] lseY,
                                    int n, int d, float s, float c, Tensor dx) {
         int tiles = (n + TILE - 1) / TILE;
         double[] partial = new double[tiles];

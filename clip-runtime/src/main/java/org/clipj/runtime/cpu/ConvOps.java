@@ -1,8 +1,6 @@
 package org.clipj.runtime.cpu;
 
 import java.util.Arrays;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
 
 import org.clipj.runtime.Tensor;
 
@@ -95,7 +93,7 @@ final class ConvOps {
      * output row's in-image columns [ox0, ox1) are found once, so the inner loop has no bounds
      * test and is a plain copy at stride 1.
      */
-    private static void im2col(ForkJoinPool pool, float[] col, float[] xs, int xOff, int ci, int h, int wd, int k,
+    private static void im2col(ComputePool pool, float[] col, float[] xs, int xOff, int ci, int h, int wd, int k,
                                int stride, int padding, int ho, int wo) {
         int hw = ho * wo;
         Parallel.range(pool, ci * k * k, Math.max(1, GRAIN / Math.max(1, hw)), (from, to) -> {
@@ -129,7 +127,7 @@ final class ConvOps {
     }
 
     /** dx[bi] += col2im(dcol); parallel over input channels, whose rows only touch their own plane. */
-    private static void col2imAdd(ForkJoinPool pool, float[] dcol, float[] dxs, int dxOff, int ci, int h, int wd, int k,
+    private static void col2imAdd(ComputePool pool, float[] dcol, float[] dxs, int dxOff, int ci, int h, int wd, int k,
                                   int stride, int padding, int ho, int wo) {
         int hw = ho * wo;
         Parallel.range(pool, ci, Math.max(1, GRAIN / Math.max(1, k * k * hw)), (from, to) -> {
@@ -152,11 +150,11 @@ final class ConvOps {
     }
 
     /**
-     * The calling thread's scratch buffer of at least n floats (contents undefined). A pool
-     * worker gets a fresh array: while it waits on an op's tasks it may steal another op's.
+     * The calling thread's scratch buffer of at least n floats (contents undefined). Inside a pool
+     * task a fresh array: the thread's buffer may belong to the op that runs the task.
      */
     private static float[] scratch(ThreadLocal<float[]> buffer, int n) {
-        if (ForkJoinTask.inForkJoinPool()) return new float[n];
+        if (ComputePool.inTask()) return new float[n];
         float[] a = buffer.get();
         if (a.length < n) {
             a = new float[n];
@@ -169,7 +167,7 @@ final class ConvOps {
         return k == 1 && stride == 1 && padding == 0;
     }
 
-    static void conv2dForwardVector(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding, ForkJoinPool pool) {
+    static void conv2dForwardVector(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding, ComputePool pool) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = out.dim(2), wo = out.dim(3), hw = ho * wo, ckk = ci * k * k;
         float[] o = out.f32(), xs = x.f32();
@@ -200,7 +198,7 @@ final class ConvOps {
     }
 
     static void conv2dBackwardVector(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
-                                     int stride, int padding, ForkJoinPool pool) {
+                                     int stride, int padding, ComputePool pool) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = dout.dim(2), wo = dout.dim(3), hw = ho * wo, ckk = ci * k * k;
         float[] g = dout.f32(), xs = x.f32();
@@ -296,7 +294,7 @@ final class ConvOps {
      * patches (B*P, Ci*p*p), each row one patch flattened as (ci, ky, kx) to match w's layout,
      * written into the calling thread's COL scratch (which is returned).
      */
-    private static float[] patches(ForkJoinPool pool, Tensor x, int p) {
+    private static float[] patches(ComputePool pool, Tensor x, int p) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), gw = wd / p, np = (h / p) * gw, cpp = ci * p * p;
         float[] xs = x.f32(), out = scratch(COL, b * np * cpp);
         int xo = x.offset();
@@ -315,14 +313,14 @@ final class ConvOps {
     }
 
     /** packed: w's GEMM panels from prepareWeight, or null. */
-    static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed, ForkJoinPool pool) {
+    static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed, ComputePool pool) {
         int c = w.dim(0), p = w.dim(2), cpp = w.dim(1) * p * p, rows = out.dim(0) * out.dim(1);
         float[] patches = patches(pool, x, p);
         if (packed != null) Sgemm.sgemm(rows, c, cpp, 1f, patches, 0, cpp, packed, 0f, out.f32(), out.offset(), c, pool);
         else Sgemm.sgemm(false, true, rows, c, cpp, 1f, patches, 0, cpp, w.f32(), w.offset(), cpp, 0f, out.f32(), out.offset(), c, pool);
     }
 
-    static void patchEmbedBackwardVector(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, ForkJoinPool pool) {
+    static void patchEmbedBackwardVector(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, ComputePool pool) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
         int gw = wd / p, np = (h / p) * gw, cpp = ci * p * p, rows = b * np;
         if (dw != null) {
@@ -353,7 +351,7 @@ final class ConvOps {
     // ---------------------------------------------------------------- AvgPool2d(k), stride k
 
     /** Parallel over (B*C) planes when pool != null. */
-    static void avgPool2dForward(ForkJoinPool pool, Tensor out, Tensor x, int k) {
+    static void avgPool2dForward(ComputePool pool, Tensor out, Tensor x, int k) {
         int planes = x.dim(0) * x.dim(1), h = x.dim(2), wd = x.dim(3), ho = out.dim(2), wo = out.dim(3);
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
@@ -373,7 +371,7 @@ final class ConvOps {
         });
     }
 
-    static void avgPool2dBackward(ForkJoinPool pool, Tensor dx, Tensor dout, int k) {
+    static void avgPool2dBackward(ComputePool pool, Tensor dx, Tensor dout, int k) {
         int planes = dx.dim(0) * dx.dim(1), h = dx.dim(2), wd = dx.dim(3), ho = dout.dim(2), wo = dout.dim(3);
         float[] d = dx.f32(), g = dout.f32();
         int dxo = dx.offset(), go = dout.offset();
@@ -394,7 +392,7 @@ final class ConvOps {
 
     // ---------------------------------------------------------------- transpose (B, M, N) -> (B, N, M)
 
-    static void transpose(ForkJoinPool pool, Tensor out, Tensor x, boolean accumulate) {
+    static void transpose(ComputePool pool, Tensor out, Tensor x, boolean accumulate) {
         int b = x.rank() == 3 ? x.dim(0) : 1, m = x.dim(-2), n = x.dim(-1);
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();

@@ -3,8 +3,6 @@ package org.clipj.runtime.cpu;
 import java.util.Collections;
 import java.util.Map;
 import java.util.WeakHashMap;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.clipj.runtime.Backend;
@@ -14,7 +12,7 @@ import org.clipj.runtime.Tensor;
 
 /**
  * The CPU backend: every op of {@link Backend} on Java arrays. Two paths per op, chosen once per
- * instance: the Vector API fast path (parallel on one dedicated ForkJoinPool) and a plain serial
+ * instance: the Vector API fast path (parallel on its own {@link ComputePool}) and a plain serial
  * scalar reference ({@code -Dclip.cpu.vector=false}, or {@code new CpuBackend(threads, false)})
  * that tests use as the oracle. Arguments are checked here; the op-family classes trust them.
  */
@@ -23,7 +21,7 @@ public final class CpuBackend implements Backend {
 
     private final int threads;
     private final boolean vector;
-    private final ForkJoinPool pool;
+    private final ComputePool pool;
     // prepareWeight's views -> their packed GEMM panels; an entry goes when its view is unreachable
     private final Map<Tensor, PreparedWeight> preparedWeights = Collections.synchronizedMap(new WeakHashMap<>());
 
@@ -37,17 +35,11 @@ public final class CpuBackend implements Backend {
         if (threads < 1) throw new IllegalArgumentException("CpuBackend: threads must be >= 1, got " + threads);
         this.threads = threads;
         this.vector = vector;
-        int id = POOL_ID.incrementAndGet();
-        this.pool = new ForkJoinPool(threads, p -> {
-            ForkJoinWorkerThread t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(p);
-            t.setName("clip-cpu-" + id + "-" + t.getPoolIndex());
-            t.setDaemon(true);
-            return t;
-        }, null, false);
+        this.pool = new ComputePool(vector ? threads : 1, "clip-cpu-" + POOL_ID.incrementAndGet());
     }
 
-    /** The pool ops run on (shared with code that wants to parallelize around the backend). */
-    public ForkJoinPool pool() {
+    /** The threads ops run on (shared with code that wants to parallelize around the backend). */
+    public ComputePool pool() {
         return pool;
     }
 
@@ -79,7 +71,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void close() {
-        pool.shutdown();
+        pool.close();
     }
 
     // ---------------------------------------------------------------- memory

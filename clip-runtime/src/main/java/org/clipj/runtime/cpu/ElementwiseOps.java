@@ -1,7 +1,6 @@
 package org.clipj.runtime.cpu;
 
 import java.util.Arrays;
-import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -30,7 +29,7 @@ final class ElementwiseOps {
         for (int i = 0; i < n; i++) o[oo + i] = x[xo + i] + y[yo + i];
     }
 
-    static void addVector(Tensor out, Tensor a, Tensor b, ForkJoinPool pool) {
+    static void addVector(Tensor out, Tensor a, Tensor b, ComputePool pool) {
         float[] o = out.f32(), x = a.f32(), y = b.f32();
         int oo = out.offset(), xo = a.offset(), yo = b.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -50,7 +49,7 @@ final class ElementwiseOps {
         for (int i = 0; i < n; i++) d[d0 + i] += alpha * s[s0 + i];
     }
 
-    static void addScaledVector(Tensor dst, Tensor src, float alpha, ForkJoinPool pool) {
+    static void addScaledVector(Tensor dst, Tensor src, float alpha, ComputePool pool) {
         float[] d = dst.f32(), s = src.f32();
         int d0 = dst.offset(), s0 = src.offset();
         Parallel.range(pool, dst.size(), GRAIN, (from, to) -> Vec.axpy(alpha, s, s0 + from, d, d0 + from, to - from));
@@ -62,7 +61,7 @@ final class ElementwiseOps {
         for (int i = 0; i < n; i++) x[x0 + i] *= s;
     }
 
-    static void scaleVector(Tensor t, float s, ForkJoinPool pool) {
+    static void scaleVector(Tensor t, float s, ComputePool pool) {
         float[] x = t.f32();
         int x0 = t.offset();
         Parallel.range(pool, t.size(), GRAIN, (from, to) -> Vec.scale(x, x0 + from, s, to - from));
@@ -78,7 +77,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void broadcastAddVector(Tensor out, Tensor x, Tensor b, ForkJoinPool pool) {
+    static void broadcastAddVector(Tensor out, Tensor x, Tensor b, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), bo = b.offset(), inner = b.size();
         if (inner == 0) return;
@@ -104,7 +103,7 @@ final class ElementwiseOps {
     }
 
     /** Parallel over column chunks of b: every chunk sums all rows of its columns (no shared writes). */
-    static void broadcastAddBackwardVector(Tensor db, Tensor dout, ForkJoinPool pool) {
+    static void broadcastAddBackwardVector(Tensor db, Tensor dout, ComputePool pool) {
         float[] d = db.f32(), g = dout.f32();
         int d0 = db.offset(), g0 = dout.offset(), inner = db.size();
         if (inner == 0) return;
@@ -126,7 +125,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void quickGeluForwardVector(Tensor out, Tensor x, ForkJoinPool pool) {
+    static void quickGeluForwardVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -153,7 +152,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void quickGeluBackwardVector(Tensor dx, Tensor dout, Tensor x, ForkJoinPool pool) {
+    static void quickGeluBackwardVector(Tensor dx, Tensor dout, Tensor x, ComputePool pool) {
         float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
         int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset();
         Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
@@ -180,7 +179,7 @@ final class ElementwiseOps {
         for (int i = 0; i < n; i++) o[oo + i] = Math.max(xs[xo + i], 0f);
     }
 
-    static void reluForwardVector(Tensor out, Tensor x, ForkJoinPool pool) {
+    static void reluForwardVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -198,7 +197,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void reluBackwardVector(Tensor dx, Tensor dout, Tensor out, ForkJoinPool pool) {
+    static void reluBackwardVector(Tensor dx, Tensor dout, Tensor out, ComputePool pool) {
         float[] d = dx.f32(), g = dout.f32(), y = out.f32();
         int d0 = dx.offset(), g0 = dout.offset(), y0 = out.offset();
         Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
@@ -233,7 +232,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void softmaxVector(Tensor out, Tensor x, ForkJoinPool pool) {
+    static void softmaxVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
         if (c == 0) return;
@@ -301,7 +300,7 @@ final class ElementwiseOps {
     }
 
     /** The same conversions, chunked over the pool. */
-    static void castParallel(Tensor dst, Tensor src, ForkJoinPool pool) {
+    static void castParallel(Tensor dst, Tensor src, ComputePool pool) {
         if (dst.dtype() == src.dtype()) {
             copy(dst, src);
             return;

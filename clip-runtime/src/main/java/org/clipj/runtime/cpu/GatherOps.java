@@ -1,6 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.concurrent.ForkJoinPool;
 
 import org.clipj.runtime.Tensor;
 
@@ -24,7 +23,7 @@ final class GatherOps {
     }
 
     /** out (N, C) = table (V, C) rows at ids (N); pool null: serial. */
-    static void embeddingForward(ForkJoinPool pool, Tensor out, Tensor ids, Tensor table) {
+    static void embeddingForward(ComputePool pool, Tensor out, Tensor ids, Tensor table) {
         int c = table.dim(1), n = ids.size();
         int[] id = ids.i32();
         float[] o = out.f32(), tb = table.f32();
@@ -47,7 +46,7 @@ final class GatherOps {
     }
 
     /** Parallel over column chunks: each chunk scatters every token, so repeated ids never race. */
-    static void embeddingBackwardVector(Tensor dtable, Tensor dout, Tensor ids, ForkJoinPool pool) {
+    static void embeddingBackwardVector(Tensor dtable, Tensor dout, Tensor ids, ComputePool pool) {
         int c = dtable.dim(1), n = ids.size();
         int[] id = ids.i32();
         float[] d = dtable.f32(), g = dout.f32();

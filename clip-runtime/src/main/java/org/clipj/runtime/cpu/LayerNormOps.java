@@ -1,6 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -44,7 +43,7 @@ final class LayerNormOps {
      * loop-carried vector inside a lambda gets only an OSR compilation, which keeps vectors boxed.
      */
     static void forwardVector(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps,
-                              ForkJoinPool pool) {
+                              ComputePool pool) {
         int c = x.dim(-1), rows = Check.rows(x);
         float[] o = out.f32(), xs = x.f32(), ws = w.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), wo = w.offset(), bo = b.offset();
@@ -118,7 +117,7 @@ final class LayerNormOps {
 
     /** Rows split over the pool; dw/db go through one partial buffer per chunk, merged in chunk order. */
     static void backwardVector(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd,
-                               ForkJoinPool pool) {
+                               ComputePool pool) {
         int c = x.dim(-1), rows = Check.rows(x);
         float[] g = dout.f32(), xs = x.f32(), ws = w.f32(), ms = mean.f32(), rs = rstd.f32();
         int go = dout.offset(), xo = x.offset(), wo = w.offset(), mo = mean.offset(), so = rstd.offset();

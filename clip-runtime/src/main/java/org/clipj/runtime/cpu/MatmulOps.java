@@ -1,6 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.concurrent.ForkJoinPool;
 
 import org.clipj.runtime.Tensor;
 
@@ -12,14 +11,14 @@ final class MatmulOps {
     private MatmulOps() {}
 
     /** c = alpha op(a) op(b) + beta c for one row-major matrix product; !vector: the scalar reference. */
-    static void gemm(ForkJoinPool pool, boolean vector, boolean transA, boolean transB, int m, int n, int k, float alpha,
+    static void gemm(ComputePool pool, boolean vector, boolean transA, boolean transB, int m, int n, int k, float alpha,
                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
         if (vector) Sgemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, pool);
         else Sgemm.sgemmReference(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
     }
 
     /** c (batch, M, N) from a (batch, M, K) or (batch, K, M) and b (batch, K, N) or (batch, N, K); batch 1 for 2-D. */
-    static void matmul(ForkJoinPool pool, boolean vector, Tensor c, Tensor a, boolean transA, Tensor b, boolean transB,
+    static void matmul(ComputePool pool, boolean vector, Tensor c, Tensor a, boolean transA, Tensor b, boolean transB,
                        float alpha, float beta) {
         int r = c.rank();
         int batch = r == 3 ? c.dim(0) : 1;
@@ -35,7 +34,7 @@ final class MatmulOps {
     }
 
     /** out (N, O) = x (N, I) @ w (O, I)^T + bias (O); packed: w's panels from prepareWeight, or null. */
-    static void linearForward(ForkJoinPool pool, boolean vector, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
+    static void linearForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
                               Tensor bias) {
         int o = w.dim(0), in = w.dim(1), rows = Check.rows(x);
         float[] ov = out.f32();
@@ -57,7 +56,7 @@ final class MatmulOps {
     }
 
     /** dx (N, I) += dout (N, O) @ w (O, I); dw (O, I) += dout^T @ x; dbias (O) += sum_rows(dout). */
-    static void linearBackward(ForkJoinPool pool, boolean vector, Tensor dx, Tensor dw, Tensor dbias, Tensor dout,
+    static void linearBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dw, Tensor dbias, Tensor dout,
                                Tensor x, Tensor w) {
         int o = w.dim(0), in = w.dim(1), rows = Check.rows(dout);
         float[] g = dout.f32();

@@ -1,6 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -17,7 +16,7 @@ final class NormOps {
     // ---------------------------------------------------------------- BatchNorm2d on (B, C, H, W)
 
     /** pool == null or !vector: serial scalar loops; otherwise channels in parallel with vector inner loops. */
-    static void batchNormForward(ForkJoinPool pool, boolean vector, Tensor out, Tensor x, Tensor gamma, Tensor beta,
+    static void batchNormForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor gamma, Tensor beta,
                                  Tensor runningMean, Tensor runningVar, Tensor saveMean, Tensor saveRstd,
                                  boolean train, float momentum, float eps) {
         int b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
@@ -85,7 +84,7 @@ final class NormOps {
     }
 
     /** dx (B, C, H, W) +=, dgamma (C) +=, dbeta (C) += for train-mode BatchNorm. */
-    static void batchNormBackward(ForkJoinPool pool, boolean vector, Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout,
+    static void batchNormBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout,
                                   Tensor x, Tensor gamma, Tensor saveMean, Tensor saveRstd) {
         int b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
         float[] xs = x.f32(), g = dout.f32();
@@ -142,7 +141,7 @@ final class NormOps {
 
     // ---------------------------------------------------------------- L2 normalization of rows
 
-    static void l2NormalizeForward(ForkJoinPool pool, boolean vector, Tensor out, Tensor norms, Tensor x) {
+    static void l2NormalizeForward(ComputePool pool, boolean vector, Tensor out, Tensor norms, Tensor x) {
         int d = x.dim(-1), rows = Check.rows(x);
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
@@ -172,7 +171,7 @@ final class NormOps {
     }
 
     /** dx += (dout - out (dout . out)) / ||x|| per row; below eps the denominator is the constant eps. */
-    static void l2NormalizeBackward(ForkJoinPool pool, boolean vector, Tensor dx, Tensor dout, Tensor out, Tensor norms) {
+    static void l2NormalizeBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dout, Tensor out, Tensor norms) {
         int d = out.dim(-1), rows = Check.rows(out);
         float[] dxs = dx.f32(), g = dout.f32(), y = out.f32(), ns = norms.f32();
         int dxo = dx.offset(), go = dout.offset(), yo = out.offset(), no = norms.offset();

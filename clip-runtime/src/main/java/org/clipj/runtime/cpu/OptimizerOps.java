@@ -1,6 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.concurrent.ForkJoinPool;
 
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
@@ -58,7 +57,7 @@ final class OptimizerOps {
     }
 
     static void adamwVector(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
-                            float weightDecay, int step, float gradScale, ForkJoinPool pool) {
+                            float weightDecay, int step, float gradScale, ComputePool pool) {
         Step k = Step.of(lr, beta1, beta2, eps, weightDecay, step);
         float[] p = param.f32(), g = grad.f32(), ms = m.f32(), vs = v.f32();
         int po = param.offset(), go = grad.offset(), mo = m.offset(), vo = v.offset();
@@ -95,7 +94,7 @@ final class OptimizerOps {
     }
 
     /** Squares in double lanes (a float square overflows above 1.8e19), one partial per chunk, merged in order. */
-    static double sumOfSquaresVector(Tensor t, ForkJoinPool pool) {
+    static double sumOfSquaresVector(Tensor t, ComputePool pool) {
         if (t.dtype() != DType.F32) return sumOfSquaresScalar(t);
         float[] x = t.f32();
         int o = t.offset(), n = t.size();
@@ -120,7 +119,7 @@ final class OptimizerOps {
         return false;
     }
 
-    static boolean hasNonFiniteVector(Tensor t, ForkJoinPool pool) {
+    static boolean hasNonFiniteVector(Tensor t, ComputePool pool) {
         if (t.dtype() != DType.F32) return hasNonFiniteScalar(t);
         float[] x = t.f32();
         int o = t.offset(), n = t.size();

@@ -1,11 +1,6 @@
 package org.clipj.runtime.cpu;
 
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
-import java.util.concurrent.RecursiveAction;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
@@ -53,7 +48,7 @@ public final class Sgemm {
      */
     public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                              float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                             float beta, float[] c, int cOff, int ldc, ForkJoinPool pool) {
+                             float beta, float[] c, int cOff, int ldc, ComputePool pool) {
         checkArguments(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0f) {
@@ -64,9 +59,9 @@ public final class Sgemm {
     }
 
     /** Cuts C into tiles and runs them on the pool (or on this thread when the product is small). */
-    private static void run(Gemm g, ForkJoinPool pool) {
+    private static void run(Gemm g, ComputePool pool) {
         int m = g.m, n = g.n;
-        int threads = pool == null ? 1 : pool.getParallelism();
+        int threads = pool == null ? 1 : pool.parallelism();
         long flops = 2L * m * n * g.k;
         if (threads <= 1 || flops < SERIAL_FLOPS) {
             g.tile(0, m, 0, n);
@@ -83,19 +78,12 @@ public final class Sgemm {
             rowTiles = Math.min(2, rowPanels);
             colTiles = Math.min(Math.max(1, target / rowTiles), colPanels);
         }
-        List<RecursiveAction> tasks = new ArrayList<>(rowTiles * colTiles);
-        for (int ti = 0; ti < rowTiles; ti++) {
-            int i0 = split(rowPanels, rowTiles, ti) * MR, i1 = Math.min(m, split(rowPanels, rowTiles, ti + 1) * MR);
-            for (int tj = 0; tj < colTiles; tj++) {
-                int j0 = split(colPanels, colTiles, tj) * NR, j1 = Math.min(n, split(colPanels, colTiles, tj + 1) * NR);
-                if (i0 < i1 && j0 < j1) tasks.add(new RecursiveAction() {
-                    @Override protected void compute() { g.tile(i0, i1, j0, j1); }
-                });
-            }
-        }
-        if (tasks.size() == 1) tasks.get(0).invoke();
-        else pool.invoke(new RecursiveAction() {
-            @Override protected void compute() { ForkJoinTask.invokeAll(tasks); }
+        int rows = rowTiles, cols = colTiles;
+        pool.run(rows * cols, t -> {
+            int ti = t / cols, tj = t % cols;
+            int i0 = split(rowPanels, rows, ti) * MR, i1 = Math.min(m, split(rowPanels, rows, ti + 1) * MR);
+            int j0 = split(colPanels, cols, tj) * NR, j1 = Math.min(n, split(colPanels, cols, tj + 1) * NR);
+            if (i0 < i1 && j0 < j1) g.tile(i0, i1, j0, j1);
         });
     }
 
@@ -137,7 +125,7 @@ public final class Sgemm {
 
     /** C = alpha * A @ B + beta * C with B packed by {@link #pack}; A stored (m, k) with row stride lda. */
     public static void sgemm(int m, int n, int k, float alpha, float[] a, int aOff, int lda, PackedB b,
-                             float beta, float[] c, int cOff, int ldc, ForkJoinPool pool) {
+                             float beta, float[] c, int cOff, int ldc, ComputePool pool) {
         if (b.n != n || b.k != k) {
             throw new IllegalArgumentException("sgemm: packed B is (" + b.k + ", " + b.n + "), expected (" + k + ", " + n + ")");
         }

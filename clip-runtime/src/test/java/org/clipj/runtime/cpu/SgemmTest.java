@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.SplittableRandom;
-import java.util.concurrent.ForkJoinPool;
 
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -16,16 +15,16 @@ import org.junit.jupiter.api.Test;
 /** Sgemm.sgemm against the plain triple loop on ragged shapes, every transpose, offsets and strides. */
 class SgemmTest {
 
-    private static ForkJoinPool pool;
+    private static ComputePool pool;
 
     @BeforeAll
     static void startPool() {
-        pool = new ForkJoinPool(2);
+        pool = new ComputePool(2, "sgemm-test");
     }
 
     @AfterAll
     static void stopPool() {
-        pool.shutdownNow();
+        pool.close();
     }
 
     // (M, N, K): ragged against MR=8, NR=32, KC=256, MC=128, NC=512 and the small-M cut at 64.
@@ -129,7 +128,7 @@ class SgemmTest {
 
     /** Random A, B, C with padded row strides and offsets; compares sgemm with sgemmReference. */
     private static void check(SplittableRandom rng, boolean transA, boolean transB, int m, int n, int k,
-                              float alpha, float beta, ForkJoinPool p) {
+                              float alpha, float beta, ComputePool p) {
         int lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 1, ldc = n + 2;
         int aOff = 5, bOff = 2, cOff = 1;
         float[] a = random(rng, aOff + (transA ? k : m) * lda);
