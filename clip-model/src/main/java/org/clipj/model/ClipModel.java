@@ -43,13 +43,10 @@ public final class ClipModel {
     private final TowerStorage visual;           // visual.* parameters, gradients, BatchNorm statistics
     private final TowerStorage text;             // text tower parameters, gradients and logit_scale
     private final VisionTransformer vit;         // over parameter views; null for a ResNet
-    private final VisionTransformer vitGrads;    // over gradient views
     private final ModifiedResNet resnet;         // over parameter views; null for a ViT
-    private final ModifiedResNet resnetGrads;    // over gradient views
     private final TextTransformer textTower;     // over parameter views
-    private final TextTransformer textGrads;     // over gradient views
     private final Tensor logitScale;             // (1) log of the logit scale
-    private final List<Parameter> parameters;
+    private Gradients gradients;                 // made by the first call that needs gradients
     // The towers encodeImage/encodeText run: the trainable ones, or (set once by the factory, before
     // the model is returned) ones over prepared and possibly 16-bit copies of the GEMM weights.
     private Precision precision = Precision.F32;
@@ -63,26 +60,29 @@ public final class ClipModel {
         this.backend = backend;
         this.visual = new TowerStorage(backend, visualSpecs(config));
         this.text = new TowerStorage(backend, textSpecs(config));
-        if (config.isVit()) {
-            vit = new VisionTransformer(backend, visual::value, config);
-            vitGrads = new VisionTransformer(backend, visual::grad, config);
-            resnet = null;
-            resnetGrads = null;
-        } else {
-            resnet = new ModifiedResNet(backend, visual::value, config);
-            resnetGrads = new ModifiedResNet(backend, visual::grad, config);
-            vit = null;
-            vitGrads = null;
-        }
+        vit = config.isVit() ? new VisionTransformer(backend, visual::value, config) : null;
+        resnet = config.isVit() ? null : new ModifiedResNet(backend, visual::value, config);
         textTower = new TextTransformer(backend, text::value, config);
-        textGrads = new TextTransformer(backend, text::grad, config);
         logitScale = text.value("logit_scale");
-        List<Parameter> all = new ArrayList<>(visual.parameterList());
-        all.addAll(text.parameterList());
-        parameters = Collections.unmodifiableList(all);
         inferenceVit = vit;
         inferenceResnet = resnet;
         inferenceText = textTower;
+    }
+
+    /** The towers over the gradient views (a ViT or a ResNet) and the parameter list. */
+    private record Gradients(VisionTransformer vit, ModifiedResNet resnet, TextTransformer text, List<Parameter> parameters) {
+    }
+
+    /** The gradient towers, allocating the gradient buffers (zeros) on first use. */
+    private synchronized Gradients gradients() {
+        if (gradients == null) {
+            List<Parameter> all = new ArrayList<>(visual.parameterList());
+            all.addAll(text.parameterList());
+            gradients = new Gradients(config.isVit() ? new VisionTransformer(backend, visual::grad, config) : null,
+                    config.isVit() ? null : new ModifiedResNet(backend, visual::grad, config),
+                    new TextTransformer(backend, text::grad, config), Collections.unmodifiableList(all));
+        }
+        return gradients;
     }
 
     /**
@@ -210,8 +210,10 @@ public final class ClipModel {
         }
         ClipModel model = new ClipModel(config, backend);
         for (TensorSpec s : specs) {
-            Tensor host = openAiNamed.get(s.name()).toF32().reshape(s.shape());
-            backend.copy(model.value(s.name()), backend.upload(host));
+            // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
+            Tensor stored = backend.upload(openAiNamed.get(s.name()).reshape(s.shape()));
+            if (stored.dtype() == DType.F32) backend.copy(model.value(s.name()), stored);
+            else backend.cast(model.value(s.name()), stored);
         }
         if (inference) model.prepareForInference(precision);
         return model;
@@ -255,15 +257,18 @@ public final class ClipModel {
         return logitScale;
     }
 
-    /** Every trainable tensor with its gradient, vision tower first, then text (logit_scale last). */
+    /**
+     * Every trainable tensor with its gradient, vision tower first, then text (logit_scale last).
+     * The gradient buffers are allocated by the first call of this or another training method.
+     */
     public List<Parameter> parameters() {
-        return parameters;
+        return gradients().parameters();
     }
 
     /** Zeroes every gradient. */
     public void zeroGrad() {
-        backend.fill(visual.gradients, 0f);
-        backend.fill(text.gradients, 0f);
+        backend.fill(visual.gradients(), 0f);
+        backend.fill(text.gradients(), 0f);
     }
 
     /** CPU F32 copies of every parameter and buffer (BatchNorm running statistics), OpenAI naming. */
@@ -328,9 +333,9 @@ public final class ClipModel {
     public void backwardImage(ImageActivations acts, Tensor dFeatures) {
         checkGradient(dFeatures, acts.features(), "dFeatures");
         if (vit != null) {
-            vit.backward(dFeatures, acts.vit, vitGrads);
+            vit.backward(dFeatures, acts.vit, gradients().vit());
         } else {
-            resnet.backward(dFeatures, acts.resnet, resnetGrads);
+            resnet.backward(dFeatures, acts.resnet, gradients().resnet());
         }
     }
 
@@ -355,7 +360,7 @@ public final class ClipModel {
     /** Accumulates into the gradients the backward of the text tower for dFeatures (B, E). */
     public void backwardText(TextActivations acts, Tensor dFeatures) {
         checkGradient(dFeatures, acts.features(), "dFeatures");
-        textTower.backward(dFeatures, acts.cache, textGrads);
+        textTower.backward(dFeatures, acts.cache, gradients().text());
     }
 
     /** The gradient of {@link #logitScale()} (1). */

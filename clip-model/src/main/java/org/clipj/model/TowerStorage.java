@@ -16,16 +16,19 @@ import java.util.function.Predicate;
  * The tensors of one tower (vision or text) in contiguous storage, as llm.c's ParameterTensors:
  * every parameter is a view (slice + reshape) into ONE flat F32 buffer, every gradient a view into
  * a second flat buffer of the same layout, and the buffers (BatchNorm running statistics) views
- * into a third.
+ * into a third. The gradient buffer is allocated by the first call that needs it, so a model that
+ * only runs inference never holds it.
  */
 final class TowerStorage {
     final List<TensorSpec> specs;          // in state-dict order
     final Tensor parameters;               // (P) every parameter of the tower
-    final Tensor gradients;                // (P) same layout as parameters
     final Tensor buffers;                  // (Q) running statistics; (1) when the tower has none
+    private final Backend backend;
     private final Map<String, Tensor> values = new LinkedHashMap<>();   // name -> view into parameters or buffers
-    private final Map<String, Tensor> grads = new LinkedHashMap<>();    // name -> view into gradients
-    private final List<Parameter> parameterList = new ArrayList<>();
+    private final Map<String, Integer> parameterOffsets = new LinkedHashMap<>();   // name -> offset in parameters
+    private Tensor gradients;              // (P) same layout as parameters; null until first needed
+    private Map<String, Tensor> grads;     // name -> view into gradients
+    private List<Parameter> parameterList;
 
     TowerStorage(Backend backend, List<TensorSpec> specs) {
         this.specs = List.copyOf(specs);
@@ -38,8 +41,8 @@ final class TowerStorage {
                 p += s.numel();
             }
         }
+        this.backend = backend;
         parameters = backend.zeros(DType.F32, Math.max(p, 1));
-        gradients = backend.zeros(DType.F32, Math.max(p, 1));
         buffers = backend.zeros(DType.F32, Math.max(q, 1));
         int pOff = 0;
         int qOff = 0;
@@ -49,11 +52,8 @@ final class TowerStorage {
                 values.put(s.name(), buffers.slice(qOff, qOff + n).reshape(s.shape()));
                 qOff += n;
             } else {
-                Tensor value = parameters.slice(pOff, pOff + n).reshape(s.shape());
-                Tensor grad = gradients.slice(pOff, pOff + n).reshape(s.shape());
-                values.put(s.name(), value);
-                grads.put(s.name(), grad);
-                parameterList.add(new Parameter(s.name(), value, grad));
+                values.put(s.name(), parameters.slice(pOff, pOff + n).reshape(s.shape()));
+                parameterOffsets.put(s.name(), pOff);
                 pOff += n;
             }
         }
@@ -73,7 +73,30 @@ final class TowerStorage {
         if (!values.containsKey(name)) {
             throw new IllegalStateException("no tensor '" + name + "' in this tower");
         }
+        allocateGradients();
         return grads.get(name);
+    }
+
+    /** (P) every gradient of the tower, zero when first allocated. */
+    synchronized Tensor gradients() {
+        allocateGradients();
+        return gradients;
+    }
+
+    private synchronized void allocateGradients() {
+        if (gradients != null) return;
+        Tensor all = backend.zeros(DType.F32, Math.max(1, parameters.size()));
+        Map<String, Tensor> views = new LinkedHashMap<>();
+        List<Parameter> list = new ArrayList<>();
+        parameterOffsets.forEach((name, off) -> {
+            Tensor value = values.get(name);
+            Tensor grad = all.slice(off, off + value.size()).reshape(value.shape());
+            views.put(name, grad);
+            list.add(new Parameter(name, value, grad));
+        });
+        grads = views;
+        parameterList = Collections.unmodifiableList(list);
+        gradients = all;
     }
 
     /**
@@ -104,7 +127,8 @@ final class TowerStorage {
         return (n + 7) & ~7;
     }
 
-    List<Parameter> parameterList() {
-        return Collections.unmodifiableList(parameterList);
+    synchronized List<Parameter> parameterList() {
+        allocateGradients();
+        return parameterList;
     }
 }

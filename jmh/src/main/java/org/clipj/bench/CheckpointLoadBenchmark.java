@@ -10,6 +10,7 @@ import java.util.concurrent.TimeUnit;
 import org.clipj.io.Checkpoints;
 import org.clipj.io.SafeTensors;
 import org.clipj.model.ClipModel;
+import org.clipj.model.Precision;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 import org.clipj.runtime.cpu.CpuBackend;
@@ -29,7 +30,7 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.fromStateDict
- * (to F32 on the CPU backend). Setup writes the weights of {@code dir}/model.safetensors (see
+ * for inference (F32 on the CPU backend, as Clip.load does). Setup writes the weights of {@code dir}/model.safetensors (see
  * bench/peers/export_onnx.py) as F16 with SafeTensors.write, so the peer's torch.save'd
  * model-f16.pt holds the same values. Single shots; the file is in the page cache after warm-up.
  */
@@ -63,6 +64,12 @@ public class CheckpointLoadBenchmark {
         SafeTensors.write(f16File, f16, Map.of());
     }
 
+    /** Collects the previous shot's model first, so a shot times the load, not another model's garbage collection. */
+    @Setup(Level.Iteration)
+    public void collectPreviousModel() {
+        System.gc();
+    }
+
     @TearDown(Level.Trial)
     public void tearDown() throws IOException {
         backend.close();
@@ -71,7 +78,7 @@ public class CheckpointLoadBenchmark {
 
     @Benchmark
     public ClipModel load() {
-        return ClipModel.fromStateDict(Checkpoints.load(f16File).tensors(), backend);
+        return ClipModel.fromStateDict(Checkpoints.load(f16File).tensors(), backend, Precision.F32);
     }
 
     private static Tensor toF16(Tensor t) {
