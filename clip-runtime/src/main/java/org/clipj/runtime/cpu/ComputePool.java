@@ -1,5 +1,6 @@
 package org.clipj.runtime.cpu;
 
+import java.lang.ref.Cleaner;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
@@ -13,6 +14,7 @@ import java.util.concurrent.locks.LockSupport;
  * 100-250 us late on this 2-core VM, so half the batch-1 GEMMs of 1 ms ran on one thread.)
  * Tasks are claimed from a shared counter, which balances uneven tiles. A second op submitted while
  * one runs (another caller thread), and any op submitted from inside a task, runs on its caller alone.
+ * The workers stop at {@link #close()}, or when the pool becomes unreachable without it.
  */
 public final class ComputePool implements AutoCloseable {
 
@@ -23,15 +25,50 @@ public final class ComputePool implements AutoCloseable {
     }
 
     private static final long SPIN_NANOS = 200_000;   // covers the gaps between the ops of a forward pass
-    private static final ThreadLocal<ComputePool> RUNNING = new ThreadLocal<>();   // the pool whose task this thread runs
+    private static final Cleaner CLEANER = Cleaner.create();
+    private static final ThreadLocal<Shared> RUNNING = new ThreadLocal<>();   // the pool whose task this thread runs
 
     private final int parallelism;
-    private final Thread[] workers;                     // parallelism - 1
-    private final AtomicBoolean busy = new AtomicBoolean();
-    private final AtomicReference<Job> current = new AtomicReference<>();
-    private final AtomicInteger parked = new AtomicInteger();
-    private volatile long generation;                   // bumped once per dispatched job
-    private volatile boolean closed;
+    private final Shared shared;          // all the workers see: they hold no reference to the pool itself
+    private final Cleaner.Cleanable cleanable;
+
+    /** The dispatch state the caller and the workers share. */
+    private static final class Shared implements Runnable {
+        final Thread[] workers;
+        final AtomicBoolean busy = new AtomicBoolean();
+        final AtomicReference<Job> current = new AtomicReference<>();
+        final AtomicInteger parked = new AtomicInteger();
+        volatile long generation;        // bumped once per dispatched job
+        volatile boolean closed;
+
+        Shared(int workers) {
+            this.workers = new Thread[workers];
+        }
+
+        /** Closes: the workers exit after their current task. */
+        @Override
+        public void run() {
+            closed = true;
+            for (Thread w : workers) LockSupport.unpark(w);
+        }
+
+        void workerLoop() {
+            RUNNING.set(this);
+            long seen = generation;
+            while (!closed) {
+                long spinUntil = System.nanoTime() + SPIN_NANOS;
+                while (generation == seen && !closed && System.nanoTime() < spinUntil) Thread.onSpinWait();
+                if (generation == seen && !closed) {
+                    parked.incrementAndGet();   // before the re-check: a dispatcher that misses it sees the new generation here
+                    while (generation == seen && !closed) LockSupport.park(this);
+                    parked.decrementAndGet();
+                }
+                seen = generation;
+                Job job = current.get();
+                if (job != null) job.work();
+            }
+        }
+    }
 
     /** One op: tasks claimed through next, counted in done; the first failure is kept and rethrown. */
     private static final class Job {
@@ -63,11 +100,13 @@ public final class ComputePool implements AutoCloseable {
     public ComputePool(int parallelism, String name) {
         if (parallelism < 1) throw new IllegalArgumentException("ComputePool: parallelism must be >= 1, got " + parallelism);
         this.parallelism = parallelism;
-        this.workers = new Thread[parallelism - 1];
-        for (int i = 0; i < workers.length; i++) {
-            workers[i] = Thread.ofPlatform().name(name + "-" + (i + 1)).daemon(true).unstarted(this::workerLoop);
-            workers[i].start();
+        this.shared = new Shared(parallelism - 1);
+        Shared s = shared;
+        for (int i = 0; i < s.workers.length; i++) {
+            s.workers[i] = Thread.ofPlatform().name(name + "-" + (i + 1)).daemon(true).unstarted(s::workerLoop);
+            s.workers[i].start();
         }
+        cleanable = CLEANER.register(this, s);
     }
 
     /** True on a thread that is running a task of some pool (a worker always is). */
@@ -86,18 +125,19 @@ public final class ComputePool implements AutoCloseable {
      */
     public void run(int tasks, Tasks body) {
         if (tasks <= 0) return;
-        if (tasks == 1 || parallelism == 1 || closed || RUNNING.get() == this || !busy.compareAndSet(false, true)) {
+        Shared s = shared;
+        if (tasks == 1 || parallelism == 1 || s.closed || RUNNING.get() == s || !s.busy.compareAndSet(false, true)) {
             runInline(tasks, body);
             return;
         }
         Job job = new Job(tasks, body);
         try {
-            current.set(job);
-            generation++;   // volatile write after the job is published: a worker that sees it finds the job
-            if (parked.get() > 0) {
-                for (Thread w : workers) LockSupport.unpark(w);
+            s.current.set(job);
+            s.generation++;   // volatile write after the job is published: a worker that sees it finds the job
+            if (s.parked.get() > 0) {
+                for (Thread w : s.workers) LockSupport.unpark(w);
             }
-            RUNNING.set(this);
+            RUNNING.set(s);
             try {
                 job.work();
             } finally {
@@ -108,37 +148,20 @@ public final class ComputePool implements AutoCloseable {
                 else Thread.yield();
             }
         } finally {
-            current.set(null);
-            busy.set(false);
+            s.current.set(null);
+            s.busy.set(false);
         }
         rethrow(job.failure.get());
     }
 
     private void runInline(int tasks, Tasks body) {
-        ComputePool outer = RUNNING.get();
-        RUNNING.set(this);
+        Shared outer = RUNNING.get();
+        RUNNING.set(shared);
         try {
             for (int t = 0; t < tasks; t++) body.run(t);
         } finally {
             if (outer == null) RUNNING.remove();
             else RUNNING.set(outer);
-        }
-    }
-
-    private void workerLoop() {
-        RUNNING.set(this);
-        long seen = generation;
-        while (!closed) {
-            long spinUntil = System.nanoTime() + SPIN_NANOS;
-            while (generation == seen && !closed && System.nanoTime() < spinUntil) Thread.onSpinWait();
-            if (generation == seen && !closed) {
-                parked.incrementAndGet();
-                while (generation == seen && !closed) LockSupport.park(this);
-                parked.decrementAndGet();
-            }
-            seen = generation;
-            Job job = current.get();
-            if (job != null) job.work();
         }
     }
 
@@ -152,7 +175,6 @@ public final class ComputePool implements AutoCloseable {
     /** Stops the workers (they exit after their current task); later ops run on their caller. */
     @Override
     public void close() {
-        closed = true;
-        for (Thread w : workers) LockSupport.unpark(w);
+        cleanable.clean();
     }
 }

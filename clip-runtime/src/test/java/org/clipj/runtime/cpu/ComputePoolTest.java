@@ -74,6 +74,29 @@ class ComputePoolTest {
     }
 
     @Test
+    void theWorkersOfAnUnreachablePoolStop() throws InterruptedException {
+        String name = "unreachable-pool-" + System.nanoTime();
+        startAndDrop(name);
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (workersNamed(name) > 0 && System.nanoTime() < deadline) {
+            System.gc();
+            Thread.sleep(50);
+        }
+        assertEquals(0, workersNamed(name), "workers of a pool nobody references are still alive");
+    }
+
+    private static void startAndDrop(String name) {
+        ComputePool pool = new ComputePool(3, name);
+        AtomicIntegerArray counts = new AtomicIntegerArray(8);
+        pool.run(8, counts::incrementAndGet);
+        assertEquals(2, workersNamed(name));
+    }
+
+    private static long workersNamed(String prefix) {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().startsWith(prefix) && t.isAlive()).count();
+    }
+
+    @Test
     void aClosedPoolRunsOnTheCaller() {
         ComputePool pool = new ComputePool(2, "test-pool");
         pool.close();
