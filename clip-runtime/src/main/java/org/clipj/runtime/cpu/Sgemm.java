@@ -38,6 +38,7 @@ public final class Sgemm {
     private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC]);       // (MC, KC) as MR-row panels
     private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC * NC]);       // (KC, NC) as NR-column panels
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * NR]);         // (MR, NR)
+    private static final ThreadLocal<float[]> ALL_A = ThreadLocal.withInitial(() -> new float[0]);         // packAllA's, on the calling thread
     private static final ThreadLocal<float[]> TRANSPOSE_BLOCK = ThreadLocal.withInitial(() -> new float[L * L]); // (L, L)
 
     private Sgemm() {}
@@ -64,7 +65,7 @@ public final class Sgemm {
         int threads = pool == null ? 1 : pool.parallelism();
         long flops = 2L * m * n * g.k;
         if (threads <= 1 || flops < SERIAL_FLOPS) {
-            g.tile(0, m, 0, n);
+            g.tile(0, m, 0, n, null);
             return;
         }
         // Twice as many tiles as threads keeps both cores busy when the machine is shared; cut the
@@ -79,11 +80,13 @@ public final class Sgemm {
             colTiles = Math.min(Math.max(1, target / rowTiles), colPanels);
         }
         int rows = rowTiles, cols = colTiles;
+        // Several column tiles would each pack the same rows of A: pack all of A once, in parallel.
+        float[] packedA = cols > 1 && !(m <= SMALL_M && !g.transA) ? g.packAllA(pool) : null;
         pool.run(rows * cols, t -> {
             int ti = t / cols, tj = t % cols;
             int i0 = split(rowPanels, rows, ti) * MR, i1 = Math.min(m, split(rowPanels, rows, ti + 1) * MR);
             int j0 = split(colPanels, cols, tj) * NR, j1 = Math.min(n, split(colPanels, cols, tj + 1) * NR);
-            if (i0 < i1 && j0 < j1) g.tile(i0, i1, j0, j1);
+            if (i0 < i1 && j0 < j1) g.tile(i0, i1, j0, j1, packedA);
         });
     }
 
@@ -202,7 +205,30 @@ public final class Sgemm {
                         float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                         float beta, float[] c, int cOff, int ldc, float[] packedB) {
 
-        void tile(int i0, int i1, int j0, int j1) {
+        /**
+         * All of op(A) packed for tile(): for each depth block pc, its MR-row panels (MR, kc), the
+         * block of pc at mPanels * MR * pc, row panel q at q * MR * kc within it. The array is the
+         * calling thread's and is valid until its next packAllA.
+         */
+        float[] packAllA(ComputePool pool) {
+            int panels = (m + MR - 1) / MR;
+            float[] dst = ALL_A.get();
+            if (dst.length < panels * MR * k) {
+                dst = new float[panels * MR * k];
+                ALL_A.set(dst);
+            }
+            float[] packed = dst;
+            pool.run(panels, q -> {
+                for (int pc = 0; pc < k; pc += KC) {
+                    int kc = Math.min(KC, k - pc);
+                    packAPanel(q * MR, Math.min(MR, m - q * MR), pc, kc, packed, panels * MR * pc + q * MR * kc);
+                }
+            });
+            return packed;
+        }
+
+        /** C[i0:i1, j0:j1]; packedA: all of A from packAllA (i0 a multiple of MR), or null to pack A block by block. */
+        void tile(int i0, int i1, int j0, int j1, float[] packedA) {
             boolean directA = m <= SMALL_M && !transA;   // then every row tile is the whole of m
             float[] packA = PACK_A.get(), packB = PACK_B.get(), tile = TILE.get();
             for (int jc = j0; jc < j1; jc += NC) {
@@ -221,9 +247,17 @@ public final class Sgemm {
                     }
                     for (int ic = i0; ic < i1; ic += MC) {
                         int mc = Math.min(MC, i1 - ic);
-                        if (directA) packEdgeA(ic, mc, pc, kc, packA);
-                        else packA(ic, mc, pc, kc, packA);
-                        blockKernel(ic, mc, jc, nc, pc, kc, directA, packA, bPanels, bBase, bPanelStride, tile, blockBeta);
+                        float[] aPanels = packA;
+                        int aBase = 0;
+                        if (packedA != null) {
+                            aPanels = packedA;
+                            aBase = ((m + MR - 1) / MR) * MR * pc + (ic / MR) * MR * kc;
+                        } else if (directA) {
+                            packEdgeA(ic, mc, pc, kc, packA);
+                        } else {
+                            packA(ic, mc, pc, kc, packA);
+                        }
+                        blockKernel(ic, mc, jc, nc, pc, kc, directA, aPanels, aBase, bPanels, bBase, bPanelStride, tile, blockBeta);
                     }
                 }
             }
@@ -231,11 +265,11 @@ public final class Sgemm {
 
         /**
          * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over depth [pc, pc+kc). Panels of A
-         * come from packA (all of them, or only the ragged last one when directA); the B panel of
+         * come from aPanels at aBase (all of them, or only the ragged last one when directA); the B panel of
          * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
          * panel is reused from L1 across the A panels of the block.
          */
-        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, boolean directA, float[] packA,
+        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, boolean directA, float[] aPanels, int aBase,
                                  float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta) {
             int fullRowPanels = mc / MR;
             for (int jr = 0; jr < nc; jr += NR) {
@@ -243,8 +277,8 @@ public final class Sgemm {
                 int bIdx = bBase + (jr / NR) * bPanelStride;
                 for (int ir = 0; ir < mc; ir += MR) {
                     int rows = Math.min(MR, mc - ir);
-                    float[] aSrc = packA;
-                    int aIdx = directA ? 0 : (ir / MR) * MR * kc, aRowStride = kc;
+                    float[] aSrc = aPanels;
+                    int aIdx = directA ? 0 : aBase + (ir / MR) * MR * kc, aRowStride = kc;
                     if (directA && ir / MR < fullRowPanels) {
                         aSrc = a; aIdx = aOff + (ic + ir) * lda + pc; aRowStride = lda;
                     }
