@@ -26,7 +26,7 @@ public final class Sgemm {
     private static final int L = S.length();
     private static final int MR = 8;           // rows of the micro-tile (accumulator rows)
     private static final int NR = 2 * L;       // columns of the micro-tile (two vectors)
-    private static final int KC = 256;         // depth block: an NR-wide B panel of KC rows stays in L1/L2
+    private static final int KC = 384;         // longest depth block: an NR-wide B panel of KC rows stays in L1/L2
     private static final int MC = 128;         // packed A block (MC, KC) stays in L2
     private static final int NC = 512;         // packed B block (KC, NC) stays in L2
     private static final int SMALL_M = 64;     // at or below: A is read in place, never packed
@@ -160,6 +160,16 @@ public final class Sgemm {
         }
     }
 
+    /**
+     * The depth block: k cut into equal blocks of at most KC (a multiple of L where possible), so
+     * no short last block runs the micro-kernel with little depth (k = 512: 2 x 256, 768: 2 x 384).
+     */
+    private static int depthStep(int k) {
+        int blocks = (k + KC - 1) / KC;
+        int step = (k + blocks - 1) / blocks;
+        return Math.min(KC, (step + L - 1) / L * L);
+    }
+
     /** First panel index of tile t when `panels` panels are shared among `tiles` tiles. */
     private static int split(int panels, int tiles, int t) {
         return (int) ((long) panels * t / tiles);
@@ -219,8 +229,8 @@ public final class Sgemm {
             }
             float[] packed = dst;
             pool.run(panels, q -> {
-                for (int pc = 0; pc < k; pc += KC) {
-                    int kc = Math.min(KC, k - pc);
+                for (int pc = 0, step = depthStep(k); pc < k; pc += step) {
+                    int kc = Math.min(step, k - pc);
                     packAPanel(q * MR, Math.min(MR, m - q * MR), pc, kc, packed, panels * MR * pc + q * MR * kc);
                 }
             });
@@ -233,8 +243,8 @@ public final class Sgemm {
             float[] packA = PACK_A.get(), packB = PACK_B.get(), tile = TILE.get();
             for (int jc = j0; jc < j1; jc += NC) {
                 int nc = Math.min(NC, j1 - jc);
-                for (int pc = 0; pc < k; pc += KC) {
-                    int kc = Math.min(KC, k - pc);
+                for (int pc = 0, step = depthStep(k); pc < k; pc += step) {
+                    int kc = Math.min(step, k - pc);
                     float blockBeta = pc == 0 ? beta : 1f;   // later depth blocks accumulate
                     float[] bPanels = packB;
                     int bBase = 0, bPanelStride = kc * NR;
