@@ -73,7 +73,11 @@ public final class Sgemm {
         int rowPanels = (m + MR - 1) / MR, colPanels = (n + NR - 1) / NR;
         int target = 2 * threads;
         int rowTiles = 1, colTiles = 1;
-        if (m <= SMALL_M || n >= 2 * m) colTiles = Math.min(target, colPanels);
+        if (m <= SMALL_M || n >= 2 * m) {
+            // no tile wider than one column block (a narrow leftover block reuses A poorly), a multiple of the threads
+            int tiles = Math.max(target, (n + NC - 1) / NC);
+            colTiles = Math.min((tiles + threads - 1) / threads * threads, colPanels);
+        }
         else if (m >= 2 * n) rowTiles = Math.min(target, rowPanels);
         else {
             rowTiles = Math.min(2, rowPanels);
