@@ -26,7 +26,7 @@ public final class Sgemm {
     private static final int L = S.length();
     private static final int MR = 8;           // rows of the micro-tile (accumulator rows)
     private static final int NR = 2 * L;       // columns of the micro-tile (two vectors)
-    private static final int KC = 384;         // longest depth block: an NR-wide B panel of KC rows stays in L1/L2
+    private static final int KC = 512;         // longest depth block: an NR-wide B panel of KC rows stays in L1/L2
     private static final int MC = 128;         // packed A block (MC, KC) stays in L2
     private static final int NC = 512;         // packed B block (KC, NC) stays in L2
     private static final int SMALL_M = 64;     // at or below: A is read in place, never packed
@@ -165,8 +165,9 @@ public final class Sgemm {
     }
 
     /**
-     * The depth block: k cut into equal blocks of at most KC (a multiple of L where possible), so
-     * no short last block runs the micro-kernel with little depth (k = 512: 2 x 256, 768: 2 x 384).
+     * The depth block: k cut into equal blocks of at most KC (a multiple of L where possible), so no
+     * short last block runs the micro-kernel with little depth (k = 512: 1 x 512, 768: 2 x 384,
+     * 1100: 3 x 368).
      */
     private static int depthStep(int k) {
         int blocks = (k + KC - 1) / KC;
