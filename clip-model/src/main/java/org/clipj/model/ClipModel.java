@@ -108,8 +108,7 @@ public final class ClipModel {
     private Function<String, Tensor> prepared(Function<String, Tensor> weights) {
         return name -> {
             Tensor w = weights.apply(name);
-            boolean linear = w.rank() == 2 && (name.endsWith(".weight") || name.endsWith(".in_proj_weight"))
-                    && !name.equals("token_embedding.weight");
+            boolean linear = w.rank() == 2 && feedsGemm(name, 2);
             boolean patchEmbed = config.isVit() && name.equals("visual.conv1.weight");
             return linear || patchEmbed ? backend.prepareWeight(w) : w;
         };
@@ -121,8 +120,11 @@ public final class ClipModel {
      * embeddings, norms and the final projections (visual.proj, text_projection) are not among them.
      */
     static boolean feedsGemm(TensorSpec s) {
-        String name = s.name();
-        return s.shape().length >= 2 && (name.endsWith(".weight") || name.endsWith(".in_proj_weight"))
+        return feedsGemm(s.name(), s.shape().length);
+    }
+
+    private static boolean feedsGemm(String name, int rank) {
+        return rank >= 2 && (name.endsWith(".weight") || name.endsWith(".in_proj_weight"))
                 && !name.equals("token_embedding.weight");
     }
 

@@ -33,13 +33,13 @@ final class MatmulOps {
         }
     }
 
-    /** out (N, O) = x (N, I) @ w (O, I)^T + bias (O); packed: w's panels from prepareWeight, or null. */
+    /** out (N, O) = x (N, I) @ w (O, I)^T + bias (O); packed: w's panels from prepareWeight (fast path only), or null. */
     static void linearForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
                               Tensor bias) {
         int o = w.dim(0), in = w.dim(1), rows = Check.rows(x);
         float[] ov = out.f32();
         int oo = out.offset();
-        if (vector && packed != null) Sgemm.sgemm(rows, o, in, 1f, x.f32(), x.offset(), in, packed, 0f, ov, oo, o, pool);
+        if (packed != null) Sgemm.sgemm(rows, o, in, 1f, x.f32(), x.offset(), in, packed, 0f, ov, oo, o, pool);
         else gemm(pool, vector, false, true, rows, o, in, 1f, x.f32(), x.offset(), in, w.f32(), w.offset(), in, 0f, ov, oo, o);
         if (bias == null) return;
         float[] bv = bias.f32();
