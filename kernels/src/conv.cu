@@ -11,23 +11,29 @@
 // writes coalesced. Implicit GEMM (no col buffer) is the next step if ResNet convs dominate on GPU.
 #include "../include/clip_common.cuh"
 
+// The x element that col element i (row (b, oy, ox), column (ci, ky, kx)) reads, or -1 in the zero padding.
+__device__ __forceinline__ long im2col_source(long i, int ci, int h, int w, int k, int stride, int pad, int ho, int wo) {
+    long cols = (long)ci * k * k;
+    long r = i / cols;
+    int cc = (int)(i - r * cols);
+    int ox = (int)(r % wo);
+    int oy = (int)((r / wo) % ho);
+    long bb = r / ((long)wo * ho);
+    int kx = cc % k;
+    int ky = (cc / k) % k;
+    int c = cc / (k * k);
+    int iy = oy * stride - pad + ky;
+    int ix = ox * stride - pad + kx;
+    if (iy < 0 || iy >= h || ix < 0 || ix >= w) return -1;
+    return ((bb * ci + c) * h + iy) * w + ix;
+}
+
 extern "C" __global__ void im2col_forward(float* col, const float* x, int b, int ci, int h, int w, int k, int stride,
                                           int pad, int ho, int wo) {
-    long cols = (long)ci * k * k;
-    long n = (long)b * ho * wo * cols;
+    long n = (long)b * ho * wo * ci * k * k;
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        long r = i / cols;
-        int cc = (int)(i - r * cols);
-        int ox = (int)(r % wo);
-        int oy = (int)((r / wo) % ho);
-        int bb = (int)(r / ((long)wo * ho));
-        int kx = cc % k;
-        int ky = (cc / k) % k;
-        int c = cc / (k * k);
-        int iy = oy * stride - pad + ky;
-        int ix = ox * stride - pad + kx;
-        bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-        col[i] = inside ? x[(((long)bb * ci + c) * h + iy) * w + ix] : 0.0f;
+        long src = im2col_source(i, ci, h, w, k, stride, pad, ho, wo);
+        col[i] = src >= 0 ? x[src] : 0.0f;
     }
 }
 
@@ -59,20 +65,10 @@ extern "C" __global__ void avgpool2d_forward(float* out, const float* x, int pla
 
 extern "C" __global__ void im2col_backward(float* dx, const float* dcol, int b, int ci, int h, int w, int k, int stride,
                                            int pad, int ho, int wo) {
-    long cols = (long)ci * k * k;
-    long n = (long)b * ho * wo * cols;
+    long n = (long)b * ho * wo * ci * k * k;
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        long r = i / cols;
-        int cc = (int)(i - r * cols);
-        int ox = (int)(r % wo);
-        int oy = (int)((r / wo) % ho);
-        int bb = (int)(r / ((long)wo * ho));
-        int kx = cc % k;
-        int ky = (cc / k) % k;
-        int c = cc / (k * k);
-        int iy = oy * stride - pad + ky;
-        int ix = ox * stride - pad + kx;
-        if (iy >= 0 && iy < h && ix >= 0 && ix < w) atomicAdd(&dx[(((long)bb * ci + c) * h + iy) * w + ix], dcol[i]);
+        long src = im2col_source(i, ci, h, w, k, stride, pad, ho, wo);
+        if (src >= 0) atomicAdd(&dx[src], dcol[i]);
     }
 }
 
