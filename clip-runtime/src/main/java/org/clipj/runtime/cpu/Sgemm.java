@@ -14,11 +14,11 @@ import jdk.incubator.vector.VectorSpecies;
  * Goto/BLIS structure: C is cut into tiles that run in parallel on the given pool; each tile
  * walks NC column blocks and KC depth blocks, packs B (KC, NC) into NR-wide panels and A (MC, KC)
  * into MR-row panels, and a register-blocked MR x NR micro-kernel (16 accumulators) does the FMAs.
- * The micro-kernel reads row r of an A panel at a[aIdx + r * aRowStride + p], so a packed panel
- * (row stride kc) and A in place (row stride lda) share it: when M is small (CLIP's batch-1 case)
- * and A is not transposed, A is never packed. All inner-loop strides are constants or invariant
- * row bases, which lets C2 hoist every bounds check out of the loop. Ragged edges go through
- * zero-padded packed panels and masked stores.
+ * An A panel is interleaved, (kc, MR) with the MR values of one depth side by side, so the
+ * micro-kernel's eight broadcasts share one base register and constant displacements (with a row
+ * stride, C2 spent as many integer instructions on addresses as the loop has FMAs and spilled).
+ * All inner-loop strides are constants, which lets C2 hoist every bounds check out of the loop.
+ * Ragged edges go through zero-padded packed panels and masked stores.
  */
 public final class Sgemm {
 
@@ -26,17 +26,17 @@ public final class Sgemm {
     private static final int L = S.length();
     private static final int MR = 8;           // rows of the micro-tile (accumulator rows)
     private static final int NR = 2 * L;       // columns of the micro-tile (two vectors)
-    private static final int KC = 512;         // longest depth block: an NR-wide B panel of KC rows stays in L1/L2
+    private static final int KC = 512;         // longest depth block: the packed B block (KC, NC) stays in L2
+    private static final int KC_TALL = 768;    // longest depth block when A spans several MC blocks (see depthStep)
     private static final int MC = 128;         // packed A block (MC, KC) stays in L2
     private static final int NC = 512;         // packed B block (KC, NC) stays in L2
-    private static final int SMALL_M = 64;     // at or below: A is read in place, never packed
     private static final long SERIAL_FLOPS = 1L << 21; // below this a single thread is faster
 
     private static final float[] TRANSPOSE_INDEX = transposeIndex();
 
     // Per-worker scratch, reused across calls: tile() never forks, so a worker runs one at a time.
-    private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC]);       // (MC, KC) as MR-row panels
-    private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC * NC]);       // (KC, NC) as NR-column panels
+    private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC_TALL]);  // (MC, kc) as (kc, MR) panels
+    private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC_TALL * NC]);  // (kc, NC) as NR-column panels
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * NR]);         // (MR, NR)
     private static final ThreadLocal<float[]> ALL_A = ThreadLocal.withInitial(() -> new float[0]);         // packAllA's, on the calling thread
     private static final ThreadLocal<float[]> TRANSPOSE_BLOCK = ThreadLocal.withInitial(() -> new float[L * L]); // (L, L)
@@ -73,7 +73,7 @@ public final class Sgemm {
         int rowPanels = (m + MR - 1) / MR, colPanels = (n + NR - 1) / NR;
         int target = 2 * threads;
         int rowTiles = 1, colTiles = 1;
-        if (m <= SMALL_M || n >= 2 * m) {
+        if (n >= 2 * m) {
             // no tile wider than one column block (a narrow leftover block reuses A poorly), a multiple of the threads
             int tiles = Math.max(target, (n + NC - 1) / NC);
             colTiles = Math.min((tiles + threads - 1) / threads * threads, colPanels);
@@ -85,7 +85,7 @@ public final class Sgemm {
         }
         int rows = rowTiles, cols = colTiles;
         // Several column tiles would each pack the same rows of A: pack all of A once, in parallel.
-        float[] packedA = cols > 1 && !(m <= SMALL_M && !g.transA) ? g.packAllA(pool) : null;
+        float[] packedA = cols > 1 ? g.packAllA(pool) : null;
         pool.run(rows * cols, t -> {
             int ti = t / cols, tj = t % cols;
             int i0 = split(rowPanels, rows, ti) * MR, i1 = Math.min(m, split(rowPanels, rows, ti + 1) * MR);
@@ -167,12 +167,15 @@ public final class Sgemm {
     /**
      * The depth block: k cut into equal blocks of at most KC (a multiple of L where possible), so no
      * short last block runs the micro-kernel with little depth (k = 512: 1 x 512, 768: 2 x 384,
-     * 1100: 3 x 368).
+     * 1100: 3 x 368). When A is taller than one MC block, the packed B block is streamed again for
+     * each MC block anyway, and deeper blocks mean fewer passes over C (each one reloads it): up to
+     * KC_TALL then (m = 400, k = 768: 1 x 768, 5 % faster; at m = 50 the same depth is 5 % slower).
      */
-    private static int depthStep(int k) {
-        int blocks = (k + KC - 1) / KC;
+    private static int depthStep(int m, int k) {
+        int longest = m > MC ? KC_TALL : KC;
+        int blocks = (k + longest - 1) / longest;
         int step = (k + blocks - 1) / blocks;
-        return Math.min(KC, (step + L - 1) / L * L);
+        return Math.min(longest, (step + L - 1) / L * L);
     }
 
     /** First panel index of tile t when `panels` panels are shared among `tiles` tiles. */
@@ -221,7 +224,7 @@ public final class Sgemm {
                         float beta, float[] c, int cOff, int ldc, float[] packedB) {
 
         /**
-         * All of op(A) packed for tile(): for each depth block pc, its MR-row panels (MR, kc), the
+         * All of op(A) packed for tile(): for each depth block pc, its interleaved panels (kc, MR), the
          * block of pc at mPanels * MR * pc, row panel q at q * MR * kc within it. The array is the
          * calling thread's and is valid until its next packAllA.
          */
@@ -234,7 +237,7 @@ public final class Sgemm {
             }
             float[] packed = dst;
             pool.run(panels, q -> {
-                for (int pc = 0, step = depthStep(k); pc < k; pc += step) {
+                for (int pc = 0, step = depthStep(m, k); pc < k; pc += step) {
                     int kc = Math.min(step, k - pc);
                     packAPanel(q * MR, Math.min(MR, m - q * MR), pc, kc, packed, panels * MR * pc + q * MR * kc);
                 }
@@ -244,11 +247,10 @@ public final class Sgemm {
 
         /** C[i0:i1, j0:j1]; packedA: all of A from packAllA (i0 a multiple of MR), or null to pack A block by block. */
         void tile(int i0, int i1, int j0, int j1, float[] packedA) {
-            boolean directA = m <= SMALL_M && !transA;   // then every row tile is the whole of m
             float[] packA = PACK_A.get(), packB = PACK_B.get(), tile = TILE.get();
             for (int jc = j0; jc < j1; jc += NC) {
                 int nc = Math.min(NC, j1 - jc);
-                for (int pc = 0, step = depthStep(k); pc < k; pc += step) {
+                for (int pc = 0, step = depthStep(m, k); pc < k; pc += step) {
                     int kc = Math.min(step, k - pc);
                     float blockBeta = pc == 0 ? beta : 1f;   // later depth blocks accumulate
                     float[] bPanels = packB;
@@ -267,64 +269,55 @@ public final class Sgemm {
                         if (packedA != null) {
                             aPanels = packedA;
                             aBase = ((m + MR - 1) / MR) * MR * pc + (ic / MR) * MR * kc;
-                        } else if (directA) {
-                            packEdgeA(ic, mc, pc, kc, packA);
                         } else {
                             packA(ic, mc, pc, kc, packA);
                         }
-                        blockKernel(ic, mc, jc, nc, pc, kc, directA, aPanels, aBase, bPanels, bBase, bPanelStride, tile, blockBeta);
+                        blockKernel(ic, mc, jc, nc, kc, aPanels, aBase, bPanels, bBase, bPanelStride, tile, blockBeta);
                     }
                 }
             }
         }
 
         /**
-         * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over depth [pc, pc+kc). Panels of A
-         * come from aPanels at aBase (all of them, or only the ragged last one when directA); the B panel of
+         * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over one depth block of kc. The A panel
+         * of rows ic+ir.. is the (kc, MR) block at aPanels[aBase + (ir / MR) * MR * kc]; the B panel of
          * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
-         * panel is reused from L1 across the A panels of the block.
+         * panel is reused across the A panels of the block.
          */
-        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, boolean directA, float[] aPanels, int aBase,
+        private void blockKernel(int ic, int mc, int jc, int nc, int kc, float[] aPanels, int aBase,
                                  float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta) {
-            int fullRowPanels = mc / MR;
             for (int jr = 0; jr < nc; jr += NR) {
                 int cols = Math.min(NR, nc - jr);
                 int bIdx = bBase + (jr / NR) * bPanelStride;
                 for (int ir = 0; ir < mc; ir += MR) {
                     int rows = Math.min(MR, mc - ir);
-                    float[] aSrc = aPanels;
-                    int aIdx = directA ? 0 : aBase + (ir / MR) * MR * kc, aRowStride = kc;
-                    if (directA && ir / MR < fullRowPanels) {
-                        aSrc = a; aIdx = aOff + (ic + ir) * lda + pc; aRowStride = lda;
-                    }
+                    int aIdx = aBase + (ir / MR) * MR * kc;
                     int cIdx = cOff + (ic + ir) * ldc + jc + jr;
-                    if (rows <= MR / 2) microKernelHalf(kc, aSrc, aIdx, aRowStride, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
-                    else microKernel(kc, aSrc, aIdx, aRowStride, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    if (rows <= MR / 4) microKernelQuarter(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else if (rows <= MR / 2) microKernelHalf(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else microKernel(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                 }
             }
         }
 
-        /** Packs A[ic:ic+mc, pc:pc+kc] as MR-row panels, each (MR, kc) row-major, rows zero-padded. */
+        /** Packs A[ic:ic+mc, pc:pc+kc] as interleaved panels, each (kc, MR) row-major, rows past mc zero. */
         private void packA(int ic, int mc, int pc, int kc, float[] dst) {
             for (int ir = 0; ir < mc; ir += MR) packAPanel(ic + ir, Math.min(MR, mc - ir), pc, kc, dst, (ir / MR) * MR * kc);
         }
 
-        /** Packs only the ragged last row panel of A[ic:ic+mc] (if any) at dst[0]. */
-        private void packEdgeA(int ic, int mc, int pc, int kc, float[] dst) {
-            int rows = mc % MR;
-            if (rows != 0) packAPanel(ic + mc - rows, rows, pc, kc, dst, 0);
-        }
-
+        /** Packs rows [i, i+rows) of op(A), depths [pc, pc+kc), as dst[d + p * MR + r]; rows past `rows` are zero. */
         private void packAPanel(int i, int rows, int pc, int kc, float[] dst, int d) {
             if (transA) {
-                for (int p = 0; p < kc; p++) {
-                    int src = aOff + (pc + p) * lda + i;
-                    for (int r = 0; r < rows; r++) dst[d + r * kc + p] = a[src + r];
-                }
+                for (int p = 0; p < kc; p++) System.arraycopy(a, aOff + (pc + p) * lda + i, dst, d + p * MR, rows);
             } else {
-                for (int r = 0; r < rows; r++) System.arraycopy(a, aOff + (i + r) * lda + pc, dst, d + r * kc, kc);
+                for (int r = 0; r < rows; r++) {
+                    int src = aOff + (i + r) * lda + pc;
+                    for (int p = 0; p < kc; p++) dst[d + p * MR + r] = a[src + p];
+                }
             }
-            Arrays.fill(dst, d + rows * kc, d + MR * kc, 0f);
+            if (rows < MR) {
+                for (int p = 0; p < kc; p++) Arrays.fill(dst, d + p * MR + rows, d + (p + 1) * MR, 0f);
+            }
         }
 
         /**
@@ -415,36 +408,34 @@ public final class Sgemm {
 
     /**
      * The MR x NR register tile: acc(MR, NR) = sum over p of A[r, p] * B[p, :], with A[r, p] at
-     * a[aIdx + r * aRowStride + p] and B[p, :] at b[bIdx + p * NR] (a packed panel), then
+     * a[aIdx + p * MR + r] and B[p, :] at b[bIdx + p * NR] (packed panels), then
      * C[0:rows, 0:cols] = alpha * acc + blockBeta * C (C not read when blockBeta == 0).
      */
-    private static void microKernel(int kc, float[] a, int aIdx, int aRowStride, float[] b, int bIdx,
+    private static void microKernel(int kc, float[] a, int aIdx, float[] b, int bIdx,
                                     float[] tile, // (MR, NR) scratch
                                     float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
         FloatVector z = FloatVector.zero(S);
         FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
         FloatVector c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z;
-        int a0 = aIdx, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride;
-        int a4 = a3 + aRowStride, a5 = a4 + aRowStride, a6 = a5 + aRowStride, a7 = a6 + aRowStride;
         for (int p = 0; p < kc; p++) {
-            int bp = bIdx + p * NR;
+            int ap = aIdx + p * MR, bp = bIdx + p * NR;
             FloatVector b0 = FloatVector.fromArray(S, b, bp);
             FloatVector b1 = FloatVector.fromArray(S, b, bp + L);
-            FloatVector av = FloatVector.broadcast(S, a[a0 + p]);
+            FloatVector av = FloatVector.broadcast(S, a[ap + 0]);
             c00 = av.fma(b0, c00); c01 = av.fma(b1, c01);
-            av = FloatVector.broadcast(S, a[a1 + p]);
+            av = FloatVector.broadcast(S, a[ap + 1]);
             c10 = av.fma(b0, c10); c11 = av.fma(b1, c11);
-            av = FloatVector.broadcast(S, a[a2 + p]);
+            av = FloatVector.broadcast(S, a[ap + 2]);
             c20 = av.fma(b0, c20); c21 = av.fma(b1, c21);
-            av = FloatVector.broadcast(S, a[a3 + p]);
+            av = FloatVector.broadcast(S, a[ap + 3]);
             c30 = av.fma(b0, c30); c31 = av.fma(b1, c31);
-            av = FloatVector.broadcast(S, a[a4 + p]);
+            av = FloatVector.broadcast(S, a[ap + 4]);
             c40 = av.fma(b0, c40); c41 = av.fma(b1, c41);
-            av = FloatVector.broadcast(S, a[a5 + p]);
+            av = FloatVector.broadcast(S, a[ap + 5]);
             c50 = av.fma(b0, c50); c51 = av.fma(b1, c51);
-            av = FloatVector.broadcast(S, a[a6 + p]);
+            av = FloatVector.broadcast(S, a[ap + 6]);
             c60 = av.fma(b0, c60); c61 = av.fma(b1, c61);
-            av = FloatVector.broadcast(S, a[a7 + p]);
+            av = FloatVector.broadcast(S, a[ap + 7]);
             c70 = av.fma(b0, c70); c71 = av.fma(b1, c71);
         }
         // Spilling the tile to a scratch array keeps the accumulators unboxed: handing them to
@@ -461,29 +452,48 @@ public final class Sgemm {
     }
 
     /** microKernel for a ragged last panel of at most MR / 2 rows (m = 50: 2 rows) at half the FMAs. */
-    private static void microKernelHalf(int kc, float[] a, int aIdx, int aRowStride, float[] b, int bIdx,
+    private static void microKernelHalf(int kc, float[] a, int aIdx, float[] b, int bIdx,
                                         float[] tile, // (MR, NR) scratch, first MR / 2 rows used
                                         float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
         FloatVector z = FloatVector.zero(S);
         FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
-        int a0 = aIdx, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride;
         for (int p = 0; p < kc; p++) {
-            int bp = bIdx + p * NR;
+            int ap = aIdx + p * MR, bp = bIdx + p * NR;
             FloatVector b0 = FloatVector.fromArray(S, b, bp);
             FloatVector b1 = FloatVector.fromArray(S, b, bp + L);
-            FloatVector av = FloatVector.broadcast(S, a[a0 + p]);
+            FloatVector av = FloatVector.broadcast(S, a[ap + 0]);
             c00 = av.fma(b0, c00); c01 = av.fma(b1, c01);
-            av = FloatVector.broadcast(S, a[a1 + p]);
+            av = FloatVector.broadcast(S, a[ap + 1]);
             c10 = av.fma(b0, c10); c11 = av.fma(b1, c11);
-            av = FloatVector.broadcast(S, a[a2 + p]);
+            av = FloatVector.broadcast(S, a[ap + 2]);
             c20 = av.fma(b0, c20); c21 = av.fma(b1, c21);
-            av = FloatVector.broadcast(S, a[a3 + p]);
+            av = FloatVector.broadcast(S, a[ap + 3]);
             c30 = av.fma(b0, c30); c31 = av.fma(b1, c31);
         }
         c00.intoArray(tile, 0); c01.intoArray(tile, L);
         c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
         c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
         c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+    }
+
+    /** microKernel for a ragged last panel of at most MR / 4 rows (m = 50: 2 rows) at a quarter of the FMAs. */
+    private static void microKernelQuarter(int kc, float[] a, int aIdx, float[] b, int bIdx,
+                                           float[] tile, // (MR, NR) scratch, first MR / 4 rows used
+                                           float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c10 = z, c11 = z;
+        for (int p = 0; p < kc; p++) {
+            int ap = aIdx + p * MR, bp = bIdx + p * NR;
+            FloatVector b0 = FloatVector.fromArray(S, b, bp);
+            FloatVector b1 = FloatVector.fromArray(S, b, bp + L);
+            FloatVector av = FloatVector.broadcast(S, a[ap + 0]);
+            c00 = av.fma(b0, c00); c01 = av.fma(b1, c01);
+            av = FloatVector.broadcast(S, a[ap + 1]);
+            c10 = av.fma(b0, c10); c11 = av.fma(b1, c11);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
         updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
     }
 

@@ -27,11 +27,12 @@ class SgemmTest {
         pool.close();
     }
 
-    // (M, N, K): ragged against MR=8, NR=32, depth blocks of at most 512, MC=128, NC=512 and the small-M cut at 64.
+    // (M, N, K): ragged against MR=8 (and its half), NR=32, MC=128, NC=512 and depth blocks of at most
+    // 512, or 768 when M > MC (one block at 150x70x700, two uneven ones at 140x40x1100).
     private static final int[][] SHAPES = {
         {1, 1, 1}, {1, 7, 3}, {7, 1, 50}, {7, 13, 5}, {50, 63, 77}, {63, 65, 1}, {64, 97, 33},
         {65, 257, 197}, {77, 33, 257}, {130, 70, 300}, {197, 45, 63}, {257, 530, 70}, {20, 1100, 40},
-        {9, 70, 1100}, {100, 300, 777},
+        {9, 70, 1100}, {100, 300, 777}, {150, 70, 700}, {140, 40, 1100},
     };
 
     @Test
