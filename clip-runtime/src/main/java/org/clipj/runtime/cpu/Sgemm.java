@@ -248,6 +248,11 @@ public final class Sgemm {
         /** C[i0:i1, j0:j1]; packedA: all of A from packAllA (i0 a multiple of MR), or null to pack A block by block. */
         void tile(int i0, int i1, int j0, int j1, float[] packedA) {
             float[] packA = PACK_A.get(), packB = PACK_B.get(), tile = TILE.get();
+            // Rows of one MC block (small M): B is read by a few row panels only, so its packing (a
+            // stream from L3) is exposed; the first row panel's micro-kernel packs B's full panels
+            // as it reads them from B stored (k, n), hiding that stream behind the FMAs. With more
+            // row blocks packing is amortized and a separate pass is faster.
+            boolean packInKernel = packedB == null && !transB && i1 - i0 >= MR && i1 - i0 <= MC;
             for (int jc = j0; jc < j1; jc += NC) {
                 int nc = Math.min(NC, j1 - jc);
                 for (int pc = 0, step = depthStep(m, k); pc < k; pc += step) {
@@ -259,6 +264,9 @@ public final class Sgemm {
                         bPanels = packedB;
                         bBase = (jc / NR) * k * NR + pc * NR;
                         bPanelStride = k * NR;
+                    } else if (packInKernel) {
+                        int full = nc / NR * NR;
+                        if (full < nc) packBPanel(jc + full, nc - full, pc, kc, packB, (full / NR) * NR * kc);
                     } else {
                         packB(jc, nc, pc, kc, packB);
                     }
@@ -272,7 +280,8 @@ public final class Sgemm {
                         } else {
                             packA(ic, mc, pc, kc, packA);
                         }
-                        blockKernel(ic, mc, jc, nc, kc, aPanels, aBase, bPanels, bBase, bPanelStride, tile, blockBeta);
+                        blockKernel(ic, mc, jc, nc, pc, kc, aPanels, aBase, bPanels, bBase, bPanelStride, tile, blockBeta,
+                                packInKernel && ic == i0);
                     }
                 }
             }
@@ -284,8 +293,8 @@ public final class Sgemm {
          * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
          * panel is reused across the A panels of the block.
          */
-        private void blockKernel(int ic, int mc, int jc, int nc, int kc, float[] aPanels, int aBase,
-                                 float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta) {
+        private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, float[] aPanels, int aBase,
+                                 float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta, boolean packing) {
             for (int jr = 0; jr < nc; jr += NR) {
                 int cols = Math.min(NR, nc - jr);
                 int bIdx = bBase + (jr / NR) * bPanelStride;
@@ -293,7 +302,8 @@ public final class Sgemm {
                     int rows = Math.min(MR, mc - ir);
                     int aIdx = aBase + (ir / MR) * MR * kc;
                     int cIdx = cOff + (ic + ir) * ldc + jc + jr;
-                    if (rows <= MR / 4) microKernelQuarter(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    if (packing && ir == 0 && cols == NR) microKernelPackingB(kc, aPanels, aIdx, b, bOff + pc * ldb + jc + jr, ldb, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else if (rows <= MR / 4) microKernelQuarter(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                     else if (rows <= MR / 2) microKernelHalf(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                     else microKernel(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                 }
@@ -440,6 +450,48 @@ public final class Sgemm {
         }
         // Spilling the tile to a scratch array keeps the accumulators unboxed: handing them to
         // the C update directly makes C2 box them inside the loop.
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + L);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + L);
+        updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+    }
+
+    /** microKernel that also copies the B panel it reads, B[p, :] from bSrc[bSrcIdx + p * ldb], to b[bIdx + p * NR]. */
+    private static void microKernelPackingB(int kc, float[] a, int aIdx, float[] bSrc, int bSrcIdx, int ldb, float[] b, int bIdx,
+                                    float[] tile, // (MR, NR) scratch
+                                    float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+        FloatVector c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z;
+        for (int p = 0; p < kc; p++) {
+            int ap = aIdx + p * MR, bp = bIdx + p * NR;
+            int src = bSrcIdx + p * ldb;
+            FloatVector b0 = FloatVector.fromArray(S, bSrc, src);
+            FloatVector b1 = FloatVector.fromArray(S, bSrc, src + L);
+            b0.intoArray(b, bp);
+            b1.intoArray(b, bp + L);
+            FloatVector av = FloatVector.broadcast(S, a[ap + 0]);
+            c00 = av.fma(b0, c00); c01 = av.fma(b1, c01);
+            av = FloatVector.broadcast(S, a[ap + 1]);
+            c10 = av.fma(b0, c10); c11 = av.fma(b1, c11);
+            av = FloatVector.broadcast(S, a[ap + 2]);
+            c20 = av.fma(b0, c20); c21 = av.fma(b1, c21);
+            av = FloatVector.broadcast(S, a[ap + 3]);
+            c30 = av.fma(b0, c30); c31 = av.fma(b1, c31);
+            av = FloatVector.broadcast(S, a[ap + 4]);
+            c40 = av.fma(b0, c40); c41 = av.fma(b1, c41);
+            av = FloatVector.broadcast(S, a[ap + 5]);
+            c50 = av.fma(b0, c50); c51 = av.fma(b1, c51);
+            av = FloatVector.broadcast(S, a[ap + 6]);
+            c60 = av.fma(b0, c60); c61 = av.fma(b1, c61);
+            av = FloatVector.broadcast(S, a[ap + 7]);
+            c70 = av.fma(b0, c70); c71 = av.fma(b1, c71);
+        }
         c00.intoArray(tile, 0); c01.intoArray(tile, L);
         c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
         c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
