@@ -18,7 +18,8 @@ import jdk.incubator.vector.VectorSpecies;
  * micro-kernel's eight broadcasts share one base register and constant displacements (with a row
  * stride, C2 spent as many integer instructions on addresses as the loop has FMAs and spilled).
  * All inner-loop strides are constants, which lets C2 hoist every bounds check out of the loop.
- * Ragged edges go through zero-padded packed panels and masked stores.
+ * Ragged edges go through zero-padded packed panels, a half- and a quarter-height kernel (m = 50
+ * ends in 2 rows) and masked stores.
  */
 public final class Sgemm {
 
@@ -551,6 +552,21 @@ public final class Sgemm {
 
     /** C[r, 0:cols] = alpha * tile[r, 0:cols] + blockBeta * C[r, 0:cols] for r < rows (C not read when blockBeta == 0). */
     private static void updateC(float[] tile, float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
+        if (cols == NR) {
+            for (int r = 0; r < rows; r++) {
+                int row = cIdx + r * ldc;
+                FloatVector out0 = FloatVector.fromArray(S, tile, r * NR).mul(alpha);
+                FloatVector out1 = FloatVector.fromArray(S, tile, r * NR + L).mul(alpha);
+                if (blockBeta != 0f) {
+                    FloatVector vb = FloatVector.broadcast(S, blockBeta);
+                    out0 = FloatVector.fromArray(S, c, row).fma(vb, out0);
+                    out1 = FloatVector.fromArray(S, c, row + L).fma(vb, out1);
+                }
+                out0.intoArray(c, row);
+                out1.intoArray(c, row + L);
+            }
+            return;
+        }
         for (int r = 0; r < rows; r++) {
             int row = cIdx + r * ldc;
             for (int j = 0; j < cols; j += L) {
