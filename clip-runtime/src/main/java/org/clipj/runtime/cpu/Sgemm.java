@@ -292,7 +292,8 @@ public final class Sgemm {
          * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over one depth block of kc. The A panel
          * of rows ic+ir.. is the (kc, MR) block at aPanels[aBase + (ir / MR) * MR * kc]; the B panel of
          * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
-         * panel is reused across the A panels of the block.
+         * panel is reused across the A panels of the block. When packing, the full B panels are not
+         * packed yet: the first row panel's kernel reads them from B and writes them there.
          */
         private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, float[] aPanels, int aBase,
                                  float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta, boolean packing) {
