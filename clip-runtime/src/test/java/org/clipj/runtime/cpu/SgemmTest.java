@@ -128,6 +128,25 @@ class SgemmTest {
                 () -> Sgemm.sgemm(true, false, 2, 2, 3, 1f, a, 1, 2, b, 0, 2, 0f, new float[4], 0, 2, pool));
     }
 
+    /** B^T packing: the register transpose (L == 16) and the generic block transpose (other L) against a plain one. */
+    @Test
+    void registerAndBlockTransposesMatchThePlainTranspose() {
+        int l = Sgemm.L, ld = l + 5, outLd = l + 3;
+        float[] x = random(new SplittableRandom(17), 2 + l * ld);
+        float[] block = new float[l * l];
+        for (int r = 0; r < l; r++) System.arraycopy(x, 2 + r * ld, block, r * l, l);
+        Sgemm.transposeBlock(block);
+        for (int r = 0; r < l; r++) {
+            for (int col = 0; col < l; col++) assertEquals(x[2 + r * ld + col], block[col * l + r], "block (" + r + ", " + col + ")");
+        }
+        if (l != 16) return;   // transpose16 is used only where a vector holds 16 floats
+        float[] y = new float[1 + l * outLd];
+        Sgemm.transpose16(x, 2, ld, y, 1, outLd);
+        for (int r = 0; r < l; r++) {
+            for (int col = 0; col < l; col++) assertEquals(x[2 + r * ld + col], y[1 + col * outLd + r], "registers (" + r + ", " + col + ")");
+        }
+    }
+
     /** Random A, B, C with padded row strides and offsets; compares sgemm with sgemmReference. */
     private static void check(SplittableRandom rng, boolean transA, boolean transB, int m, int n, int k,
                               float alpha, float beta, ComputePool p) {
