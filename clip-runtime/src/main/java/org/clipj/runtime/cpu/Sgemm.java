@@ -338,7 +338,7 @@ public final class Sgemm {
          * when M is small); the depth tail past a multiple of L is copied element by element.
          */
         private void packTransposedPanel(int j, int pc, int kc, float[] dst, int d) {
-            float[] block = TRANSPOSE_BLOCK.get();
+            float[] block = L == 16 ? null : TRANSPOSE_BLOCK.get();   // transpose16 needs no scratch
             int blockedDepth = kc - kc % L;
             for (int q0 = 0; q0 < NR; q0 += L) {
                 for (int p0 = 0; p0 < blockedDepth; p0 += L) {
