@@ -125,11 +125,15 @@ public final class SparkMain implements Runnable {
                 default -> throw new InvalidInputException("--format " + format + ": expected parquet or json");
             };
             ClipModelSpec spec = new ClipModelSpec(model, vocab, device, batch, precision);
+            SparkConf conf = new SparkConf();
             SparkSession.Builder builder = SparkSession.builder().appName("clipj embed");
             if (master != null) {
                 builder.master(master);
-            } else if (!new SparkConf().contains("spark.master")) {
+            } else if (!conf.contains("spark.master")) {
                 builder.master("local[*]");
+            }
+            if (!conf.contains("spark.log.level")) {
+                builder.config("spark.log.level", "WARN"); // the summary, not Spark's INFO lines, on stderr
             }
             SparkSession spark = builder.getOrCreate();
             String fmt = inputFormat != null ? inputFormat : detectFormat(spark);
