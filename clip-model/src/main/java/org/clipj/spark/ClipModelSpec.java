@@ -17,7 +17,8 @@ import java.io.Serializable;
  * @param batch     images or texts per forward pass
  * @param precision f32 | bf16 | f16; null: the device's default
  */
-public record ClipModelSpec(String model, String vocab, String device, int batch, String precision) implements Serializable {
+public record ClipModelSpec(String model, String vocab, String device, int batch, String precision, String arch)
+        implements Serializable {
     public ClipModelSpec {
         if (model == null || model.isBlank()) {
             throw new InvalidInputException("no model: give the checkpoint path (or the name of a file shipped with --files)");
@@ -31,23 +32,33 @@ public record ClipModelSpec(String model, String vocab, String device, int batch
         device = device == null ? "auto" : device;
     }
 
+    /** The architecture from the checkpoint (see Clip.Options#arch). */
+    public ClipModelSpec(String model, String vocab, String device, int batch, String precision) {
+        this(model, vocab, device, batch, precision, null);
+    }
+
     public static ClipModelSpec of(String model) {
-        return new ClipModelSpec(model, null, "auto", 32, null);
+        return new ClipModelSpec(model, null, "auto", 32, null, null);
+    }
+
+    /** The architecture by name (open_clip's or OpenAI's), as --arch. */
+    public ClipModelSpec withArch(String a) {
+        return new ClipModelSpec(model, vocab, device, batch, precision, a);
     }
 
     public ClipModelSpec withVocab(String v) {
-        return new ClipModelSpec(model, v, device, batch, precision);
+        return new ClipModelSpec(model, v, device, batch, precision, arch);
     }
 
     public ClipModelSpec withDevice(String d) {
-        return new ClipModelSpec(model, vocab, d, batch, precision);
+        return new ClipModelSpec(model, vocab, d, batch, precision, arch);
     }
 
     public ClipModelSpec withBatch(int b) {
-        return new ClipModelSpec(model, vocab, device, b, precision);
+        return new ClipModelSpec(model, vocab, device, b, precision, arch);
     }
 
     public ClipModelSpec withPrecision(String p) {
-        return new ClipModelSpec(model, vocab, device, batch, p);
+        return new ClipModelSpec(model, vocab, device, batch, p, arch);
     }
 }

@@ -58,7 +58,7 @@ final class ExecutorClip {
     private static Clip load(ClipModelSpec spec) {
         Path vocab = spec.vocab() == null ? null : localFile(spec.vocab(), "vocabulary");
         Precision precision = spec.precision() == null ? null : Precision.parse(spec.precision());
-        return Clip.load(localFile(spec.model(), "model"), new Clip.Options(vocab, spec.device(), spec.batch(), precision));
+        return Clip.load(localFile(spec.model(), "model"), new Clip.Options(vocab, spec.device(), spec.batch(), precision, spec.arch()));
     }
 
     /**

@@ -75,6 +75,10 @@ public final class SparkMain implements Runnable {
                 description = "Checkpoint as every executor sees it (shared filesystem), or the file name of one shipped with spark-submit --files.")
         String model;
 
+        @Option(names = "--arch", paramLabel = "NAME", description = "Architecture by name (open_clip's or OpenAI's), as clip embed --arch."
+                + " Default: the config beside the weights.")
+        String arch;
+
         @Option(names = "--vocab", paramLabel = "V", description = "BPE vocabulary, found like --model. Default: next to the model, then $CLIP_VOCAB.")
         String vocab;
 
@@ -124,7 +128,7 @@ public final class SparkMain implements Runnable {
                 case "json", "jsonl" -> ShardWriter.Format.JSON;
                 default -> throw new InvalidInputException("--format " + format + ": expected parquet or json");
             };
-            ClipModelSpec spec = new ClipModelSpec(model, vocab, device, batch, precision);
+            ClipModelSpec spec = new ClipModelSpec(model, vocab, device, batch, precision, arch);
             SparkConf conf = new SparkConf();
             SparkSession.Builder builder = SparkSession.builder().appName("clipj embed");
             if (master != null) {
