@@ -1,6 +1,7 @@
 package org.clipj;
 
 import org.clipj.cuda.CudaDrivers;
+import org.clipj.cuda.CudaException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -9,10 +10,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -78,5 +81,15 @@ class LibraryRunTest {
         assertTrue(run.err().contains("--add-modules jdk.incubator.vector"), run.err());
         assertFalse(run.err().contains("NoClassDefFoundError"), run.err());
         assertFalse(run.out().contains("embedded"), run.out());
+    }
+
+    @Test
+    void jcudaIsOptionalAndItsBindingSaysWhatIsMissing() {
+        // clip-native declares JCuda optional, so it is not on this module's class path
+        assertThrows(ClassNotFoundException.class, () -> Class.forName("jcuda.driver.JCudaDriver"));
+        Optional<String> why = CudaDrivers.unavailableWithoutLoading("jcuda");
+        assertTrue(why.isPresent() && why.get().contains("org.jcuda:jcuda is not on the class path"), why.toString());
+        CudaException e = assertThrows(CudaException.class, () -> CudaDrivers.open("jcuda", 0));
+        assertTrue(e.getMessage().contains("org.jcuda:jcuda is not on the class path"), e.getMessage());
     }
 }
