@@ -19,10 +19,10 @@ import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.lang.management.CompilationMXBean;
 import java.lang.management.ManagementFactory;
-import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
@@ -360,7 +360,7 @@ public final class Clip implements AutoCloseable {
 
     /**
      * Compiles the hot paths for the shapes a service will see, so that its first request runs at the speed
-     * of later ones rather than paying for JIT compilation (issue 14: the tiny test model's first text took
+     * of later ones rather than paying for JIT compilation (cold, the tiny test model's first text took
      * 1.1 s, its second 144 ms). A round embeds, for each size b given, b images from memory (a PNG and a
      * JPEG, so decoding and preprocessing are compiled too) and b short texts (the tokenizer too); rounds
      * repeat until one spends under 5% of its time in the JIT compiler (at least {@value #WARM_MIN_ROUNDS}, at
