@@ -1,11 +1,11 @@
 package org.clipj;
 
 import org.clipj.image.ImageLoader;
-import org.clipj.image.Preprocess;
-import org.clipj.io.Checkpoint;
-import org.clipj.io.Checkpoints;
+import org.clipj.image.PreprocessConfig;
+import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Precision;
+import org.clipj.model.ResolvedModel;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
@@ -64,17 +64,19 @@ public final class Clip implements AutoCloseable {
      * @param batchSize images or texts per forward pass
      * @param precision the GEMM weights' precision (see {@link Precision}); null: BF16 on CUDA, F32 on
      *                  the CPU. BF16/F16 with the CPU backend is an error (it computes in F32)
+     * @param arch      the architecture by name (open_clip's ViT-B-32, ViT-H-14-quickgelu, ..., or OpenAI's
+     *                  ViT-B/32, ...); null: from the config beside the weights (see {@link ResolvedModel})
      */
-    public record Options(Path vocab, String device, int batchSize, Precision precision) {
+    public record Options(Path vocab, String device, int batchSize, Precision precision, String arch) {
         public Options {
             if (batchSize < 1) {
                 throw new InvalidInputException("batch size must be >= 1, got " + batchSize);
             }
         }
 
-        /** The default precision for the device. */
+        /** The default precision for the device, the architecture from the checkpoint. */
         public Options(Path vocab, String device, int batchSize) {
-            this(vocab, device, batchSize, null);
+            this(vocab, device, batchSize, null, null);
         }
 
         public static Options defaults() {
@@ -82,19 +84,23 @@ public final class Clip implements AutoCloseable {
         }
 
         public Options withVocab(Path v) {
-            return new Options(v, device, batchSize, precision);
+            return new Options(v, device, batchSize, precision, arch);
         }
 
         public Options withDevice(String d) {
-            return new Options(vocab, d, batchSize, precision);
+            return new Options(vocab, d, batchSize, precision, arch);
         }
 
         public Options withBatchSize(int b) {
-            return new Options(vocab, device, b, precision);
+            return new Options(vocab, device, b, precision, arch);
         }
 
         public Options withPrecision(Precision p) {
-            return new Options(vocab, device, batchSize, p);
+            return new Options(vocab, device, batchSize, p, arch);
+        }
+
+        public Options withArch(String a) {
+            return new Options(vocab, device, batchSize, precision, a);
         }
     }
 
@@ -106,14 +112,19 @@ public final class Clip implements AutoCloseable {
     private final Options options;
     private final Backend backend;
     private final ClipModel model;
+    private final PreprocessConfig preprocess;
+    private final String configSource;
     private final ExecutorService decodePool;
     private volatile ClipTokenizer tokenizer;
 
-    private Clip(Path source, Options options, Backend backend, ClipModel model) {
+    private Clip(Path source, Options options, Backend backend, ClipModel model, PreprocessConfig preprocess,
+                 String configSource) {
         this.source = source;
         this.options = options;
         this.backend = backend;
         this.model = model;
+        this.preprocess = preprocess;
+        this.configSource = configSource;
         int threads = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
         this.decodePool = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "clip-decode");
@@ -126,23 +137,48 @@ public final class Clip implements AutoCloseable {
         return load(model, Options.defaults());
     }
 
+    /**
+     * Loads a checkpoint file or folder with the architecture and preprocessing that belong to it
+     * ({@link ResolvedModel}: options.arch(), a config beside the weights, ...); what was assumed is
+     * logged as a warning, where the architecture came from as info.
+     */
     public static Clip load(Path model, Options options) {
-        Checkpoint checkpoint = Checkpoints.load(model);
+        ResolvedModel resolved = ResolvedModel.resolve(model, options.arch());
+        resolved.warnings().forEach(LOG::warn);
+        LOG.info("architecture {} from {}; preprocessing {}", resolved.config().name(), resolved.configSource(),
+                resolved.preprocess().describe());
         Backend backend = Backends.create(options.device());
         try {
             Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
-            return new Clip(model, options, backend, ClipModel.fromStateDict(checkpoint.tensors(), backend, precision));
+            ClipModel clipModel = ClipModel.fromStateDict(resolved.checkpoint().tensors(), resolved.config(), backend, precision);
+            return new Clip(model, options, backend, clipModel, resolved.preprocess(), resolved.configSource());
         } catch (RuntimeException e) {
             backend.close();
             throw e;
         }
     }
 
-    /** Wraps a model already in memory (e.g. just trained), with its tokenizer. */
+    /** Wraps a model already in memory (e.g. just trained), with its tokenizer; OpenAI's preprocessing. */
     public static Clip of(ClipModel model, ClipTokenizer tokenizer, Options options) {
-        Clip clip = new Clip(null, options, model.backend(), model);
+        Clip clip = new Clip(null, options, model.backend(), model,
+                PreprocessConfig.openai(model.config().imageResolution()), "in memory");
         clip.tokenizer = tokenizer;
         return clip;
+    }
+
+    /** The architecture. */
+    public ClipConfig config() {
+        return model.config();
+    }
+
+    /** Where the architecture came from (an --arch name, a config file beside the weights, ...). */
+    public String configSource() {
+        return configSource;
+    }
+
+    /** How images are turned into this model's input pixels. */
+    public PreprocessConfig preprocess() {
+        return preprocess;
     }
 
     public ClipModel model() {
@@ -163,6 +199,11 @@ public final class Clip implements AutoCloseable {
 
     /** The tokenizer, loaded on first use (image-only use needs no vocabulary). */
     public ClipTokenizer tokenizer() {
+        if (!model.config().hasClipTokenizer()) {
+            throw new InvalidInputException("the text tower of " + model.config().name() + " was trained with the "
+                    + model.config().variant().tokenizer() + ", which clipj does not have yet: texts cannot be"
+                    + " tokenized for it (image embeddings work; token ids can be passed to ClipModel.encodeText)");
+        }
         ClipTokenizer t = tokenizer;
         if (t == null) {
             synchronized (this) {
@@ -221,8 +262,7 @@ public final class Clip implements AutoCloseable {
      * @param progress null, or told the number of files done after each batch
      */
     public float[][] encodeImages(List<Path> files, List<String> skipped, IntConsumer progress) {
-        int res = imageResolution();
-        return encodeImageInputs(files.size(), i -> Preprocess.clip(files.get(i), res), i -> files.get(i).toString(),
+        return encodeImageInputs(files.size(), i -> preprocess.apply(files.get(i)), i -> files.get(i).toString(),
                 skipped, progress);
     }
 
@@ -240,9 +280,8 @@ public final class Clip implements AutoCloseable {
      * {@link #encodeImages(List, List, IntConsumer)}, a skipped image named by its index ("image 3: reason").
      */
     public float[][] encodeImageBytes(List<byte[]> images, List<String> skipped, IntConsumer progress) {
-        int res = imageResolution();
-        return encodeImageInputs(images.size(), i -> Preprocess.clip(ImageLoader.readOriginal(
-                present(images.get(i), i), inputName(i)), res), Clip::inputName, skipped, progress);
+        return encodeImageInputs(images.size(), i -> preprocess.apply(ImageLoader.readOriginal(
+                present(images.get(i), i), inputName(i))), Clip::inputName, skipped, progress);
     }
 
     /**
@@ -251,9 +290,8 @@ public final class Clip implements AutoCloseable {
      * failure names the stream's index.
      */
     public float[][] encodeImageStreams(List<? extends InputStream> images) {
-        int res = imageResolution();
-        return encodeImageInputs(images.size(), i -> Preprocess.clip(ImageLoader.readOriginal(
-                present(images.get(i), i), inputName(i)), res), Clip::inputName, null, null);
+        return encodeImageInputs(images.size(), i -> preprocess.apply(ImageLoader.readOriginal(
+                present(images.get(i), i), inputName(i))), Clip::inputName, null, null);
     }
 
     /**
@@ -262,16 +300,15 @@ public final class Clip implements AutoCloseable {
      * given as a path or bytes: those keep palette and alpha as PIL does (see {@link ImageLoader#readOriginal}).
      */
     public float[][] encodeImagesFrom(List<BufferedImage> images) {
-        int res = imageResolution();
-        return encodeImageInputs(images.size(), i -> Preprocess.clip(present(images.get(i), i), res), Clip::inputName,
+        return encodeImageInputs(images.size(), i -> preprocess.apply(present(images.get(i), i)), Clip::inputName,
                 null, null);
     }
 
     /**
-     * The one image pipeline of every encodeImage* method: input i is preprocessed by {@code preprocess} on the
+     * The one image pipeline of every encodeImage* method: input i is preprocessed by {@code pixelsOf} on the
      * decode pool, at most two batches ahead of the model, and named by {@code name} in errors.
      */
-    private float[][] encodeImageInputs(int n, IntFunction<float[]> preprocess, IntFunction<String> name,
+    private float[][] encodeImageInputs(int n, IntFunction<float[]> pixelsOf, IntFunction<String> name,
                                         List<String> skipped, IntConsumer progress) {
         int res = imageResolution();
         int pixelsPerImage = 3 * res * res;
@@ -284,7 +321,7 @@ public final class Clip implements AutoCloseable {
                 int count = Math.min(batchSize, n - start);
                 for (; submitted < Math.min(n, start + 2 * batchSize); submitted++) {
                     int index = submitted;
-                    pending.add(decodePool.submit(() -> preprocess.apply(index)));
+                    pending.add(decodePool.submit(() -> pixelsOf.apply(index)));
                 }
                 float[] batch = new float[count * pixelsPerImage];
                 int[] rows = new int[count];
