@@ -1,6 +1,8 @@
-# Sourced by the scripts: finds a JDK >= 22 and exports JAVA_HOME, CLIP_ROOT and CLIP_JVM_FLAGS.
+# Sourced by the scripts: finds a JDK >= CLIP_MIN_JDK and exports JAVA_HOME, CLIP_ROOT and CLIP_JVM_FLAGS.
 # Order: $JAVA_HOME, then /usr/lib/jvm/*, then java on PATH.
 
+# The minimum JDK: the compiler's release (pom.xml); README.md says the same (MinimumJdkTest checks all three).
+CLIP_MIN_JDK=25
 CLIP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CLIP_ROOT
 CLIP_JVM_FLAGS="--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.awt.headless=true"
@@ -18,7 +20,7 @@ clip_find_jdk() {
   for candidate in "${JAVA_HOME:-}" /usr/lib/jvm/* \
       "$(dirname "$(dirname "$(readlink -f "$(command -v javac 2>/dev/null || echo /nonexistent)")")")"; do
     [ -n "$candidate" ] && [ -d "$candidate" ] || continue
-    if [ "$(clip_java_feature "$candidate")" -ge 22 ]; then
+    if [ "$(clip_java_feature "$candidate")" -ge "$CLIP_MIN_JDK" ]; then
       echo "$candidate"
       return 0
     fi
@@ -27,9 +29,9 @@ clip_find_jdk() {
 }
 
 if ! JAVA_HOME="$(clip_find_jdk)"; then
-  cat >&2 <<'MSG'
-error: clipj needs a JDK 22 or newer (25 recommended: FFM, the Vector API incubator module).
-  Looked at $JAVA_HOME, /usr/lib/jvm/*, and javac on PATH; none is >= 22.
+  cat >&2 <<MSG
+error: clipj needs a JDK $CLIP_MIN_JDK or newer (FFM, the Vector API incubator module).
+  Looked at \$JAVA_HOME, /usr/lib/jvm/*, and javac on PATH; none is >= $CLIP_MIN_JDK.
   Install one, e.g. on Debian/Ubuntu:  apt-get install temurin-25-jdk  (Adoptium repository)
   or openjdk-25-jdk where your distribution has it, then set JAVA_HOME to it.
 MSG

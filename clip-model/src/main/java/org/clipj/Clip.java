@@ -1,5 +1,6 @@
 package org.clipj;
 
+import org.clipj.image.ImageLoader;
 import org.clipj.image.PreprocessConfig;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
@@ -11,12 +12,23 @@ import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 import org.clipj.text.ClipTokenizer;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.lang.management.CompilationMXBean;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
@@ -24,7 +36,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.IntConsumer;
-import java.util.logging.Logger;
+import java.util.function.IntFunction;
 
 /**
  * The front door for library users: load a CLIP checkpoint (OpenAI/open_clip/Hugging Face;
@@ -40,6 +52,10 @@ import java.util.logging.Logger;
  * }</pre>
  */
 public final class Clip implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Clip.class);
+    private static final int WARM_MIN_ROUNDS = 3;
+    private static final int WARM_MAX_ROUNDS = 30;
+    private static final double WARM_COMPILE_FRACTION = 0.05;
 
     /**
      * @param vocab     the BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with a
@@ -97,8 +113,6 @@ public final class Clip implements AutoCloseable {
     public record ZeroShotResult(float[] probabilities, int top) {
     }
 
-    private static final Logger LOG = Logger.getLogger(Clip.class.getName());
-
     private final Path source;
     private final Options options;
     private final Backend backend;
@@ -135,9 +149,9 @@ public final class Clip implements AutoCloseable {
      */
     public static Clip load(Path model, Options options) {
         ResolvedModel resolved = ResolvedModel.resolve(model, options.arch());
-        resolved.warnings().forEach(LOG::warning);
-        LOG.info(() -> "architecture " + resolved.config().name() + " from " + resolved.configSource()
-                + "; preprocessing " + resolved.preprocess().describe());
+        resolved.warnings().forEach(LOG::warn);
+        LOG.info("architecture {} from {}; preprocessing {}", resolved.config().name(), resolved.configSource(),
+                resolved.preprocess().describe());
         Backend backend = Backends.create(options.device());
         try {
             Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
@@ -253,7 +267,54 @@ public final class Clip implements AutoCloseable {
      * @param progress null, or told the number of files done after each batch
      */
     public float[][] encodeImages(List<Path> files, List<String> skipped, IntConsumer progress) {
-        int n = files.size();
+        return encodeImageInputs(files.size(), i -> preprocess.apply(files.get(i)), i -> files.get(i).toString(),
+                skipped, progress);
+    }
+
+    /**
+     * L2-normalized embeddings (N, E) of encoded images (PNG, JPEG, GIF, BMP or WebP bytes, as a file would
+     * hold them), decoded as {@link #encodeImages(List)} decodes files: on the decode pool, overlapped with the
+     * model. Bytes that are not a decodable image fail the call with an error naming their index ("image 3: ...").
+     */
+    public float[][] encodeImageBytes(List<byte[]> images) {
+        return encodeImageBytes(images, null, null);
+    }
+
+    /**
+     * {@link #encodeImageBytes(List)}; {@code skipped} and {@code progress} as in
+     * {@link #encodeImages(List, List, IntConsumer)}, a skipped image named by its index ("image 3: reason").
+     */
+    public float[][] encodeImageBytes(List<byte[]> images, List<String> skipped, IntConsumer progress) {
+        return encodeImageInputs(images.size(), i -> preprocess.apply(ImageLoader.readOriginal(
+                present(images.get(i), i), inputName(i))), Clip::inputName, skipped, progress);
+    }
+
+    /**
+     * L2-normalized embeddings (N, E) of encoded images read from streams, each read to its end on the decode
+     * pool (not closed: the caller owns them), otherwise as {@link #encodeImageBytes(List)}; a read or decode
+     * failure names the stream's index.
+     */
+    public float[][] encodeImageStreams(List<? extends InputStream> images) {
+        return encodeImageInputs(images.size(), i -> preprocess.apply(ImageLoader.readOriginal(
+                present(images.get(i), i), inputName(i))), Clip::inputName, null, null);
+    }
+
+    /**
+     * L2-normalized embeddings (N, E) of decoded images, preprocessed on the decode pool as
+     * {@link #encodeImages(List)} does. An image Java decoded itself may differ slightly from the same file
+     * given as a path or bytes: those keep palette and alpha as PIL does (see {@link ImageLoader#readOriginal}).
+     */
+    public float[][] encodeImagesFrom(List<BufferedImage> images) {
+        return encodeImageInputs(images.size(), i -> preprocess.apply(present(images.get(i), i)), Clip::inputName,
+                null, null);
+    }
+
+    /**
+     * The one image pipeline of every encodeImage* method: input i is preprocessed by {@code pixelsOf} on the
+     * decode pool, at most two batches ahead of the model, and named by {@code name} in errors.
+     */
+    private float[][] encodeImageInputs(int n, IntFunction<float[]> pixelsOf, IntFunction<String> name,
+                                        List<String> skipped, IntConsumer progress) {
         int res = imageResolution();
         int pixelsPerImage = 3 * res * res;
         int batchSize = options.batchSize();
@@ -264,14 +325,13 @@ public final class Clip implements AutoCloseable {
             for (int start = 0; start < n; start += batchSize) {
                 int count = Math.min(batchSize, n - start);
                 for (; submitted < Math.min(n, start + 2 * batchSize); submitted++) {
-                    Path file = files.get(submitted);
-                    pending.add(decodePool.submit(() -> preprocess.apply(file)));
+                    int index = submitted;
+                    pending.add(decodePool.submit(() -> pixelsOf.apply(index)));
                 }
                 float[] batch = new float[count * pixelsPerImage];
                 int[] rows = new int[count];
                 int kept = 0;
                 for (int i = 0; i < count; i++) {
-                    Path file = files.get(start + i);
                     try {
                         System.arraycopy(await(pending.poll()), 0, batch, kept * pixelsPerImage, pixelsPerImage);
                         rows[kept++] = start + i;
@@ -279,8 +339,9 @@ public final class Clip implements AutoCloseable {
                         if (skipped == null) {
                             throw e;
                         }
+                        String input = name.apply(start + i);
                         String reason = e.getMessage() == null ? "unreadable" : e.getMessage();
-                        skipped.add(reason.contains(file.toString()) ? reason : file + ": " + reason);
+                        skipped.add(reason.contains(input) ? reason : input + ": " + reason);
                     }
                 }
                 if (kept > 0) {
@@ -297,20 +358,16 @@ public final class Clip implements AutoCloseable {
         return out;
     }
 
-    /** L2-normalized embeddings (N, E) of decoded images. */
-    public float[][] encodeImagesFrom(List<BufferedImage> images) {
-        int n = images.size();
-        int res = imageResolution();
-        float[][] out = new float[n][];
-        for (int start = 0; start < n; start += options.batchSize()) {
-            int count = Math.min(options.batchSize(), n - start);
-            float[] batch = new float[count * 3 * res * res];
-            for (int i = 0; i < count; i++) {
-                System.arraycopy(preprocess.apply(images.get(start + i)), 0, batch, i * 3 * res * res, 3 * res * res);
-            }
-            encodeImageBatch(batch, count, out, start);
+    /** How errors name in-memory input {@code index} (files are named by their path). */
+    private static String inputName(int index) {
+        return "image " + index;
+    }
+
+    private static <T> T present(T input, int index) {
+        if (input == null) {
+            throw new InvalidInputException(inputName(index) + ": null instead of an image");
         }
-        return out;
+        return input;
     }
 
     /** L2-normalized embeddings (N, E) of already preprocessed pixels (N, 3, R, R). */
@@ -341,6 +398,84 @@ public final class Clip implements AutoCloseable {
             copyNormalizedRows(backend.download(features), out, start);
         }
         return out;
+    }
+
+    /**
+     * Compiles the hot paths for the shapes a service will see, so that its first request runs at the speed
+     * of later ones rather than paying for JIT compilation (cold, the tiny test model's first text took
+     * 1.1 s, its second 144 ms). A round embeds, for each size b given, b images from memory (a PNG and a
+     * JPEG, so decoding and preprocessing are compiled too) and b short texts (the tokenizer too); rounds
+     * repeat until one spends under 5% of its time in the JIT compiler (at least {@value #WARM_MIN_ROUNDS}, at
+     * most {@value #WARM_MAX_ROUNDS} rounds). Results are discarded. Call it once after {@link #load}, before
+     * taking traffic.
+     *
+     * @param imageBatchSizes images per call the service will make, e.g. 1 and its batch limit (empty: none)
+     * @param textBatchSizes  texts per call (empty: no text warm-up, so an image-only service needs no vocabulary)
+     * @return the rounds run
+     */
+    public int warmUp(List<Integer> imageBatchSizes, List<Integer> textBatchSizes) {
+        for (List<Integer> sizes : List.of(imageBatchSizes, textBatchSizes)) {
+            for (int b : sizes) {
+                if (b < 1) {
+                    throw new InvalidInputException("warm-up batch sizes must be >= 1, got " + sizes);
+                }
+            }
+        }
+        List<byte[]> samples = warmUpImages(imageResolution());
+        CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
+        boolean jitTimed = jit != null && jit.isCompilationTimeMonitoringSupported();
+        long begin = System.nanoTime();
+        int rounds = 0;
+        while (rounds < WARM_MAX_ROUNDS) {
+            long compiledBefore = jitTimed ? jit.getTotalCompilationTime() : 0;
+            long roundStart = System.nanoTime();
+            for (int b : imageBatchSizes) {
+                List<byte[]> images = new ArrayList<>(b);
+                for (int i = 0; i < b; i++) images.add(samples.get(i % samples.size()));
+                encodeImageBytes(images);
+            }
+            for (int b : textBatchSizes) {
+                encodeTexts(Collections.nCopies(b, "a photo of a cat, warming up the text tower"));
+            }
+            rounds++;
+            double roundMillis = (System.nanoTime() - roundStart) / 1e6;
+            // without a JIT timer (e.g. -Xint) there is nothing to wait for beyond the minimum rounds
+            double compileMillis = jitTimed ? jit.getTotalCompilationTime() - compiledBefore : 0;
+            if (rounds >= WARM_MIN_ROUNDS && compileMillis < WARM_COMPILE_FRACTION * roundMillis) {
+                break;
+            }
+        }
+        LOG.info("warm-up: {} round(s) in {} ms (image batches {}, text batches {})", rounds,
+                (System.nanoTime() - begin) / 1_000_000, imageBatchSizes, textBatchSizes);
+        return rounds;
+    }
+
+    /**
+     * A PNG and a JPEG of a photo's size (640 x 480, or larger than the model's input so that preprocessing
+     * downsamples): decoding and resizing loops compiled on small images run cold on real ones.
+     */
+    private static List<byte[]> warmUpImages(int res) {
+        int w = Math.max(640, 2 * res + 3);
+        int h = Math.max(480, 3 * res / 2 + 1);
+        BufferedImage image = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB);
+        for (int y = 0; y < h; y++) {
+            for (int x = 0; x < w; x++) {
+                image.setRGB(x, y, ((x * 7 + y) & 0xFF) << 16 | ((y * 5) & 0xFF) << 8 | ((x ^ y) & 0xFF));
+            }
+        }
+        List<byte[]> encoded = new ArrayList<>(2);
+        for (String format : new String[]{"png", "jpeg"}) {
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            try {
+                if (!ImageIO.write(image, format, out)) {
+                    throw new IllegalStateException("no ImageIO writer for " + format);
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            encoded.add(out.toByteArray());
+        }
+        return encoded;
     }
 
     /**

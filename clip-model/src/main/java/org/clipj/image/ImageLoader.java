@@ -85,6 +85,16 @@ public final class ImageLoader {
         }
     }
 
+    /** {@link #readOriginal(Path)} from a stream (read to its end, not closed); {@code name} names the image in errors. */
+    public static BufferedImage readOriginal(InputStream in, String name) {
+        try {
+            return readOriginal(in.readAllBytes(), name);
+        } catch (IOException e) {
+            throw new InvalidInputException(name + ": cannot read image bytes: " + e.getMessage(), e);
+        }
+    }
+
+    /** {@link #readOriginal(Path)} from encoded bytes; {@code name} names the image in errors. */
     public static BufferedImage readOriginal(byte[] encoded, String name) {
         if (encoded.length == 0) {
             throw new InvalidInputException(name + ": empty file, not an image");

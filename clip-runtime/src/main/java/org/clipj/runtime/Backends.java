@@ -1,18 +1,27 @@
 package org.clipj.runtime;
 
-import java.lang.System.Logger.Level;
 import java.util.Locale;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 
+import org.clipj.cuda.CudaDrivers;
 import org.clipj.runtime.cpu.CpuBackend;
 import org.clipj.runtime.cuda.CudaBackend;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Backend selection: {@code cpu}, {@code cuda} or {@code auto}. {@code auto} picks CUDA when it
  * can start and the CPU otherwise, and logs which and why; an explicit {@code cuda} that cannot
- * start is an error, never a silent fallback.
+ * start is an error, never a silent fallback. On a machine without a CUDA driver library {@code auto} decides
+ * without loading any native library, so a CPU-only process calls no restricted method and needs no
+ * {@code --enable-native-access}. The choice is logged at INFO once per process (later identical choices
+ * at DEBUG), so a process that loads several models says it once.
  */
 public final class Backends {
-    private static final System.Logger LOG = System.getLogger(Backends.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(Backends.class);
+    private static final Set<String> LOGGED = ConcurrentHashMap.newKeySet();
 
     private Backends() {}
 
@@ -43,6 +52,10 @@ public final class Backends {
                 }
             }
             case "auto" -> {
+                Optional<String> absent = CudaBackend.unavailableWithoutLoading(CudaDrivers.configuredBinding());
+                if (absent.isPresent()) {
+                    yield log(new CpuBackend(), source + "; auto chose cpu because CUDA cannot start: " + absent.get());
+                }
                 Backend cuda;
                 try {
                     cuda = openCuda();
@@ -58,11 +71,13 @@ public final class Backends {
 
     /** CUDA through the driver binding of {@code clip.cuda.binding} (panama, jcuda or sim; default panama). */
     private static Backend openCuda() {
-        return CudaBackend.open(System.getProperty("clip.cuda.binding", "panama"));
+        return CudaBackend.open(CudaDrivers.configuredBinding());
     }
 
     private static Backend log(Backend backend, String why) {
-        LOG.log(Level.INFO, () -> "backend " + backend.name() + " [" + backend.description() + "]: " + why);
+        String chosen = "backend " + backend.name() + " [" + backend.description() + "]";
+        if (LOGGED.add(chosen)) LOG.info("{}: {}", chosen, why);
+        else LOG.debug("{}: {}", chosen, why);
         return backend;
     }
 }

@@ -13,6 +13,9 @@ import java.util.Optional;
 public final class CudaDrivers {
     public static final String BINDING_PROPERTY = "clip.cuda.binding";
     public static final String SIM_LIBRARY_PROPERTY = "clip.sim.library";
+    /** The CUDA driver library's names, tried in order. */
+    static final String[] DRIVER_SONAMES = {"libcuda.so.1", "libcuda.so"};
+    private static final String JCUDA_MISSING = "org.jcuda:jcuda is not on the class path (an optional dependency of clip-native)";
 
     private CudaDrivers() {}
 
@@ -24,7 +27,10 @@ public final class CudaDrivers {
     public static CudaDriver open(String binding, int deviceOrdinal) {
         return switch (binding) {
             case "panama" -> new PanamaCudaDriver(deviceOrdinal);
-            case "jcuda" -> new JCudaDriver(deviceOrdinal);
+            case "jcuda" -> {
+                if (!jcudaOnClassPath()) throw new CudaException("CUDA binding 'jcuda' unavailable: " + JCUDA_MISSING);
+                yield new JCudaDriver(deviceOrdinal);
+            }
             case "sim" -> new SimCudaDriver(simLibrary().orElseThrow(() -> new CudaException(
                     "CUDA binding 'sim' unavailable: " + simLibraryUnavailableReason())));
             default -> throw new CudaException("unknown CUDA binding '" + binding + "' (" + BINDING_PROPERTY + "=panama|jcuda|sim)");
@@ -33,6 +39,30 @@ public final class CudaDrivers {
 
     public static CudaDriver open() {
         return open(configuredBinding(), 0);
+    }
+
+    /**
+     * Why {@code binding} certainly cannot open a device, decided without loading any native library (no
+     * restricted method is called, so a CPU-only process needs no native access): the CUDA driver library
+     * is nowhere the binding would look, or JCuda is not on the class path. Empty when opening may work.
+     */
+    public static Optional<String> unavailableWithoutLoading(String binding) {
+        if ("jcuda".equals(binding) && !jcudaOnClassPath()) return Optional.of("CUDA binding 'jcuda' unavailable: " + JCUDA_MISSING);
+        if (!"panama".equals(binding) && !"jcuda".equals(binding)) return Optional.empty();
+        LibraryDiscovery discovery = LibraryDiscovery.system();
+        if (discovery.locate(DRIVER_SONAMES).isPresent()) return Optional.empty();
+        return Optional.of("no CUDA driver library (" + String.join(", ", DRIVER_SONAMES) + ") in "
+                + discovery.dirs() + ", the dynamic loader's cache or its default folders");
+    }
+
+    // Without initializing it: JCuda's classes load its JNI library only when used.
+    private static boolean jcudaOnClassPath() {
+        try {
+            Class.forName("jcuda.driver.JCudaDriver", false, CudaDrivers.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
+        }
     }
 
     /** The simulator library: {@code clip.sim.library}, else the one packaged in the clip-kernels jar. */

@@ -3,6 +3,7 @@ package org.clipj.cuda;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.SymbolLookup;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -18,6 +19,12 @@ import java.util.stream.Stream;
  * The first folder holding a file of one of the sonames, in the order the sonames are given, wins.
  */
 public final class LibraryDiscovery {
+    /** The dynamic loader's cache of sonames -> files (glibc's ldconfig writes it; absent elsewhere). */
+    private static final Path LOADER_CACHE = Path.of("/etc/ld.so.cache");
+    /** The folders the dynamic loader searches when a soname is not in its cache (ld.so(8) trusted directories). */
+    private static final List<Path> LOADER_DEFAULT_DIRS = List.of(Path.of("/lib64"), Path.of("/usr/lib64"),
+            Path.of("/lib"), Path.of("/usr/lib"));
+
     private final List<Path> dirs;
 
     public LibraryDiscovery(List<Path> dirs) {
@@ -60,6 +67,47 @@ public final class LibraryDiscovery {
                 Path candidate = dir.resolve(soname);
                 if (Files.isRegularFile(candidate)) return Optional.of(candidate);
             }
+        return Optional.empty();
+    }
+
+    /**
+     * Where the library would be found, decided without loading anything (so no restricted method is
+     * called): {@link #find} in the search path, then the dynamic loader's cache and its default folders,
+     * which {@link #load} reaches through the loader's own search by soname. Empty on systems without
+     * the library (and on non-Linux systems, which have no such files).
+     */
+    public Optional<Path> locate(String... sonames) {
+        Optional<Path> file = find(sonames);
+        if (file.isPresent()) return file;
+        byte[] cache = new byte[0];
+        try {
+            if (Files.isRegularFile(LOADER_CACHE)) cache = Files.readAllBytes(LOADER_CACHE);
+        } catch (IOException e) {
+            // an unreadable cache names no library; the default folders are still looked at
+        }
+        for (String soname : sonames) {
+            Optional<Path> cached = inLoaderCache(cache, soname);
+            if (cached.isPresent()) return cached;
+        }
+        return new LibraryDiscovery(LOADER_DEFAULT_DIRS).find(sonames);
+    }
+
+    /**
+     * The file the loader cache maps {@code soname} to: the cache's string table holds each entry's soname
+     * and file path as NUL-terminated strings, so an absolute path ending in "/soname" is that file.
+     */
+    static Optional<Path> inLoaderCache(byte[] cache, String soname) {
+        String suffix = "/" + soname;
+        int start = 0;
+        for (int i = 0; i <= cache.length; i++) {
+            if (i == cache.length || cache[i] == 0) {
+                if (i - start > suffix.length() && cache[start] == '/') {
+                    String s = new String(cache, start, i - start, StandardCharsets.ISO_8859_1);
+                    if (s.endsWith(suffix) && Files.isRegularFile(Path.of(s))) return Optional.of(Path.of(s));
+                }
+                start = i + 1;
+            }
+        }
         return Optional.empty();
     }
 

@@ -31,7 +31,7 @@ public final class PanamaCudaDriver implements CudaDriver {
         SymbolLookup lib = null;
         String error = null;
         try {
-            lib = LibraryDiscovery.system().load("the CUDA driver library", "libcuda.so.1", "libcuda.so");
+            lib = LibraryDiscovery.system().load("the CUDA driver library", CudaDrivers.DRIVER_SONAMES);
         } catch (CudaException e) {
             error = e.getMessage();
         }

@@ -64,4 +64,17 @@ class LibraryDiscoveryTest {
                 () -> new LibraryDiscovery(List.of(fake)).load("the CUDA driver library", "libcuda.so.1"));
         assertTrue(e.getMessage().contains(fake.resolve("libcuda.so.1").toString()), e.getMessage());
     }
+
+    @Test
+    void locateFindsTheSearchPathThenTheLoaderCacheWithoutLoading() throws IOException {
+        Path lib = dir("lib", "libcuda.so.1");
+        assertEquals(Optional.of(lib.resolve("libcuda.so.1")), new LibraryDiscovery(List.of(lib)).locate("libcuda.so.1"));
+        // the cache's string table: NUL-terminated sonames and paths among binary fields
+        String table = "glibc-ld.so.cache1.1\0\1\2libfoo.so.1\0" + lib.resolve("libcuda.so.1") + "\0/usr/lib/libbar.so.2\0";
+        byte[] cache = table.getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
+        assertEquals(Optional.of(lib.resolve("libcuda.so.1")), LibraryDiscovery.inLoaderCache(cache, "libcuda.so.1"));
+        assertEquals(Optional.empty(), LibraryDiscovery.inLoaderCache(cache, "libcuda.so"), "a soname is matched whole");
+        assertEquals(Optional.empty(), LibraryDiscovery.inLoaderCache(cache, "libbar.so.2"), "a cached path that is not a file");
+        assertEquals(Optional.empty(), new LibraryDiscovery(List.of(dir("empty"))).locate("libclipj-no-such-lib.so.7"));
+    }
 }

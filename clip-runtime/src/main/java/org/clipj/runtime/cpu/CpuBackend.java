@@ -8,6 +8,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
+import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
 /**
@@ -18,6 +19,7 @@ import org.clipj.runtime.Tensor;
  */
 public final class CpuBackend implements Backend {
     private static final AtomicInteger POOL_ID = new AtomicInteger();
+    private static final String VECTOR_MODULE = "jdk.incubator.vector";
 
     private final int threads;
     private final boolean vector;
@@ -33,9 +35,25 @@ public final class CpuBackend implements Backend {
 
     public CpuBackend(int threads, boolean vector) {
         if (threads < 1) throw new IllegalArgumentException("CpuBackend: threads must be >= 1, got " + threads);
+        // Without the module every op class fails to load (each holds its scalar reference beside its vector
+        // path): one clear error here, never a NoClassDefFoundError in the middle of a forward pass.
+        if (!vectorApiVisible()) {
+            throw new InvalidInputException("the CPU backend needs the Java Vector API, an incubator module the JVM loads "
+                    + "only when asked: start java with --add-modules " + VECTOR_MODULE
+                    + " (the scalar path, -Dclip.cpu.vector=false, needs it too)");
+        }
         this.threads = threads;
         this.vector = vector;
         this.pool = new ComputePool(vector ? threads : 1, "clip-cpu-" + POOL_ID.incrementAndGet());
+    }
+
+    private static boolean vectorApiVisible() {
+        try {
+            Class.forName(VECTOR_MODULE + ".FloatVector", false, CpuBackend.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
+        }
     }
 
     /** The threads ops run on (shared with code that wants to parallelize around the backend). */

@@ -8,6 +8,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 import org.clipj.cuda.Blas;
 import org.clipj.cuda.CudaDriver;
@@ -77,6 +78,17 @@ public final class CudaBackend implements Backend {
         this.allocator = new DeviceAllocator(bytes -> driver.memAlloc(bytes, "CudaBackend allocation"), driver::memFree);
         this.scratchFlag = allocator.allocate(8);
         this.staging = driver.hostAllocPinned(1 << 20);
+    }
+
+    /**
+     * Why {@link #open} with this binding certainly fails, decided without loading any native library
+     * (no restricted method is called): the kernels or the driver library are absent. Empty when it may open.
+     */
+    public static Optional<String> unavailableWithoutLoading(String binding) {
+        Optional<String> driver = CudaDrivers.unavailableWithoutLoading(binding);
+        if (driver.isPresent() || "sim".equals(binding)) return driver;
+        String kernels = Kernels.fatbinUnavailableReason();
+        return kernels == null ? Optional.empty() : Optional.of("CUDA kernels not available: " + kernels);
     }
 
     /**
