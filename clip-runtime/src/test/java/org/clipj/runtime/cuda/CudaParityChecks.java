@@ -182,6 +182,55 @@ abstract class CudaParityChecks {
     }
 
     @Test
+    void exactGeluForwardAndBackward() {
+        for (int[] s : new int[][] {{1}, {31}, {7, 33}, {3, 5, 257}}) {
+            Tensor x = random(50, s);
+            float[] xs = x.f32();
+            for (int i = 0; i < xs.length; i += 3) xs[i] *= 8; // tails: Phi(x) -> 0 or 1, erf saturates
+            xs[0] = xs.length > 1 ? -xs[0] : 0f;
+            if (xs.length > 2) xs[xs.length - 1] = -40f;
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            CPU.geluForward(expected, x);
+            cuda.geluForward(actual, up(x));
+            assertClose("gelu " + java.util.Arrays.toString(s), expected, actual, 1e-6f);
+            Tensor dout = random(51, s), dx = random(52, s), gdx = up(dx);
+            CPU.geluBackward(dx, dout, x);
+            cuda.geluBackward(gdx, up(dout), up(x));
+            assertClose("geluBackward (accumulates) " + java.util.Arrays.toString(s), dx, gdx, 1e-6f);
+        }
+    }
+
+    @Test
+    void channelScaleForwardAndBackward() {
+        for (int[] s : new int[][] {{1, 1}, {7, 33}, {3, 5, 80}, {2, 50, 112}}) {
+            int c = s[s.length - 1];
+            Tensor x = random(60, s), gamma = random(61, c);
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            CPU.channelScaleForward(expected, x, gamma);
+            cuda.channelScaleForward(actual, up(x), up(gamma));
+            assertClose("channelScale " + java.util.Arrays.toString(s), expected, actual, 0f);
+            Tensor dout = random(62, s), dx = random(63, s), dgamma = random(64, c);
+            Tensor gdx = up(dx), gdgamma = up(dgamma);
+            CPU.channelScaleBackward(dx, dgamma, dout, x, gamma);
+            cuda.channelScaleBackward(gdx, gdgamma, up(dout), up(x), up(gamma));
+            assertClose("channelScaleBackward dx (accumulates) " + java.util.Arrays.toString(s), dx, gdx, 1e-6f);
+            assertClose("channelScaleBackward dgamma (accumulates) " + java.util.Arrays.toString(s), dgamma, gdgamma, 1e-5f);
+            Tensor onlyGamma = random(65, c), gOnlyGamma = up(onlyGamma);
+            CPU.channelScaleBackward(null, onlyGamma, dout, x, gamma);
+            cuda.channelScaleBackward(null, gOnlyGamma, up(dout), up(x), up(gamma));
+            assertClose("channelScaleBackward dgamma only", onlyGamma, gOnlyGamma, 1e-5f);
+            Tensor onlyInput = random(66, s), gOnlyInput = up(onlyInput);
+            CPU.channelScaleBackward(onlyInput, null, dout, x, gamma);
+            cuda.channelScaleBackward(gOnlyInput, null, up(dout), up(x), up(gamma));
+            assertClose("channelScaleBackward dx only", onlyInput, gOnlyInput, 1e-6f);
+        }
+        Tensor x = cuda.zeros(DType.F32, 2, 6), gamma = cuda.zeros(DType.F32, 5);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> cuda.channelScaleForward(cuda.zeros(DType.F32, 2, 6), x, gamma));
+        assertTrue(e.getMessage().startsWith("channelScaleForward"), e.getMessage());
+    }
+
+    @Test
     void broadcastAddAndFusedBiasQuickGelu() {
         for (int[] s : new int[][] {{1, 1}, {3, 5, 7}, {50, 128}}) {
             int c = s[s.length - 1];
