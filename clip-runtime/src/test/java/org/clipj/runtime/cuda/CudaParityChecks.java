@@ -525,21 +525,8 @@ abstract class CudaParityChecks {
     }
 
     @Test
-    void attentionKeepsAWholeHeadInSharedMemoryWhereItFits() {
-        // The simulator reports sm_90's 227 KiB opt-in: at T = 257 (ViT-H/g/bigG/e at 224 px / 14) a whole
-        // head fits up to hd 104 in F32 (216 KiB forward, 223 KiB backward) and at every width in BF16.
-        for (int hd : new int[] {64, 80, 88, 104}) {
-            assertEquals(257, cuda.attentionKeyTile("attention_forward", hd, 257), "forward hd " + hd);
-            assertEquals(257, cuda.attentionKeyTile("attention_backward", hd, 257), "backward hd " + hd);
-        }
-        assertEquals(64, cuda.attentionKeyTile("attention_forward", 112, 257));
-        assertEquals(64, cuda.attentionKeyTile("attention_backward", 112, 257));
-        for (int hd : new int[] {64, 80, 88, 104, 112, 128}) {
-            assertEquals(257, cuda.attentionKeyTile("attention_forward_mma_bf16", hd, 257), "mma hd " + hd);
-        }
-        assertEquals(221_508, CudaBackend.attentionSharedBytes("attention_forward", 104, 257));
-        assertEquals(130_560, CudaBackend.attentionSharedBytes("attention_forward_mma_bf16", 112, 257));
-        // hd 112 at T = 257, through the public entry point: streams 64-key tiles.
+    void attentionAtHeadWidth112AndT257() {
+        // ViT-e's head at 224 px / 14 through the public entry point: streams 64-key tiles on sm_80 and sm_90.
         int b = 1, t = 257, heads = 1, hd = 112;
         Tensor qkv = random(330, b, t, 3 * hd);
         Tensor out = Tensor.zeros(DType.F32, b, t, hd), lse = Tensor.zeros(DType.F32, b, heads, t);
@@ -890,6 +877,15 @@ abstract class CudaParityChecks {
         e = assertThrows(IllegalArgumentException.class,
                 () -> cuda.attentionBackward(cuda.zeros(DType.F32, 1, 3, 3 * 160), out, qkv, out, lse, 1, false));
         assertTrue(e.getMessage().startsWith("attentionBackward: head dim 160"), e.getMessage());
+    }
+
+    @Test
+    void sharedMemoryBeyondTheDeviceIsRefusedWithTheKernelName() {
+        int l = 60_000; // attention pooling over 60000 keys: 240 KB of scores and query, more than any GPU's opt-in
+        Tensor q = cuda.zeros(DType.F32, 1, 64), k = cuda.zeros(DType.F32, 1, l, 64), out = cuda.zeros(DType.F32, 1, 64);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> cuda.attentionPoolForward(out, null, q, k, k, 1));
+        assertTrue(e.getMessage().startsWith("attention_pool_forward: needs 240256 bytes of shared memory"), e.getMessage());
     }
 
     @Test
