@@ -781,14 +781,14 @@ public final class CudaBackend implements Backend {
     /**
      * The kernel of a family (attention_forward, attention_forward_bf16, attention_forward_f16,
      * attention_forward_mma_bf16, attention_backward) for head dim hd: the family's own name is the hd-64
-     * kernel, _hd80/_hd88/_hd104/_hd112 the other zoo widths, _hdany every other hd (attention.cu's header).
+     * kernel, _hd80/_hd88/_hd104/_hd112 the other zoo widths (F32, tensor-core and backward families only),
+     * _hdany every other hd (attention.cu's header).
      */
     static String attentionKernel(String family, int hd) {
-        return switch (hd) {
-            case 64 -> family;
-            case 80, 88, 104, 112 -> family + "_hd" + hd;
-            default -> family + "_hdany";
-        };
+        if (hd == 64) return family;
+        boolean perWidth = family.equals("attention_forward") || family.equals("attention_forward_mma_bf16")
+                || family.equals("attention_backward");
+        return perWidth && (hd == 80 || hd == 88 || hd == 104 || hd == 112) ? family + "_hd" + hd : family + "_hdany";
     }
 
     /**
