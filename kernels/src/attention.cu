@@ -22,7 +22,7 @@
 //     hd            64     80     88    104    112
 //     T = 50      29.2   36.4   40.1   47.3   50.9
 //     T = 77      42.8   53.4   58.7   69.4   74.7
-//     T = 257    133.5  166.6  183.2  216.3  232.9   (sm_90: 112 streams; sm_80: 88, 104, 112 stream)
+//     T = 257    133.5  166.6  183.2  216.3  232.9   (sm_90: 112 streams; sm_80: 80 and wider stream)
 //     keyTile 64  36.2   45.2   49.8   58.8   63.3
 // Per query row, lane l scores key j0 + l (an hd-wide dot against K in shared, rows padded to an odd
 // stride hd | 1 so the 32 lanes hit 32 banks), one warp max/sum updates the running (m, l), and the
