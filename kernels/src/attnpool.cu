@@ -3,11 +3,13 @@
 //   out[b, h] = softmax_j(q[b, h] . k[b, j, h] / sqrt(hd)) v[b, j, h]   (L = H*W + 1 tokens: mean token + grid)
 // Launch: grid (heads, B), block 128 threads; dynamic shared = (L + hd) floats (scores + scaled query).
 // Warps score keys (lanes over the head dim, coalesced), the block reduces max and sum, then threads
-// over the head dim accumulate p_j v_j. Any head dim (CLIP: 64).
+// over the head dim accumulate p_j v_j. Any head dim (OpenAI's ResNets: 64; tested at 20, 64, 80, 88,
+// 104, 112), scale 1.0f / sqrtf(hd) (IEEE, as the CPU reference; rsqrtf is approximate on the GPU).
 // attention_pool_backward: same grid; recomputes the scores, then dv_j += p_j dout, dS_j = p_j (dout . v_j - D)
 // with D = dout . out, dq += sum_j dS_j k_j / sqrt(hd), dk_j += dS_j q / sqrt(hd). A (head, image) block owns
 // its slices of dq/dk/dv: plain adds, no atomics. Dynamic shared = (2 L + 2 hd) floats.
-// Versions: v1 (this) one block per (head, image): L <= 50 at 224 px, so the scores fit in shared.
+// Versions: v1 one block per (head, image): L <= 50 at 224 px, so the scores fit in shared. v2 (this)
+// the exact scale. Shared memory is (L + hd) / (2 L + 2 hd) floats: 0.6 / 1.3 KiB at L = 50, hd 112.
 #include "../include/clip_common.cuh"
 
 extern "C" __global__ void attention_pool_forward(float* out, float* lse, const float* q, const float* k,
@@ -19,7 +21,7 @@ extern "C" __global__ void attention_pool_forward(float* out, float* lse, const 
     float* qs = smem + l;       // (hd)
     int h = blockIdx.x, bb = blockIdx.y;
     int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP, warps = blockDim.x / CLIP_WARP;
-    float scale = rsqrtf((float)hd);
+    float scale = 1.0f / sqrtf((float)hd);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[(long)bb * c + h * hd + d] * scale;
     __syncthreads();
     const float* kb = k + (long)bb * l * c + h * hd;
@@ -62,7 +64,7 @@ extern "C" __global__ void attention_pool_backward(float* dq, float* dk, float* 
     float* gs = qs + hd;        // (hd) dout slice
     int h = blockIdx.x, bb = blockIdx.y;
     int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP, warps = blockDim.x / CLIP_WARP;
-    float scale = rsqrtf((float)hd);
+    float scale = 1.0f / sqrtf((float)hd);
     long head = (long)bb * c + h * hd;
     float dpart = 0.0f;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {

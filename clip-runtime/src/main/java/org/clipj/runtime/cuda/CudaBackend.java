@@ -36,7 +36,8 @@ import org.clipj.runtime.Tensor;
  * {@link #linearForward}, {@link #conv2dForward} and {@link #patchEmbedForward} take BF16/F16 weights for
  * mixed-precision inference: the F32 input is cast to the weight's type, the GEMM accumulates in F32 and
  * writes F32 (+ F32 bias)). Attention
- * needs head dim 64 (every CLIP model); other head dims throw {@link UnsupportedOperationException}.
+ * takes any head dim up to 128 (every CLIP model: 64, and 80/88/104/112 for open_clip's ViT-H/g/bigG/e);
+ * a wider one is an {@link IllegalArgumentException} naming the op and the width.
  *
  * <p>Thread-safe as {@link Backend} requires: the ops are synchronized on the backend (they only
  * enqueue work, so the lock is held briefly except at the sync points), the driver binds its context
@@ -48,7 +49,7 @@ public final class CudaBackend implements Backend {
     private static final int ROW_THREADS = 128; // 4 warps: one row per warp
     private static final int ATTENTION_ROWS = 16;     // query rows per block, SIMT kernels
     private static final int ATTENTION_MMA_ROWS = 64; // query rows per block, tensor-core kernel
-    private static final int ATTENTION_HEAD_DIM = 64;
+    private static final int ATTENTION_MAX_HEAD_DIM = 128;
     private static final int ATTENTION_STREAM_TILE = 64;
     private static final int REDUCE_BLOCKS = 256;
 
@@ -758,74 +759,105 @@ public final class CudaBackend implements Backend {
         String op = "attentionForward";
         requireDevice(op, "qkv", qkv);
         requireDevice(op, "out", out);
-        if (qkv.rank() != 3 || heads < 1 || qkv.dim(2) % (3 * heads) != 0) {
-            throw new IllegalArgumentException(op + ": qkv must be (B, T, 3 * heads * headDim), got " + qkv.shapeString() + " with " + heads + " heads");
-        }
-        int b = qkv.dim(0), t = qkv.dim(1), c = qkv.dim(2) / 3;
-        if (c / heads != ATTENTION_HEAD_DIM) {
-            throw new UnsupportedOperationException(op + ": the CUDA attention kernel needs head dim 64, got " + c / heads);
-        }
+        int hd = attentionHeadDim(op, qkv, heads);
+        int b = qkv.dim(0), t = qkv.dim(1), c = heads * hd;
         if (out.dtype() != qkv.dtype() || !Arrays.equals(out.shape(), new int[] {b, t, c})) {
             throw new IllegalArgumentException(op + ": out " + out.dtype() + " " + out.shapeString() + " must be " + qkv.dtype() + " [" + b + ", " + t + ", " + c + "]");
         }
         if (lse != null) requireShape(op, "lse", lse, b, heads, t);
-        String kernel = switch (qkv.dtype()) {
+        String family = switch (qkv.dtype()) {
             case F32 -> "attention_forward";
             case BF16 -> "attention_forward_mma_bf16";
             case F16 -> "attention_forward_f16";
             default -> throw new IllegalArgumentException(op + ": qkv must be F32, BF16 or F16, got " + qkv.dtype());
         };
-        attentionForwardKernel(kernel, out, lse, qkv, heads, causal, attentionKeyTile(kernel, t));
+        attentionForwardKernel(family, out, lse, qkv, heads, causal, attentionKeyTile(family, hd, t));
     }
 
     /**
-     * Runs one attention kernel with an explicit key tile (tests use it to cover the streaming path and
-     * to cross-check the tensor-core kernel against the SIMT one).
+     * The head dim of qkv (B, T, 3 * heads * hd); the kernels take any hd up to
+     * {@value #ATTENTION_MAX_HEAD_DIM} (every CLIP model: 64, 80, 88, 104, 112).
      */
-    void attentionForwardKernel(String kernel, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal, int keyTile) {
+    private static int attentionHeadDim(String op, Tensor qkv, int heads) {
+        if (qkv.rank() != 3 || heads < 1 || qkv.dim(2) % (3 * heads) != 0) {
+            throw new IllegalArgumentException(op + ": qkv must be (B, T, 3 * heads * headDim), got " + qkv.shapeString() + " with " + heads + " heads");
+        }
+        int hd = qkv.dim(2) / (3 * heads);
+        if (hd > ATTENTION_MAX_HEAD_DIM) {
+            throw new IllegalArgumentException(op + ": head dim " + hd + " (qkv " + qkv.shapeString() + ", " + heads
+                    + " heads) is wider than the CUDA attention kernels' " + ATTENTION_MAX_HEAD_DIM);
+        }
+        return hd;
+    }
+
+    /**
+     * The kernel of a family (attention_forward, attention_forward_bf16, attention_forward_f16,
+     * attention_forward_mma_bf16, attention_backward) for head dim hd: the family's own name is the hd-64
+     * kernel, _hd80/_hd88/_hd104/_hd112 the other zoo widths (F32, tensor-core and backward families only),
+     * _hdany every other hd (attention.cu's header).
+     */
+    static String attentionKernel(String family, int hd) {
+        if (hd == 64) return family;
+        boolean perWidth = family.equals("attention_forward") || family.equals("attention_forward_mma_bf16")
+                || family.equals("attention_backward");
+        return perWidth && (hd == 80 || hd == 88 || hd == 104 || hd == 112) ? family + "_hd" + hd : family + "_hdany";
+    }
+
+    /**
+     * Runs one attention forward kernel family with an explicit key tile (tests use it to cover the
+     * streaming path and to cross-check the tensor-core kernel against the SIMT one).
+     */
+    void attentionForwardKernel(String family, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal, int keyTile) {
+        int hd = attentionHeadDim(family, qkv, heads);
         int b = qkv.dim(0), t = qkv.dim(1);
-        int rowsPerBlock = kernel.contains("mma") ? ATTENTION_MMA_ROWS : ATTENTION_ROWS;
-        launch(kernel, ceilDiv(t, rowsPerBlock), heads, b, ROW_THREADS, 1, 1, attentionSharedBytes(kernel, keyTile),
-                args().ptr(out.deviceAddress()).ptr(address(lse)).ptr(qkv.deviceAddress()).i32(b).i32(t).i32(heads)
+        int rowsPerBlock = family.contains("mma") ? ATTENTION_MMA_ROWS : ATTENTION_ROWS;
+        launch(attentionKernel(family, hd), ceilDiv(t, rowsPerBlock), heads, b, ROW_THREADS, 1, 1,
+                attentionSharedBytes(family, hd, keyTile),
+                args().ptr(out.deviceAddress()).ptr(address(lse)).ptr(qkv.deviceAddress()).i32(b).i32(t).i32(heads).i32(hd)
                         .i32(causal ? 1 : 0).i32(keyTile));
     }
 
-    /** Keys per shared-memory tile: the whole sequence (one head's K and V resident) when it fits. */
-    int attentionKeyTile(String kernel, int t) {
-        return attentionSharedBytes(kernel, t) <= maxDynamicShared ? Math.max(t, 1) : ATTENTION_STREAM_TILE;
+    /**
+     * Keys per shared-memory tile: the whole sequence (one head's K and V resident) when it fits the
+     * device's opt-in shared memory, else {@value #ATTENTION_STREAM_TILE}-key tiles streamed through it.
+     */
+    int attentionKeyTile(String family, int hd, int t) {
+        return attentionSharedBytes(family, hd, t) <= maxDynamicShared ? Math.max(t, 1) : ATTENTION_STREAM_TILE;
     }
 
-    private static int attentionSharedBytes(String kernel, int keyTile) {
-        if (kernel.contains("mma")) {
+    /** Dynamic shared memory of an attention kernel family at a key tile (attention.cu's header). */
+    static int attentionSharedBytes(String family, int hd, int keyTile) {
+        if (family.contains("mma")) {
             int rows = (keyTile + 15) / 16 * 16;
-            return 2 * rows * (ATTENTION_HEAD_DIM + 8) * 2; // K and V as BF16, 72-element rows
+            int rowElements = (hd + 15) / 16 * 16 + 8;
+            return 2 * rows * rowElements * 2; // K and V as BF16
         }
-        return (keyTile * (ATTENTION_HEAD_DIM + 1) + keyTile * ATTENTION_HEAD_DIM + ATTENTION_ROWS * ATTENTION_HEAD_DIM) * Float.BYTES;
+        int queryRows = family.equals("attention_backward") ? 2 * ATTENTION_ROWS : ATTENTION_ROWS; // Q (and dout) rows
+        return (keyTile * (hd | 1) + keyTile * hd + queryRows * hd) * Float.BYTES;
     }
 
     @Override
     public synchronized void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
         String op = "attentionBackward";
         requireF32(op, "qkv", qkv);
-        if (qkv.rank() != 3 || heads < 1 || qkv.dim(2) % (3 * heads) != 0) {
-            throw new IllegalArgumentException(op + ": qkv must be (B, T, 3 * heads * headDim), got " + qkv.shapeString() + " with " + heads + " heads");
-        }
-        int b = qkv.dim(0), t = qkv.dim(1), c = qkv.dim(2) / 3;
-        if (c / heads != ATTENTION_HEAD_DIM) {
-            throw new UnsupportedOperationException(op + ": the CUDA attention kernel needs head dim 64, got " + c / heads);
-        }
+        int hd = attentionHeadDim(op, qkv, heads);
+        int b = qkv.dim(0), t = qkv.dim(1), c = heads * hd;
         requireSameShape(op, "dqkv", dqkv, "qkv", qkv);
         requireShape(op, "dout", dout, b, t, c);
         requireShape(op, "out", out, b, t, c);
         requireShape(op, "lse", lse, b, heads, t);
-        int keyTile = attentionBackwardSharedBytes(t) <= maxDynamicShared ? Math.max(t, 1) : ATTENTION_STREAM_TILE;
-        launch("attention_backward", ceilDiv(t, ATTENTION_ROWS), heads, b, ROW_THREADS, 1, 1, attentionBackwardSharedBytes(keyTile),
-                args().ptr(dqkv.deviceAddress()).ptr(dout.deviceAddress()).ptr(qkv.deviceAddress()).ptr(out.deviceAddress())
-                        .ptr(lse.deviceAddress()).i32(b).i32(t).i32(heads).i32(causal ? 1 : 0).i32(keyTile));
+        attentionBackwardKernel(dqkv, dout, qkv, out, lse, heads, causal, attentionKeyTile("attention_backward", hd, t));
     }
 
-    private static int attentionBackwardSharedBytes(int keyTile) {
-        return (keyTile * (ATTENTION_HEAD_DIM + 1) + keyTile * ATTENTION_HEAD_DIM + 2 * ATTENTION_ROWS * ATTENTION_HEAD_DIM) * Float.BYTES;
+    /** Runs the attention backward kernel with an explicit key tile (tests use it to cover the streaming path). */
+    void attentionBackwardKernel(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal, int keyTile) {
+        String family = "attention_backward";
+        int hd = attentionHeadDim(family, qkv, heads);
+        int b = qkv.dim(0), t = qkv.dim(1);
+        launch(attentionKernel(family, hd), ceilDiv(t, ATTENTION_ROWS), heads, b, ROW_THREADS, 1, 1,
+                attentionSharedBytes(family, hd, keyTile),
+                args().ptr(dqkv.deviceAddress()).ptr(dout.deviceAddress()).ptr(qkv.deviceAddress()).ptr(out.deviceAddress())
+                        .ptr(lse.deviceAddress()).i32(b).i32(t).i32(heads).i32(hd).i32(causal ? 1 : 0).i32(keyTile));
     }
 
     @Override
@@ -1207,6 +1239,10 @@ public final class CudaBackend implements Backend {
     private void launch(String kernel, long gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, KernelArgs a) {
         checkOpen();
         if (gx < 1 || gy < 1 || gz < 1) return; // empty tensors: nothing to do
+        if (sharedBytes > maxDynamicShared) {
+            throw new IllegalArgumentException(kernel + ": needs " + sharedBytes + " bytes of shared memory per block, the device allows "
+                    + maxDynamicShared);
+        }
         CudaDriver.Function f = function(kernel);
         if (sharedBytes > 48 * 1024 && sharedLimits.getOrDefault(kernel, 0) < sharedBytes) {
             driver.funcSetMaxDynamicShared(f, sharedBytes);

@@ -182,6 +182,55 @@ abstract class CudaParityChecks {
     }
 
     @Test
+    void exactGeluForwardAndBackward() {
+        for (int[] s : new int[][] {{1}, {31}, {7, 33}, {3, 5, 257}}) {
+            Tensor x = random(50, s);
+            float[] xs = x.f32();
+            for (int i = 0; i < xs.length; i += 3) xs[i] *= 8; // tails: Phi(x) -> 0 or 1, erf saturates
+            xs[0] = xs.length > 1 ? -xs[0] : 0f;
+            if (xs.length > 2) xs[xs.length - 1] = -40f;
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            CPU.geluForward(expected, x);
+            cuda.geluForward(actual, up(x));
+            assertClose("gelu " + java.util.Arrays.toString(s), expected, actual, 1e-6f);
+            Tensor dout = random(51, s), dx = random(52, s), gdx = up(dx);
+            CPU.geluBackward(dx, dout, x);
+            cuda.geluBackward(gdx, up(dout), up(x));
+            assertClose("geluBackward (accumulates) " + java.util.Arrays.toString(s), dx, gdx, 1e-6f);
+        }
+    }
+
+    @Test
+    void channelScaleForwardAndBackward() {
+        for (int[] s : new int[][] {{1, 1}, {7, 33}, {3, 5, 80}, {2, 50, 112}}) {
+            int c = s[s.length - 1];
+            Tensor x = random(60, s), gamma = random(61, c);
+            Tensor expected = Tensor.zeros(DType.F32, s), actual = cuda.zeros(DType.F32, s);
+            CPU.channelScaleForward(expected, x, gamma);
+            cuda.channelScaleForward(actual, up(x), up(gamma));
+            assertClose("channelScale " + java.util.Arrays.toString(s), expected, actual, 0f);
+            Tensor dout = random(62, s), dx = random(63, s), dgamma = random(64, c);
+            Tensor gdx = up(dx), gdgamma = up(dgamma);
+            CPU.channelScaleBackward(dx, dgamma, dout, x, gamma);
+            cuda.channelScaleBackward(gdx, gdgamma, up(dout), up(x), up(gamma));
+            assertClose("channelScaleBackward dx (accumulates) " + java.util.Arrays.toString(s), dx, gdx, 1e-6f);
+            assertClose("channelScaleBackward dgamma (accumulates) " + java.util.Arrays.toString(s), dgamma, gdgamma, 1e-5f);
+            Tensor onlyGamma = random(65, c), gOnlyGamma = up(onlyGamma);
+            CPU.channelScaleBackward(null, onlyGamma, dout, x, gamma);
+            cuda.channelScaleBackward(null, gOnlyGamma, up(dout), up(x), up(gamma));
+            assertClose("channelScaleBackward dgamma only", onlyGamma, gOnlyGamma, 1e-5f);
+            Tensor onlyInput = random(66, s), gOnlyInput = up(onlyInput);
+            CPU.channelScaleBackward(onlyInput, null, dout, x, gamma);
+            cuda.channelScaleBackward(gOnlyInput, null, up(dout), up(x), up(gamma));
+            assertClose("channelScaleBackward dx only", onlyInput, gOnlyInput, 1e-6f);
+        }
+        Tensor x = cuda.zeros(DType.F32, 2, 6), gamma = cuda.zeros(DType.F32, 5);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> cuda.channelScaleForward(cuda.zeros(DType.F32, 2, 6), x, gamma));
+        assertTrue(e.getMessage().startsWith("channelScaleForward"), e.getMessage());
+    }
+
+    @Test
     void broadcastAddAndFusedBiasQuickGelu() {
         for (int[] s : new int[][] {{1, 1}, {3, 5, 7}, {50, 128}}) {
             int c = s[s.length - 1];
@@ -362,7 +411,7 @@ abstract class CudaParityChecks {
     @Test
     void attentionStreamsKeyTilesWhenAHeadDoesNotFit() {
         // 300 keys in 64-key tiles on any device: exercises the streaming path of the same kernel.
-        assertEquals(64, cuda.attentionKeyTile("attention_forward", 100_000));
+        assertEquals(64, cuda.attentionKeyTile("attention_forward", 64, 100_000));
         int b = 1, t = 300, heads = 1, c = 64;
         Tensor qkv = random(120, b, t, 3 * c);
         Tensor out = Tensor.zeros(DType.F32, b, t, c), dOut = cuda.zeros(DType.F32, b, t, c);
@@ -397,7 +446,7 @@ abstract class CudaParityChecks {
                     CPU.attentionForward(out, lse, cuda.download(rounded), heads, causal);
                     Tensor o16 = cuda.zeros(type, b, t, c), o32 = cuda.zeros(DType.F32, b, t, c);
                     Tensor dLse = cuda.zeros(DType.F32, b, heads, t);
-                    cuda.attentionForwardKernel(kernel, o16, dLse, q16, heads, causal, cuda.attentionKeyTile(kernel, t));
+                    cuda.attentionForwardKernel(kernel, o16, dLse, q16, heads, causal, cuda.attentionKeyTile(kernel, 64, t));
                     cuda.cast(o32, o16);
                     String what = kernel + " " + java.util.Arrays.toString(shape) + (causal ? " causal" : "");
                     // BF16 outputs carry 8 bits of mantissa; the tensor-core kernel also rounds P to BF16.
@@ -412,9 +461,119 @@ abstract class CudaParityChecks {
         assertEquals(0f, down(out)[0]);
     }
 
+    /**
+     * (B, T, heads, hd): open_clip's head widths (ViT-H 80, ViT-g 88, ViT-bigG 104, ViT-e 112) at CLIP's
+     * T (50: vision at 224 px / 32, 77: text), and widths only the run-time-width kernels take (odd, tiny, 128).
+     */
+    static final int[][] HEAD_WIDTH_CASES = {
+        {2, 50, 1, 80}, {1, 77, 2, 80}, {1, 50, 2, 88}, {1, 77, 1, 88}, {1, 50, 1, 104}, {1, 77, 2, 104},
+        {2, 50, 1, 112}, {1, 77, 1, 112}, {1, 50, 1, 33}, {1, 77, 1, 128}, {2, 13, 3, 8}};
+
+    @Test
+    void attentionAtEveryHeadWidthMatchesCpu() {
+        for (int[] s : HEAD_WIDTH_CASES) {
+            int b = s[0], t = s[1], heads = s[2], c = heads * s[3];
+            Tensor qkv = random(300 + t + c, b, t, 3 * c);
+            CPU.scale(qkv, 2f);
+            for (boolean causal : new boolean[] {false, true}) {
+                String what = "attention " + java.util.Arrays.toString(s) + (causal ? " causal" : "");
+                Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+                Tensor dOut = cuda.zeros(DType.F32, b, t, c), dLse = cuda.zeros(DType.F32, b, heads, t);
+                CPU.attentionForward(out, lse, qkv, heads, causal);
+                cuda.attentionForward(dOut, dLse, up(qkv), heads, causal);
+                assertClose(what, out, dOut, TOL);
+                assertClose(what + " lse", lse, dLse, TOL);
+                Tensor dout = random(301 + t, b, t, c), dqkv = random(302 + t, b, t, 3 * c), gdqkv = up(dqkv);
+                CPU.attentionBackward(dqkv, dout, qkv, out, lse, heads, causal);
+                cuda.attentionBackward(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal);
+                assertClose(what + " backward (accumulates)", dqkv, gdqkv, TOL);
+            }
+        }
+    }
+
+    @Test
+    void attentionStreamsKeyTilesAtEveryHeadWidth() {
+        // T = 77 in ragged tiles (32, 32, 13 and 40, 37): the streaming path with 2, 3 and 4 dims per lane,
+        // partly filled (88, 112, 40) or full (64).
+        for (int hd : new int[] {64, 88, 112, 40}) {
+            int b = 1, t = 77, heads = 1;
+            Tensor qkv = random(320 + hd, b, t, 3 * hd);
+            CPU.scale(qkv, 2f);
+            for (boolean causal : new boolean[] {false, true}) {
+                String what = "hd " + hd + (causal ? " causal" : "");
+                Tensor out = Tensor.zeros(DType.F32, b, t, hd), lse = Tensor.zeros(DType.F32, b, heads, t);
+                CPU.attentionForward(out, lse, qkv, heads, causal);
+                Tensor dOut = cuda.zeros(DType.F32, b, t, hd), dLse = cuda.zeros(DType.F32, b, heads, t);
+                cuda.attentionForwardKernel("attention_forward", dOut, dLse, up(qkv), heads, causal, 32);
+                assertClose("attention tiled " + what, out, dOut, TOL);
+                assertClose("attention tiled lse " + what, lse, dLse, TOL);
+                Tensor dout = random(321 + hd, b, t, hd), dqkv = random(322 + hd, b, t, 3 * hd), gdqkv = up(dqkv);
+                CPU.attentionBackward(dqkv, dout, qkv, out, lse, heads, causal);
+                cuda.attentionBackwardKernel(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal, 32);
+                assertClose("attentionBackward tiled " + what, dqkv, gdqkv, TOL);
+
+                Tensor q16 = cuda.zeros(DType.BF16, b, t, 3 * hd), o16 = cuda.zeros(DType.BF16, b, t, hd);
+                cuda.cast(q16, up(qkv));
+                Tensor rounded = cuda.zeros(DType.F32, b, t, 3 * hd), o32 = cuda.zeros(DType.F32, b, t, hd);
+                cuda.cast(rounded, q16);
+                CPU.attentionForward(out, null, cuda.download(rounded), heads, causal);
+                cuda.attentionForwardKernel("attention_forward_mma_bf16", o16, null, q16, heads, causal, 40);
+                cuda.cast(o32, o16);
+                assertClose("tensor-core attention tiled " + what, out, o32, 1e-2f);
+            }
+        }
+    }
+
+    @Test
+    void attentionAtHeadWidth112AndT257() {
+        // ViT-e's head at 224 px / 14 through the public entry point: streams 64-key tiles on sm_80 and sm_90.
+        int b = 1, t = 257, heads = 1, hd = 112;
+        Tensor qkv = random(330, b, t, 3 * hd);
+        Tensor out = Tensor.zeros(DType.F32, b, t, hd), lse = Tensor.zeros(DType.F32, b, heads, t);
+        Tensor dOut = cuda.zeros(DType.F32, b, t, hd), dLse = cuda.zeros(DType.F32, b, heads, t);
+        CPU.attentionForward(out, lse, qkv, heads, false);
+        cuda.attentionForward(dOut, dLse, up(qkv), heads, false);
+        assertClose("attention hd 112 T 257", out, dOut, TOL);
+        assertClose("attention hd 112 T 257 lse", lse, dLse, TOL);
+    }
+
+    @Test
+    void attention16BitInputsAtEveryHeadWidth() {
+        for (int[] s : new int[][] {{2, 50, 1, 80}, {1, 77, 1, 88}, {1, 50, 2, 104}, {1, 77, 1, 112}, {1, 50, 1, 33}, {2, 13, 3, 8}}) {
+            int b = s[0], t = s[1], heads = s[2], c = heads * s[3];
+            Tensor qkv = random(340 + t + c, b, t, 3 * c);
+            CPU.scale(qkv, 2f);
+            boolean causal = t == 77; // text towers are causal, vision towers full
+            for (String family : new String[] {"attention_forward_bf16", "attention_forward_mma_bf16", "attention_forward_f16"}) {
+                DType type = family.endsWith("_f16") ? DType.F16 : DType.BF16;
+                Tensor q16 = cuda.zeros(type, b, t, 3 * c);
+                cuda.cast(q16, up(qkv));
+                Tensor rounded = cuda.zeros(DType.F32, b, t, 3 * c);
+                cuda.cast(rounded, q16);
+                Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+                CPU.attentionForward(out, lse, cuda.download(rounded), heads, causal);
+                Tensor o16 = cuda.zeros(type, b, t, c), o32 = cuda.zeros(DType.F32, b, t, c);
+                Tensor dLse = cuda.zeros(DType.F32, b, heads, t);
+                if (family.contains("mma")) {
+                    cuda.attentionForward(o16, dLse, q16, heads, causal); // the public entry point's BF16 kernel
+                } else {
+                    cuda.attentionForwardKernel(family, o16, dLse, q16, heads, causal, cuda.attentionKeyTile(family, s[3], t));
+                }
+                cuda.cast(o32, o16);
+                String what = family + " " + java.util.Arrays.toString(s) + (causal ? " causal" : "");
+                // BF16 outputs carry 8 bits of mantissa; the tensor-core kernel also rounds P to BF16.
+                float tol = type == DType.F16 ? 1e-3f : family.contains("mma") ? 1e-2f : 4e-3f;
+                assertClose(what, out, o32, tol);
+                assertClose(what + " lse", lse, dLse, 1e-4f);
+            }
+        }
+    }
+
     @Test
     void attentionPoolMatchesCpu() {
-        for (int[] s : new int[][] {{1, 5, 64, 1}, {3, 17, 60, 3}, {2, 50, 512, 8}}) {
+        // (B, L, C, heads): head dims 64, 20, 64, and 80/88/104/112 at ResNet's L = 50 (224 px)
+        for (int[] s : new int[][] {{1, 5, 64, 1}, {3, 17, 60, 3}, {2, 50, 512, 8}, {1, 50, 160, 2}, {2, 50, 88, 1},
+                                    {1, 50, 208, 2}, {1, 50, 112, 1}}) {
             int b = s[0], l = s[1], c = s[2], heads = s[3];
             Tensor q = random(140, b, c), k = random(141, b, l, c), v = random(142, b, l, c);
             Tensor out = Tensor.zeros(DType.F32, b, c), lse = Tensor.zeros(DType.F32, b, heads);
@@ -709,11 +868,24 @@ abstract class CudaParityChecks {
     }
 
     @Test
-    void attentionWithAnotherHeadDimSaysSo() {
-        Tensor qkv = cuda.zeros(DType.F32, 1, 3, 3 * 32), out = cuda.zeros(DType.F32, 1, 3, 32);
-        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+    void attentionWiderThanTheKernelsSaysSo() {
+        Tensor qkv = cuda.zeros(DType.F32, 1, 3, 3 * 160), out = cuda.zeros(DType.F32, 1, 3, 160);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> cuda.attentionForward(out, null, qkv, 1, false));
-        assertTrue(e.getMessage().contains("head dim 64"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("attentionForward: head dim 160"), e.getMessage());
+        Tensor lse = cuda.zeros(DType.F32, 1, 1, 3);
+        e = assertThrows(IllegalArgumentException.class,
+                () -> cuda.attentionBackward(cuda.zeros(DType.F32, 1, 3, 3 * 160), out, qkv, out, lse, 1, false));
+        assertTrue(e.getMessage().startsWith("attentionBackward: head dim 160"), e.getMessage());
+    }
+
+    @Test
+    void sharedMemoryBeyondTheDeviceIsRefusedWithTheKernelName() {
+        int l = 60_000; // attention pooling over 60000 keys: 240 KB of scores and query, more than any GPU's opt-in
+        Tensor q = cuda.zeros(DType.F32, 1, 64), k = cuda.zeros(DType.F32, 1, l, 64), out = cuda.zeros(DType.F32, 1, 64);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> cuda.attentionPoolForward(out, null, q, k, k, 1));
+        assertTrue(e.getMessage().startsWith("attention_pool_forward: needs 240256 bytes of shared memory"), e.getMessage());
     }
 
     @Test
