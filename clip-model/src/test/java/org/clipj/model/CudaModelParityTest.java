@@ -59,12 +59,12 @@ class CudaModelParityTest {
     }
 
     /**
-     * open_clip's exact GELU and layer scale (golden/openclip cases, heads of 64) through the simulator:
+     * open_clip's exact GELU, layer scale and heads of 80 (golden/openclip cases) through the simulator:
      * features and every gradient of a backward with fixed feature gradients, against the CPU backend
      * (which matches open_clip's own outputs, OpenClipGoldenTest).
      */
     @ParameterizedTest
-    @ValueSource(strings = {"B-32-gelu-openclip", "M-16-alt-ls-openclip-st"})
+    @ValueSource(strings = {"B-32-gelu-openclip", "M-16-alt-ls-openclip-st", "train-mix-openclip-st"})
     void openClipVariantsMatchTheCpuOnTheSimulator(String name) {
         ResolvedModel r = ResolvedModel.resolve(OpenClipGoldenTest.caseDir(name), null);
         ClipModel ref = ClipModel.fromStateDict(r.checkpoint().tensors(), r.config(), new CpuBackend());
