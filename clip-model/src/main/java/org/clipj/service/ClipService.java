@@ -234,8 +234,8 @@ public final class ClipService implements AutoCloseable {
     private void decode(Request r, String name, Supplier<float[]> preprocess) {
         if (dropQueued || r.future.isDone()) {
             slots.release();
-            r.future.completeExceptionally(new RejectedExecutionException("ClipService closed before " + name + " was computed"));
             metrics.count(Kind.IMAGE, ServiceMetrics.Outcome.CANCELLED, 1);
+            r.future.completeExceptionally(new RejectedExecutionException("ClipService closed before " + name + " was computed"));
             return;
         }
         try {
@@ -243,9 +243,9 @@ public final class ClipService implements AutoCloseable {
         } catch (RuntimeException e) {
             slots.release();
             String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+            metrics.count(Kind.IMAGE, ServiceMetrics.Outcome.FAILED, 1);
             r.future.completeExceptionally(e instanceof InvalidInputException && message.contains(name) ? e
                     : new InvalidInputException(name + ": " + message, e));
-            metrics.count(Kind.IMAGE, ServiceMetrics.Outcome.FAILED, 1);
             return;
         }
         imageLane.add(r);   // open until the decode pool has finished (see shutdown)
@@ -259,12 +259,12 @@ public final class ClipService implements AutoCloseable {
             if (r.future.isDone()) {
                 metrics.count(kind, ServiceMetrics.Outcome.CANCELLED, 1);
             } else if (dropQueued) {
-                r.future.completeExceptionally(new RejectedExecutionException("ClipService closed before this request was computed"));
                 metrics.count(kind, ServiceMetrics.Outcome.CANCELLED, 1);
+                r.future.completeExceptionally(new RejectedExecutionException("ClipService closed before this request was computed"));
             } else if (start - r.submitNanos > r.timeoutNanos) {
+                metrics.count(kind, ServiceMetrics.Outcome.EXPIRED, 1);
                 r.future.completeExceptionally(new DeadlineExceededException(kind.name().toLowerCase(Locale.ROOT) + " request waited "
                         + (start - r.submitNanos) / 1_000_000 + " ms, past its deadline; not computed"));
-                metrics.count(kind, ServiceMetrics.Outcome.EXPIRED, 1);
             } else {
                 metrics.queueWait(kind).observe((start - r.enqueuedNanos) / 1e9);
                 live.add(r);
@@ -278,19 +278,21 @@ public final class ClipService implements AutoCloseable {
         try {
             out = kind == Kind.TEXT ? clip.encodeTexts(live.stream().map(r -> r.text).toList()) : encodePixels(live);
         } catch (Throwable t) {   // the dispatcher lives on, so every accepted request is still answered
-            for (Request r : live) r.future.completeExceptionally(t);
             metrics.count(kind, ServiceMetrics.Outcome.FAILED, live.size());
+            for (Request r : live) r.future.completeExceptionally(t);
             return;
         }
+        // metrics first, so a caller that has its result also finds it counted
         long end = System.nanoTime();
         metrics.inference(kind).observe((end - start) / 1e9);
         for (int i = 0; i < live.size(); i++) {
             Request r = live.get(i);
-            if (r.future.complete(out[i])) {
+            if (r.future.isDone()) {
+                metrics.count(kind, ServiceMetrics.Outcome.CANCELLED, 1);
+            } else {
                 metrics.latency(kind).observe((end - r.submitNanos) / 1e9);
                 metrics.count(kind, ServiceMetrics.Outcome.OK, 1);
-            } else {
-                metrics.count(kind, ServiceMetrics.Outcome.CANCELLED, 1);
+                r.future.complete(out[i]);
             }
         }
     }
