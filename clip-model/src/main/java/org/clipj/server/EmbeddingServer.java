@@ -41,6 +41,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.IntFunction;
 
@@ -59,7 +60,8 @@ import java.util.function.IntFunction;
  * Images come only as bytes in the request: no file path or URL is ever read. Errors: 400 for malformed
  * JSON or an undecodable input (naming its index), 413 for a body over the limit or more inputs than
  * the queue holds, 503 with Retry-After when the queue is full or the server is loading or draining,
- * 504 when an input's deadline passed in the queue. {@link #close()} drains: it refuses new requests,
+ * 504 when an input's deadline passed in the queue. Memory stays bounded: at most 2 x maxQueue POST
+ * requests are in progress at a time (more get 503), each body at most maxBodyBytes. {@link #close()} drains: it refuses new requests,
  * answers every accepted one, then stops. The server owns the service; the Clip stays the caller's.
  */
 public final class EmbeddingServer implements AutoCloseable {
@@ -98,6 +100,7 @@ public final class EmbeddingServer implements AutoCloseable {
     private final Map<String, Map<Integer, LongAdder>> requestCounts = new ConcurrentHashMap<>();
     private final Map<String, Histogram> requestSeconds = new ConcurrentHashMap<>();
     private volatile Model model;          // null until ready
+    private volatile Semaphore bodies;     // POST requests in progress: 2 x maxQueue (as many queued as read or answered)
     private volatile boolean draining;
 
     private EmbeddingServer(Options options) throws IOException {
@@ -122,12 +125,16 @@ public final class EmbeddingServer implements AutoCloseable {
 
     /** Starts serving the model (loaded and warmed up by the caller); /health turns 200. */
     public void ready(Model model) {
+        this.bodies = new Semaphore(2 * model.service().options().maxQueue());
         this.model = model;
     }
 
     /** Drains: new requests get 503, every accepted input is answered, then the listener stops. */
     @Override
     public void close() {
+        if (draining) {
+            return;
+        }
         draining = true;
         Model m = model;
         if (m != null) {
@@ -145,8 +152,8 @@ public final class EmbeddingServer implements AutoCloseable {
         try (exchange) {
             try {
                 status = switch (path) {
-                    case "/v1/embeddings" -> embeddings(exchange);
-                    case "/v1/zero-shot" -> zeroShot(exchange);
+                    case "/v1/embeddings" -> withBodySlot(exchange, this::embeddings);
+                    case "/v1/zero-shot" -> withBodySlot(exchange, this::zeroShot);
                     case "/health" -> health(exchange);
                     case "/metrics" -> metrics(exchange);
                     default -> throw new HttpError(404, "not_found", "no endpoint " + path + " (POST /v1/embeddings, "
@@ -163,6 +170,31 @@ public final class EmbeddingServer implements AutoCloseable {
         requestCounts.computeIfAbsent(endpoint, k -> new ConcurrentHashMap<>())
                 .computeIfAbsent(status, k -> new LongAdder()).increment();
         requestSeconds.get(endpoint).observe((System.nanoTime() - start) / 1e9);
+    }
+
+    /** A POST handler that reads a body and holds its results in memory. */
+    @FunctionalInterface
+    private interface BodyHandler {
+        int handle(HttpExchange exchange) throws IOException;
+    }
+
+    /**
+     * Runs a POST handler while holding one of 2 x maxQueue slots, so the request bodies held in memory
+     * are bounded with the queue (as many being read or answered as can wait in it): 503 without one.
+     */
+    private int withBodySlot(HttpExchange exchange, BodyHandler handler) throws IOException {
+        requireMethod(exchange, "POST");
+        requireReady();
+        Semaphore slots = bodies;
+        if (!slots.tryAcquire()) {
+            throw HttpError.unavailable("too many requests in progress (" + 2 * model.service().options().maxQueue()
+                    + ", twice --max-queue); retry later");
+        }
+        try {
+            return handler.handle(exchange);
+        } finally {
+            slots.release();
+        }
     }
 
     // ---------------------------------------------------------------- endpoints

@@ -228,6 +228,7 @@ class EmbeddingServerTest {
             HttpResponse<String> refused = send(post(server, "/v1/embeddings", "{\"input\": \"one too many\"}"));
             assertEquals(503, refused.statusCode(), refused.body());
             assertEquals("1", refused.headers().firstValue("Retry-After").orElse(null));
+            assertTrue(refused.body().contains("queue full"), refused.body());
             assertTrue(accepted.stream().noneMatch(CompletableFuture::isDone));
 
             server.close();
