@@ -91,6 +91,7 @@ public final class EmbeddingServer implements AutoCloseable {
 
     private static final String[] ENDPOINTS = {"/v1/embeddings", "/v1/zero-shot", "/health", "/metrics"};
     private static final int STOP_GRACE_SECONDS = 30;
+    private static final long DISCARD_LIMIT = 64L << 20;   // bytes of an over-limit body read and dropped before the 413
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final JsonFactory JSON_FACTORY = JSON.getFactory();
 
@@ -362,21 +363,23 @@ public final class EmbeddingServer implements AutoCloseable {
     private JsonNode readJson(HttpExchange exchange) throws IOException {
         long limit = options.maxBodyBytes();
         String length = exchange.getRequestHeaders().getFirst("Content-Length");
-        if (length != null) {
-            try {
-                if (Long.parseLong(length.strip()) > limit) {
-                    throw tooLarge(length.strip());
-                }
-            } catch (NumberFormatException e) {
-                throw HttpError.badRequest("Content-Length '" + length + "' is not a number");
-            }
-        }
         byte[] body;
         try (InputStream in = exchange.getRequestBody()) {
+            if (length != null) {
+                long declared;
+                try {
+                    declared = Long.parseLong(length.strip());
+                } catch (NumberFormatException e) {
+                    throw HttpError.badRequest("Content-Length '" + length + "' is not a number");
+                }
+                if (declared > limit) {
+                    throw tooLarge(exchange, in, length.strip());
+                }
+            }
             body = in.readNBytes((int) limit + 1);
-        }
-        if (body.length > limit) {
-            throw tooLarge("more than " + limit);
+            if (body.length > limit) {
+                throw tooLarge(exchange, in, "more than " + limit);
+            }
         }
         try {
             JsonNode node = JSON.readTree(body);
@@ -389,7 +392,21 @@ public final class EmbeddingServer implements AutoCloseable {
         }
     }
 
-    private HttpError tooLarge(String size) {
+    /**
+     * 413 for a body over the limit. The body is read and dropped first (up to {@link #DISCARD_LIMIT}):
+     * a server that answers and closes while the client still sends makes TCP reset the connection,
+     * and the client never sees the 413. Beyond that the connection is closed after the answer.
+     */
+    private HttpError tooLarge(HttpExchange exchange, InputStream in, String size) throws IOException {
+        byte[] sink = new byte[1 << 16];
+        long dropped = 0;
+        int n = 0;
+        while (dropped < DISCARD_LIMIT && (n = in.read(sink)) >= 0) {
+            dropped += n;
+        }
+        if (n >= 0) {
+            exchange.getResponseHeaders().set("Connection", "close");
+        }
         return new HttpError(413, "request_too_large", "request body of " + size + " bytes exceeds the limit of "
                 + options.maxBodyBytes() + " bytes (--max-body-mb)", null, null, null);
     }

@@ -238,14 +238,26 @@ public final class ClipService implements AutoCloseable {
             r.future.completeExceptionally(new RejectedExecutionException("ClipService closed before " + name + " was computed"));
             return;
         }
+        long waited = System.nanoTime() - r.submitNanos;
+        if (waited > r.timeoutNanos) {
+            slots.release();
+            metrics.count(Kind.IMAGE, ServiceMetrics.Outcome.EXPIRED, 1);
+            r.future.completeExceptionally(new DeadlineExceededException("image request waited " + waited / 1_000_000
+                    + " ms for decoding, past its deadline; not computed"));
+            return;
+        }
         try {
             r.pixels = preprocess.get();
-        } catch (RuntimeException e) {
+        } catch (Throwable t) {   // an OutOfMemoryError included: the future must complete, the slot come back
             slots.release();
-            String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
             metrics.count(Kind.IMAGE, ServiceMetrics.Outcome.FAILED, 1);
-            r.future.completeExceptionally(e instanceof InvalidInputException && message.contains(name) ? e
-                    : new InvalidInputException(name + ": " + message, e));
+            if (t instanceof RuntimeException e) {
+                String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+                r.future.completeExceptionally(e instanceof InvalidInputException && message.contains(name) ? e
+                        : new InvalidInputException(name + ": " + message, e));
+            } else {
+                r.future.completeExceptionally(t);
+            }
             return;
         }
         imageLane.add(r);   // open until the decode pool has finished (see shutdown)
