@@ -201,7 +201,6 @@ public final class EmbeddingServer implements AutoCloseable {
     // ---------------------------------------------------------------- endpoints
 
     private int embeddings(HttpExchange exchange) throws IOException {
-        requireMethod(exchange, "POST");
         Model m = requireReady();
         JsonNode body = readJson(exchange);
         String format = body.hasNonNull("encoding_format") ? body.get("encoding_format").asText() : "float";
@@ -255,7 +254,6 @@ public final class EmbeddingServer implements AutoCloseable {
     }
 
     private int zeroShot(HttpExchange exchange) throws IOException {
-        requireMethod(exchange, "POST");
         Model m = requireReady();
         JsonNode body = readJson(exchange);
         List<String> images = strings(body, "images", true);
