@@ -10,6 +10,7 @@ import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
+import org.clipj.service.PromptEnsemble;
 import org.clipj.text.ClipTokenizer;
 
 import org.slf4j.Logger;
@@ -483,32 +484,8 @@ public final class Clip implements AutoCloseable {
      * every template filled with it ({} marks the place), renormalized (prompt ensembling).
      */
     public float[][] classifier(List<String> labels, List<String> templates) {
-        if (labels.isEmpty()) {
-            throw new InvalidInputException("zero-shot needs at least one label");
-        }
-        if (templates.isEmpty()) {
-            throw new InvalidInputException("zero-shot needs at least one template");
-        }
-        for (String t : templates) {
-            if (!t.contains("{}")) {
-                throw new InvalidInputException("template '" + t + "' has no {} for the label");
-            }
-        }
-        List<String> prompts = new ArrayList<>(labels.size() * templates.size());
-        for (String label : labels) {
-            for (String t : templates) prompts.add(t.replace("{}", label));
-        }
-        float[][] e = encodeTexts(prompts);
-        int dim = embeddingSize();
-        float[][] weights = new float[labels.size()][dim];
-        for (int c = 0; c < labels.size(); c++) {
-            for (int t = 0; t < templates.size(); t++) {
-                float[] row = e[c * templates.size() + t];
-                for (int d = 0; d < dim; d++) weights[c][d] += row[d];
-            }
-            normalize(weights[c]);
-        }
-        return weights;
+        List<String> prompts = PromptEnsemble.prompts(labels, templates);
+        return PromptEnsemble.weights(encodeTexts(prompts), labels.size(), templates.size());
     }
 
     /** exp(logit_scale): the temperature the model was trained with. */

@@ -17,7 +17,8 @@ import java.nio.file.NoSuchFileException;
 @Command(name = "clip", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "CLIP on the JVM: embed, classify zero-shot, train, evaluate.",
         subcommands = {CommandLine.HelpCommand.class, DemoCommand.class, EmbedCommand.class, ZeroShotCommand.class,
-                TokenizeCommand.class, TrainCommand.class, InfoCommand.class, EvalCommand.class, OverlapCommand.class})
+                TokenizeCommand.class, TrainCommand.class, InfoCommand.class, EvalCommand.class, OverlapCommand.class,
+                ServeCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
