@@ -68,6 +68,21 @@ public interface Backend extends AutoCloseable {
     void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias);
 
     /**
+     * out (N, O) = activation(x (N, I) @ w (O, I)^T + bias (O)): {@link #linearForward} then
+     * {@link #quickGeluForward} or {@link #geluForward} in one op (the MLP's c_fc in inference; the
+     * CPU applies them to each GEMM tile while it is in cache). bias may be null; out must not
+     * overlap x.
+     */
+    void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation);
+
+    /**
+     * out (N, O) = x (N, I) @ w (O, I)^T + bias (O) + residual (N, O): {@link #linearForward} then
+     * {@link #add} in one op (a residual block's out_proj and c_proj). bias may be null; out must
+     * overlap neither x nor residual (a GEMM with several depth blocks keeps partial sums in out).
+     */
+    void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual);
+
+    /**
      * A weight that stays constant from now on, for {@link #linearForward} (w (O, I)) or
      * {@link #patchEmbedForward} (w (O, Ci, p, p)), in the form this backend multiplies fastest.
      * The result is a view of w usable wherever w is; the backend may keep a prepared copy for it

@@ -5,6 +5,7 @@ import java.util.Map;
 import java.util.WeakHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
@@ -65,7 +66,7 @@ public final class CpuBackend implements Backend {
     @Override
     public String description() {
         return vector
-                ? "CPU, " + threads + " threads, Vector API " + Vec.S.vectorBitSize() + "-bit (" + Vec.L + " floats)"
+                ? "CPU, " + threads + " threads; detected: " + CpuFeatures.host().describe() + "; picked: " + Sgemm.blocking()
                 : "CPU, scalar reference path (single thread)";
     }
 
@@ -147,7 +148,31 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
-        String op = "linearForward";
+        checkLinear("linearForward", out, x, w, bias);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, null);
+    }
+
+    @Override
+    public void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation) {
+        String op = "linearActivationForward";
+        checkLinear(op, out, x, w, bias);
+        Check.argument(op, activation != null, "activation is null");
+        Check.disjoint(op, "out", out, "x", x);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, activation, null);
+    }
+
+    @Override
+    public void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
+        String op = "linearResidualForward";
+        checkLinear(op, out, x, w, bias);
+        Check.sameShape(op, "residual", residual, "out", out);
+        Check.disjoint(op, "out", out, "x", x);
+        Check.disjoint(op, "out", out, "residual", residual);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, residual);
+    }
+
+    /** out = x @ w^T (+ bias): shapes and dtypes, as every linear op needs them. */
+    private static void checkLinear(String op, Tensor out, Tensor x, Tensor w, Tensor bias) {
         Check.rank(op, "w", w, 2);
         Check.f32(op, "x", x);
         Check.argument(op, x.rank() >= 1 && x.dim(-1) == w.dim(1), "x " + x.shapeString() + " does not end in w's input size, w " + w.shapeString());
@@ -155,7 +180,6 @@ public final class CpuBackend implements Backend {
         expected[expected.length - 1] = w.dim(0);
         Check.shape(op, "out", out, "x @ w^T for w", w, expected);
         if (bias != null) Check.shape(op, "bias", bias, "w", w, w.dim(0));
-        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias);
     }
 
     /**
