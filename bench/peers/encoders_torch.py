@@ -3,9 +3,10 @@ the same model.safetensors clipj and ONNX Runtime use, checked against the refer
 inputs.safetensors, then timed; and the load time of the same weights saved F16 by torch.save.
 
 Usage: encoders_torch.py THREADS DIR   (DIR written by export_onnx.py)
-Prints one JSON object per benchmark: {"name", "ms"}: the median of five one-second windows
-after three one-second warm-up windows (as the JMH runs do); for checkpoint-load-vit-b32-f16 the
-median of five single loads after two warm-up loads.
+Prints one JSON object per benchmark: {"name", "ms", "p50_ms", "p99_ms", "samples"}: per-call
+times over five seconds and at least 100 calls after three seconds of warm-up (as the JMH run
+samples them), ms the median; for checkpoint-load-vit-b32-f16 the median of five single loads
+after two warm-up loads.
 """
 import json
 import os
@@ -17,22 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from export_onnx import build, read_safetensors
-
-
-def window_ms(fn, seconds):
-    reps, start = 0, time.perf_counter()
-    while True:
-        fn()
-        reps += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / reps * 1e3
-
-
-def median_ms(fn):
-    for _ in range(3):
-        window_ms(fn, 1.0)
-    return statistics.median(window_ms(fn, 1.0) for _ in range(5))
+from timing import sample_ms, summary
 
 
 def single_shot_ms(fn, warmup=2, measure=5):
@@ -59,8 +45,9 @@ def main():
                 sys.exit("encoders_torch: %s features disagree with the reference (min cosine %.6f)" % (tower, cos))
         for batch in (1, 8):
             p, t = pixels[:batch].contiguous(), tokens[:batch].contiguous()
-            print(json.dumps({"name": "vit-b32-image-b%d" % batch, "ms": median_ms(lambda: model.encode_image(p))}), flush=True)
-            print(json.dumps({"name": "vit-b32-text-b%d" % batch, "ms": median_ms(lambda: model.encode_text(t))}), flush=True)
+            for name, fn in (("vit-b32-image-b%d" % batch, lambda: model.encode_image(p)),
+                             ("vit-b32-text-b%d" % batch, lambda: model.encode_text(t))):
+                print(json.dumps(dict(summary(sample_ms(fn)), name=name)), flush=True)
     path = os.path.join(folder, "model-f16.pt")
     fresh = build("ViT-B/32", 1)
     load = lambda: fresh.load_state_dict(torch.load(path))
