@@ -28,6 +28,20 @@ public interface Backend extends AutoCloseable {
     /** A zero-filled tensor on this backend. */
     Tensor zeros(DType dtype, int... shape);
 
+    /**
+     * A tensor whose contents are unspecified, for an output the caller writes in full before
+     * reading it: storage given back by {@link #release} is reused (CPU: no allocation, no GC, no
+     * page faults on fresh memory; CUDA: no memset). The CPU scalar reference path fills it with NaN
+     * so that a read before the write shows.
+     */
+    Tensor empty(DType dtype, int... shape);
+
+    /**
+     * Gives t's storage back to this backend for a later {@link #empty}: neither t nor any view of it
+     * may be used afterwards. A view of part of a storage, or null, is left alone.
+     */
+    void release(Tensor t);
+
     /** {@code host} (a CPU tensor) copied to this backend; the same object on the CPU backend. */
     Tensor upload(Tensor host);
 

@@ -1,6 +1,9 @@
 package org.clipj.runtime.cpu;
 
+import java.util.ArrayDeque;
+import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.WeakHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -80,6 +83,35 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor zeros(DType dtype, int... shape) {
         return Tensor.zeros(dtype, shape);
+    }
+
+    /** F32 storage released for reuse by {@link #empty}, by length; at most RECYCLED_PER_LENGTH of each. */
+    private final Map<Integer, ArrayDeque<float[]>> recycled = new HashMap<>();
+    private static final int RECYCLED_PER_LENGTH = 8;   // a residual block holds up to 6 activations of one shape
+
+    @Override
+    public Tensor empty(DType dtype, int... shape) {
+        if (dtype != DType.F32) return Tensor.zeros(dtype, shape);
+        int n = Math.toIntExact(Tensor.numel(shape));
+        float[] storage;
+        synchronized (recycled) {
+            ArrayDeque<float[]> free = recycled.get(n);
+            storage = free == null ? null : free.pollLast();
+        }
+        if (storage == null) storage = new float[n];
+        if (!vector) Arrays.fill(storage, Float.NaN);
+        return Tensor.of(storage, shape);
+    }
+
+    @Override
+    public void release(Tensor t) {
+        if (t == null || t.dtype() != DType.F32 || t.device() != Device.CPU) return;
+        float[] storage = t.f32();
+        if (t.offset() != 0 || storage.length != t.numel()) return;
+        synchronized (recycled) {
+            ArrayDeque<float[]> free = recycled.computeIfAbsent(storage.length, k -> new ArrayDeque<>());
+            if (free.size() < RECYCLED_PER_LENGTH && !free.contains(storage)) free.addLast(storage);
+        }
     }
 
     @Override

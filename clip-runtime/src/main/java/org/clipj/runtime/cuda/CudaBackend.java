@@ -130,6 +130,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- memory
 
     /** An uninitialized tensor on the device, from the caching allocator. */
+    @Override
     public synchronized Tensor empty(DType dtype, int... shape) {
         long bytes = Tensor.numel(shape) * dtype.byteSize();
         DeviceAllocator.Block block = allocator.allocate(bytes);
@@ -233,6 +234,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Returns a tensor's memory to the allocator now; neither it nor its views may be used afterwards. */
+    @Override
     public synchronized void release(Tensor t) {
         if (t != null && t.owner() instanceof DeviceAllocator.Block block && !(capturing && captureBlocks.contains(block))) {
             allocator.release(block);
