@@ -1,5 +1,7 @@
 package org.clipj.bench;
 
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -20,7 +22,8 @@ import org.clipj.runtime.cpu.CpuBackend;
  * <p>Classes: gemm (linear, patch embedding, matmul; A is packed inside the call, B was packed by
  * prepareWeight), attention, layernorm, activation, residual (adds, scales), alloc (zeros:
  * allocation and zero-fill of activations), other ops (copy, gathers, L2 norm), and "outside ops":
- * the forward's wall time not inside any op (model code, views).
+ * the forward's wall time not inside any op (model code, views). Also the heap the calling thread
+ * allocated per forward and the collections during the timed forwards (both independent of load).
  *
  * <p>Usage: EncoderProfile [THREADS [FORWARDS]] (defaults 2 and 20 timed forwards after 10 warm-up).
  */
@@ -54,10 +57,14 @@ public final class EncoderProfile {
                     Runnable forward = tower.equals("image") ? () -> model.encodeImage(input) : () -> model.encodeText(input);
                     for (int i = 0; i < 10; i++) forward.run();
                     profiling.reset();
+                    long gcs = gcCount(), gcMillis = gcMillis(), allocated = THREADS.getCurrentThreadAllocatedBytes();
                     long start = System.nanoTime();
                     for (int i = 0; i < forwards; i++) forward.run();
                     long wall = System.nanoTime() - start;
                     print(tower + " b" + batch, wall, forwards, profiling.times());
+                    System.out.printf("Heap allocated by the calling thread: %.1f MB per forward; GC: %d collections, %d ms"
+                                    + " over the %d forwards%n%n", (THREADS.getCurrentThreadAllocatedBytes() - allocated) / 1e6 / forwards,
+                            gcCount() - gcs, gcMillis() - gcMillis, forwards);
                 }
             }
         }
@@ -82,6 +89,17 @@ public final class EncoderProfile {
                 .forEach(e -> System.out.printf("| %s | %d | %.3f | %.1f %% |%n", e.getKey(), e.getValue().calls / forwards,
                         e.getValue().nanos / 1e6 / forwards, 100.0 * e.getValue().nanos / wall));
         System.out.println();
+    }
+
+    private static final com.sun.management.ThreadMXBean THREADS =
+            (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+
+    private static long gcCount() {
+        return ManagementFactory.getGarbageCollectorMXBeans().stream().mapToLong(GarbageCollectorMXBean::getCollectionCount).sum();
+    }
+
+    private static long gcMillis() {
+        return ManagementFactory.getGarbageCollectorMXBeans().stream().mapToLong(GarbageCollectorMXBean::getCollectionTime).sum();
     }
 
     private static Tensor pixels(ClipConfig config, int batch) {
