@@ -3,6 +3,7 @@ package org.clipj.train;
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.clipj.io.SafeTensors;
+import org.clipj.model.ClipConfig;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
@@ -46,7 +47,8 @@ public final class TrainCheckpoints {
     }
 
     /** A checkpoint read back. */
-    public record Loaded(Path dir, TrainState state, Map<String, Tensor> model, Map<String, Tensor> optimizer, Path vocab) {
+    public record Loaded(Path dir, TrainState state, Map<String, Tensor> model, ClipConfig config,
+                         Map<String, Tensor> optimizer, Path vocab) {
     }
 
     private TrainCheckpoints() {
@@ -56,8 +58,11 @@ public final class TrainCheckpoints {
         return checkpointsDir.resolve(String.format("step-%08d", step));
     }
 
-    /** Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones. */
-    public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model,
+    /**
+     * Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones; the model's
+     * config (nullable) goes into the weights' metadata so the checkpoint loads with its architecture.
+     */
+    public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model, ClipConfig config,
                             Map<String, Tensor> optimizer, Path vocab, int keep) {
         try {
             Files.createDirectories(checkpointsDir);
@@ -65,7 +70,7 @@ public final class TrainCheckpoints {
             Path partial = checkpointsDir.resolve("." + target.getFileName() + ".partial");
             deleteTree(partial);
             Files.createDirectories(partial);
-            SafeTensors.write(partial.resolve(MODEL_FILE), model, Map.of("format", "pt"));
+            SafeTensors.write(partial.resolve(MODEL_FILE), model, modelMetadata(config));
             Map<String, String> meta = new LinkedHashMap<>();
             meta.put(STATE_KEY, JSON.writeValueAsString(toJson(state)));
             SafeTensors.write(partial.resolve(STATE_FILE), optimizer, meta);
@@ -164,8 +169,19 @@ public final class TrainCheckpoints {
         TrainState s = new TrainState(((Number) m.get("step")).intValue(), ((Number) m.get("data_position")).longValue(),
                 m.get("skipped") instanceof Number n ? n.longValue() : 0, run);
         Path vocab = dir.resolve(VOCAB_FILE);
-        return new Loaded(dir, s, SafeTensors.read(dir.resolve(MODEL_FILE)), state.tensors(),
-                Files.isRegularFile(vocab) ? vocab : null);
+        SafeTensors.Contents model = SafeTensors.readContents(dir.resolve(MODEL_FILE));
+        String config = model.metadata().get(ClipConfig.METADATA_KEY);
+        return new Loaded(dir, s, model.tensors(),
+                config == null ? null : ClipConfig.fromJson(config, dir.resolve(MODEL_FILE).toString()),
+                state.tensors(), Files.isRegularFile(vocab) ? vocab : null);
+    }
+
+    /** safetensors metadata of model weights clipj writes: the torch format marker and the full config. */
+    public static Map<String, String> modelMetadata(ClipConfig config) {
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", "pt");
+        if (config != null) meta.put(ClipConfig.METADATA_KEY, config.toJson());
+        return meta;
     }
 
     /** The step number of a checkpoint folder name, or -1. */

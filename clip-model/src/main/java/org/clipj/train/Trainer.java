@@ -245,14 +245,16 @@ public final class Trainer implements AutoCloseable {
     private void saveCheckpoint() {
         TrainCheckpoints.TrainState state = new TrainCheckpoints.TrainState(step, loader.position(),
                 skippedBefore + loader.skipped(), run);
-        TrainCheckpoints.save(checkpointsDir(), state, model.stateDict(), optimizer.stateTensors(), vocabFile,
+        TrainCheckpoints.save(checkpointsDir(), state, model.stateDict(), model.config(), optimizer.stateTensors(), vocabFile,
                 Math.max(1, options.keepCheckpoints()));
     }
 
     /** Writes OUT/model.safetensors (with the vocab next to it) and the loss curve. */
     public Path finish() {
         Path weights = outDir.resolve("model.safetensors");
-        SafeTensors.write(weights, model.stateDict(), Map.of("format", "pt", "clipj.step", String.valueOf(step)));
+        Map<String, String> meta = TrainCheckpoints.modelMetadata(model.config());
+        meta.put("clipj.step", String.valueOf(step));
+        SafeTensors.write(weights, model.stateDict(), meta);
         try {
             if (vocabFile != null && !vocabFile.toAbsolutePath().equals(outDir.resolve(TrainCheckpoints.VOCAB_FILE).toAbsolutePath())) {
                 Files.copy(vocabFile, outDir.resolve(TrainCheckpoints.VOCAB_FILE), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
