@@ -19,9 +19,10 @@ import org.clipj.runtime.cpu.CpuBackend;
  * prepared once), its ops timed by {@link ProfilingBackend}, image and text at batch 1 and 8.
  * Prints a markdown table of the time share per op class and per op, per forward.
  *
- * <p>Classes: gemm (linear, patch embedding, matmul; A is packed inside the call, B was packed by
- * prepareWeight), attention, layernorm, activation, residual (adds, scales), alloc (zeros:
- * allocation and zero-fill of activations), other ops (copy, gathers, L2 norm), and "outside ops":
+ * <p>Classes: gemm (linear, patch embedding, matmul, and the fused linear ops with their bias,
+ * activation or residual epilogue; A is packed inside the call, B was packed by prepareWeight),
+ * attention, layernorm, activation, residual (adds, scales), alloc (zeros, empty, release:
+ * allocation and zero-fill of activations, or their reuse), other ops (copy, gathers, L2 norm), and "outside ops":
  * the forward's wall time not inside any op (model code, views). Also the heap the calling thread
  * allocated per forward and the collections during the timed forwards (both independent of load).
  *
@@ -31,12 +32,15 @@ public final class EncoderProfile {
     private static final Map<String, String> CLASSES = new LinkedHashMap<>();
 
     static {
-        for (String op : List.of("linearForward", "matmul", "patchEmbedForward", "conv2dForward")) CLASSES.put(op, "gemm");
+        for (String op : List.of("linearForward", "linearActivationForward", "linearResidualForward", "matmul",
+                "patchEmbedForward", "conv2dForward")) {
+            CLASSES.put(op, "gemm");
+        }
         CLASSES.put("attentionForward", "attention");
         CLASSES.put("layerNormForward", "layernorm");
         for (String op : List.of("quickGeluForward", "geluForward", "reluForward", "softmaxForward")) CLASSES.put(op, "activation");
         for (String op : List.of("add", "addScaled", "broadcastAdd", "channelScaleForward", "scale")) CLASSES.put(op, "residual");
-        CLASSES.put("zeros", "alloc");
+        for (String op : List.of("zeros", "empty", "release")) CLASSES.put(op, "alloc");
     }
 
     private EncoderProfile() {}
