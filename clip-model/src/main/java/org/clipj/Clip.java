@@ -63,6 +63,11 @@ public final class Clip implements AutoCloseable {
             this(vocab, device, batchSize, null, null);
         }
 
+        /** The architecture from the checkpoint. */
+        public Options(Path vocab, String device, int batchSize, Precision precision) {
+            this(vocab, device, batchSize, precision, null);
+        }
+
         public static Options defaults() {
             return new Options(null, "auto", 32);
         }
