@@ -2,11 +2,12 @@
 
 Reads benchmark records (one JSON object per line) on stdin, each with suite, name, unit, clipj,
 peer, peer_name and optionally extra fields; adds speedup (> 1: clipj better; rate units:
-clipj/peer, time units: peer/clipj), device and threads; prints one JSON line per record on
+clipj/peer, time units: peer/clipj), device, threads and the CPU as clipj sees it (CPU_JSON from
+org.clipj.bench.MachineInfo: model, vector width, FMA datapath, GEMM blocking); prints one JSON line per record on
 stdout in DESIGN.md section 13's format and merges them into RESULTS_FILE (a JSON document
 keyed by suite and name, so several suites can run on the same day).
 
-Usage: emit.py RESULTS_FILE DEVICE THREADS COMMIT MACHINE
+Usage: emit.py RESULTS_FILE DEVICE THREADS COMMIT MACHINE CPU_JSON
 """
 import json
 import os
@@ -18,6 +19,7 @@ TIME_UNITS = {"ns", "us", "ms", "s"}
 
 def main():
     results_file, device, threads, commit, machine = sys.argv[1:6]
+    cpu = json.loads(sys.argv[6])
     records = []
     for line in sys.stdin:
         if not line.strip():
@@ -29,6 +31,7 @@ def main():
                "clipj": round(clipj, 3), "peer": round(peer, 3), "peer_name": r.pop("peer_name"),
                "speedup": round(speedup, 3), "device": device, "threads": int(threads)}
         out.update(r)
+        out.update({k: cpu[k] for k in ("cpu_model", "vector_bits", "fma_datapath", "blocking")})
         print(json.dumps(out), flush=True)
         records.append(out)
 
@@ -38,7 +41,7 @@ def main():
             doc = json.load(f)
     fresh = {(r["suite"], r["name"]) for r in records}
     doc["results"] = [r for r in doc["results"] if (r["suite"], r["name"]) not in fresh] + records
-    doc.update({"updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "machine": machine})
+    doc.update({"updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "machine": machine, "cpu": cpu})
     tmp = results_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)

@@ -2,10 +2,13 @@
 the same model.safetensors clipj and ONNX Runtime use, checked against the reference features in
 inputs.safetensors, then timed; and the load time of the same weights saved F16 by torch.save.
 
-Usage: encoders_torch.py THREADS DIR   (DIR written by export_onnx.py)
-Prints one JSON object per benchmark: {"name", "ms"}: the median of five one-second windows
-after three one-second warm-up windows (as the JMH runs do); for checkpoint-load-vit-b32-f16 the
-median of five single loads after two warm-up loads.
+Usage: encoders_torch.py THREADS DIR [CONFIG CASE...]   (DIR written by export_onnx.py for CONFIG)
+CONFIG defaults to ViT-B/32 with every case (image-b1 text-b1 image-b8 text-b8) and the checkpoint
+load; given CASEs, only those are timed (names vit-b32-gelu-... for ViT-B-32, open_clip's GELU one).
+Prints one JSON object per benchmark: {"name", "ms", "p50_ms", "p99_ms", "samples"}: per-call
+times over five seconds and at least 100 calls after three seconds of warm-up (as the JMH run
+samples them), ms the median; for checkpoint-load-vit-b32-f16 the median of five single loads
+after two warm-up loads.
 """
 import json
 import os
@@ -17,22 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from export_onnx import build, read_safetensors
-
-
-def window_ms(fn, seconds):
-    reps, start = 0, time.perf_counter()
-    while True:
-        fn()
-        reps += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / reps * 1e3
-
-
-def median_ms(fn):
-    for _ in range(3):
-        window_ms(fn, 1.0)
-    return statistics.median(window_ms(fn, 1.0) for _ in range(5))
+from timing import sample_ms, summary
 
 
 def single_shot_ms(fn, warmup=2, measure=5):
@@ -47,8 +35,11 @@ def single_shot_ms(fn, warmup=2, measure=5):
 
 def main():
     threads, folder = int(sys.argv[1]), sys.argv[2]
+    name = sys.argv[3] if len(sys.argv) > 3 else "ViT-B/32"
+    cases = sys.argv[4:] or ["image-b1", "text-b1", "image-b8", "text-b8"]
+    prefix = "vit-b32" if name == "ViT-B/32" else "vit-b32-gelu"
     torch.set_num_threads(threads)
-    model = build("ViT-B/32", 0)
+    model = build(name, 0)
     model.load_state_dict(read_safetensors(os.path.join(folder, "model.safetensors")))
     ref = read_safetensors(os.path.join(folder, "inputs.safetensors"))
     pixels, tokens = ref["pixels"], ref["tokens"].long()
@@ -57,10 +48,13 @@ def main():
             cos = F.cosine_similarity(fn(x), ref[tower], dim=-1).min().item()
             if cos < 0.9999:
                 sys.exit("encoders_torch: %s features disagree with the reference (min cosine %.6f)" % (tower, cos))
-        for batch in (1, 8):
-            p, t = pixels[:batch].contiguous(), tokens[:batch].contiguous()
-            print(json.dumps({"name": "vit-b32-image-b%d" % batch, "ms": median_ms(lambda: model.encode_image(p))}), flush=True)
-            print(json.dumps({"name": "vit-b32-text-b%d" % batch, "ms": median_ms(lambda: model.encode_text(t))}), flush=True)
+        for case in cases:
+            tower, batch = case.split("-b")
+            x = (pixels if tower == "image" else tokens)[:int(batch)].contiguous()
+            fn = (lambda: model.encode_image(x)) if tower == "image" else (lambda: model.encode_text(x))
+            print(json.dumps(dict(summary(sample_ms(fn)), name="%s-%s" % (prefix, case))), flush=True)
+    if len(sys.argv) > 4:
+        return
     path = os.path.join(folder, "model-f16.pt")
     fresh = build("ViT-B/32", 1)
     load = lambda: fresh.load_state_dict(torch.load(path))

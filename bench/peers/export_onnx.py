@@ -7,7 +7,8 @@ LayerNorm, QuickGELU; parameter names are OpenAI's), and writes what the encoder
   inputs.safetensors  pixels (8,3,R,R) F32, tokens (8,ctx) I32 and the PyTorch features of both
                       towers on them (image, text: (8,E) F32): the reference every peer must match
 
-Usage: export_onnx.py OUT_DIR [CONFIG] [SEED]   (CONFIG: ViT-B/32 or tiny; vocab as clipj's ClipConfig)
+Usage: export_onnx.py OUT_DIR [CONFIG] [SEED]   (CONFIG: ViT-B/32, ViT-B-32 or tiny; vocab as clipj's ClipConfig)
+ViT-B-32 is open_clip's name for the same architecture with exact GELU (nn.GELU) in the MLPs.
 """
 import json
 import os
@@ -19,7 +20,9 @@ from torch import nn
 
 CONFIGS = {  # embed, resolution, width, layers, patch, context, vocab, text width, text layers
     "ViT-B/32": (512, 224, 768, 12, 32, 77, 49408, 512, 12),
+    "ViT-B-32": (512, 224, 768, 12, 32, 77, 49408, 512, 12),
 }
+GELU_CONFIGS = {"ViT-B-32"}  # exact GELU in the MLPs; the others use OpenAI's QuickGELU
 
 
 def config(name, vocab=None):
@@ -36,13 +39,13 @@ class QuickGELU(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    def __init__(self, width, heads, attn_mask=None):
+    def __init__(self, width, heads, attn_mask=None, gelu=False):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
         self.mlp = nn.Sequential()
         self.mlp.add_module("c_fc", nn.Linear(width, width * 4))
-        self.mlp.add_module("gelu", QuickGELU())
+        self.mlp.add_module("gelu", nn.GELU() if gelu else QuickGELU())
         self.mlp.add_module("c_proj", nn.Linear(width * 4, width))
         self.ln_2 = nn.LayerNorm(width)
         self.attn_mask = attn_mask
@@ -54,23 +57,23 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width, layers, heads, attn_mask=None):
+    def __init__(self, width, layers, heads, attn_mask=None, gelu=False):
         super().__init__()
-        self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, attn_mask) for _ in range(layers)])
+        self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, attn_mask, gelu) for _ in range(layers)])
 
     def forward(self, x):
         return self.resblocks(x)
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, resolution, patch, width, layers, heads, embed):
+    def __init__(self, resolution, patch, width, layers, heads, embed, gelu=False):
         super().__init__()
         scale = width ** -0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch, stride=patch, bias=False)
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn((resolution // patch) ** 2 + 1, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, gelu=gelu)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, embed))
 
@@ -87,11 +90,11 @@ class VisionTransformer(nn.Module):
 class Clip(nn.Module):
     """openai/CLIP's CLIP for a ViT, with its initialize_parameters."""
 
-    def __init__(self, embed, resolution, vision_width, vision_layers, patch, context, vocab, width, layers):
+    def __init__(self, embed, resolution, vision_width, vision_layers, patch, context, vocab, width, layers, gelu=False):
         super().__init__()
-        self.visual = VisionTransformer(resolution, patch, vision_width, vision_layers, max(1, vision_width // 64), embed)
+        self.visual = VisionTransformer(resolution, patch, vision_width, vision_layers, max(1, vision_width // 64), embed, gelu)
         mask = torch.full((context, context), float("-inf")).triu_(1)
-        self.transformer = Transformer(width, layers, max(1, width // 64), mask)
+        self.transformer = Transformer(width, layers, max(1, width // 64), mask, gelu)
         self.token_embedding = nn.Embedding(vocab, width)
         self.positional_embedding = nn.Parameter(torch.empty(context, width))
         self.ln_final = nn.LayerNorm(width)
@@ -137,7 +140,7 @@ class TextTower(nn.Module):
 
 def build(name, seed):
     torch.manual_seed(seed)
-    return Clip(*config(name)).eval()
+    return Clip(*config(name), gelu=name in GELU_CONFIGS).eval()
 
 
 def random_inputs(model, batch, seed):

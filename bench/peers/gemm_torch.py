@@ -1,26 +1,16 @@
 """PyTorch CPU peer for `scripts/bench gemm`: the same GEMMs as org.clipj.bench.GemmBenchmark.
 
 Usage: gemm_torch.py THREADS LAYOUT:MxNxK ...   (LAYOUT nn: A(M,K) @ B(K,N); nt: A @ B(N,K)^T)
-Prints one JSON object per shape: {"layout", "shape", "ms", "gflops"} with the median of five
-one-second measurement windows after three one-second warm-up windows (as the JMH run does).
+Prints one JSON object per shape: {"layout", "shape", "ms", "p50_ms", "p99_ms", "samples", "gflops"}:
+per-call times over five seconds (and at least 100 calls) after three seconds of warm-up, as the
+JMH run samples them; ms is the median.
 """
 import json
-import statistics
 import sys
-import time
 
 import torch
 
-
-def window_ms(fn, seconds):
-    """Mean time of fn in ms over a window of about `seconds`."""
-    reps, start = 0, time.perf_counter()
-    while True:
-        fn()
-        reps += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / reps * 1e3
+from timing import sample_ms, summary
 
 
 def main():
@@ -35,10 +25,9 @@ def main():
         c = torch.empty(m, n)
         rhs = b.t() if layout == "nt" else b
         fn = lambda: torch.mm(a, rhs, out=c)
-        for _ in range(3):
-            window_ms(fn, 1.0)
-        ms = statistics.median(window_ms(fn, 1.0) for _ in range(5))
-        print(json.dumps({"layout": layout, "shape": shape, "ms": ms, "gflops": 2.0 * m * n * k / ms / 1e6}), flush=True)
+        stats = summary(sample_ms(fn))
+        stats.update(layout=layout, shape=shape, gflops=2.0 * m * n * k / stats["ms"] / 1e6)
+        print(json.dumps(stats), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,19 @@ towers forward, symmetric cross-entropy on L2-normalized features scaled by exp(
 backward, AdamW (betas 0.9/0.98, eps 1e-6, weight decay 0.1 on open_clip's decay group).
 
 Usage: train_torch.py THREADS CONFIG@BATCH ...   (CONFIG: ViT-B/32, tiny or tiny:VOCAB)
-Prints one JSON object per spec: {"spec", "ms", "images_per_s"}: the median of seven steps
-after three warm-up steps (as the JMH run does).
+Prints one JSON object per spec: {"spec", "ms", "p50_ms", "p99_ms", "samples", "images_per_s"}:
+STEPS single steps after three warm-up steps (as the JMH run does), ms the median.
 """
 import json
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 from export_onnx import build, random_inputs
+from timing import MIN_SAMPLES, sample_ms, summary
+
+STEPS = MIN_SAMPLES   # as TrainStepBenchmark's measurement iterations
 
 
 def decays(name, p):
@@ -46,14 +47,9 @@ def main():
             loss.backward()
             optimizer.step()
 
-        times = []
-        for i in range(10):
-            start = time.perf_counter()
-            step()
-            if i >= 3:
-                times.append((time.perf_counter() - start) * 1e3)
-        ms = statistics.median(times)
-        print(json.dumps({"spec": spec, "ms": ms, "images_per_s": batch / ms * 1e3}), flush=True)
+        stats = summary(sample_ms(step, warmup_s=0, measure_s=0, min_samples=STEPS + 3)[3:])
+        stats.update(spec=spec, images_per_s=batch / stats["ms"] * 1e3)
+        print(json.dumps(stats), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 package org.clipj.model;
 
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
@@ -117,68 +118,107 @@ final class ResidualAttentionBlock {
 
     /**
      * x (B, T, C) -> (B, T, C). With a cache, keeps every activation the backward needs; without,
-     * the intermediates are dropped when this returns.
+     * runs {@link #infer} (fused ops, intermediates given back to the backend when this returns).
      */
     Tensor forward(Tensor x, Cache cache) {
+        if (cache == null) return infer(x);
         int b = x.dim(0);
         int t = x.dim(1);
         int n = b * t;
-        boolean keep = cache != null;
         Tensor ln1 = backend.zeros(DType.F32, b, t, width);
-        Tensor ln1Mean = keep ? backend.zeros(DType.F32, n) : null;
-        Tensor ln1Rstd = keep ? backend.zeros(DType.F32, n) : null;
+        Tensor ln1Mean = backend.zeros(DType.F32, n);
+        Tensor ln1Rstd = backend.zeros(DType.F32, n);
         backend.layerNormForward(ln1.reshape(n, width), ln1Mean, ln1Rstd, x.reshape(n, width), ln1Weight, ln1Bias,
                 shape.lnEps());
         Tensor qkv = backend.zeros(DType.F32, b, t, 3 * width);
         backend.linearForward(qkv, ln1, inProjWeight, inProjBias);
         Tensor attn = backend.zeros(DType.F32, b, t, width);
-        Tensor lse = keep ? backend.zeros(DType.F32, b, heads, t) : null;
+        Tensor lse = backend.zeros(DType.F32, b, heads, t);
         backend.attentionForward(attn, lse, qkv, heads, causal);
         Tensor x1 = backend.zeros(DType.F32, b, t, width);
         backend.linearForward(x1, attn, outProjWeight, outProjBias);
-        Tensor attnOut = keep && ls1Gamma != null ? x1 : null;
+        Tensor attnOut = ls1Gamma != null ? x1 : null;
         if (ls1Gamma != null) {
-            if (keep) x1 = backend.zeros(DType.F32, b, t, width);
-            backend.channelScaleForward(x1, keep ? attnOut : x1, ls1Gamma);
+            x1 = backend.zeros(DType.F32, b, t, width);
+            backend.channelScaleForward(x1, attnOut, ls1Gamma);
         }
         backend.add(x1, x1, x);
         Tensor ln2 = backend.zeros(DType.F32, b, t, width);
-        Tensor ln2Mean = keep ? backend.zeros(DType.F32, n) : null;
-        Tensor ln2Rstd = keep ? backend.zeros(DType.F32, n) : null;
+        Tensor ln2Mean = backend.zeros(DType.F32, n);
+        Tensor ln2Rstd = backend.zeros(DType.F32, n);
         backend.layerNormForward(ln2.reshape(n, width), ln2Mean, ln2Rstd, x1.reshape(n, width), ln2Weight, ln2Bias,
                 shape.lnEps());
         Tensor fc = backend.zeros(DType.F32, b, t, mlp);
         backend.linearForward(fc, ln2, fcWeight, fcBias);
-        Tensor gelu = keep ? backend.zeros(DType.F32, b, t, mlp) : fc;
+        Tensor gelu = backend.zeros(DType.F32, b, t, mlp);
         if (shape.activation() == ClipConfig.Activation.GELU) backend.geluForward(gelu, fc);
         else backend.quickGeluForward(gelu, fc);
         Tensor out = backend.zeros(DType.F32, b, t, width);
         backend.linearForward(out, gelu, projWeight, projBias);
-        Tensor mlpOut = keep && ls2Gamma != null ? out : null;
+        Tensor mlpOut = ls2Gamma != null ? out : null;
         if (ls2Gamma != null) {
-            if (keep) out = backend.zeros(DType.F32, b, t, width);
-            backend.channelScaleForward(out, keep ? mlpOut : out, ls2Gamma);
+            out = backend.zeros(DType.F32, b, t, width);
+            backend.channelScaleForward(out, mlpOut, ls2Gamma);
         }
         backend.add(out, out, x1);
-        if (keep) {
-            cache.x = x;
-            cache.ln1 = ln1;
-            cache.ln1Mean = ln1Mean;
-            cache.ln1Rstd = ln1Rstd;
-            cache.qkv = qkv;
-            cache.attn = attn;
-            cache.lse = lse;
-            cache.attnOut = attnOut;
-            cache.x1 = x1;
-            cache.ln2 = ln2;
-            cache.ln2Mean = ln2Mean;
-            cache.ln2Rstd = ln2Rstd;
-            cache.fc = fc;
-            cache.gelu = gelu;
-            cache.mlpOut = mlpOut;
-            cache.out = out;
-        }
+        cache.x = x;
+        cache.ln1 = ln1;
+        cache.ln1Mean = ln1Mean;
+        cache.ln1Rstd = ln1Rstd;
+        cache.qkv = qkv;
+        cache.attn = attn;
+        cache.lse = lse;
+        cache.attnOut = attnOut;
+        cache.x1 = x1;
+        cache.ln2 = ln2;
+        cache.ln2Mean = ln2Mean;
+        cache.ln2Rstd = ln2Rstd;
+        cache.fc = fc;
+        cache.gelu = gelu;
+        cache.mlpOut = mlpOut;
+        cache.out = out;
         return out;
+    }
+
+    /**
+     * The forward without a cache: bias, activation and (without layer scale) the residual add done
+     * inside the GEMMs (linearActivationForward, linearResidualForward), and every intermediate taken
+     * with backend.empty and released before returning; the output reuses the attention buffer.
+     */
+    private Tensor infer(Tensor x) {
+        int b = x.dim(0);
+        int t = x.dim(1);
+        int n = b * t;
+        Tensor ln = backend.empty(DType.F32, b, t, width);
+        backend.layerNormForward(ln.reshape(n, width), null, null, x.reshape(n, width), ln1Weight, ln1Bias, shape.lnEps());
+        Tensor qkv = backend.empty(DType.F32, b, t, 3 * width);
+        backend.linearForward(qkv, ln, inProjWeight, inProjBias);
+        Tensor attn = backend.empty(DType.F32, b, t, width);
+        backend.attentionForward(attn, null, qkv, heads, causal);
+        backend.release(qkv);
+        Tensor x1 = backend.empty(DType.F32, b, t, width);
+        residualLinear(x1, attn, outProjWeight, outProjBias, ls1Gamma, x);
+        backend.layerNormForward(ln.reshape(n, width), null, null, x1.reshape(n, width), ln2Weight, ln2Bias, shape.lnEps());
+        Tensor fc = backend.empty(DType.F32, b, t, mlp);
+        backend.linearActivationForward(fc, ln, fcWeight, fcBias,
+                shape.activation() == ClipConfig.Activation.GELU ? Activation.GELU : Activation.QUICK_GELU);
+        backend.release(ln);
+        Tensor out = attn;   // read by out_proj above, free now
+        residualLinear(out, fc, projWeight, projBias, ls2Gamma, x1);
+        backend.release(fc);
+        backend.release(x1);
+        return out;
+    }
+
+    /** out = residual + gamma * (x @ w^T + bias), gamma (C) the layer scale or null: then one fused GEMM. */
+    private void residualLinear(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor gamma, Tensor residual) {
+        if (gamma == null) {
+            backend.linearResidualForward(out, x, w, bias, residual);
+            return;
+        }
+        backend.linearForward(out, x, w, bias);
+        backend.channelScaleForward(out, out, gamma);
+        backend.add(out, out, residual);
     }
 
     /** dout (B, T, C) -> dx (B, T, C); parameter gradients accumulate into {@code grads}' views. */

@@ -10,9 +10,11 @@ import java.util.function.Function;
 /** openai/CLIP's Transformer: a stack of {@link ResidualAttentionBlock}s named {@code <prefix>resblocks.<i>.}. */
 final class Transformer {
     final List<ResidualAttentionBlock> blocks;
+    private final Backend backend;
 
     Transformer(Backend backend, Function<String, Tensor> lookup, String prefix, int layers,
                 ResidualAttentionBlock.Shape shape) {
+        this.backend = backend;
         List<ResidualAttentionBlock> list = new ArrayList<>(layers);
         for (int i = 0; i < layers; i++) {
             list.add(new ResidualAttentionBlock(backend, lookup, prefix + "resblocks." + i + ".", shape));
@@ -26,15 +28,22 @@ final class Transformer {
         }
     }
 
-    /** x (B, T, C) -> (B, T, C); caches (one per block, filled in order) when non-null. */
+    /**
+     * x (B, T, C) -> (B, T, C); caches (one per block, filled in order) when non-null. Without caches
+     * (inference) a block's output goes back to the backend once the next block has read it, so the
+     * blocks take turns with the same few buffers (x itself is the caller's and is left alone).
+     */
     Tensor forward(Tensor x, List<ResidualAttentionBlock.Cache> caches) {
+        Tensor input = x;
         for (ResidualAttentionBlock block : blocks) {
             ResidualAttentionBlock.Cache cache = null;
             if (caches != null) {
                 cache = new ResidualAttentionBlock.Cache();
                 caches.add(cache);
             }
-            x = block.forward(x, cache);
+            Tensor next = block.forward(x, cache);
+            if (caches == null && x != input) backend.release(x);
+            x = next;
         }
         return x;
     }

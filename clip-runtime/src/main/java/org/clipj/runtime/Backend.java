@@ -28,6 +28,20 @@ public interface Backend extends AutoCloseable {
     /** A zero-filled tensor on this backend. */
     Tensor zeros(DType dtype, int... shape);
 
+    /**
+     * A tensor whose contents are unspecified, for an output the caller writes in full before
+     * reading it: storage given back by {@link #release} is reused (CPU: no allocation, no GC, no
+     * page faults on fresh memory; CUDA: no memset). The CPU scalar reference path fills it with NaN
+     * so that a read before the write shows.
+     */
+    Tensor empty(DType dtype, int... shape);
+
+    /**
+     * Gives t's storage back to this backend for a later {@link #empty}: neither t nor any view of it
+     * may be used afterwards. A view of part of a storage, or null, is left alone.
+     */
+    void release(Tensor t);
+
     /** {@code host} (a CPU tensor) copied to this backend; the same object on the CPU backend. */
     Tensor upload(Tensor host);
 
@@ -66,6 +80,21 @@ public interface Backend extends AutoCloseable {
      * leading shape that flattens to N rows (e.g. (B, T, I)).
      */
     void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias);
+
+    /**
+     * out (N, O) = activation(x (N, I) @ w (O, I)^T + bias (O)): {@link #linearForward} then
+     * {@link #quickGeluForward} or {@link #geluForward} in one op (the MLP's c_fc in inference; the
+     * CPU applies them to each GEMM tile while it is in cache). bias may be null; out must not
+     * overlap x.
+     */
+    void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation);
+
+    /**
+     * out (N, O) = x (N, I) @ w (O, I)^T + bias (O) + residual (N, O): {@link #linearForward} then
+     * {@link #add} in one op (a residual block's out_proj and c_proj). bias may be null; out must
+     * overlap neither x nor residual (a GEMM with several depth blocks keeps partial sums in out).
+     */
+    void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual);
 
     /**
      * A weight that stays constant from now on, for {@link #linearForward} (w (O, I)) or

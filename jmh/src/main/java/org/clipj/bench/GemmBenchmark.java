@@ -24,7 +24,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * weight layout). GFLOP/s = 2*M*N*K / time; scripts/bench gemm turns the times into rates.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)

@@ -69,6 +69,12 @@ final class Check {
         }
     }
 
+    /** a and b do not share any element (F32 tensors are contiguous ranges of their arrays). */
+    static void disjoint(String op, String aName, Tensor a, String bName, Tensor b) {
+        boolean overlap = a.f32() == b.f32() && a.offset() < b.offset() + b.size() && b.offset() < a.offset() + a.size();
+        if (overlap) throw new IllegalArgumentException(op + ": " + aName + " and " + bName + " must not overlap");
+    }
+
     static void argument(String op, boolean ok, String message) {
         if (!ok) throw new IllegalArgumentException(op + ": " + message);
     }

@@ -1,10 +1,14 @@
 package org.clipj.runtime.cpu;
 
+import java.util.ArrayDeque;
+import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.WeakHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
@@ -83,7 +87,7 @@ public final class CpuBackend implements Backend {
     @Override
     public String description() {
         return vector
-                ? "CPU, " + threads + " threads, Vector API " + Vec.S.vectorBitSize() + "-bit (" + Vec.L + " floats)"
+                ? "CPU, " + threads + " threads; detected: " + CpuFeatures.host().describe() + "; picked: " + Sgemm.blocking()
                 : "CPU, scalar reference path (single thread)";
     }
 
@@ -97,6 +101,35 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor zeros(DType dtype, int... shape) {
         return Tensor.zeros(dtype, shape);
+    }
+
+    /** F32 storage released for reuse by {@link #empty}, by length; at most RECYCLED_PER_LENGTH of each. */
+    private final Map<Integer, ArrayDeque<float[]>> recycled = new HashMap<>();
+    private static final int RECYCLED_PER_LENGTH = 8;   // a residual block holds up to 6 activations of one shape
+
+    @Override
+    public Tensor empty(DType dtype, int... shape) {
+        if (dtype != DType.F32) return Tensor.zeros(dtype, shape);
+        int n = Math.toIntExact(Tensor.numel(shape));
+        float[] storage;
+        synchronized (recycled) {
+            ArrayDeque<float[]> free = recycled.get(n);
+            storage = free == null ? null : free.pollLast();
+        }
+        if (storage == null) storage = new float[n];
+        if (!vector) Arrays.fill(storage, Float.NaN);
+        return Tensor.of(storage, shape);
+    }
+
+    @Override
+    public void release(Tensor t) {
+        if (t == null || t.dtype() != DType.F32 || t.device() != Device.CPU) return;
+        float[] storage = t.f32();
+        if (t.offset() != 0 || storage.length != t.numel()) return;
+        synchronized (recycled) {
+            ArrayDeque<float[]> free = recycled.computeIfAbsent(storage.length, k -> new ArrayDeque<>());
+            if (free.size() < RECYCLED_PER_LENGTH && !free.contains(storage)) free.addLast(storage);
+        }
     }
 
     @Override
@@ -165,7 +198,31 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
-        String op = "linearForward";
+        checkLinear("linearForward", out, x, w, bias);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, null);
+    }
+
+    @Override
+    public void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation) {
+        String op = "linearActivationForward";
+        checkLinear(op, out, x, w, bias);
+        Check.argument(op, activation != null, "activation is null");
+        Check.disjoint(op, "out", out, "x", x);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, activation, null);
+    }
+
+    @Override
+    public void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
+        String op = "linearResidualForward";
+        checkLinear(op, out, x, w, bias);
+        Check.sameShape(op, "residual", residual, "out", out);
+        Check.disjoint(op, "out", out, "x", x);
+        Check.disjoint(op, "out", out, "residual", residual);
+        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, residual);
+    }
+
+    /** out = x @ w^T (+ bias): shapes and dtypes, as every linear op needs them. */
+    private static void checkLinear(String op, Tensor out, Tensor x, Tensor w, Tensor bias) {
         Check.rank(op, "w", w, 2);
         Check.f32(op, "x", x);
         Check.argument(op, x.rank() >= 1 && x.dim(-1) == w.dim(1), "x " + x.shapeString() + " does not end in w's input size, w " + w.shapeString());
@@ -173,7 +230,6 @@ public final class CpuBackend implements Backend {
         expected[expected.length - 1] = w.dim(0);
         Check.shape(op, "out", out, "x @ w^T for w", w, expected);
         if (bias != null) Check.shape(op, "bias", bias, "w", w, w.dim(0));
-        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias);
     }
 
     /**

@@ -119,10 +119,12 @@ final class ElementwiseOps {
     static void quickGeluForwardScalar(Tensor out, Tensor x) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset(), n = out.size();
-        for (int i = 0; i < n; i++) {
-            float v = xs[xo + i];
-            o[oo + i] = v / (1f + (float) Math.exp(-GELU_K * v));
-        }
+        for (int i = 0; i < n; i++) o[oo + i] = quickGelu(xs[xo + i]);
+    }
+
+    /** The scalar reference's QuickGELU of one value. */
+    static float quickGelu(float v) {
+        return v / (1f + (float) Math.exp(-GELU_K * v));
     }
 
     static void quickGeluForwardVector(Tensor out, Tensor x, ComputePool pool) {
@@ -131,15 +133,18 @@ final class ElementwiseOps {
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
             int i = from, upper = from + S.loopBound(to - from);
             for (; i < upper; i += L) {
-                FloatVector v = FloatVector.fromArray(S, xs, xo + i);
-                FloatVector e = v.mul(-GELU_K).lanewise(VectorOperators.EXP);
-                v.div(e.add(1f)).intoArray(o, oo + i);
+                quickGelu(FloatVector.fromArray(S, xs, xo + i)).intoArray(o, oo + i);
             }
             for (; i < to; i++) {
                 float v = xs[xo + i];
                 o[oo + i] = v / (1f + (float) Math.exp(-GELU_K * v));
             }
         });
+    }
+
+    /** QuickGELU of one vector, as quickGeluForwardVector computes it (the GEMM epilogue's). */
+    static FloatVector quickGelu(FloatVector v) {
+        return v.div(v.mul(-GELU_K).lanewise(VectorOperators.EXP).add(1f));
     }
 
     static void quickGeluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
@@ -177,10 +182,13 @@ final class ElementwiseOps {
     static void geluForwardScalar(Tensor out, Tensor x) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset(), n = out.size();
-        for (int i = 0; i < n; i++) {
-            double v = xs[xo + i];
-            o[oo + i] = (float) (0.5 * v * (1 + erf(v * SQRT1_2)));
-        }
+        for (int i = 0; i < n; i++) o[oo + i] = gelu(xs[xo + i]);
+    }
+
+    /** The scalar reference's exact GELU of one value, erf in double. */
+    static float gelu(float x) {
+        double v = x;
+        return (float) (0.5 * v * (1 + erf(v * SQRT1_2)));
     }
 
     static void geluForwardVector(Tensor out, Tensor x, ComputePool pool) {
@@ -189,14 +197,18 @@ final class ElementwiseOps {
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
             int i = from, upper = from + S.loopBound(to - from);
             for (; i < upper; i += L) {
-                FloatVector v = FloatVector.fromArray(S, xs, xo + i);
-                v.mul(0.5f).mul(erf(v.mul((float) SQRT1_2)).add(1f)).intoArray(o, oo + i);
+                gelu(FloatVector.fromArray(S, xs, xo + i)).intoArray(o, oo + i);
             }
             for (; i < to; i++) {
                 float v = xs[xo + i];
                 o[oo + i] = 0.5f * v * (1f + erf(v * (float) SQRT1_2));
             }
         });
+    }
+
+    /** Exact GELU of one vector, as geluForwardVector computes it (the GEMM epilogue's). */
+    static FloatVector gelu(FloatVector v) {
+        return v.mul(0.5f).mul(erf(v.mul((float) SQRT1_2)).add(1f));
     }
 
     static void geluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {

@@ -1,6 +1,7 @@
 package org.clipj.runtime.cpu;
 
 
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.Tensor;
 
 /**
@@ -33,24 +34,37 @@ final class MatmulOps {
         }
     }
 
-    /** out (N, O) = x (N, I) @ w (O, I)^T + bias (O); packed: w's panels from prepareWeight (fast path only), or null. */
+    /**
+     * out (N, O) = activation(x (N, I) @ w (O, I)^T + bias (O)) + residual (N, O); bias, activation and
+     * residual may each be null. packed: w's panels from prepareWeight (fast path only), or null. The
+     * fast path applies bias, activation and residual to each GEMM tile as it finishes (Sgemm's
+     * epilogue); the scalar reference after the whole product.
+     */
     static void linearForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
-                              Tensor bias) {
+                              Tensor bias, Activation activation, Tensor residual) {
         int o = w.dim(0), in = w.dim(1), rows = Check.rows(x);
         float[] ov = out.f32();
         int oo = out.offset();
-        if (packed != null) Sgemm.sgemm(rows, o, in, 1f, x.f32(), x.offset(), in, packed, 0f, ov, oo, o, pool);
-        else gemm(pool, vector, false, true, rows, o, in, 1f, x.f32(), x.offset(), in, w.f32(), w.offset(), in, 0f, ov, oo, o);
-        if (bias == null) return;
-        float[] bv = bias.f32();
-        int bo = bias.offset();
         if (vector) {
-            Parallel.range(pool, rows, Math.max(1, 16384 / Math.max(1, o)), (from, to) -> {
-                for (int r = from; r < to; r++) Vec.axpy(1f, bv, bo, ov, oo + r * o, o);
-            });
-        } else {
-            for (int r = 0; r < rows; r++) {
-                for (int j = 0; j < o; j++) ov[oo + r * o + j] += bv[bo + j];
+            Sgemm.Epilogue epilogue = bias == null && activation == null && residual == null ? null
+                    : new Sgemm.Epilogue(bias == null ? null : bias.f32(), bias == null ? 0 : bias.offset(), activation,
+                            residual == null ? null : residual.f32(), residual == null ? 0 : residual.offset(), o);
+            if (packed != null) Sgemm.sgemm(rows, o, in, 1f, x.f32(), x.offset(), in, packed, 0f, ov, oo, o, pool, epilogue);
+            else Sgemm.sgemm(false, true, rows, o, in, 1f, x.f32(), x.offset(), in, w.f32(), w.offset(), in, 0f, ov, oo, o,
+                    pool, epilogue);
+            return;
+        }
+        Sgemm.sgemmReference(false, true, rows, o, in, 1f, x.f32(), x.offset(), in, w.f32(), w.offset(), in, 0f, ov, oo, o);
+        float[] bv = bias == null ? null : bias.f32();
+        float[] rv = residual == null ? null : residual.f32();
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < o; j++) {
+                float v = ov[oo + r * o + j];
+                if (bv != null) v += bv[bias.offset() + j];
+                if (activation == Activation.QUICK_GELU) v = ElementwiseOps.quickGelu(v);
+                else if (activation == Activation.GELU) v = ElementwiseOps.gelu(v);
+                if (rv != null) v += rv[residual.offset() + r * o + j];
+                ov[oo + r * o + j] = v;
             }
         }
     }

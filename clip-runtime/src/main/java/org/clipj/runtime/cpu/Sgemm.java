@@ -3,6 +3,7 @@ package org.clipj.runtime.cpu;
 import java.util.Arrays;
 
 import jdk.incubator.vector.FloatVector;
+import org.clipj.runtime.Activation;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -13,9 +14,11 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * Goto/BLIS structure: C is cut into tiles that run in parallel on the given pool; each tile
  * walks NC column blocks and KC depth blocks, packs B (KC, NC) into NR-wide panels and A (MC, KC)
- * into MR-row panels, and a register-blocked MR x NR micro-kernel (16 accumulators) does the FMAs.
+ * into MR-row panels, and a register-blocked MR x NR micro-kernel does the FMAs (MR = 8, 16
+ * accumulators, where AVX-512 gives 32 vector registers; MR = 4, 8 accumulators, on 16-register
+ * AVX2; NC from the L2 size: see {@link #blocking()}).
  * An A panel is interleaved, (kc, MR) with the MR values of one depth side by side, so the
- * micro-kernel's eight broadcasts share one base register and constant displacements (with a row
+ * micro-kernel's broadcasts share one base register and constant displacements (with a row
  * stride, C2 spent as many integer instructions on addresses as the loop has FMAs and spilled).
  * All inner-loop strides are constants, which lets C2 hoist every bounds check out of the loop.
  * Ragged edges go through zero-padded packed panels, a half- and a quarter-height kernel (m = 50
@@ -25,12 +28,16 @@ public final class Sgemm {
 
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
-    private static final int MR = 8;           // rows of the micro-tile (accumulator rows)
+    private static final CpuFeatures CPU = CpuFeatures.host();
+    // rows of the micro-tile: 8 x 2 vectors = 16 accumulators + 2 B vectors + a broadcast need AVX-512's
+    // 32 registers; with 16 (AVX2) that tile spills in the inner loop, 4 x 2 (11 registers) does not
+    static final int MR = CPU.vectorRegisters32() ? 8 : 4;
     private static final int NR = 2 * L;       // columns of the micro-tile (two vectors)
     private static final int KC = 512;         // longest depth block: the packed B block (KC, NC) stays in L2
     private static final int KC_TALL = 768;    // longest depth block when A spans several MC blocks (see depthStep)
     private static final int MC = 128;         // packed A block (MC, KC) stays in L2
-    private static final int NC = 512;         // packed B block (KC, NC) stays in L2
+    // packed B block (KC, NC): as wide as the L2 holds (1 MiB, Zen 4/5: 512), at least four panels
+    static final int NC = (int) Math.max(4 * NR, Math.min(512, CPU.l2Bytes() / (KC * Float.BYTES) / NR * NR));
     private static final long SERIAL_FLOPS = 1L << 21; // below this a single thread is faster
 
     private static final float[] TRANSPOSE_INDEX = transposeIndex();
@@ -44,6 +51,12 @@ public final class Sgemm {
 
     private Sgemm() {}
 
+    /** The blocking picked for this machine, for backend descriptions and benchmark reports. */
+    public static String blocking() {
+        return "GEMM tile " + MR + " x " + NR + " (" + 2 * MR + " accumulators), MC " + MC + ", KC " + KC + "/" + KC_TALL
+                + ", NC " + NC;
+    }
+
     /**
      * C = alpha * op(A) @ op(B) + beta * C on the pool's workers (null: on the calling thread).
      * Throws IllegalArgumentException, before writing anything, when a matrix does not fit its array.
@@ -51,13 +64,59 @@ public final class Sgemm {
     public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                              float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                              float beta, float[] c, int cOff, int ldc, ComputePool pool) {
+        sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, pool, null);
+    }
+
+    /** As above, with the epilogue (null: none) applied to C after the product. */
+    public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                             float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                             float beta, float[] c, int cOff, int ldc, ComputePool pool, Epilogue epilogue) {
         checkArguments(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0f) {
             scaleC(m, n, beta, c, cOff, ldc);
+            if (epilogue != null) epilogue.apply(c, cOff, ldc, 0, 0, m, n);
             return;
         }
-        run(new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, null), pool);
+        run(new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, null, epilogue), pool);
+    }
+
+    /**
+     * What a GEMM applies to each finished tile of C while it is in cache, in this order:
+     * C[i, j] += bias[j]; C = activation(C); C[i, j] += residual[i, j]. bias (n) at biasOff and
+     * residual (m, n) with row stride ldr at residualOff may be null, activation too. The residual
+     * must not overlap C (C holds partial sums until the last depth block).
+     */
+    public record Epilogue(float[] bias, int biasOff, Activation activation, float[] residual, int residualOff, int ldr) {
+
+        /** C[i:i+rows, j:j+cols], stored from c[cIdx] with row stride ldc, through the epilogue. */
+        void apply(float[] c, int cIdx, int ldc, int i, int j, int rows, int cols) {
+            for (int r = 0; r < rows; r++) {
+                int row = cIdx + r * ldc;
+                int res = residualOff + (i + r) * ldr + j;
+                int q = 0;
+                for (; q <= cols - L; q += L) {
+                    FloatVector v = FloatVector.fromArray(S, c, row + q);
+                    if (bias != null) v = v.add(FloatVector.fromArray(S, bias, biasOff + j + q));
+                    v = activate(v);
+                    if (residual != null) v = v.add(FloatVector.fromArray(S, residual, res + q));
+                    v.intoArray(c, row + q);
+                }
+                if (q < cols) {
+                    VectorMask<Float> mask = S.indexInRange(q, cols);
+                    FloatVector v = FloatVector.fromArray(S, c, row + q, mask);
+                    if (bias != null) v = v.add(FloatVector.fromArray(S, bias, biasOff + j + q, mask));
+                    v = activate(v);
+                    if (residual != null) v = v.add(FloatVector.fromArray(S, residual, res + q, mask));
+                    v.intoArray(c, row + q, mask);
+                }
+            }
+        }
+
+        private FloatVector activate(FloatVector v) {
+            if (activation == null) return v;
+            return activation == Activation.QUICK_GELU ? ElementwiseOps.quickGelu(v) : ElementwiseOps.gelu(v);
+        }
     }
 
     /** Cuts C into tiles and runs them on the pool (or on this thread when the product is small). */
@@ -124,7 +183,7 @@ public final class Sgemm {
         if (n <= 0 || k <= 0) throw new IllegalArgumentException("sgemm pack: empty B (" + k + ", " + n + ")");
         if (transB) checkMatrix("B", b, bOff, ldb, n, k);
         else checkMatrix("B", b, bOff, ldb, k, n);
-        Gemm g = new Gemm(false, transB, 0, n, k, 1f, null, 0, 0, b, bOff, ldb, 0f, null, 0, 0, null);
+        Gemm g = new Gemm(false, transB, 0, n, k, 1f, null, 0, 0, b, bOff, ldb, 0f, null, 0, 0, null, null);
         int panels = (n + NR - 1) / NR;
         float[] packed = new float[panels * k * NR];
         for (int j = 0; j < panels; j++) g.packBPanel(j * NR, Math.min(NR, n - j * NR), 0, k, packed, j * k * NR);
@@ -134,16 +193,23 @@ public final class Sgemm {
     /** C = alpha * A @ B + beta * C with B packed by {@link #pack}; A stored (m, k) with row stride lda. */
     public static void sgemm(int m, int n, int k, float alpha, float[] a, int aOff, int lda, PackedB b,
                              float beta, float[] c, int cOff, int ldc, ComputePool pool) {
+        sgemm(m, n, k, alpha, a, aOff, lda, b, beta, c, cOff, ldc, pool, null);
+    }
+
+    /** As above, with the epilogue (null: none) applied to C after the product. */
+    public static void sgemm(int m, int n, int k, float alpha, float[] a, int aOff, int lda, PackedB b,
+                             float beta, float[] c, int cOff, int ldc, ComputePool pool, Epilogue epilogue) {
         if (b.n != n || b.k != k) {
             throw new IllegalArgumentException("sgemm: packed B is (" + b.k + ", " + b.n + "), expected (" + k + ", " + n + ")");
         }
         checkArguments(false, false, m, n, k, a, aOff, lda, null, 0, 0, c, cOff, ldc);
-        if (m == 0) return;
-        if (alpha == 0f) {
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0f) {
             scaleC(m, n, beta, c, cOff, ldc);
+            if (epilogue != null) epilogue.apply(c, cOff, ldc, 0, 0, m, n);
             return;
         }
-        run(new Gemm(false, false, m, n, k, alpha, a, aOff, lda, null, 0, 0, beta, c, cOff, ldc, b.panels), pool);
+        run(new Gemm(false, false, m, n, k, alpha, a, aOff, lda, null, 0, 0, beta, c, cOff, ldc, b.panels, epilogue), pool);
     }
 
     /** Plain triple loop accumulating in double: the test oracle. */
@@ -222,7 +288,7 @@ public final class Sgemm {
      */
     private record Gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                         float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                        float beta, float[] c, int cOff, int ldc, float[] packedB) {
+                        float beta, float[] c, int cOff, int ldc, float[] packedB, Epilogue epilogue) {
 
         /**
          * All of op(A) packed for tile(): for each depth block pc, its interleaved panels (kc, MR), the
@@ -253,7 +319,7 @@ public final class Sgemm {
             // stream from L3) is exposed; the first row panel's micro-kernel packs B's full panels
             // as it reads them from B stored (k, n), hiding that stream behind the FMAs. With more
             // row blocks packing is amortized and a separate pass is faster.
-            boolean packInKernel = packedB == null && !transB && i1 - i0 >= MR && i1 - i0 <= MC;
+            boolean packInKernel = MR == 8 && packedB == null && !transB && i1 - i0 >= MR && i1 - i0 <= MC;
             for (int jc = j0; jc < j1; jc += NC) {
                 int nc = Math.min(NC, j1 - jc);
                 for (int pc = 0, step = depthStep(m, k); pc < k; pc += step) {
@@ -282,7 +348,7 @@ public final class Sgemm {
                             packA(ic, mc, pc, kc, packA);
                         }
                         blockKernel(ic, mc, jc, nc, pc, kc, aPanels, aBase, bPanels, bBase, bPanelStride, tile, blockBeta,
-                                packInKernel && ic == i0);
+                                packInKernel && ic == i0, pc + kc == k ? epilogue : null);
                     }
                 }
             }
@@ -294,9 +360,11 @@ public final class Sgemm {
          * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
          * panel is reused across the A panels of the block. When packing, the full B panels are not
          * packed yet: the first row panel's kernel reads them from B and writes them there.
+         * finish (the last depth block's epilogue, else null) runs on each C tile right after its kernel.
          */
         private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, float[] aPanels, int aBase,
-                                 float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta, boolean packing) {
+                                 float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta, boolean packing,
+                                 Epilogue finish) {
             for (int jr = 0; jr < nc; jr += NR) {
                 int cols = Math.min(NR, nc - jr);
                 int bIdx = bBase + (jr / NR) * bPanelStride;
@@ -305,9 +373,10 @@ public final class Sgemm {
                     int aIdx = aBase + (ir / MR) * MR * kc;
                     int cIdx = cOff + (ic + ir) * ldc + jc + jr;
                     if (packing && ir == 0 && cols == NR) microKernelPackingB(kc, aPanels, aIdx, b, bOff + pc * ldb + jc + jr, ldb, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
-                    else if (rows <= MR / 4) microKernelQuarter(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
-                    else if (rows <= MR / 2) microKernelHalf(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else if (rows <= 2) microKernel2Rows(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    else if (rows <= 4) microKernel4Rows(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                     else microKernel(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    if (finish != null) finish.apply(c, cIdx, ldc, ic + ir, jc + jr, rows, cols);
                 }
             }
         }
@@ -574,9 +643,12 @@ public final class Sgemm {
         updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
     }
 
-    /** microKernel for a ragged last panel of at most MR / 2 rows (m = 50: 2 rows) at half the FMAs. */
-    private static void microKernelHalf(int kc, float[] a, int aIdx, float[] b, int bIdx,
-                                        float[] tile, // (MR, NR) scratch, first MR / 2 rows used
+    /**
+     * The four-row tile: the whole micro-kernel when MR == 4 (16 vector registers), else a ragged last
+     * panel of at most four rows at half the FMAs.
+     */
+    private static void microKernel4Rows(int kc, float[] a, int aIdx, float[] b, int bIdx,
+                                        float[] tile, // (MR, NR) scratch, first 4 rows used
                                         float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
         FloatVector z = FloatVector.zero(S);
         FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
@@ -600,9 +672,9 @@ public final class Sgemm {
         updateC(tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
     }
 
-    /** microKernel for a ragged last panel of at most MR / 4 rows (m = 50: 2 rows) at a quarter of the FMAs. */
-    private static void microKernelQuarter(int kc, float[] a, int aIdx, float[] b, int bIdx,
-                                           float[] tile, // (MR, NR) scratch, first MR / 4 rows used
+    /** microKernel for a ragged last panel of at most two rows (m = 50 ends in 2 rows). */
+    private static void microKernel2Rows(int kc, float[] a, int aIdx, float[] b, int bIdx,
+                                           float[] tile, // (MR, NR) scratch, first 2 rows used
                                            float[] c, int cIdx, int ldc, int rows, int cols, float alpha, float blockBeta) {
         FloatVector z = FloatVector.zero(S);
         FloatVector c00 = z, c01 = z, c10 = z, c11 = z;

@@ -17,6 +17,7 @@ import org.clipj.cuda.CudaException;
 import org.clipj.cuda.KernelArgs;
 import org.clipj.cuda.SimCudaDriver;
 import org.clipj.kernels.Kernels;
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
@@ -142,6 +143,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- memory
 
     /** An uninitialized tensor on the device, from the caching allocator. */
+    @Override
     public synchronized Tensor empty(DType dtype, int... shape) {
         long bytes = Tensor.numel(shape) * dtype.byteSize();
         DeviceAllocator.Block block = allocator.allocate(bytes);
@@ -245,6 +247,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Returns a tensor's memory to the allocator now; neither it nor its views may be used afterwards. */
+    @Override
     public synchronized void release(Tensor t) {
         if (t != null && t.owner() instanceof DeviceAllocator.Block block && !(capturing && captureBlocks.contains(block))) {
             allocator.release(block);
@@ -321,6 +324,35 @@ public final class CudaBackend implements Backend {
         gemm(op, false, true, n, o, in, 1f, xw.deviceAddress(), in, 0, w.deviceAddress(), in, 0, 0f, out.deviceAddress(), o, 0,
                 bias == null ? 0 : bias.deviceAddress(), 1, type);
         if (xw != x) release(xw);
+    }
+
+    /** linearForward, then the activation over out in place (the bias is already fused into the GEMM). */
+    @Override
+    public synchronized void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation) {
+        String op = "linearActivationForward";
+        if (activation == null) throw new IllegalArgumentException(op + ": activation is null");
+        requireDisjoint(op, "out", out, "x", x);
+        linearForward(out, x, w, bias);
+        if (activation == Activation.QUICK_GELU) quickGeluForward(out, out);
+        else geluForward(out, out);
+    }
+
+    /** linearForward, then out += residual. */
+    @Override
+    public synchronized void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
+        String op = "linearResidualForward";
+        requireSameShape(op, "residual", residual, "out", out);
+        requireDisjoint(op, "out", out, "x", x);
+        requireDisjoint(op, "out", out, "residual", residual);
+        linearForward(out, x, w, bias);
+        add(out, out, residual);
+    }
+
+    private static void requireDisjoint(String op, String aName, Tensor a, String bName, Tensor b) {
+        long a0 = a.deviceAddress(), b0 = b.deviceAddress();
+        if (a0 < b0 + b.byteSize() && b0 < a0 + a.byteSize()) {
+            throw new IllegalArgumentException(op + ": " + aName + " and " + bName + " must not overlap");
+        }
     }
 
     @Override

@@ -71,7 +71,9 @@ class AttentionOpsTest {
         SplittableRandom rng = new SplittableRandom(2);
         // (B, T, heads, headDim): head dim 64 first, then others; T ragged.
         int[][] cases = {{2, 1, 2, 64}, {1, 7, 2, 64}, {2, 50, 1, 64}, {1, 77, 12, 64}, {1, 197, 2, 64}, {1, 257, 1, 64},
-            {2, 65, 3, 32}, {1, 63, 2, 80}, {3, 5, 4, 7}};
+            {2, 65, 3, 32}, {1, 63, 2, 80}, {3, 5, 4, 7},
+            // CLIP's other head widths (ViT-H 80, ViT-g 88, ViT-bigG 104, 112) at their sequence lengths
+            {1, 257, 2, 80}, {2, 50, 1, 88}, {1, 77, 2, 104}, {1, 197, 1, 112}};
         for (int[] cs : cases) {
             int b = cs[0], t = cs[1], heads = cs[2], c = heads * cs[3];
             for (boolean causal : new boolean[] {false, true}) {

@@ -3,6 +3,7 @@ package org.clipj.runtime.cpu;
 import static org.clipj.runtime.cpu.OpTesting.FAST;
 import static org.clipj.runtime.cpu.OpTesting.assertClose;
 import static org.clipj.runtime.cpu.OpTesting.random;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -86,5 +87,25 @@ class CpuBackendTest {
         FAST.layerNormForward(out, null, null, view, w, b, 1e-5f);
         OpTesting.SCALAR.layerNormForward(expected, null, null, view.copy(), w, b, 1e-5f);
         assertClose("layernorm on a slice", expected, out, 1e-5, 1e-5);
+    }
+
+    @Test
+    void releasedStorageIsReusedByEmptyAndViewsAreLeftAlone() {
+        try (CpuBackend be = new CpuBackend(1, true)) {
+            Tensor a = be.empty(DType.F32, 4, 6);
+            be.release(a);
+            be.release(a);   // a second release of the same storage does not hand it out twice
+            Tensor b = be.empty(DType.F32, 6, 4);
+            assertSame(a.f32(), b.f32(), "same element count: the released storage");
+            assertNotSame(a.f32(), be.empty(DType.F32, 24).f32(), "released once, reused once");
+            Tensor whole = be.empty(DType.F32, 2, 12);
+            be.release(whole.slice(0, 1));   // a view of part of it: not recycled
+            assertNotSame(whole.f32(), be.empty(DType.F32, 12).f32());
+            be.release(null);
+        }
+        try (CpuBackend scalar = new CpuBackend(1, false)) {
+            Tensor t = scalar.empty(DType.F32, 5);
+            for (float v : t.f32()) assertTrue(Float.isNaN(v), "the reference path marks unwritten elements");
+        }
     }
 }

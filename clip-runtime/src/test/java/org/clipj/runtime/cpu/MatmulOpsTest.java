@@ -11,6 +11,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.SplittableRandom;
 
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
@@ -68,6 +69,65 @@ class MatmulOpsTest {
                 assertClose(what + " dw", results[2], results[6], 1e-5, 1e-5);
                 assertClose(what + " db", results[3], results[7], 1e-5, 1e-5);
             }
+        }
+    }
+
+    /**
+     * linearActivationForward and linearResidualForward (bias, activation and residual applied to each
+     * GEMM tile) against the scalar reference and against the unfused ops, with plain and prepared
+     * weights; ragged shapes and CLIP's (depth 3072 and 2048: several depth blocks, so the epilogue
+     * must wait for the last one).
+     */
+    @Test
+    void fusedLinearEpiloguesMatchScalarAndUnfusedOps() {
+        SplittableRandom rng = new SplittableRandom(8);
+        int[][] shapes = {{1, 64, 96}, {7, 97, 33}, {50, 300, 70}, {7, 768, 3072}, {50, 3072, 768}, {77, 2048, 512}};
+        for (int[] s : shapes) {
+            int rows = s[0], in = s[1], out = s[2];
+            Tensor x = random(rng, 1f, rows, in), w = random(rng, 0.1f, out, in), bias = random(rng, 1f, out);
+            Tensor residual = random(rng, 1f, rows, out);
+            Tensor prepared = FAST.prepareWeight(w);
+            for (boolean withBias : new boolean[] {true, false}) {
+                Tensor b = withBias ? bias : null;
+                String what = rows + "x" + in + "->" + out + (withBias ? " bias" : "");
+                for (Activation act : Activation.values()) {
+                    Tensor expected = Tensor.zeros(DType.F32, rows, out);
+                    SCALAR.linearActivationForward(expected, x, w, b, act);
+                    Tensor unfused = Tensor.zeros(DType.F32, rows, out);
+                    SCALAR.linearForward(unfused, x, w, b);
+                    if (act == Activation.QUICK_GELU) SCALAR.quickGeluForward(unfused, unfused);
+                    else SCALAR.geluForward(unfused, unfused);
+                    assertClose(act + " scalar vs unfused " + what, unfused, expected, 1e-6, 1e-6);
+                    for (Tensor weight : new Tensor[] {w, prepared}) {
+                        Tensor actual = random(rng, 1f, rows, out);   // garbage: every element must be written
+                        FAST.linearActivationForward(actual, x, weight, b, act);
+                        assertClose(act + " " + what + (weight == w ? "" : " prepared"), expected, actual, 1e-5, 1e-5);
+                    }
+                }
+                Tensor expected = Tensor.zeros(DType.F32, rows, out);
+                SCALAR.linearResidualForward(expected, x, w, b, residual);
+                Tensor unfused = Tensor.zeros(DType.F32, rows, out);
+                SCALAR.linearForward(unfused, x, w, b);
+                SCALAR.add(unfused, unfused, residual);
+                assertClose("residual scalar vs unfused " + what, unfused, expected, 1e-6, 1e-6);
+                for (Tensor weight : new Tensor[] {w, prepared}) {
+                    Tensor actual = random(rng, 1f, rows, out);
+                    FAST.linearResidualForward(actual, x, weight, b, residual);
+                    assertClose("residual " + what + (weight == w ? "" : " prepared"), expected, actual, 1e-5, 1e-5);
+                }
+            }
+        }
+    }
+
+    @Test
+    void fusedLinearRejectsOverlappingOutput() {
+        Tensor x = Tensor.zeros(DType.F32, 4, 8), w = Tensor.zeros(DType.F32, 8, 8), res = Tensor.zeros(DType.F32, 4, 8);
+        for (Backend be : new Backend[] {SCALAR, FAST}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> be.linearResidualForward(res, x, w, null, res));
+            assertTrue(e.getMessage().contains("linearResidualForward: out and residual must not overlap"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> be.linearActivationForward(x, x, w, null, Activation.GELU));
+            assertThrows(IllegalArgumentException.class, () -> be.linearActivationForward(res, x, w, null, null));
         }
     }
 

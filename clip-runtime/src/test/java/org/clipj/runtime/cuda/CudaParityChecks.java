@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.SplittableRandom;
 
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
@@ -147,6 +148,29 @@ abstract class CudaParityChecks {
                 CPU.linearForward(y, x, w, b);
                 cuda.linearForward(dy, up(x), up(w), b == null ? null : up(b));
                 assertClose("linear " + rows + "x" + in + "->" + out + (b == null ? "" : " +bias"), y, dy, TOL);
+            }
+        }
+    }
+
+    @Test
+    void fusedLinearActivationAndResidual() {
+        for (int[] s : new int[][] {{1, 1, 1}, {7, 24, 40}, {5, 96, 33}}) {
+            int rows = s[0], in = s[1], out = s[2];
+            Tensor x = random(23, rows, in), w = random(24, out, in), bias = random(25, out), res = random(26, rows, out);
+            for (Tensor b : new Tensor[] {null, bias}) {
+                String what = rows + "x" + in + "->" + out + (b == null ? "" : " +bias");
+                for (Activation act : Activation.values()) {
+                    Tensor y = Tensor.zeros(DType.F32, rows, out), dy = cuda.zeros(DType.F32, rows, out);
+                    CPU.linearActivationForward(y, x, w, b, act);
+                    cuda.linearActivationForward(dy, up(x), up(w), b == null ? null : up(b), act);
+                    assertClose("linear " + act + " " + what, y, dy, TOL);
+                }
+                Tensor y = Tensor.zeros(DType.F32, rows, out), dy = cuda.zeros(DType.F32, rows, out);
+                CPU.linearResidualForward(y, x, w, b, res);
+                Tensor dres = up(res);
+                cuda.linearResidualForward(dy, up(x), up(w), b == null ? null : up(b), dres);
+                assertClose("linear residual " + what, y, dy, TOL);
+                assertThrows(IllegalArgumentException.class, () -> cuda.linearResidualForward(dres, up(x), up(w), null, dres));
             }
         }
     }
