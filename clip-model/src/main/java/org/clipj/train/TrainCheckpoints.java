@@ -2,17 +2,16 @@ package org.clipj.train;
 
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import org.clipj.io.AtomicFiles;
 import org.clipj.io.SafeTensors;
+import org.clipj.io.WriteFailedException;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -36,6 +35,7 @@ public final class TrainCheckpoints {
     private static final String STATE_KEY = "clipj.train_state";
     private static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8})");
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Map<String, String> MODEL_METADATA = Map.of("format", "pt");
 
     /**
      * Everything besides tensors that resume needs: the optimizer step, the data stream position
@@ -56,38 +56,74 @@ public final class TrainCheckpoints {
         return checkpointsDir.resolve(String.format("step-%08d", step));
     }
 
-    /** Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones. */
+    /**
+     * Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones. On a
+     * failure the partial folder is removed and the earlier checkpoints stay as they were; a full
+     * disk or an unwritable folder is a {@link org.clipj.io.WriteFailedException}.
+     */
     public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model,
                             Map<String, Tensor> optimizer, Path vocab, int keep) {
+        Path target = stepDir(checkpointsDir, state.step());
+        Path partial = checkpointsDir.resolve("." + target.getFileName() + AtomicFiles.PARTIAL_SUFFIX);
+        Map<String, String> meta = new LinkedHashMap<>();
+        try {
+            meta.put(STATE_KEY, JSON.writeValueAsString(toJson(state)));
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot encode the training state", e);
+        }
+        AtomicFiles.track(partial);
+        boolean complete = false;
         try {
             Files.createDirectories(checkpointsDir);
-            Path target = stepDir(checkpointsDir, state.step());
-            Path partial = checkpointsDir.resolve("." + target.getFileName() + ".partial");
-            deleteTree(partial);
+            AtomicFiles.deleteTree(partial);
             Files.createDirectories(partial);
-            SafeTensors.write(partial.resolve(MODEL_FILE), model, Map.of("format", "pt"));
-            Map<String, String> meta = new LinkedHashMap<>();
-            meta.put(STATE_KEY, JSON.writeValueAsString(toJson(state)));
+            SafeTensors.write(partial.resolve(MODEL_FILE), model, MODEL_METADATA);
             SafeTensors.write(partial.resolve(STATE_FILE), optimizer, meta);
             if (vocab != null) {
-                Path copy = partial.resolve(VOCAB_FILE);
-                Files.copy(vocab, copy, StandardCopyOption.REPLACE_EXISTING);
-                try (FileChannel ch = FileChannel.open(copy, StandardOpenOption.WRITE)) {
-                    ch.force(true);
-                }
+                AtomicFiles.copy(vocab, partial.resolve(VOCAB_FILE));
             }
-            syncDirectory(partial);
-            deleteTree(target);
+            AtomicFiles.syncDirectory(partial);
+            AtomicFiles.deleteTree(target);
             Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE);
-            syncDirectory(checkpointsDir);
-            List<Path> complete = complete(checkpointsDir);
-            for (int i = 0; i < complete.size() - keep; i++) {
-                deleteTree(complete.get(i));
+            complete = true;
+            AtomicFiles.syncDirectory(checkpointsDir);
+            List<Path> all = complete(checkpointsDir);
+            for (int i = 0; i < all.size() - keep; i++) {
+                AtomicFiles.deleteTree(all.get(i));
             }
             return target;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write checkpoint in " + checkpointsDir, e);
+            throw AtomicFiles.failure(complete ? checkpointsDir : target, bytesNeeded(model, optimizer, meta, vocab), e);
+        } catch (WriteFailedException e) {
+            // name the checkpoint and its whole size, not the partial file inside it
+            throw e.getCause() instanceof IOException io
+                    ? AtomicFiles.failure(target, bytesNeeded(model, optimizer, meta, vocab), io) : e;
+        } finally {
+            if (!complete) {
+                try {
+                    AtomicFiles.deleteTree(partial);
+                } catch (IOException ignored) {
+                    // the write already failed; the next start removes the leftover as stale
+                }
+            }
+            AtomicFiles.untrack(partial);
         }
+    }
+
+    /** Bytes one checkpoint of these tensors takes on disk (both safetensors files and the vocab). */
+    public static long bytesNeeded(Map<String, Tensor> model, Map<String, Tensor> optimizer, Path vocab) {
+        return bytesNeeded(model, optimizer, Map.of(STATE_KEY, "{}".repeat(512)), vocab);
+    }
+
+    private static long bytesNeeded(Map<String, Tensor> model, Map<String, Tensor> optimizer, Map<String, String> meta,
+                                    Path vocab) {
+        long vocabBytes = 0;
+        try {
+            vocabBytes = vocab == null ? 0 : Files.size(vocab);
+        } catch (IOException ignored) {
+            // the copy itself reports a missing vocab
+        }
+        return SafeTensors.fileSize(model, MODEL_METADATA) + SafeTensors.fileSize(optimizer, meta) + vocabBytes;
     }
 
     private static Map<String, Object> toJson(TrainState s) {
@@ -172,24 +208,5 @@ public final class TrainCheckpoints {
     public static int stepOf(Path dir) {
         Matcher m = STEP_DIR.matcher(dir.getFileName().toString());
         return m.matches() ? Integer.parseInt(m.group(1)) : -1;
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(q);
-            }
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException | UnsupportedOperationException ignored) {
-            // directories cannot be opened for sync on every file system; the renames are still atomic
-        }
     }
 }
