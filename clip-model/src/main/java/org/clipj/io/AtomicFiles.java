@@ -74,6 +74,7 @@ public final class AtomicFiles {
             Files.move(temp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             syncDirectory(dir);
         } catch (IOException e) {
+            deleteQuietly(temp); // first, so that the free space reported is what is left
             throw failure(file, expectedBytes, e);
         } finally {
             deleteQuietly(temp);
@@ -177,7 +178,8 @@ public final class AtomicFiles {
         }
     }
 
-    private static void deleteQuietly(Path p) {
+    /** Removes a partial file or folder after a failure, which is the error to report. */
+    public static void deleteQuietly(Path p) {
         try {
             deleteTree(p);
         } catch (IOException | UncheckedIOException ignored) {

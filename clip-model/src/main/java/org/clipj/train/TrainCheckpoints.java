@@ -93,18 +93,16 @@ public final class TrainCheckpoints {
             }
             return target;
         } catch (IOException e) {
+            AtomicFiles.deleteQuietly(partial);
             throw AtomicFiles.failure(complete ? checkpointsDir : target, bytesNeeded(model, optimizer, meta, vocab), e);
         } catch (WriteFailedException e) {
             // name the checkpoint and its whole size, not the partial file inside it
+            AtomicFiles.deleteQuietly(partial);
             throw e.getCause() instanceof IOException io
                     ? AtomicFiles.failure(target, bytesNeeded(model, optimizer, meta, vocab), io) : e;
         } finally {
             if (!complete) {
-                try {
-                    AtomicFiles.deleteTree(partial);
-                } catch (IOException ignored) {
-                    // the write already failed; the next start removes the leftover as stale
-                }
+                AtomicFiles.deleteQuietly(partial); // a leftover (folder vanished) is removed as stale on the next start
             }
             AtomicFiles.untrack(partial);
         }

@@ -94,30 +94,30 @@ class TrainFaultsTest {
         try (Tmpfs disk = Tmpfs.mount(dir.resolve("disk"), "size=24m")) {
             Path out = disk.dir().resolve("run");
             Path log = dir.resolve("child.log");
-            int status = waitForExit(child(args(out, 6, 2), log), log);
+            int status = waitForExit(child(args(out, 6, 1), log), log);
             String err = Files.readString(log);
             assertEquals(2, status, err);
             assertOneErrorLineAndNoTrace(err);
-            Path first = TrainCheckpoints.stepDir(out.resolve("checkpoints"), 2);
+            Path first = TrainCheckpoints.stepDir(out.resolve("checkpoints"), 1);
             assertTrue(err.contains("warning: a checkpoint needs ~"), err);
             assertTrue(err.contains("error: cannot write checkpoints in " + out.resolve("checkpoints").toAbsolutePath()
                     + ": a checkpoint needs ~"), err);
             assertTrue(err.contains("the last complete checkpoint is " + first.toAbsolutePath()), err);
             assertEquals(List.of(), partials(disk.dir()));
             assertEquals(List.of(first), TrainCheckpoints.complete(out.resolve("checkpoints")));
-            assertEquals(2, TrainCheckpoints.load(first).state().step());
+            assertEquals(1, TrainCheckpoints.load(first).state().step());
 
             // resumed elsewhere, where a crashed run left a partial checkpoint that is now removed
             Path resumed = dir.resolve("resumed");
-            Path stale = resumed.resolve("checkpoints").resolve(".step-00000003.partial");
+            Path stale = resumed.resolve("checkpoints").resolve(".step-00000002.partial");
             Files.createDirectories(stale);
             Files.writeString(stale.resolve(TrainCheckpoints.MODEL_FILE), "half");
-            TrainCommandTest.Result r = TrainCommandTest.run(with(args(resumed, 3, 2), "--resume", out.toString()));
+            TrainCommandTest.Result r = TrainCommandTest.run(with(args(resumed, 2, 1), "--resume", out.toString()));
             assertEquals(0, r.status(), r.err());
             assertTrue(r.err().contains("removed " + stale), r.err());
             assertEquals(List.of(), partials(resumed));
-            assertEquals(List.of(3), MetricsLog.read(resumed.resolve("metrics.jsonl")).stream().map(MetricsLog.Entry::step).toList());
-            assertEquals(List.of(TrainCheckpoints.stepDir(resumed.resolve("checkpoints"), 3)),
+            assertEquals(List.of(2), MetricsLog.read(resumed.resolve("metrics.jsonl")).stream().map(MetricsLog.Entry::step).toList());
+            assertEquals(List.of(TrainCheckpoints.stepDir(resumed.resolve("checkpoints"), 2)),
                     TrainCheckpoints.complete(resumed.resolve("checkpoints")));
         }
     }
@@ -179,7 +179,7 @@ class TrainFaultsTest {
         assertEquals(stopped, TrainCheckpoints.load(checkpoint).state().step());
         assertEquals(List.of(), partials(out));
 
-        int steps = stopped + 2;
+        int steps = stopped + 1;
         TrainCommandTest.Result resumed = TrainCommandTest.run(with(args(out, steps, 100_000), "--resume", out.toString()));
         assertEquals(0, resumed.status(), resumed.err());
         TrainCommandTest.Result reference = TrainCommandTest.run(args(dir.resolve("reference"), steps, 100_000).toArray(String[]::new));

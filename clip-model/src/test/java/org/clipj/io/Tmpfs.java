@@ -43,12 +43,16 @@ public final class Tmpfs implements AutoCloseable {
     }
 
     @Override
-    public void close() throws IOException, InterruptedException {
-        for (List<String> command : List.of(List.of("umount", dir.toString()), List.of("umount", "-l", dir.toString()))) {
-            Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-            if (p.waitFor(20, TimeUnit.SECONDS) && p.exitValue() == 0) {
-                return;
+    public void close() throws IOException {
+        try {
+            for (List<String> command : List.of(List.of("umount", dir.toString()), List.of("umount", "-l", dir.toString()))) {
+                Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+                if (p.waitFor(20, TimeUnit.SECONDS) && p.exitValue() == 0) {
+                    return;
+                }
             }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         throw new IOException("cannot unmount the test tmpfs " + dir);
     }
