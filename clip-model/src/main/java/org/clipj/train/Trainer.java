@@ -28,7 +28,11 @@ import java.util.function.BooleanSupplier;
  * The training loop: batches from a {@link BatchLoader}, loss and gradients by
  * {@link ContrastiveStep} (GradCache over --accum micro-batches), global-norm clipping, AdamW
  * with the warmup + cosine schedule, logit scale clamped to [0, ln 100] after every step,
- * metrics.jsonl, a progress line, checkpoints every saveEvery steps and at the end.
+ * metrics.jsonl, a progress line, checkpoints every saveEvery steps and at the end. Before the
+ * first step and before each save it checks that a checkpoint fits the free space (an error
+ * naming both sizes if not, a warning when only one more fits); on start it removes the partial
+ * files of a run that crashed or was killed; {@link #train(int, BooleanSupplier)} stops at a step
+ * boundary when asked.
  */
 public final class Trainer implements AutoCloseable {
     public static final float MAX_LOGIT_SCALE = (float) Math.log(100);
@@ -346,7 +350,12 @@ public final class Trainer implements AutoCloseable {
     /** Writes OUT/model.safetensors (with the vocab next to it) and the loss curve. */
     public Path finish() {
         Path weights = outDir.resolve("model.safetensors");
-        SafeTensors.write(weights, model.stateDict(), Map.of("format", "pt", "clipj.step", String.valueOf(step)));
+        try {
+            SafeTensors.write(weights, model.stateDict(), Map.of("format", "pt", "clipj.step", String.valueOf(step)));
+        } catch (WriteFailedException e) {
+            throw new WriteFailedException(e.path(), e.getMessage() + (lastCheckpoint == null || TrainCheckpoints.stepOf(lastCheckpoint) != step ? ""
+                    : "; the same weights are in " + lastCheckpoint.resolve(TrainCheckpoints.MODEL_FILE)), e.getCause());
+        }
         if (vocabFile != null && !vocabFile.toAbsolutePath().equals(outDir.resolve(TrainCheckpoints.VOCAB_FILE).toAbsolutePath())) {
             AtomicFiles.copy(vocabFile, outDir.resolve(TrainCheckpoints.VOCAB_FILE));
         }
