@@ -45,6 +45,10 @@ import java.util.stream.Stream;
 public final class AtomicFiles {
     public static final String PARTIAL_SUFFIX = ".partial";
     private static final Set<Path> IN_FLIGHT = ConcurrentHashMap.newKeySet();
+    // Creating a partial file or folder and renaming one into place happen under this lock, so that
+    // once removeInFlight has run no partial can appear, be half-removed or be half-renamed.
+    private static final Object PARTIALS = new Object();
+    private static boolean halting;
 
     /** Writes the content of one file to the channel it is given. */
     @FunctionalInterface
@@ -64,14 +68,22 @@ public final class AtomicFiles {
         Path dir = file.getParent();
         Path temp = dir.resolve("." + file.getFileName() + "."
                 + Long.toHexString(ThreadLocalRandom.current().nextLong() >>> 1) + PARTIAL_SUFFIX);
-        IN_FLIGHT.add(temp);
         try {
-            Files.createDirectories(dir);
-            try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            FileChannel opened;
+            synchronized (PARTIALS) {
+                checkNotHalting();
+                Files.createDirectories(dir);
+                opened = FileChannel.open(temp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+                IN_FLIGHT.add(temp);
+            }
+            try (FileChannel ch = opened) {
                 content.writeTo(ch);
                 ch.force(true);
             }
-            Files.move(temp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            synchronized (PARTIALS) {
+                checkNotHalting();
+                Files.move(temp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            }
             syncDirectory(dir);
         } catch (IOException e) {
             deleteQuietly(temp); // first, so that the free space reported is what is left
@@ -127,22 +139,49 @@ public final class AtomicFiles {
         }
     }
 
-    /** Registers a partial file or folder that {@link #removeInFlight} must remove. */
-    public static void track(Path partial) {
-        IN_FLIGHT.add(partial.toAbsolutePath());
+    /** Creates a partial folder (empty: an old one is removed first) that {@link #removeInFlight} will remove. */
+    public static void createPartialDirectory(Path partial) throws IOException {
+        Path dir = partial.toAbsolutePath();
+        synchronized (PARTIALS) {
+            checkNotHalting();
+            deleteTree(dir);
+            Files.createDirectories(dir);
+            IN_FLIGHT.add(dir);
+        }
     }
 
-    public static void untrack(Path partial) {
+    /** Renames a complete partial folder over {@code target} (removed first) and forgets it. */
+    public static void commitDirectory(Path partial, Path target) throws IOException {
+        synchronized (PARTIALS) {
+            checkNotHalting();
+            deleteTree(target);
+            Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE);
+            IN_FLIGHT.remove(partial.toAbsolutePath());
+        }
+    }
+
+    /** Removes a partial folder that failed and forgets it. */
+    public static void abandonDirectory(Path partial) {
+        deleteQuietly(partial);
         IN_FLIGHT.remove(partial.toAbsolutePath());
     }
 
     /**
-     * Removes every partial file and folder being written now (for a process about to halt). A
-     * writer still running may create a file after this; the next start removes that as stale.
+     * Removes every partial file and folder being written now, for a process about to halt; from
+     * then on no partial can be created or renamed into place (writers still running fail).
      */
     public static void removeInFlight() {
-        for (Path p : List.copyOf(IN_FLIGHT)) {
-            deleteQuietly(p);
+        synchronized (PARTIALS) {
+            halting = true;
+            for (Path p : List.copyOf(IN_FLIGHT)) {
+                deleteQuietly(p);
+            }
+        }
+    }
+
+    private static void checkNotHalting() {
+        if (halting) {
+            throw new IllegalStateException("the process is halting: no more files are written");
         }
     }
 

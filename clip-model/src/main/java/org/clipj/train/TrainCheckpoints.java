@@ -11,7 +11,6 @@ import org.clipj.runtime.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -71,20 +70,17 @@ public final class TrainCheckpoints {
         } catch (IOException e) {
             throw new IllegalStateException("cannot encode the training state", e);
         }
-        AtomicFiles.track(partial);
         boolean complete = false;
         try {
             Files.createDirectories(checkpointsDir);
-            AtomicFiles.deleteTree(partial);
-            Files.createDirectories(partial);
+            AtomicFiles.createPartialDirectory(partial);
             SafeTensors.write(partial.resolve(MODEL_FILE), model, MODEL_METADATA);
             SafeTensors.write(partial.resolve(STATE_FILE), optimizer, meta);
             if (vocab != null) {
                 AtomicFiles.copy(vocab, partial.resolve(VOCAB_FILE));
             }
             AtomicFiles.syncDirectory(partial);
-            AtomicFiles.deleteTree(target);
-            Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE);
+            AtomicFiles.commitDirectory(partial, target);
             complete = true;
             AtomicFiles.syncDirectory(checkpointsDir);
             List<Path> all = complete(checkpointsDir);
@@ -93,18 +89,17 @@ public final class TrainCheckpoints {
             }
             return target;
         } catch (IOException e) {
-            AtomicFiles.deleteQuietly(partial);
+            AtomicFiles.abandonDirectory(partial);
             throw AtomicFiles.failure(complete ? checkpointsDir : target, bytesNeeded(model, optimizer, meta, vocab), e);
         } catch (WriteFailedException e) {
             // name the checkpoint and its whole size, not the partial file inside it
-            AtomicFiles.deleteQuietly(partial);
+            AtomicFiles.abandonDirectory(partial);
             throw e.getCause() instanceof IOException io
                     ? AtomicFiles.failure(target, bytesNeeded(model, optimizer, meta, vocab), io) : e;
         } finally {
             if (!complete) {
-                AtomicFiles.deleteQuietly(partial); // a leftover (folder vanished) is removed as stale on the next start
+                AtomicFiles.abandonDirectory(partial); // a leftover (folder vanished) is removed as stale on the next start
             }
-            AtomicFiles.untrack(partial);
         }
     }
 
