@@ -7,6 +7,12 @@
 //   quickgelu_forward       out[i] = x * sigmoid(1.702 x)
 //   quickgelu_forward_bias  out[r, j] = g(x[r, j] + bias[j])     (the MLP's c_fc bias fused in)
 //   relu_forward            out[i] = max(x[i], 0)
+//   gelu_forward            out[i] = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2   (exact GELU, nn.GELU())
+//   gelu_backward           dx[i] += dout[i] (Phi(x) + x phi(x)), phi the normal density
+//   channel_scale_forward   out[r, j] = x[r, j] * gamma[j]         (open_clip's LayerScale)
+//   channel_scale_backward_input  dx[r, j] += dout[r, j] * gamma[j]
+//   channel_scale_backward_gamma  dgamma[j] += sum_r dout[r, j] x[r, j]: one thread per column, as
+//                           broadcast_add_backward
 //   quickgelu_backward      dx[i] += dout[i] * (s + 1.702 x s (1 - s)), s = sigmoid(1.702 x)
 //   relu_backward           dx[i] += out[i] > 0 ? dout[i] : 0
 //   broadcast_add_backward  db[j] += sum_r dout[r, j] (bias gradients): one thread per column, rows in
@@ -81,6 +87,38 @@ extern "C" __global__ void quickgelu_backward(float* dx, const float* dout, cons
 
 extern "C" __global__ void relu_backward(float* dx, const float* dout, const float* out, long n) {
     GRID_STRIDE(i, n) dx[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+__device__ __forceinline__ float gelu_cdf(float x) {
+    return 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+}
+
+extern "C" __global__ void gelu_forward(float* out, const float* x, long n) {
+    GRID_STRIDE(i, n) out[i] = x[i] * gelu_cdf(x[i]);
+}
+
+extern "C" __global__ void gelu_backward(float* dx, const float* dout, const float* x, long n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float pdf = expf(-0.5f * v * v) * 0.39894228040143268f;
+        dx[i] += dout[i] * (gelu_cdf(v) + v * pdf);
+    }
+}
+
+extern "C" __global__ void channel_scale_forward(float* out, const float* x, const float* gamma, long n, int c) {
+    GRID_STRIDE(i, n) out[i] = x[i] * gamma[i % c];
+}
+
+extern "C" __global__ void channel_scale_backward_input(float* dx, const float* dout, const float* gamma, long n, int c) {
+    GRID_STRIDE(i, n) dx[i] += dout[i] * gamma[i % c];
+}
+
+extern "C" __global__ void channel_scale_backward_gamma(float* dgamma, const float* dout, const float* x, int rows, int c) {
+    GRID_STRIDE(j, c) {
+        float sum = 0.0f;
+        for (int r = 0; r < rows; r++) sum += dout[(long)r * c + j] * x[(long)r * c + j];
+        dgamma[j] += sum;
+    }
 }
 
 extern "C" __global__ void broadcast_add_backward(float* db, const float* dout, int rows, int m) {

@@ -1,10 +1,10 @@
 package org.clipj;
 
-import org.clipj.image.Preprocess;
-import org.clipj.io.Checkpoint;
-import org.clipj.io.Checkpoints;
+import org.clipj.image.PreprocessConfig;
+import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Precision;
+import org.clipj.model.ResolvedModel;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
@@ -24,6 +24,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.IntConsumer;
+import java.util.logging.Logger;
 
 /**
  * The front door for library users: load a CLIP checkpoint (OpenAI/open_clip/Hugging Face;
@@ -47,17 +48,24 @@ public final class Clip implements AutoCloseable {
      * @param batchSize images or texts per forward pass
      * @param precision the GEMM weights' precision (see {@link Precision}); null: BF16 on CUDA, F32 on
      *                  the CPU. BF16/F16 with the CPU backend is an error (it computes in F32)
+     * @param arch      the architecture by name (open_clip's ViT-B-32, ViT-H-14-quickgelu, ..., or OpenAI's
+     *                  ViT-B/32, ...); null: from the config beside the weights (see {@link ResolvedModel})
      */
-    public record Options(Path vocab, String device, int batchSize, Precision precision) {
+    public record Options(Path vocab, String device, int batchSize, Precision precision, String arch) {
         public Options {
             if (batchSize < 1) {
                 throw new InvalidInputException("batch size must be >= 1, got " + batchSize);
             }
         }
 
-        /** The default precision for the device. */
+        /** The default precision for the device, the architecture from the checkpoint. */
         public Options(Path vocab, String device, int batchSize) {
-            this(vocab, device, batchSize, null);
+            this(vocab, device, batchSize, null, null);
+        }
+
+        /** The architecture from the checkpoint. */
+        public Options(Path vocab, String device, int batchSize, Precision precision) {
+            this(vocab, device, batchSize, precision, null);
         }
 
         public static Options defaults() {
@@ -65,19 +73,23 @@ public final class Clip implements AutoCloseable {
         }
 
         public Options withVocab(Path v) {
-            return new Options(v, device, batchSize, precision);
+            return new Options(v, device, batchSize, precision, arch);
         }
 
         public Options withDevice(String d) {
-            return new Options(vocab, d, batchSize, precision);
+            return new Options(vocab, d, batchSize, precision, arch);
         }
 
         public Options withBatchSize(int b) {
-            return new Options(vocab, device, b, precision);
+            return new Options(vocab, device, b, precision, arch);
         }
 
         public Options withPrecision(Precision p) {
-            return new Options(vocab, device, batchSize, p);
+            return new Options(vocab, device, batchSize, p, arch);
+        }
+
+        public Options withArch(String a) {
+            return new Options(vocab, device, batchSize, precision, a);
         }
     }
 
@@ -85,18 +97,25 @@ public final class Clip implements AutoCloseable {
     public record ZeroShotResult(float[] probabilities, int top) {
     }
 
+    private static final Logger LOG = Logger.getLogger(Clip.class.getName());
+
     private final Path source;
     private final Options options;
     private final Backend backend;
     private final ClipModel model;
+    private final PreprocessConfig preprocess;
+    private final String configSource;
     private final ExecutorService decodePool;
     private volatile ClipTokenizer tokenizer;
 
-    private Clip(Path source, Options options, Backend backend, ClipModel model) {
+    private Clip(Path source, Options options, Backend backend, ClipModel model, PreprocessConfig preprocess,
+                 String configSource) {
         this.source = source;
         this.options = options;
         this.backend = backend;
         this.model = model;
+        this.preprocess = preprocess;
+        this.configSource = configSource;
         int threads = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
         this.decodePool = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "clip-decode");
@@ -109,23 +128,48 @@ public final class Clip implements AutoCloseable {
         return load(model, Options.defaults());
     }
 
+    /**
+     * Loads a checkpoint file or folder with the architecture and preprocessing that belong to it
+     * ({@link ResolvedModel}: options.arch(), a config beside the weights, ...); what was assumed is
+     * logged as a warning, where the architecture came from as info.
+     */
     public static Clip load(Path model, Options options) {
-        Checkpoint checkpoint = Checkpoints.load(model);
+        ResolvedModel resolved = ResolvedModel.resolve(model, options.arch());
+        resolved.warnings().forEach(LOG::warning);
+        LOG.info(() -> "architecture " + resolved.config().name() + " from " + resolved.configSource()
+                + "; preprocessing " + resolved.preprocess().describe());
         Backend backend = Backends.create(options.device());
         try {
             Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
-            return new Clip(model, options, backend, ClipModel.fromStateDict(checkpoint.tensors(), backend, precision));
+            ClipModel clipModel = ClipModel.fromStateDict(resolved.checkpoint().tensors(), resolved.config(), backend, precision);
+            return new Clip(model, options, backend, clipModel, resolved.preprocess(), resolved.configSource());
         } catch (RuntimeException e) {
             backend.close();
             throw e;
         }
     }
 
-    /** Wraps a model already in memory (e.g. just trained), with its tokenizer. */
+    /** Wraps a model already in memory (e.g. just trained), with its tokenizer; OpenAI's preprocessing. */
     public static Clip of(ClipModel model, ClipTokenizer tokenizer, Options options) {
-        Clip clip = new Clip(null, options, model.backend(), model);
+        Clip clip = new Clip(null, options, model.backend(), model,
+                PreprocessConfig.openai(model.config().imageResolution()), "in memory");
         clip.tokenizer = tokenizer;
         return clip;
+    }
+
+    /** The architecture. */
+    public ClipConfig config() {
+        return model.config();
+    }
+
+    /** Where the architecture came from (an --arch name, a config file beside the weights, ...). */
+    public String configSource() {
+        return configSource;
+    }
+
+    /** How images are turned into this model's input pixels. */
+    public PreprocessConfig preprocess() {
+        return preprocess;
     }
 
     public ClipModel model() {
@@ -146,6 +190,11 @@ public final class Clip implements AutoCloseable {
 
     /** The tokenizer, loaded on first use (image-only use needs no vocabulary). */
     public ClipTokenizer tokenizer() {
+        if (!model.config().hasClipTokenizer()) {
+            throw new InvalidInputException("the text tower of " + model.config().name() + " was trained with the "
+                    + model.config().variant().tokenizer() + ", which clipj does not have yet: texts cannot be"
+                    + " tokenized for it (image embeddings work; token ids can be passed to ClipModel.encodeText)");
+        }
         ClipTokenizer t = tokenizer;
         if (t == null) {
             synchronized (this) {
@@ -216,7 +265,7 @@ public final class Clip implements AutoCloseable {
                 int count = Math.min(batchSize, n - start);
                 for (; submitted < Math.min(n, start + 2 * batchSize); submitted++) {
                     Path file = files.get(submitted);
-                    pending.add(decodePool.submit(() -> Preprocess.clip(file, res)));
+                    pending.add(decodePool.submit(() -> preprocess.apply(file)));
                 }
                 float[] batch = new float[count * pixelsPerImage];
                 int[] rows = new int[count];
@@ -257,7 +306,7 @@ public final class Clip implements AutoCloseable {
             int count = Math.min(options.batchSize(), n - start);
             float[] batch = new float[count * 3 * res * res];
             for (int i = 0; i < count; i++) {
-                System.arraycopy(Preprocess.clip(images.get(start + i), res), 0, batch, i * 3 * res * res, 3 * res * res);
+                System.arraycopy(preprocess.apply(images.get(start + i)), 0, batch, i * 3 * res * res, 3 * res * res);
             }
             encodeImageBatch(batch, count, out, start);
         }

@@ -6,11 +6,17 @@ import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
 
-/** Options shared by the commands that load a model: --model, --vocab, --device, --precision, --batch. */
+/** Options shared by the commands that load a model: --model, --arch, --vocab, --device, --precision, --batch. */
 final class ModelOptions {
     @Option(names = "--model", required = true, paramLabel = "M",
             description = "Checkpoint file or folder (safetensors, torch.save .bin/.pt, TorchScript .pt; OpenAI, open_clip or Hugging Face naming).")
     Path model;
+
+    @Option(names = "--arch", paramLabel = "NAME",
+            description = "Architecture by name: open_clip's (ViT-B-32, ViT-H-14-quickgelu, RN50, ...: `clip info --arch-list`) or"
+                    + " OpenAI's (ViT-B/32, ...). Default: open_clip_config.json or config.json beside the weights, the config"
+                    + " in a clipj checkpoint, OpenAI's architecture for OpenAI's .pt files, else inferred with a warning.")
+    String arch;
 
     @Option(names = "--vocab", paramLabel = "V",
             description = "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with vocab.json + merges.txt). Default: next to the model, then $CLIP_VOCAB.")
@@ -28,6 +34,6 @@ final class ModelOptions {
     int batch;
 
     Clip open() {
-        return Clip.load(model, new Clip.Options(vocab, device, batch, precision == null ? null : Precision.parse(precision)));
+        return Clip.load(model, new Clip.Options(vocab, device, batch, precision == null ? null : Precision.parse(precision), arch));
     }
 }

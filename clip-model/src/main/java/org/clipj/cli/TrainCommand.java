@@ -7,6 +7,7 @@ import org.clipj.io.AtomicFiles;
 import org.clipj.io.Checkpoints;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
+import org.clipj.model.ResolvedModel;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
@@ -29,8 +30,13 @@ import java.util.Map;
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train or fine-tune CLIP contrastively on image-caption pairs.")
 public final class TrainCommand extends CliCommand {
 
-    @Option(names = "--model", description = "Architecture to train from scratch: a named config (RN50, ViT-B/32, ...) or tiny (default).")
+    @Option(names = "--model", description = "Architecture to train from scratch: OpenAI's names (RN50, ViT-B/32, ...), open_clip's"
+            + " (ViT-B-32, ViT-M-16-alt, ...: the same names as --arch), or tiny (default).")
     String modelName;
+
+    @Option(names = "--arch", paramLabel = "NAME", description = "With --init: the checkpoint's architecture by name (as"
+            + " --arch of the other commands); default: the config beside the checkpoint, else inferred with a warning.")
+    String arch;
 
     @Option(names = "--init", description = "Start from this checkpoint instead (safetensors, .pt, .bin).")
     Path init;
@@ -123,6 +129,9 @@ public final class TrainCommand extends CliCommand {
         if (modelName != null && init != null) {
             throw new InvalidInputException("--model and --init exclude each other");
         }
+        if (arch != null && init == null) {
+            throw new InvalidInputException("--arch names the architecture of --init; to train from scratch use --model NAME");
+        }
         ImageTextDataset dataset = openData();
         String dataName = data.equals("synthetic") ? "synthetic:" + syntheticSize : Path.of(data).toAbsolutePath().toString();
         int totalSteps = steps != null ? steps
@@ -150,7 +159,8 @@ public final class TrainCommand extends CliCommand {
                     AtomicFiles.copy(resumed.vocab(), vocabFile);
                 }
                 tokenizer = ClipTokenizer.load(vocabFile);
-                model = ClipModel.fromStateDict(resumed.model(), backend);
+                model = resumed.config() != null ? ClipModel.fromStateDict(resumed.model(), resumed.config(), backend)
+                        : ClipModel.fromStateDict(resumed.model(), backend);
                 modelLabel = String.valueOf(resumed.state().run().get("model"));
             } else if (init != null) {
                 vocabFile = vocab != null ? vocab : findVocab(init);
@@ -159,7 +169,10 @@ public final class TrainCommand extends CliCommand {
                             + " (bpe_simple_vocab_16e6.txt.gz), not a folder");
                 }
                 tokenizer = ClipTokenizer.load(vocabFile);
-                model = ClipModel.fromStateDict(Checkpoints.load(init).tensors(), backend);
+                ResolvedModel resolved = ResolvedModel.resolve(init, arch);
+                resolved.warnings().forEach(w -> err().println("warning: " + w));
+                err().println("architecture " + resolved.config().name() + " from " + resolved.configSource());
+                model = ClipModel.fromStateDict(resolved.checkpoint().tensors(), resolved.config(), backend);
                 modelLabel = "init:" + init.toAbsolutePath();
             } else {
                 vocabFile = out.resolve(TrainCheckpoints.VOCAB_FILE);

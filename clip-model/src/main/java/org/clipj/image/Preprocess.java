@@ -45,24 +45,74 @@ public final class Preprocess {
      * TYPE_INT_ARGB is resized premultiplied as PIL's RGBA, an indexed image with NEAREST as PIL's P.
      */
     public static float[] clip(BufferedImage image, int nPx) {
+        return shortestEdge(image, nPx, nPx, Filter.BICUBIC, false, MEAN, STD);
+    }
+
+    /** The resampling filters of PIL that CLIP preprocessing uses (always antialiased, as PIL). */
+    public enum Filter {
+        /** PIL BICUBIC (a = -0.5, support 2) */
+        BICUBIC,
+        /** PIL BILINEAR (triangle, support 1) */
+        BILINEAR
+    }
+
+    /**
+     * The shorter side resized to {@code resizeTo} (the longer to int(resizeTo * long / short)), then the
+     * central (nPx, nPx) crop at round((size - nPx) / 2) (torchvision; {@code floorCrop}: (size - nPx) // 2,
+     * as Hugging Face's image processors), normalized with mean/std: (3, nPx, nPx) CHW.
+     */
+    public static float[] shortestEdge(BufferedImage image, int resizeTo, int nPx, Filter filter, boolean floorCrop,
+                                       float[] mean, float[] std) {
         checkSize(image, nPx);
+        if (resizeTo < nPx) {
+            throw new InvalidInputException("resize size " + resizeTo + " is smaller than the crop " + nPx);
+        }
         int w = image.getWidth();
         int h = image.getHeight();
-        // torchvision: the short side becomes nPx, the long side int(nPx * long / short)
+        // torchvision: the short side becomes resizeTo, the long side int(resizeTo * long / short)
         int outW;
         int outH;
         if (w <= h) {
-            outW = nPx;
-            outH = (int) ((double) nPx * h / w);
+            outW = resizeTo;
+            outH = (int) ((double) resizeTo * h / w);
         } else {
-            outH = nPx;
-            outW = (int) ((double) nPx * w / h);
+            outH = resizeTo;
+            outW = (int) ((double) resizeTo * w / h);
         }
         // torchvision center_crop: int(round((size - n) / 2.0)), Python rounding half to even
-        int cropX = (int) Math.rint((outW - nPx) / 2.0);
-        int cropY = (int) Math.rint((outH - nPx) / 2.0);
-        int[] rgb = resize(image, 0, 0, w, h, outW, outH, cropX, cropY, nPx);
-        return normalize(rgb, nPx);
+        int cropX = floorCrop ? (outW - nPx) / 2 : (int) Math.rint((outW - nPx) / 2.0);
+        int cropY = floorCrop ? (outH - nPx) / 2 : (int) Math.rint((outH - nPx) / 2.0);
+        int[] rgb = resize(image, 0, 0, w, h, outW, outH, cropX, cropY, nPx, nPx, filter);
+        return normalize(rgb, nPx, mean, std);
+    }
+
+    /** open_clip's resize_mode 'squash': the whole image resized to (nPx, nPx), aspect not kept. */
+    public static float[] squash(BufferedImage image, int nPx, Filter filter, float[] mean, float[] std) {
+        checkSize(image, nPx);
+        return normalize(resize(image, 0, 0, image.getWidth(), image.getHeight(), nPx, nPx, 0, 0, nPx, nPx, filter),
+                nPx, mean, std);
+    }
+
+    /**
+     * open_clip's resize_mode 'longest': the longer side resized to nPx (timm's ResizeKeepRatio: each side
+     * round(side / max ratio), half to even), then padded with black to (nPx, nPx), centred as
+     * CenterCropOrPad ((nPx - side) // 2 before).
+     */
+    public static float[] longestEdge(BufferedImage image, int nPx, Filter filter, float[] mean, float[] std) {
+        checkSize(image, nPx);
+        int w = image.getWidth();
+        int h = image.getHeight();
+        double ratio = Math.max((double) h / nPx, (double) w / nPx);
+        int outW = Math.max(1, (int) Math.rint(w / ratio));
+        int outH = Math.max(1, (int) Math.rint(h / ratio));
+        int[] resized = resize(image, 0, 0, w, h, outW, outH, 0, 0, outW, outH, filter);
+        int[] rgb = new int[nPx * nPx];                    // black, as fill=0
+        int left = (nPx - outW) / 2;
+        int top = (nPx - outH) / 2;
+        for (int y = 0; y < outH; y++) {
+            System.arraycopy(resized, y * outW, rgb, (top + y) * nPx + left, outW);
+        }
+        return normalize(rgb, nPx, mean, std);
     }
 
     /**
@@ -89,7 +139,7 @@ public final class Preprocess {
             if (w > 0 && w <= width && h > 0 && h <= height) {
                 int top = rng.nextInt(height - h + 1);
                 int left = rng.nextInt(width - w + 1);
-                return normalize(resize(image, left, top, w, h, nPx, nPx, 0, 0, nPx), nPx);
+                return normalize(resize(image, left, top, w, h, nPx, nPx, 0, 0, nPx, nPx, Filter.BICUBIC), nPx, MEAN, STD);
             }
         }
         // fallback as torchvision: a central crop clamped to the ratio range
@@ -103,7 +153,7 @@ public final class Preprocess {
         }
         int top = (height - h) / 2;
         int left = (width - w) / 2;
-        return normalize(resize(image, left, top, w, h, nPx, nPx, 0, 0, nPx), nPx);
+        return normalize(resize(image, left, top, w, h, nPx, nPx, 0, 0, nPx, nPx, Filter.BICUBIC), nPx, MEAN, STD);
     }
 
     private static void checkSize(BufferedImage image, int nPx) {
@@ -116,13 +166,13 @@ public final class Preprocess {
     }
 
     /** ToTensor then Normalize, in float32 as torchvision: (v / 255 - mean) / std. */
-    private static float[] normalize(int[] rgb, int n) {
+    private static float[] normalize(int[] rgb, int n, float[] means, float[] stds) {
         int plane = n * n;
         float[] out = new float[3 * plane];   // (3, n, n)
         for (int c = 0; c < 3; c++) {
             int shift = SHIFT[c];
-            float mean = MEAN[c];
-            float std = STD[c];
+            float mean = means[c];
+            float std = stds[c];
             int base = c * plane;
             for (int i = 0; i < plane; i++) {
                 float v = ((rgb[i] >>> shift) & 0xFF) / 255f;
@@ -134,14 +184,14 @@ public final class Preprocess {
 
     /**
      * Resizes the window (wx, wy, ww, wh) of the image to (outW, outH) as PIL does and returns the
-     * (n, n) block at (cropX, cropY) of the result as packed 0xRRGGBB.
+     * (nw, nh) block at (cropX, cropY) of the result as packed 0xRRGGBB.
      */
     static int[] resize(BufferedImage image, int wx, int wy, int ww, int wh,
-                        int outW, int outH, int cropX, int cropY, int n) {
+                        int outW, int outH, int cropX, int cropY, int nw, int nh, Filter filter) {
         int stride = image.getWidth();
         int[] argb = argb(image);
         if (image.getColorModel() instanceof IndexColorModel) {
-            return nearest(argb, stride, wx, wy, ww, wh, outW, outH, cropX, cropY, n);
+            return nearest(argb, stride, wx, wy, ww, wh, outW, outH, cropX, cropY, nw, nh);
         }
         boolean alpha = image.getColorModel().hasAlpha();
         if (alpha) {
@@ -151,15 +201,16 @@ public final class Preprocess {
         boolean needHorizontal = outW != ww;
         boolean needVertical = outH != wh;
 
-        Coefficients vertical = needVertical ? Coefficients.bicubic(wh, outH, cropY, n) : null;
+        Coefficients vertical = needVertical ? Coefficients.of(filter, wh, outH, cropY, nh) : null;
         int rowFirst = needVertical ? vertical.first() : cropY;
-        int rowEnd = needVertical ? vertical.end() : cropY + n;
+        int rowEnd = needVertical ? vertical.end() : cropY + nh;
         int rows = rowEnd - rowFirst;
+        int n = nw;
 
-        // horizontal pass over the source rows the vertical pass reads: (rows, n) packed 8-bit
+        // horizontal pass over the source rows the vertical pass reads: (rows, nw) packed 8-bit
         int[] temp = new int[rows * n];
         if (needHorizontal) {
-            Coefficients horizontal = Coefficients.bicubic(ww, outW, cropX, n);
+            Coefficients horizontal = Coefficients.of(filter, ww, outW, cropX, n);
             int half = 1 << (PRECISION_BITS - 1);
             for (int r = 0; r < rows; r++) {
                 int srcRow = (wy + rowFirst + r) * stride + wx;
@@ -191,9 +242,9 @@ public final class Preprocess {
         if (!needVertical) {
             return unpremultiplyToRgb(temp, alpha);
         }
-        int[] out = new int[n * n];
+        int[] out = new int[nh * n];
         int[][] acc = new int[channels][n];
-        for (int y = 0; y < n; y++) {
+        for (int y = 0; y < nh; y++) {
             for (int[] a : acc) {
                 Arrays.fill(a, 1 << (PRECISION_BITS - 1));
             }
@@ -267,14 +318,14 @@ public final class Preprocess {
 
     /** PIL's NEAREST resize (ImagingScaleAffine): source = (int) of the accumulated pixel-center position. */
     private static int[] nearest(int[] argb, int stride, int wx, int wy, int ww, int wh,
-                                 int outW, int outH, int cropX, int cropY, int n) {
-        int[] xs = nearestTable(ww, outW, cropX, n);
-        int[] ys = nearestTable(wh, outH, cropY, n);
-        int[] out = new int[n * n];
-        for (int y = 0; y < n; y++) {
+                                 int outW, int outH, int cropX, int cropY, int nw, int nh) {
+        int[] xs = nearestTable(ww, outW, cropX, nw);
+        int[] ys = nearestTable(wh, outH, cropY, nh);
+        int[] out = new int[nh * nw];
+        for (int y = 0; y < nh; y++) {
             int row = (wy + ys[y]) * stride + wx;
-            for (int x = 0; x < n; x++) {
-                out[y * n + x] = argb[row + xs[x]] & 0xFFFFFF;
+            for (int x = 0; x < nw; x++) {
+                out[y * nw + x] = argb[row + xs[x]] & 0xFFFFFF;
             }
         }
         return out;
@@ -315,10 +366,10 @@ public final class Preprocess {
      * per output, the first source index, the tap count and 22-bit fixed-point weights.
      */
     private record Coefficients(int[] min, int[] count, int[] k, int ksize) {
-        static Coefficients bicubic(int inSize, int outSize, int first, int n) {
+        static Coefficients of(Filter filter, int inSize, int outSize, int first, int n) {
             double scale = (double) inSize / outSize;
             double filterScale = Math.max(scale, 1.0);
-            double support = BICUBIC_SUPPORT * filterScale;
+            double support = (filter == Filter.BICUBIC ? BICUBIC_SUPPORT : 1.0) * filterScale;
             int ksize = (int) Math.ceil(support) * 2 + 1;
             int[] min = new int[n];
             int[] count = new int[n];
@@ -332,7 +383,8 @@ public final class Preprocess {
                 int xmax = Math.min(inSize, (int) (center + support + 0.5)) - xmin;
                 double sum = 0.0;
                 for (int x = 0; x < xmax; x++) {
-                    w[x] = bicubic((x + xmin - center + 0.5) * ss);
+                    double d = (x + xmin - center + 0.5) * ss;
+                    w[x] = filter == Filter.BICUBIC ? bicubic(d) : Math.max(0.0, 1.0 - Math.abs(d));
                     sum += w[x];
                 }
                 for (int x = 0; x < xmax; x++) {

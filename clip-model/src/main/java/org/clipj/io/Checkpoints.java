@@ -46,6 +46,10 @@ public final class Checkpoints {
             if (raw.isEmpty()) {
                 throw new InvalidInputException(file + ": holds no tensors");
             }
+            String unsupported = StateDictNames.unsupportedTower(raw.keySet());
+            if (unsupported != null) {
+                throw new InvalidInputException(file + ": the model uses " + unsupported + ", which clipj does not support yet");
+            }
             Checkpoint.Naming naming = StateDictNames.detect(raw.keySet());
             Map<String, Tensor> tensors = StateDictNames.toOpenAi(raw, file.toString());
             return new Checkpoint(file, format, naming, Collections.unmodifiableMap(tensors), metadata);

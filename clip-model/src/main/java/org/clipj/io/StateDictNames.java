@@ -86,6 +86,27 @@ public final class StateDictNames {
         return IGNORED_TOP_LEVEL.contains(n) || IGNORED_LEAVES.contains(n.substring(n.lastIndexOf('.') + 1));
     }
 
+    /**
+     * Why the towers these (prefix-stripped) names describe are not supported, or null: timm vision
+     * towers (open_clip's ConvNeXt, EVA, SigLIP ViT: {@code visual.trunk.*}), Hugging Face text towers
+     * (XLM-R, mT5, RoBERTa: {@code text.transformer.embeddings|encoder.*}, {@code text.proj}), CoCa's
+     * decoder, attentional poolers, SigLIP's logit bias.
+     */
+    public static String unsupportedTower(Collection<String> names) {
+        for (String name : names) {
+            String n = stripModulePrefix(name);
+            if (n.startsWith("visual.trunk.")) return "a timm vision tower (ConvNeXt, EVA, SigLIP's ViT, ...: 'visual.trunk.*')";
+            if (n.startsWith("text.transformer.embeddings.") || n.startsWith("text.transformer.encoder.")
+                    || n.startsWith("text.transformer.shared.") || n.startsWith("text.proj.")) {
+                return "a Hugging Face text tower (XLM-R, mT5, RoBERTa, ...: '" + n + "')";
+            }
+            if (n.startsWith("text_decoder.")) return "CoCa's captioning decoder ('text_decoder.*')";
+            if (n.startsWith("visual.attn_pool")) return "an attentional pooler ('visual.attn_pool*')";
+            if (n.equals("logit_bias")) return "SigLIP's sigmoid loss ('logit_bias')";
+        }
+        return null;
+    }
+
     /** Hugging Face if any name lives under text_model. / vision_model., OpenAI otherwise. */
     public static Naming detect(Collection<String> names) {
         for (String name : names) {
@@ -113,10 +134,30 @@ public final class StateDictNames {
                 throw new InvalidInputException(source + ": tensor '" + name + "' appears twice (with and without 'module.')");
             }
         }
-        Map<String, Tensor> out = detect(stripped.keySet()) == Naming.HUGGINGFACE ? fromHuggingFace(stripped, source) : stripped;
+        Map<String, Tensor> out = detect(stripped.keySet()) == Naming.HUGGINGFACE ? fromHuggingFace(stripped, source)
+                : withoutTextPrefix(stripped, source);
         Tensor scale = out.get(LOGIT_SCALE);
         if (scale != null && scale.rank() == 0) {
             out.put(LOGIT_SCALE, scale.reshape(1));
+        }
+        return out;
+    }
+
+    /**
+     * open_clip's CustomTextCLIP with its native text transformer keeps the text tower under {@code text.}
+     * ({@code text.token_embedding.weight}, {@code text.transformer.resblocks.*}, {@code text.text_projection}):
+     * the same tensors as CLIP's top-level ones.
+     */
+    private static Map<String, Tensor> withoutTextPrefix(Map<String, Tensor> named, String source) {
+        if (!named.containsKey("text.token_embedding.weight")) {
+            return named;
+        }
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : named.entrySet()) {
+            String name = e.getKey().startsWith("text.") ? e.getKey().substring("text.".length()) : e.getKey();
+            if (out.put(name, e.getValue()) != null) {
+                throw new InvalidInputException(source + ": tensor '" + name + "' appears both with and without 'text.'");
+            }
         }
         return out;
     }

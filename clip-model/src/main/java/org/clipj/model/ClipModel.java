@@ -128,6 +128,23 @@ public final class ClipModel {
                 && !name.equals("token_embedding.weight");
     }
 
+    /** Every tensor of a model of this config: the vision tower's, then the text tower's and logit_scale. */
+    static List<TensorSpec> specs(ClipConfig c) {
+        List<TensorSpec> specs = new ArrayList<>(visualSpecs(c));
+        specs.addAll(textSpecs(c));
+        return specs;
+    }
+
+    /** Checkpoint entries that carry no weights (constants, counters, cached masks), by their last name part. */
+    static boolean isWeightless(String name) {
+        return IGNORABLE.contains(name.substring(name.lastIndexOf('.') + 1));
+    }
+
+    /** logit_scale stored 0-d, as torch saves it. */
+    static boolean isScalarLogitScale(TensorSpec s, Tensor t) {
+        return s.name().equals("logit_scale") && t.rank() == 0;
+    }
+
     static List<TensorSpec> visualSpecs(ClipConfig c) {
         List<TensorSpec> specs = new ArrayList<>();
         if (c.isVit()) {
@@ -180,36 +197,8 @@ public final class ClipModel {
     private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
                                   Precision precision, boolean inference) {
         precision.requireSupportedBy(backend);
-        List<TensorSpec> specs = new ArrayList<>(visualSpecs(config));
-        specs.addAll(textSpecs(config));
-        Set<String> expected = new TreeSet<>();
-        for (TensorSpec s : specs) {
-            expected.add(s.name());
-            Tensor t = openAiNamed.get(s.name());
-            if (t == null) {
-                throw new InvalidInputException("checkpoint lacks tensor '" + s.name() + "' (expected shape "
-                        + Arrays.toString(s.shape()) + " for config " + config.name() + ")");
-            }
-            boolean scalarLogitScale = s.name().equals("logit_scale") && t.rank() == 0; // as torch saves it
-            if (!Arrays.equals(t.shape(), s.shape()) && !scalarLogitScale) {
-                throw new InvalidInputException("tensor '" + s.name() + "' has shape " + t.shapeString()
-                        + ", expected " + Arrays.toString(s.shape()));
-            }
-            if (!t.dtype().isFloatingPoint()) {
-                throw new InvalidInputException("tensor '" + s.name() + "' has dtype " + t.dtype()
-                        + ", expected a floating-point type");
-            }
-        }
-        List<String> unknown = new ArrayList<>();
-        for (String k : openAiNamed.keySet()) {
-            if (!expected.contains(k) && !IGNORABLE.contains(k.substring(k.lastIndexOf('.') + 1))) {
-                unknown.add(k);
-            }
-        }
-        if (!unknown.isEmpty()) {
-            throw new InvalidInputException("checkpoint has " + unknown.size() + " unexpected tensor(s) for config "
-                    + config.name() + ": " + (unknown.size() > 8 ? unknown.subList(0, 8) + " ..." : unknown));
-        }
+        List<TensorSpec> specs = specs(config);
+        verifyTensors(openAiNamed, config);
         ClipModel model = new ClipModel(config, backend);
         for (TensorSpec s : specs) {
             // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
@@ -221,13 +210,47 @@ public final class ClipModel {
         return model;
     }
 
+    /**
+     * Every tensor of the config present in {@code openAiNamed} with its shape and a floating-point
+     * dtype, and no tensor beyond them (weightless entries such as attn_mask aside); else an
+     * InvalidInputException naming the tensor and the config.
+     */
+    public static void verifyTensors(Map<String, Tensor> openAiNamed, ClipConfig config) {
+        List<TensorSpec> specs = specs(config);
+        Set<String> expected = new TreeSet<>();
+        for (TensorSpec s : specs) {
+            expected.add(s.name());
+            Tensor t = openAiNamed.get(s.name());
+            if (t == null) {
+                throw new InvalidInputException("checkpoint lacks tensor '" + s.name() + "' (expected shape "
+                        + Arrays.toString(s.shape()) + " for config " + config.name() + ")");
+            }
+            if (!Arrays.equals(t.shape(), s.shape()) && !isScalarLogitScale(s, t)) {
+                throw new InvalidInputException("tensor '" + s.name() + "' has shape " + t.shapeString()
+                        + ", but config " + config.name() + " expects " + Arrays.toString(s.shape()));
+            }
+            if (!t.dtype().isFloatingPoint()) {
+                throw new InvalidInputException("tensor '" + s.name() + "' has dtype " + t.dtype()
+                        + ", expected a floating-point type");
+            }
+        }
+        List<String> unknown = new ArrayList<>();
+        for (String k : openAiNamed.keySet()) {
+            if (!expected.contains(k) && !isWeightless(k)) {
+                unknown.add(k);
+            }
+        }
+        if (!unknown.isEmpty()) {
+            throw new InvalidInputException("checkpoint has " + unknown.size() + " unexpected tensor(s) for config "
+                    + config.name() + ": " + (unknown.size() > 8 ? unknown.subList(0, 8) + " ..." : unknown));
+        }
+    }
+
     /** A freshly initialized model (OpenAI's initialize_parameters), deterministic for a seed. */
     public static ClipModel initialize(ClipConfig config, long seed, Backend backend) {
         ClipModel model = new ClipModel(config, backend);
         Initializer init = new Initializer(config, seed);
-        List<TensorSpec> specs = new ArrayList<>(visualSpecs(config));
-        specs.addAll(textSpecs(config));
-        for (TensorSpec s : specs) {
+        for (TensorSpec s : specs(config)) {
             Tensor host = Tensor.of(init.values(s), s.shape());
             backend.copy(model.value(s.name()), backend.upload(host));
         }
@@ -392,8 +415,10 @@ public final class ClipModel {
     }
 
     /**
-     * Validates token ids on the host; returns {ids (B, T') I32, eotIndex (B) I32} on the backend,
-     * T' = T, or with {@code truncate} the positions up to the batch's last EOT.
+     * Validates token ids on the host; returns {ids (B, T') I32, pooled position (B) I32} on the
+     * backend. The pooled position is the config's text pool (the EOT = argmax of the ids, the first
+     * or last position, or the first eos id). T' = T, or with {@code truncate} (and a causal tower
+     * pooled at or before the EOT) the positions up to the batch's last pooled one.
      */
     private Tensor[] checkTokens(Tensor tokens, boolean truncate) {
         if (tokens.rank() != 2 || tokens.dim(0) == 0 || tokens.dim(1) == 0 || tokens.dim(1) > config.contextLength()) {
@@ -407,10 +432,13 @@ public final class ClipModel {
         int b = tokens.dim(0);
         int t = tokens.dim(1);
         int[] ids = new int[b * t];
-        int[] eot = new int[b];
+        int[] pooled = new int[b];
         int vocab = config.vocabSize();
+        ClipConfig.TextPool pool = config.variant().textPool();
+        int eosId = config.variant().textEosId();
         for (int i = 0; i < b; i++) {
             long best = Long.MIN_VALUE;
+            int firstEos = -1;
             for (int j = 0; j < t; j++) {
                 int k = i * t + j;
                 long id = host.dtype() == DType.I32 ? host.i32()[host.offset() + k] : host.i64()[host.offset() + k];
@@ -421,14 +449,21 @@ public final class ClipModel {
                 ids[k] = (int) id;
                 if (id > best) {
                     best = id;
-                    eot[i] = j;
+                    if (pool == ClipConfig.TextPool.ARGMAX) pooled[i] = j;
                 }
+                if (id == eosId && firstEos < 0) firstEos = j;
+            }
+            switch (pool) {
+                case FIRST -> pooled[i] = 0;
+                case LAST -> pooled[i] = t - 1;
+                case EOS -> pooled[i] = Math.max(firstEos, 0); // as open_clip/transformers: position 0 without an eos
+                default -> { }
             }
         }
         int keep = t;
-        if (truncate) {
+        if (truncate && config.textTruncatable()) {
             keep = 0;
-            for (int e : eot) {
+            for (int e : pooled) {
                 keep = Math.max(keep, e + 1);
             }
         }
@@ -439,7 +474,7 @@ public final class ClipModel {
                 System.arraycopy(ids, i * t, kept, i * keep, keep);
             }
         }
-        return new Tensor[]{backend.upload(Tensor.of(kept, b, keep)), backend.upload(Tensor.of(eot, b))};
+        return new Tensor[]{backend.upload(Tensor.of(kept, b, keep)), backend.upload(Tensor.of(pooled, b))};
     }
 
     private static void checkGradient(Tensor grad, Tensor features, String what) {

@@ -44,7 +44,13 @@ final class Initializer {
             return v;
         }
         int textWidth = config.textWidth();
+        if (last.equals("gamma")) { // open_clip's LayerScale starts at ls_init_value
+            Arrays.fill(v, name.startsWith("visual.") ? config.variant().visionLayerScale() : config.variant().textLayerScale());
+            return v;
+        }
         switch (name) {
+            case "text_projection.weight" -> normal(v, rng, Math.pow(textWidth, -0.5));
+            case "text_projection.bias" -> Arrays.fill(v, 0f);
             case "token_embedding.weight" -> normal(v, rng, 0.02);
             case "positional_embedding" -> normal(v, rng, 0.01);
             case "text_projection" -> normal(v, rng, Math.pow(textWidth, -0.5));
@@ -69,7 +75,7 @@ final class Initializer {
             } else if (name.endsWith("mlp.c_fc.weight")) {
                 normal(v, rng, fcStd);
             } else {
-                blockBias(name, width, v, rng);
+                blockBias(name, width, config.variant().textMlpWidth(), v, rng);
             }
         } else if (name.startsWith("visual.transformer.resblocks.")) {
             int width = config.visionWidth();
@@ -78,7 +84,7 @@ final class Initializer {
             } else if (last.equals("weight")) {
                 uniform(v, rng, 1 / Math.sqrt(shape[1]));
             } else {
-                blockBias(name, width, v, rng);
+                blockBias(name, width, config.variant().visionMlpWidth(), v, rng);
             }
         } else if (name.startsWith("visual.attnpool.")) {
             int channels = config.visionAttentionWidth();
@@ -95,13 +101,13 @@ final class Initializer {
     }
 
     /** Attention biases start at zero; Linear biases U(+-1/sqrt(fan_in)). */
-    private static void blockBias(String name, int width, float[] v, SplittableRandom rng) {
+    private static void blockBias(String name, int width, int mlpWidth, float[] v, SplittableRandom rng) {
         if (name.endsWith("attn.in_proj_bias") || name.endsWith("attn.out_proj.bias")) {
             Arrays.fill(v, 0f);
         } else if (name.endsWith("mlp.c_fc.bias")) {
             uniform(v, rng, 1 / Math.sqrt(width));
         } else if (name.endsWith("mlp.c_proj.bias")) {
-            uniform(v, rng, 1 / Math.sqrt(4.0 * width));
+            uniform(v, rng, 1 / Math.sqrt(mlpWidth));
         } else {
             throw new IllegalStateException("no initialization rule for tensor '" + name + "'");
         }

@@ -8,15 +8,31 @@ import java.util.List;
 import java.util.function.Function;
 
 /**
- * openai/CLIP's ResidualAttentionBlock: x + out_proj(attn(in_proj(ln_1(x)))), then
- * x + c_proj(QuickGELU(c_fc(ln_2(x)))). One instance over the parameter views runs the forward;
- * a second instance over the gradient views receives the backward's accumulations.
+ * openai/CLIP's (and open_clip's) ResidualAttentionBlock: x + ls_1(out_proj(attn(in_proj(ln_1(x))))),
+ * then x + ls_2(c_proj(act(c_fc(ln_2(x))))), act QuickGELU or exact GELU, ls_* open_clip's optional
+ * LayerScale (identity when absent). One instance over the parameter views runs the forward; a second
+ * instance over the gradient views receives the backward's accumulations.
  */
 final class ResidualAttentionBlock {
-    static final float LN_EPS = 1e-5f;
+    /**
+     * The shape of every block of one tower.
+     *
+     * @param width      C
+     * @param heads      attention heads (head width C / heads)
+     * @param mlpWidth   hidden width H of the MLP
+     * @param causal     the text tower's additive causal mask
+     * @param activation the MLP nonlinearity
+     * @param layerScale whether ls_1.gamma and ls_2.gamma (C) exist
+     * @param lnEps      LayerNorm eps
+     */
+    record Shape(int width, int heads, int mlpWidth, boolean causal, ClipConfig.Activation activation,
+                 boolean layerScale, float lnEps) {
+    }
 
     private final Backend backend;
+    private final Shape shape;
     private final int width;         // C
+    private final int mlp;           // H
     private final int heads;
     private final boolean causal;     // the text tower's additive causal mask
     final Tensor ln1Weight;           // (C)
@@ -27,10 +43,12 @@ final class ResidualAttentionBlock {
     final Tensor outProjBias;         // (C)
     final Tensor ln2Weight;           // (C)
     final Tensor ln2Bias;             // (C)
-    final Tensor fcWeight;            // (4C, C)
-    final Tensor fcBias;              // (4C)
-    final Tensor projWeight;          // (C, 4C)
+    final Tensor fcWeight;            // (H, C)
+    final Tensor fcBias;              // (H)
+    final Tensor projWeight;          // (C, H)
     final Tensor projBias;            // (C)
+    final Tensor ls1Gamma;            // (C) or null without layer scale
+    final Tensor ls2Gamma;            // (C) or null without layer scale
 
     /** Activations one block keeps for its backward. */
     static final class Cache {
@@ -41,21 +59,24 @@ final class ResidualAttentionBlock {
         Tensor qkv;      // (B, T, 3C)
         Tensor attn;     // (B, T, C) attention output before out_proj
         Tensor lse;      // (B, heads, T)
+        Tensor attnOut;  // (B, T, C) out_proj output before ls_1 (layer scale only)
         Tensor x1;       // (B, T, C) after the attention residual
         Tensor ln2;      // (B, T, C)
         Tensor ln2Mean;  // (B*T)
         Tensor ln2Rstd;  // (B*T)
-        Tensor fc;       // (B, T, 4C) c_fc output
-        Tensor gelu;     // (B, T, 4C) QuickGELU(fc)
+        Tensor fc;       // (B, T, H) c_fc output
+        Tensor gelu;     // (B, T, H) act(fc)
+        Tensor mlpOut;   // (B, T, C) c_proj output before ls_2 (layer scale only)
         Tensor out;      // (B, T, C) block output
     }
 
-    ResidualAttentionBlock(Backend backend, Function<String, Tensor> lookup, String prefix, int width, int heads,
-                           boolean causal) {
+    ResidualAttentionBlock(Backend backend, Function<String, Tensor> lookup, String prefix, Shape shape) {
         this.backend = backend;
-        this.width = width;
-        this.heads = heads;
-        this.causal = causal;
+        this.shape = shape;
+        this.width = shape.width();
+        this.mlp = shape.mlpWidth();
+        this.heads = shape.heads();
+        this.causal = shape.causal();
         ln1Weight = lookup.apply(prefix + "ln_1.weight");
         ln1Bias = lookup.apply(prefix + "ln_1.bias");
         inProjWeight = lookup.apply(prefix + "attn.in_proj_weight");
@@ -68,22 +89,30 @@ final class ResidualAttentionBlock {
         fcBias = lookup.apply(prefix + "mlp.c_fc.bias");
         projWeight = lookup.apply(prefix + "mlp.c_proj.weight");
         projBias = lookup.apply(prefix + "mlp.c_proj.bias");
+        ls1Gamma = shape.layerScale() ? lookup.apply(prefix + "ls_1.gamma") : null;
+        ls2Gamma = shape.layerScale() ? lookup.apply(prefix + "ls_2.gamma") : null;
     }
 
-    /** The block's tensors in OpenAI's state-dict order. */
-    static void specs(String prefix, int width, List<TensorSpec> out) {
+    /** The block's tensors in OpenAI's state-dict order (open_clip's layer scale after them). */
+    static void specs(String prefix, Shape shape, List<TensorSpec> out) {
+        int width = shape.width();
+        int mlp = shape.mlpWidth();
         out.add(TensorSpec.param(prefix + "attn.in_proj_weight", 3 * width, width));
         out.add(TensorSpec.param(prefix + "attn.in_proj_bias", 3 * width));
         out.add(TensorSpec.param(prefix + "attn.out_proj.weight", width, width));
         out.add(TensorSpec.param(prefix + "attn.out_proj.bias", width));
         out.add(TensorSpec.param(prefix + "ln_1.weight", width));
         out.add(TensorSpec.param(prefix + "ln_1.bias", width));
-        out.add(TensorSpec.param(prefix + "mlp.c_fc.weight", 4 * width, width));
-        out.add(TensorSpec.param(prefix + "mlp.c_fc.bias", 4 * width));
-        out.add(TensorSpec.param(prefix + "mlp.c_proj.weight", width, 4 * width));
+        out.add(TensorSpec.param(prefix + "mlp.c_fc.weight", mlp, width));
+        out.add(TensorSpec.param(prefix + "mlp.c_fc.bias", mlp));
+        out.add(TensorSpec.param(prefix + "mlp.c_proj.weight", width, mlp));
         out.add(TensorSpec.param(prefix + "mlp.c_proj.bias", width));
         out.add(TensorSpec.param(prefix + "ln_2.weight", width));
         out.add(TensorSpec.param(prefix + "ln_2.bias", width));
+        if (shape.layerScale()) {
+            out.add(TensorSpec.param(prefix + "ls_1.gamma", width));
+            out.add(TensorSpec.param(prefix + "ls_2.gamma", width));
+        }
     }
 
     /**
@@ -98,7 +127,8 @@ final class ResidualAttentionBlock {
         Tensor ln1 = backend.zeros(DType.F32, b, t, width);
         Tensor ln1Mean = keep ? backend.zeros(DType.F32, n) : null;
         Tensor ln1Rstd = keep ? backend.zeros(DType.F32, n) : null;
-        backend.layerNormForward(ln1.reshape(n, width), ln1Mean, ln1Rstd, x.reshape(n, width), ln1Weight, ln1Bias, LN_EPS);
+        backend.layerNormForward(ln1.reshape(n, width), ln1Mean, ln1Rstd, x.reshape(n, width), ln1Weight, ln1Bias,
+                shape.lnEps());
         Tensor qkv = backend.zeros(DType.F32, b, t, 3 * width);
         backend.linearForward(qkv, ln1, inProjWeight, inProjBias);
         Tensor attn = backend.zeros(DType.F32, b, t, width);
@@ -106,17 +136,29 @@ final class ResidualAttentionBlock {
         backend.attentionForward(attn, lse, qkv, heads, causal);
         Tensor x1 = backend.zeros(DType.F32, b, t, width);
         backend.linearForward(x1, attn, outProjWeight, outProjBias);
+        Tensor attnOut = keep && ls1Gamma != null ? x1 : null;
+        if (ls1Gamma != null) {
+            if (keep) x1 = backend.zeros(DType.F32, b, t, width);
+            backend.channelScaleForward(x1, keep ? attnOut : x1, ls1Gamma);
+        }
         backend.add(x1, x1, x);
         Tensor ln2 = backend.zeros(DType.F32, b, t, width);
         Tensor ln2Mean = keep ? backend.zeros(DType.F32, n) : null;
         Tensor ln2Rstd = keep ? backend.zeros(DType.F32, n) : null;
-        backend.layerNormForward(ln2.reshape(n, width), ln2Mean, ln2Rstd, x1.reshape(n, width), ln2Weight, ln2Bias, LN_EPS);
-        Tensor fc = backend.zeros(DType.F32, b, t, 4 * width);
+        backend.layerNormForward(ln2.reshape(n, width), ln2Mean, ln2Rstd, x1.reshape(n, width), ln2Weight, ln2Bias,
+                shape.lnEps());
+        Tensor fc = backend.zeros(DType.F32, b, t, mlp);
         backend.linearForward(fc, ln2, fcWeight, fcBias);
-        Tensor gelu = keep ? backend.zeros(DType.F32, b, t, 4 * width) : fc;
-        backend.quickGeluForward(gelu, fc);
+        Tensor gelu = keep ? backend.zeros(DType.F32, b, t, mlp) : fc;
+        if (shape.activation() == ClipConfig.Activation.GELU) backend.geluForward(gelu, fc);
+        else backend.quickGeluForward(gelu, fc);
         Tensor out = backend.zeros(DType.F32, b, t, width);
         backend.linearForward(out, gelu, projWeight, projBias);
+        Tensor mlpOut = keep && ls2Gamma != null ? out : null;
+        if (ls2Gamma != null) {
+            if (keep) out = backend.zeros(DType.F32, b, t, width);
+            backend.channelScaleForward(out, keep ? mlpOut : out, ls2Gamma);
+        }
         backend.add(out, out, x1);
         if (keep) {
             cache.x = x;
@@ -126,12 +168,14 @@ final class ResidualAttentionBlock {
             cache.qkv = qkv;
             cache.attn = attn;
             cache.lse = lse;
+            cache.attnOut = attnOut;
             cache.x1 = x1;
             cache.ln2 = ln2;
             cache.ln2Mean = ln2Mean;
             cache.ln2Rstd = ln2Rstd;
             cache.fc = fc;
             cache.gelu = gelu;
+            cache.mlpOut = mlpOut;
             cache.out = out;
         }
         return out;
@@ -142,22 +186,33 @@ final class ResidualAttentionBlock {
         int b = dout.dim(0);
         int t = dout.dim(1);
         int n = b * t;
-        // MLP branch: out = x1 + c_proj(gelu(c_fc(ln_2(x1))))
+        // MLP branch: out = x1 + ls_2(c_proj(act(c_fc(ln_2(x1)))))
         Tensor dx1 = backend.zeros(DType.F32, b, t, width);
         backend.copy(dx1, dout);
-        Tensor dgelu = backend.zeros(DType.F32, b, t, 4 * width);
-        backend.linearBackward(dgelu, grads.projWeight, grads.projBias, dout, cache.gelu, projWeight);
-        Tensor dfc = backend.zeros(DType.F32, b, t, 4 * width);
-        backend.quickGeluBackward(dfc, dgelu, cache.fc);
+        Tensor dMlpOut = dout;
+        if (ls2Gamma != null) {
+            dMlpOut = backend.zeros(DType.F32, b, t, width);
+            backend.channelScaleBackward(dMlpOut, grads.ls2Gamma, dout, cache.mlpOut, ls2Gamma);
+        }
+        Tensor dgelu = backend.zeros(DType.F32, b, t, mlp);
+        backend.linearBackward(dgelu, grads.projWeight, grads.projBias, dMlpOut, cache.gelu, projWeight);
+        Tensor dfc = backend.zeros(DType.F32, b, t, mlp);
+        if (shape.activation() == ClipConfig.Activation.GELU) backend.geluBackward(dfc, dgelu, cache.fc);
+        else backend.quickGeluBackward(dfc, dgelu, cache.fc);
         Tensor dln2 = backend.zeros(DType.F32, b, t, width);
         backend.linearBackward(dln2, grads.fcWeight, grads.fcBias, dfc, cache.ln2, fcWeight);
         backend.layerNormBackward(dx1.reshape(n, width), grads.ln2Weight, grads.ln2Bias, dln2.reshape(n, width),
                 cache.x1.reshape(n, width), ln2Weight, cache.ln2Mean, cache.ln2Rstd);
-        // attention branch: x1 = x + out_proj(attn(in_proj(ln_1(x))))
+        // attention branch: x1 = x + ls_1(out_proj(attn(in_proj(ln_1(x)))))
         Tensor dx = backend.zeros(DType.F32, b, t, width);
         backend.copy(dx, dx1);
+        Tensor dAttnOut = dx1;
+        if (ls1Gamma != null) {
+            dAttnOut = backend.zeros(DType.F32, b, t, width);
+            backend.channelScaleBackward(dAttnOut, grads.ls1Gamma, dx1, cache.attnOut, ls1Gamma);
+        }
         Tensor dattn = backend.zeros(DType.F32, b, t, width);
-        backend.linearBackward(dattn, grads.outProjWeight, grads.outProjBias, dx1, cache.attn, outProjWeight);
+        backend.linearBackward(dattn, grads.outProjWeight, grads.outProjBias, dAttnOut, cache.attn, outProjWeight);
         Tensor dqkv = backend.zeros(DType.F32, b, t, 3 * width);
         backend.attentionBackward(dqkv, dattn, cache.qkv, cache.attn, cache.lse, heads, causal);
         Tensor dln1 = backend.zeros(DType.F32, b, t, width);

@@ -11,18 +11,18 @@ import java.util.function.Function;
 final class Transformer {
     final List<ResidualAttentionBlock> blocks;
 
-    Transformer(Backend backend, Function<String, Tensor> lookup, String prefix, int width, int layers, int heads,
-                boolean causal) {
+    Transformer(Backend backend, Function<String, Tensor> lookup, String prefix, int layers,
+                ResidualAttentionBlock.Shape shape) {
         List<ResidualAttentionBlock> list = new ArrayList<>(layers);
         for (int i = 0; i < layers; i++) {
-            list.add(new ResidualAttentionBlock(backend, lookup, prefix + "resblocks." + i + ".", width, heads, causal));
+            list.add(new ResidualAttentionBlock(backend, lookup, prefix + "resblocks." + i + ".", shape));
         }
         blocks = List.copyOf(list);
     }
 
-    static void specs(String prefix, int width, int layers, List<TensorSpec> out) {
+    static void specs(String prefix, int layers, ResidualAttentionBlock.Shape shape, List<TensorSpec> out) {
         for (int i = 0; i < layers; i++) {
-            ResidualAttentionBlock.specs(prefix + "resblocks." + i + ".", width, out);
+            ResidualAttentionBlock.specs(prefix + "resblocks." + i + ".", shape, out);
         }
     }
 

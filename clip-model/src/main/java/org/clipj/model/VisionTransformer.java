@@ -9,19 +9,24 @@ import java.util.List;
 import java.util.function.Function;
 
 /**
- * openai/CLIP's VisionTransformer: patch embedding (conv1, no bias), class token prepended,
- * positional embedding, ln_pre, residual blocks, ln_post on the class token, @ proj.
+ * openai/CLIP's VisionTransformer, with open_clip's options: patch embedding (conv1, no bias), class
+ * token prepended, positional embedding, ln_pre (absent with open_clip's no_ln_pre), residual blocks,
+ * pooling (the class token; or, as CLIPA, the mean of the patch tokens with ln_post before or after
+ * it), ln_post, @ proj.
  */
 final class VisionTransformer {
     private final Backend backend;
     private final int width;                 // W
     private final int tokens;                // T = grid^2 + 1
     private final int embed;                 // E
+    private final float lnEps;
+    private final ClipConfig.VisionPool pool;
+    private final boolean lnAfterPool;       // AVG: ln_post on the pooled row instead of every token
     final Tensor conv1;                      // (W, 3, P, P)
     final Tensor classEmbedding;             // (W)
     final Tensor positionalEmbedding;        // (T, W)
-    final Tensor lnPreWeight;                // (W)
-    final Tensor lnPreBias;                  // (W)
+    final Tensor lnPreWeight;                // (W) or null without ln_pre
+    final Tensor lnPreBias;                  // (W) or null without ln_pre
     final Transformer transformer;
     final Tensor lnPostWeight;               // (W)
     final Tensor lnPostBias;                 // (W)
@@ -31,15 +36,16 @@ final class VisionTransformer {
     static final class Cache {
         Tensor pixels;                       // (B, 3, R, R)
         Tensor tokens;                       // (B, T, W) class token + patches + positional embedding
-        Tensor lnPre;                        // (B, T, W)
+        Tensor lnPre;                        // (B, T, W) (tokens without ln_pre)
         Tensor lnPreMean;                    // (B*T)
         Tensor lnPreRstd;                    // (B*T)
         final List<ResidualAttentionBlock.Cache> blocks = new ArrayList<>();
         Tensor encoded;                      // (B, T, W) last block output
-        Tensor classToken;                   // (B, W) token 0 of encoded
-        Tensor lnPost;                       // (B, W)
-        Tensor lnPostMean;                   // (B)
-        Tensor lnPostRstd;                   // (B)
+        Tensor lnPostInput;                  // (B, W) token 0 or the token mean; (B, T, W) encoded for AVG before ln
+        Tensor lnPost;                       // ln_post of lnPostInput, same shape
+        Tensor lnPostMean;                   // (rows of lnPostInput)
+        Tensor lnPostRstd;                   // (rows of lnPostInput)
+        Tensor pooled;                       // (B, W) what proj multiplies
         Tensor features;                     // (B, E)
     }
 
@@ -48,16 +54,25 @@ final class VisionTransformer {
         this.width = config.visionWidth();
         this.tokens = config.grid() * config.grid() + 1;
         this.embed = config.embedDim();
+        ClipConfig.Variant v = config.variant();
+        this.lnEps = v.visionLnEps();
+        this.pool = v.visionPool();
+        this.lnAfterPool = v.visionLnAfterPool() && pool == ClipConfig.VisionPool.AVG;
         conv1 = lookup.apply("visual.conv1.weight");
         classEmbedding = lookup.apply("visual.class_embedding");
         positionalEmbedding = lookup.apply("visual.positional_embedding");
-        lnPreWeight = lookup.apply("visual.ln_pre.weight");
-        lnPreBias = lookup.apply("visual.ln_pre.bias");
-        transformer = new Transformer(backend, lookup, "visual.transformer.", width, config.visionLayers(),
-                config.visionHeads(), false);
+        lnPreWeight = v.visionLnPre() ? lookup.apply("visual.ln_pre.weight") : null;
+        lnPreBias = v.visionLnPre() ? lookup.apply("visual.ln_pre.bias") : null;
+        transformer = new Transformer(backend, lookup, "visual.transformer.", config.visionLayers(), blockShape(config));
         lnPostWeight = lookup.apply("visual.ln_post.weight");
         lnPostBias = lookup.apply("visual.ln_post.bias");
         proj = lookup.apply("visual.proj");
+    }
+
+    static ResidualAttentionBlock.Shape blockShape(ClipConfig c) {
+        ClipConfig.Variant v = c.variant();
+        return new ResidualAttentionBlock.Shape(c.visionWidth(), c.visionHeads(), v.visionMlpWidth(), false,
+                v.visionActivation(), v.hasVisionLayerScale(), v.visionLnEps());
     }
 
     static void specs(ClipConfig c, List<TensorSpec> out) {
@@ -66,9 +81,11 @@ final class VisionTransformer {
         out.add(TensorSpec.param("visual.positional_embedding", c.grid() * c.grid() + 1, w));
         out.add(TensorSpec.param("visual.proj", w, c.embedDim()));
         out.add(TensorSpec.param("visual.conv1.weight", w, 3, c.visionPatchSize(), c.visionPatchSize()));
-        out.add(TensorSpec.param("visual.ln_pre.weight", w));
-        out.add(TensorSpec.param("visual.ln_pre.bias", w));
-        Transformer.specs("visual.transformer.", w, c.visionLayers(), out);
+        if (c.variant().visionLnPre()) {
+            out.add(TensorSpec.param("visual.ln_pre.weight", w));
+            out.add(TensorSpec.param("visual.ln_pre.bias", w));
+        }
+        Transformer.specs("visual.transformer.", c.visionLayers(), blockShape(c), out);
         out.add(TensorSpec.param("visual.ln_post.weight", w));
         out.add(TensorSpec.param("visual.ln_post.bias", w));
     }
@@ -87,22 +104,42 @@ final class VisionTransformer {
         }
         backend.broadcastAdd(x, x, positionalEmbedding);
         int n = b * tokens;
-        Tensor lnPre = backend.zeros(DType.F32, b, tokens, width);
-        Tensor lnPreMean = keep ? backend.zeros(DType.F32, n) : null;
-        Tensor lnPreRstd = keep ? backend.zeros(DType.F32, n) : null;
-        backend.layerNormForward(lnPre.reshape(n, width), lnPreMean, lnPreRstd, x.reshape(n, width),
-                lnPreWeight, lnPreBias, ResidualAttentionBlock.LN_EPS);
+        Tensor lnPre = x;
+        Tensor lnPreMean = null;
+        Tensor lnPreRstd = null;
+        if (lnPreWeight != null) {
+            lnPre = backend.zeros(DType.F32, b, tokens, width);
+            lnPreMean = keep ? backend.zeros(DType.F32, n) : null;
+            lnPreRstd = keep ? backend.zeros(DType.F32, n) : null;
+            backend.layerNormForward(lnPre.reshape(n, width), lnPreMean, lnPreRstd, x.reshape(n, width),
+                    lnPreWeight, lnPreBias, lnEps);
+        }
         Tensor encoded = transformer.forward(lnPre, keep ? cache.blocks : null);
-        Tensor classIndex = backend.zeros(DType.I32, b);
-        Tensor classToken = backend.zeros(DType.F32, b, width);
-        backend.gatherRowsForward(classToken, encoded, classIndex);
-        Tensor lnPost = backend.zeros(DType.F32, b, width);
-        Tensor lnPostMean = keep ? backend.zeros(DType.F32, b) : null;
-        Tensor lnPostRstd = keep ? backend.zeros(DType.F32, b) : null;
-        backend.layerNormForward(lnPost, lnPostMean, lnPostRstd, classToken, lnPostWeight, lnPostBias,
-                ResidualAttentionBlock.LN_EPS);
+        // ln_post over what is pooled (token 0, or the token mean when AVG pools first), or over every token
+        boolean lnEveryToken = pool == ClipConfig.VisionPool.AVG && !lnAfterPool;
+        Tensor lnPostInput;
+        if (pool == ClipConfig.VisionPool.TOKEN) {
+            lnPostInput = backend.zeros(DType.F32, b, width);
+            backend.gatherRowsForward(lnPostInput, encoded, backend.zeros(DType.I32, b));
+        } else if (lnAfterPool) {
+            lnPostInput = backend.zeros(DType.F32, b, width);
+            meanPatchTokens(lnPostInput, encoded);
+        } else {
+            lnPostInput = encoded;
+        }
+        int rows = lnEveryToken ? n : b;
+        Tensor lnPost = backend.zeros(DType.F32, lnPostInput.shape());
+        Tensor lnPostMean = keep ? backend.zeros(DType.F32, rows) : null;
+        Tensor lnPostRstd = keep ? backend.zeros(DType.F32, rows) : null;
+        backend.layerNormForward(lnPost.reshape(rows, width), lnPostMean, lnPostRstd, lnPostInput.reshape(rows, width),
+                lnPostWeight, lnPostBias, lnEps);
+        Tensor pooled = lnPost;
+        if (lnEveryToken) {
+            pooled = backend.zeros(DType.F32, b, width);
+            meanPatchTokens(pooled, lnPost);
+        }
         Tensor features = backend.zeros(DType.F32, b, embed);
-        backend.matmul(features, lnPost, false, proj, false, 1f, 0f);
+        backend.matmul(features, pooled, false, proj, false, 1f, 0f);
         if (keep) {
             cache.pixels = pixels;
             cache.tokens = x;
@@ -110,10 +147,11 @@ final class VisionTransformer {
             cache.lnPreMean = lnPreMean;
             cache.lnPreRstd = lnPreRstd;
             cache.encoded = encoded;
-            cache.classToken = classToken;
+            cache.lnPostInput = lnPostInput;
             cache.lnPost = lnPost;
             cache.lnPostMean = lnPostMean;
             cache.lnPostRstd = lnPostRstd;
+            cache.pooled = pooled;
             cache.features = features;
         }
         return features;
@@ -123,18 +161,37 @@ final class VisionTransformer {
     void backward(Tensor dFeatures, Cache cache, VisionTransformer grads) {
         int b = dFeatures.dim(0);
         int n = b * tokens;
-        Tensor dLnPost = backend.zeros(DType.F32, b, width);
-        backend.matmul(dLnPost, dFeatures, false, proj, true, 1f, 1f);
-        backend.matmul(grads.proj, cache.lnPost, true, dFeatures, false, 1f, 1f);
-        Tensor dClassToken = backend.zeros(DType.F32, b, width);
-        backend.layerNormBackward(dClassToken, grads.lnPostWeight, grads.lnPostBias, dLnPost, cache.classToken,
-                lnPostWeight, cache.lnPostMean, cache.lnPostRstd);
-        Tensor dEncoded = backend.zeros(DType.F32, b, tokens, width);
-        backend.gatherRowsBackward(dEncoded, dClassToken, backend.zeros(DType.I32, b));
+        Tensor dPooled = backend.zeros(DType.F32, b, width);
+        backend.matmul(dPooled, dFeatures, false, proj, true, 1f, 1f);
+        backend.matmul(grads.proj, cache.pooled, true, dFeatures, false, 1f, 1f);
+        boolean lnEveryToken = pool == ClipConfig.VisionPool.AVG && !lnAfterPool;
+        int rows = lnEveryToken ? n : b;
+        Tensor dLnPost = dPooled;
+        if (lnEveryToken) {
+            dLnPost = backend.zeros(DType.F32, b, tokens, width);
+            meanPatchTokensBackward(dLnPost, dPooled);
+        }
+        Tensor dLnPostInput = backend.zeros(DType.F32, cache.lnPostInput.shape());
+        backend.layerNormBackward(dLnPostInput.reshape(rows, width), grads.lnPostWeight, grads.lnPostBias,
+                dLnPost.reshape(rows, width), cache.lnPostInput.reshape(rows, width), lnPostWeight, cache.lnPostMean,
+                cache.lnPostRstd);
+        Tensor dEncoded;
+        if (pool == ClipConfig.VisionPool.TOKEN) {
+            dEncoded = backend.zeros(DType.F32, b, tokens, width);
+            backend.gatherRowsBackward(dEncoded, dLnPostInput, backend.zeros(DType.I32, b));
+        } else if (lnAfterPool) {
+            dEncoded = backend.zeros(DType.F32, b, tokens, width);
+            meanPatchTokensBackward(dEncoded, dLnPostInput);
+        } else {
+            dEncoded = dLnPostInput;
+        }
         Tensor dLnPre = transformer.backward(dEncoded, cache.blocks, grads.transformer);
-        Tensor dx = backend.zeros(DType.F32, b, tokens, width);
-        backend.layerNormBackward(dx.reshape(n, width), grads.lnPreWeight, grads.lnPreBias, dLnPre.reshape(n, width),
-                cache.tokens.reshape(n, width), lnPreWeight, cache.lnPreMean, cache.lnPreRstd);
+        Tensor dx = dLnPre;
+        if (lnPreWeight != null) {
+            dx = backend.zeros(DType.F32, b, tokens, width);
+            backend.layerNormBackward(dx.reshape(n, width), grads.lnPreWeight, grads.lnPreBias, dLnPre.reshape(n, width),
+                    cache.tokens.reshape(n, width), lnPreWeight, cache.lnPreMean, cache.lnPreRstd);
+        }
         backend.broadcastAddBackward(grads.positionalEmbedding, dx);
         Tensor dPatches = backend.zeros(DType.F32, b, tokens - 1, width);
         for (int i = 0; i < b; i++) {
@@ -143,5 +200,26 @@ final class VisionTransformer {
             backend.copy(dPatches.get(i), row.slice(1, tokens));
         }
         backend.patchEmbedBackward(null, grads.conv1, dPatches, cache.pixels, conv1);
+    }
+
+    /** out (B, W) = mean of x (B, T, W) over tokens 1..T-1 (open_clip's 'avg' pool), as (B, 1, T) @ (B, T, W). */
+    private void meanPatchTokens(Tensor out, Tensor x) {
+        int b = x.dim(0);
+        backend.matmul(out.reshape(b, 1, width), patchMeanWeights(b), false, x, false, 1f, 0f);
+    }
+
+    /** dx (B, T, W) += the gradient of {@link #meanPatchTokens} for dout (B, W). */
+    private void meanPatchTokensBackward(Tensor dx, Tensor dout) {
+        int b = dout.dim(0);
+        backend.matmul(dx, patchMeanWeights(b), true, dout.reshape(b, 1, width), false, 1f, 1f);
+    }
+
+    /** (B, 1, T): 0 for the class token, 1 / (T - 1) for each patch token. */
+    private Tensor patchMeanWeights(int b) {
+        float[] w = new float[b * tokens];
+        for (int i = 0; i < b; i++) {
+            java.util.Arrays.fill(w, i * tokens + 1, (i + 1) * tokens, 1f / (tokens - 1));
+        }
+        return backend.upload(Tensor.of(w, b, 1, tokens));
     }
 }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import org.clipj.io.AtomicFiles;
 import org.clipj.io.SafeTensors;
 import org.clipj.io.WriteFailedException;
+import org.clipj.model.ClipConfig;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
@@ -34,7 +35,6 @@ public final class TrainCheckpoints {
     private static final String STATE_KEY = "clipj.train_state";
     private static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8})");
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Map<String, String> MODEL_METADATA = Map.of("format", "pt");
 
     /**
      * Everything besides tensors that resume needs: the optimizer step, the data stream position
@@ -45,7 +45,8 @@ public final class TrainCheckpoints {
     }
 
     /** A checkpoint read back. */
-    public record Loaded(Path dir, TrainState state, Map<String, Tensor> model, Map<String, Tensor> optimizer, Path vocab) {
+    public record Loaded(Path dir, TrainState state, Map<String, Tensor> model, ClipConfig config,
+                         Map<String, Tensor> optimizer, Path vocab) {
     }
 
     private TrainCheckpoints() {
@@ -56,11 +57,12 @@ public final class TrainCheckpoints {
     }
 
     /**
-     * Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones. On a
-     * failure the partial folder is removed and the earlier checkpoints stay as they were; a full
+     * Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones; the model's
+     * config (nullable) goes into the weights' metadata so the checkpoint loads with its architecture.
+     * On a failure the partial folder is removed and the earlier checkpoints stay as they were; a full
      * disk or an unwritable folder is a {@link org.clipj.io.WriteFailedException}.
      */
-    public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model,
+    public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model, ClipConfig config,
                             Map<String, Tensor> optimizer, Path vocab, int keep) {
         Path target = stepDir(checkpointsDir, state.step());
         Path partial = checkpointsDir.resolve("." + target.getFileName() + AtomicFiles.PARTIAL_SUFFIX);
@@ -74,7 +76,7 @@ public final class TrainCheckpoints {
         try {
             Files.createDirectories(checkpointsDir);
             AtomicFiles.createPartialDirectory(partial);
-            SafeTensors.write(partial.resolve(MODEL_FILE), model, MODEL_METADATA);
+            SafeTensors.write(partial.resolve(MODEL_FILE), model, modelMetadata(config));
             SafeTensors.write(partial.resolve(STATE_FILE), optimizer, meta);
             if (vocab != null) {
                 AtomicFiles.copy(vocab, partial.resolve(VOCAB_FILE));
@@ -90,12 +92,12 @@ public final class TrainCheckpoints {
             return target;
         } catch (IOException e) {
             AtomicFiles.abandonDirectory(partial);
-            throw AtomicFiles.failure(complete ? checkpointsDir : target, bytesNeeded(model, optimizer, meta, vocab), e);
+            throw AtomicFiles.failure(complete ? checkpointsDir : target, bytesNeeded(model, config, optimizer, meta, vocab), e);
         } catch (WriteFailedException e) {
             // name the checkpoint and its whole size, not the partial file inside it
             AtomicFiles.abandonDirectory(partial);
             throw e.getCause() instanceof IOException io
-                    ? AtomicFiles.failure(target, bytesNeeded(model, optimizer, meta, vocab), io) : e;
+                    ? AtomicFiles.failure(target, bytesNeeded(model, config, optimizer, meta, vocab), io) : e;
         } finally {
             if (!complete) {
                 AtomicFiles.abandonDirectory(partial); // a leftover (folder vanished) is removed as stale on the next start
@@ -104,19 +106,19 @@ public final class TrainCheckpoints {
     }
 
     /** Bytes one checkpoint of these tensors takes on disk (both safetensors files and the vocab). */
-    public static long bytesNeeded(Map<String, Tensor> model, Map<String, Tensor> optimizer, Path vocab) {
-        return bytesNeeded(model, optimizer, Map.of(STATE_KEY, "{}".repeat(512)), vocab);
+    public static long bytesNeeded(Map<String, Tensor> model, ClipConfig config, Map<String, Tensor> optimizer, Path vocab) {
+        return bytesNeeded(model, config, optimizer, Map.of(STATE_KEY, "{}".repeat(512)), vocab);
     }
 
-    private static long bytesNeeded(Map<String, Tensor> model, Map<String, Tensor> optimizer, Map<String, String> meta,
-                                    Path vocab) {
+    private static long bytesNeeded(Map<String, Tensor> model, ClipConfig config, Map<String, Tensor> optimizer,
+                                    Map<String, String> meta, Path vocab) {
         long vocabBytes = 0;
         try {
             vocabBytes = vocab == null ? 0 : Files.size(vocab);
         } catch (IOException ignored) {
             // the copy itself reports a missing vocab
         }
-        return SafeTensors.fileSize(model, MODEL_METADATA) + SafeTensors.fileSize(optimizer, meta) + vocabBytes;
+        return SafeTensors.fileSize(model, modelMetadata(config)) + SafeTensors.fileSize(optimizer, meta) + vocabBytes;
     }
 
     private static Map<String, Object> toJson(TrainState s) {
@@ -193,8 +195,19 @@ public final class TrainCheckpoints {
         TrainState s = new TrainState(((Number) m.get("step")).intValue(), ((Number) m.get("data_position")).longValue(),
                 m.get("skipped") instanceof Number n ? n.longValue() : 0, run);
         Path vocab = dir.resolve(VOCAB_FILE);
-        return new Loaded(dir, s, SafeTensors.read(dir.resolve(MODEL_FILE)), state.tensors(),
-                Files.isRegularFile(vocab) ? vocab : null);
+        SafeTensors.Contents model = SafeTensors.readContents(dir.resolve(MODEL_FILE));
+        String config = model.metadata().get(ClipConfig.METADATA_KEY);
+        return new Loaded(dir, s, model.tensors(),
+                config == null ? null : ClipConfig.fromJson(config, dir.resolve(MODEL_FILE).toString()),
+                state.tensors(), Files.isRegularFile(vocab) ? vocab : null);
+    }
+
+    /** safetensors metadata of model weights clipj writes: the torch format marker and the full config. */
+    public static Map<String, String> modelMetadata(ClipConfig config) {
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", "pt");
+        if (config != null) meta.put(ClipConfig.METADATA_KEY, config.toJson());
+        return meta;
     }
 
     /** The step number of a checkpoint folder name, or -1. */

@@ -338,10 +338,10 @@ public final class Trainer implements AutoCloseable {
                 skippedBefore + loader.skipped(), run);
         Map<String, Tensor> weights = model.stateDict();
         Map<String, Tensor> moments = optimizer.stateTensors();
-        checkSpace(TrainCheckpoints.bytesNeeded(weights, moments, vocabFile), false);
+        checkSpace(TrainCheckpoints.bytesNeeded(weights, model.config(), moments, vocabFile), false);
         try {
-            lastCheckpoint = TrainCheckpoints.save(checkpointsDir().toAbsolutePath(), state, weights, moments, vocabFile,
-                    Math.max(1, options.keepCheckpoints()));
+            lastCheckpoint = TrainCheckpoints.save(checkpointsDir().toAbsolutePath(), state, weights, model.config(),
+                    moments, vocabFile, Math.max(1, options.keepCheckpoints()));
         } catch (WriteFailedException e) {
             throw new WriteFailedException(e.path(), e.getMessage() + resumeHint(), e.getCause());
         }
@@ -350,11 +350,14 @@ public final class Trainer implements AutoCloseable {
     /** Writes OUT/model.safetensors (with the vocab next to it) and the loss curve. */
     public Path finish() {
         Path weights = outDir.resolve("model.safetensors");
+        Map<String, String> meta = TrainCheckpoints.modelMetadata(model.config());
+        meta.put("clipj.step", String.valueOf(step));
         try {
-            SafeTensors.write(weights, model.stateDict(), Map.of("format", "pt", "clipj.step", String.valueOf(step)));
+            SafeTensors.write(weights, model.stateDict(), meta);
         } catch (WriteFailedException e) {
-            throw new WriteFailedException(e.path(), e.getMessage() + (lastCheckpoint == null || TrainCheckpoints.stepOf(lastCheckpoint) != step ? ""
-                    : "; the same weights are in " + lastCheckpoint.resolve(TrainCheckpoints.MODEL_FILE)), e.getCause());
+            boolean saved = lastCheckpoint != null && TrainCheckpoints.stepOf(lastCheckpoint) == step;
+            throw new WriteFailedException(e.path(), e.getMessage() + (saved
+                    ? "; the same weights are in " + lastCheckpoint.resolve(TrainCheckpoints.MODEL_FILE) : ""), e.getCause());
         }
         if (vocabFile != null && !vocabFile.toAbsolutePath().equals(outDir.resolve(TrainCheckpoints.VOCAB_FILE).toAbsolutePath())) {
             AtomicFiles.copy(vocabFile, outDir.resolve(TrainCheckpoints.VOCAB_FILE));

@@ -157,9 +157,10 @@ class AtomicFilesTest {
             Map<String, Tensor> model = Map.of("w", Tensor.of(new float[100_000], 100_000));
             Map<String, Tensor> moments = Map.of("m.w", Tensor.of(new float[100_000], 100_000));
             Map<String, Object> run = Map.of("data", "synthetic:1");
-            Path first = TrainCheckpoints.save(checkpoints, new TrainCheckpoints.TrainState(1, 4, 0, run), model, moments, null, 2);
+            Path first = TrainCheckpoints.save(checkpoints, new TrainCheckpoints.TrainState(1, 4, 0, run), model, null,
+                    moments, null, 2);
             WriteFailedException e = assertThrows(WriteFailedException.class, () -> TrainCheckpoints.save(checkpoints,
-                    new TrainCheckpoints.TrainState(2, 8, 0, run), model, moments, null, 2));
+                    new TrainCheckpoints.TrainState(2, 8, 0, run), model, null, moments, null, 2));
             assertTrue(e.getMessage().startsWith("cannot write " + TrainCheckpoints.stepDir(checkpoints, 2).toAbsolutePath()
                     + ": no space left on device (needs 800.3 kB, "), e.getMessage());
             assertEquals(List.of(), partials(small.dir()));

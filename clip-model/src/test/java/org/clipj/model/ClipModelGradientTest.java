@@ -100,6 +100,39 @@ class ClipModelGradientTest {
         compare(tower(model, false), () -> dot(model.forwardText(tokens).features(), r), 1e-2);
     }
 
+    /**
+     * open_clip's options on the finite-difference model: exact GELU, MLP ratio 3, layer scale, no ln_pre,
+     * average pooling with ln_post after (CLIPA) or before it, a bidirectional text tower pooled at the
+     * last position, a text projection with bias, other layer-norm eps; and the EOS pool.
+     */
+    @Test
+    void openClipVariantsMatchFiniteDifferences() {
+        for (boolean lnAfterPool : new boolean[]{true, false}) {
+            ClipConfig.Variant v = new ClipConfig.Variant(ClipConfig.Activation.GELU, ClipConfig.Activation.GELU, 96, 72,
+                    0.1f, 0.2f, false, ClipConfig.VisionPool.AVG, lnAfterPool, ClipConfig.TextPool.LAST, -1, false, true,
+                    1e-6f, 1e-5f, ClipConfig.CLIP_TOKENIZER);
+            ClipConfig c = new ClipConfig("fd-openclip", 12, 16, 32, 2, 2, 4, null, 8, 40, 24, 2, 2, v);
+            ClipModel model = perturbed(ClipModel.initialize(c, 4, backend));
+            checkImage(model, ClipModelTest.randomPixels(2, 16, 12));
+            checkText(model, Tensor.of(new int[]{1, 7, 22, 39, 0, 0, 5, 5, 31, 2, 17, 39}, 2, 6));
+        }
+        ClipConfig.Variant eos = new ClipConfig.Variant(ClipConfig.Activation.QUICK_GELU, ClipConfig.Activation.GELU, 128,
+                64, 0f, 0.1f, true, ClipConfig.VisionPool.TOKEN, false, ClipConfig.TextPool.EOS, 31, true, false, 1e-5f,
+                1e-5f, ClipConfig.CLIP_TOKENIZER);
+        ClipModel model = perturbed(ClipModel.initialize(new ClipConfig("fd-eos", 12, 16, 32, 1, 1, 4, null, 8, 40, 32, 2, 2,
+                eos), 4, backend));
+        checkText(model, Tensor.of(new int[]{1, 7, 31, 39, 0, 0, 5, 5, 31, 2, 17, 39}, 2, 6));
+    }
+
+    private void checkText(ClipModel model, Tensor tokens) {
+        int e = model.config().embedDim();
+        float[] r = random(tokens.dim(0) * e, 13);
+        model.zeroGrad();
+        TextActivations acts = model.forwardText(tokens);
+        model.backwardText(acts, Tensor.of(r, tokens.dim(0), e));
+        compare(tower(model, false), () -> dot(model.forwardText(tokens).features(), r), 1e-2);
+    }
+
     private void checkImage(ClipModel model, Tensor pixels) {
         int e = model.config().embedDim();
         float[] r = random(pixels.dim(0) * e, 21);

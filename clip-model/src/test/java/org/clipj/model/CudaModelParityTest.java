@@ -13,6 +13,9 @@ import org.clipj.runtime.cuda.CudaBackend;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.clipj.runtime.cpu.CpuBackend;
 
 /**
  * The whole tiny golden models (F32) run end to end through CudaBackend on the simulator binding
@@ -53,6 +56,46 @@ class CudaModelParityTest {
     @Test
     void tinyResNetLossAndGradientsMatchGoldenOnTheSimulator() {
         checkGradients("tiny-rn");
+    }
+
+    /**
+     * open_clip's exact GELU and layer scale (golden/openclip cases, heads of 64) through the simulator:
+     * features and every gradient of a backward with fixed feature gradients, against the CPU backend
+     * (which matches open_clip's own outputs, OpenClipGoldenTest).
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"B-32-gelu-openclip", "M-16-alt-ls-openclip-st"})
+    void openClipVariantsMatchTheCpuOnTheSimulator(String name) {
+        ResolvedModel r = ResolvedModel.resolve(OpenClipGoldenTest.caseDir(name), null);
+        ClipModel ref = ClipModel.fromStateDict(r.checkpoint().tensors(), r.config(), new CpuBackend());
+        ClipModel sim = ClipModel.fromStateDict(r.checkpoint().tensors(), r.config(), cuda);
+        Tensor pixels = ClipModelTest.randomPixels(2, r.config().imageResolution(), 3);
+        Tensor tokens = GoldenData.get(GoldenData.golden("tiny-vit"), "input.text");
+        int e = r.config().embedDim();
+        java.util.SplittableRandom rng = new java.util.SplittableRandom(7);
+        float[] dI = new float[2 * e];
+        float[] dT = new float[tokens.dim(0) * e];
+        for (int i = 0; i < dI.length; i++) dI[i] = (float) rng.nextGaussian();
+        for (int i = 0; i < dT.length; i++) dT[i] = (float) rng.nextGaussian();
+        for (ClipModel m : List.of(ref, sim)) {
+            m.zeroGrad();
+            ImageActivations ia = m.forwardImage(pixels, true);
+            TextActivations ta = m.forwardText(tokens);
+            m.backwardImage(ia, m.backend().upload(Tensor.of(dI, 2, e)));
+            m.backwardText(ta, m.backend().upload(Tensor.of(dT, tokens.dim(0), e)));
+        }
+        assertWithin(name + " image features", ref.encodeImage(pixels), sim.encodeImage(pixels));
+        assertWithin(name + " text features", ref.encodeText(tokens), sim.encodeText(tokens));
+        float worst = 0;
+        for (int i = 0; i < ref.parameters().size(); i++) {
+            Parameter p = ref.parameters().get(i);
+            Tensor expected = p.grad();
+            float scale = Math.max(1f, GoldenData.maxAbs(expected.toFloatArray()));
+            float err = GoldenData.maxDiff(p.name(), expected, cuda.download(sim.parameters().get(i).grad())) / scale;
+            worst = Math.max(worst, err);
+            assertTrue(err <= TOL, name + " grad." + p.name() + ": max error " + err);
+        }
+        System.out.printf("cuda-sim vs cpu max error %-36s %.3e%n", name + " grads (all)", worst);
     }
 
     private void checkGradients(String name) {

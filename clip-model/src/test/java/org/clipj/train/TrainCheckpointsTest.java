@@ -32,7 +32,7 @@ class TrainCheckpointsTest {
         for (int step : new int[]{2, 4, 6}) {
             Map<String, Tensor> opt = Map.of("m.logit_scale", Tensor.of(new float[]{step}, 1),
                     "v.logit_scale", Tensor.of(new float[]{step * 10f}, 1));
-            TrainCheckpoints.save(ckpts, state(step), model, opt, vocab, 2);
+            TrainCheckpoints.save(ckpts, state(step), model, null, opt, vocab, 2);
         }
         assertEquals(List.of("step-00000004", "step-00000006"),
                 TrainCheckpoints.complete(ckpts).stream().map(p -> p.getFileName().toString()).toList());

@@ -69,7 +69,7 @@ class TrainerResumeTest {
         TrainCheckpoints.Loaded loaded = TrainCheckpoints.load(ckpt);
         assertEquals(3, loaded.state().step());
         try (CpuBackend backend = exactBackend()) {
-            ClipModel model = ClipModel.fromStateDict(loaded.model(), backend);
+            ClipModel model = ClipModel.fromStateDict(loaded.model(), loaded.config(), backend);
             try (Trainer t = new Trainer(model, TOKENIZER, null, data(), "synthetic", "test", options(3), out, null, loaded)) {
                 List<Trainer.StepResult> rest = t.train(6);
                 assertEquals(3, rest.size());

@@ -104,6 +104,24 @@ public interface Backend extends AutoCloseable {
     /** dx += dout * d/dx[x * sigmoid(1.702 x)]. */
     void quickGeluBackward(Tensor dx, Tensor dout, Tensor x);
 
+    /**
+     * Exact GELU, as torch's nn.GELU() (approximate='none'): out = x * (1 + erf(x / sqrt(2))) / 2.
+     * out may alias x only when backward is not needed.
+     */
+    void geluForward(Tensor out, Tensor x);
+
+    /** dx += dout * d/dx[x * Phi(x)] = dout * (Phi(x) + x * phi(x)), Phi/phi the normal CDF/PDF. */
+    void geluBackward(Tensor dx, Tensor dout, Tensor x);
+
+    /**
+     * open_clip's LayerScale: out (N, C) = x (N, C) * gamma (C) per channel (x may have any leading
+     * shape that flattens to N rows). out may alias x only when backward is not needed.
+     */
+    void channelScaleForward(Tensor out, Tensor x, Tensor gamma);
+
+    /** dx (N, C) += dout * gamma; dgamma (C) += sum over rows of dout * x. Either may be null. */
+    void channelScaleBackward(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma);
+
     /** out = max(x, 0). */
     void reluForward(Tensor out, Tensor x);
 

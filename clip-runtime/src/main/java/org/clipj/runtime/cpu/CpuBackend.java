@@ -282,6 +282,42 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void geluForward(Tensor out, Tensor x) {
+        Check.sameShape("geluForward", "out", out, "x", x);
+        if (vector) ElementwiseOps.geluForwardVector(out, x, pool);
+        else ElementwiseOps.geluForwardScalar(out, x);
+    }
+
+    @Override
+    public void geluBackward(Tensor dx, Tensor dout, Tensor x) {
+        Check.sameShape("geluBackward", "dx", dx, "x", x);
+        Check.sameShape("geluBackward", "dout", dout, "x", x);
+        if (vector) ElementwiseOps.geluBackwardVector(dx, dout, x, pool);
+        else ElementwiseOps.geluBackwardScalar(dx, dout, x);
+    }
+
+    @Override
+    public void channelScaleForward(Tensor out, Tensor x, Tensor gamma) {
+        Check.sameShape("channelScaleForward", "out", out, "x", x);
+        Check.rank("channelScaleForward", "gamma", gamma, 1);
+        checkTrailing("channelScaleForward", x, "x", gamma, "gamma");
+        if (vector) ElementwiseOps.channelScaleForwardVector(out, x, gamma, pool);
+        else ElementwiseOps.channelScaleForwardScalar(out, x, gamma);
+    }
+
+    @Override
+    public void channelScaleBackward(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
+        String op = "channelScaleBackward";
+        Check.rank(op, "gamma", gamma, 1);
+        checkTrailing(op, x, "x", gamma, "gamma");
+        Check.sameShape(op, "dout", dout, "x", x);
+        if (dx != null) Check.sameShape(op, "dx", dx, "x", x);
+        if (dgamma != null) Check.sameShape(op, "dgamma", dgamma, "gamma", gamma);
+        if (vector) ElementwiseOps.channelScaleBackwardVector(dx, dgamma, dout, x, gamma, pool);
+        else ElementwiseOps.channelScaleBackwardScalar(dx, dgamma, dout, x, gamma);
+    }
+
+    @Override
     public void reluForward(Tensor out, Tensor x) {
         Check.sameShape("reluForward", "out", out, "x", x);
         if (vector) ElementwiseOps.reluForwardVector(out, x, pool);

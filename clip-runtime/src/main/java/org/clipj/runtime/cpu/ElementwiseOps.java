@@ -10,7 +10,7 @@ import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
 /**
- * add, addScaled, scale, broadcastAdd, quickGELU, ReLU, softmax, cast, fill, copy. Arguments
+ * add, addScaled, scale, broadcastAdd, quickGELU, GELU, channel scale, ReLU, softmax, cast, fill, copy. Arguments
  * are checked by CpuBackend; here every tensor is CPU, contiguous, with matching sizes.
  */
 final class ElementwiseOps {
@@ -169,6 +169,179 @@ final class ElementwiseOps {
                 d[d0 + i] += g[g0 + i] * (s + GELU_K * v * s * (1f - s));
             }
         });
+    }
+
+    // ---------------------------------------------------------------- GELU: x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2
+
+    /** The scalar reference computes erf in double (series without cancellation); see {@link #erf(double)}. */
+    static void geluForwardScalar(Tensor out, Tensor x) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset(), n = out.size();
+        for (int i = 0; i < n; i++) {
+            double v = xs[xo + i];
+            o[oo + i] = (float) (0.5 * v * (1 + erf(v * SQRT1_2)));
+        }
+    }
+
+    static void geluForwardVector(Tensor out, Tensor x, ComputePool pool) {
+        float[] o = out.f32(), xs = x.f32();
+        int oo = out.offset(), xo = x.offset();
+        Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) {
+                FloatVector v = FloatVector.fromArray(S, xs, xo + i);
+                v.mul(0.5f).mul(erf(v.mul((float) SQRT1_2)).add(1f)).intoArray(o, oo + i);
+            }
+            for (; i < to; i++) {
+                float v = xs[xo + i];
+                o[oo + i] = 0.5f * v * (1f + erf(v * (float) SQRT1_2));
+            }
+        });
+    }
+
+    static void geluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
+        float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
+        int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset(), n = dx.size();
+        for (int i = 0; i < n; i++) {
+            double v = xs[xo + i];
+            double cdf = 0.5 * (1 + erf(v * SQRT1_2));
+            double pdf = Math.exp(-0.5 * v * v) * INV_SQRT_2PI;
+            d[d0 + i] += (float) (g[g0 + i] * (cdf + v * pdf));
+        }
+    }
+
+    static void geluBackwardVector(Tensor dx, Tensor dout, Tensor x, ComputePool pool) {
+        float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
+        int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset();
+        Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
+            int i = from, upper = from + S.loopBound(to - from);
+            for (; i < upper; i += L) {
+                FloatVector v = FloatVector.fromArray(S, xs, xo + i);
+                FloatVector cdf = erf(v.mul((float) SQRT1_2)).add(1f).mul(0.5f);
+                FloatVector pdf = v.mul(v).mul(-0.5f).lanewise(VectorOperators.EXP).mul((float) INV_SQRT_2PI);
+                FloatVector local = v.fma(pdf, cdf);
+                FloatVector.fromArray(S, g, g0 + i).fma(local, FloatVector.fromArray(S, d, d0 + i)).intoArray(d, d0 + i);
+            }
+            for (; i < to; i++) {
+                float v = xs[xo + i];
+                float cdf = 0.5f * (1f + erf(v * (float) SQRT1_2));
+                float pdf = (float) (Math.exp(-0.5f * v * v) * INV_SQRT_2PI);
+                d[d0 + i] += g[g0 + i] * (cdf + v * pdf);
+            }
+        });
+    }
+
+    private static final double SQRT1_2 = Math.sqrt(0.5);
+    private static final double INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+    // Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), the approximation PyTorch's vectorized CPU erf uses.
+    private static final float ERF_P = 0.3275911f;
+    private static final float ERF_A1 = 0.254829592f, ERF_A2 = -0.284496736f, ERF_A3 = 1.421413741f,
+            ERF_A4 = -1.453152027f, ERF_A5 = 1.061405429f;
+
+    /**
+     * erf(z) in double to ~1e-15: 2/sqrt(pi) exp(-z^2) sum_n 2^n z^(2n+1) / (1 3 5 ... (2n+1)), a
+     * series of positive terms (no cancellation); |z| >= 6 gives +-1 (erfc(6) = 2e-17).
+     */
+    static double erf(double z) {
+        double a = Math.abs(z);
+        if (a >= 6) return Math.copySign(1.0, z);
+        double term = a, sum = a;
+        for (int n = 1; term > 1e-17 * sum; n++) {
+            term *= 2 * a * a / (2 * n + 1);
+            sum += term;
+        }
+        return Math.copySign(2 / Math.sqrt(Math.PI) * Math.exp(-a * a) * sum, z);
+    }
+
+    /** The float erf of the vector path's scalar tail (A&S 7.1.26). */
+    static float erf(float z) {
+        float a = Math.abs(z);
+        float t = 1f / (1f + ERF_P * a);
+        float poly = ((((ERF_A5 * t + ERF_A4) * t + ERF_A3) * t + ERF_A2) * t + ERF_A1) * t;
+        return Math.copySign(1f - poly * (float) Math.exp(-a * a), z);
+    }
+
+    private static FloatVector erf(FloatVector z) {
+        FloatVector a = z.abs();
+        FloatVector t = FloatVector.broadcast(S, 1f).div(a.fma(ERF_P, 1f));
+        FloatVector poly = t.fma(ERF_A5, ERF_A4).fma(t, FloatVector.broadcast(S, ERF_A3))
+                .fma(t, FloatVector.broadcast(S, ERF_A2)).fma(t, FloatVector.broadcast(S, ERF_A1)).mul(t);
+        FloatVector r = poly.mul(a.mul(a).neg().lanewise(VectorOperators.EXP)).neg().add(1f);
+        return r.blend(r.neg(), z.lt(0f));
+    }
+
+    // ---------------------------------------------------------------- channel scale (LayerScale): out[r, c] = x[r, c] * gamma[c]
+
+    static void channelScaleForwardScalar(Tensor out, Tensor x, Tensor gamma) {
+        float[] o = out.f32(), xs = x.f32(), gs = gamma.f32();
+        int oo = out.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = out.size() / c;
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < c; j++) o[oo + r * c + j] = xs[xo + r * c + j] * gs[go + j];
+        }
+    }
+
+    static void channelScaleForwardVector(Tensor out, Tensor x, Tensor gamma, ComputePool pool) {
+        float[] o = out.f32(), xs = x.f32(), gs = gamma.f32();
+        int oo = out.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = out.size() / c;
+        Parallel.range(pool, rows, Math.max(1, GRAIN / c), (from, to) -> {
+            for (int r = from; r < to; r++) {
+                int ro = oo + r * c, rx = xo + r * c;
+                int j = 0, upper = S.loopBound(c);
+                for (; j < upper; j += L) {
+                    FloatVector.fromArray(S, xs, rx + j).mul(FloatVector.fromArray(S, gs, go + j)).intoArray(o, ro + j);
+                }
+                for (; j < c; j++) o[ro + j] = xs[rx + j] * gs[go + j];
+            }
+        });
+    }
+
+    static void channelScaleBackwardScalar(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
+        float[] g = dout.f32(), xs = x.f32(), gs = gamma.f32();
+        int g0 = dout.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = dout.size() / c;
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < c; j++) {
+                float gr = g[g0 + r * c + j];
+                if (dx != null) dx.f32()[dx.offset() + r * c + j] += gr * gs[go + j];
+                if (dgamma != null) dgamma.f32()[dgamma.offset() + j] += gr * xs[xo + r * c + j];
+            }
+        }
+    }
+
+    /** dx in row chunks; dgamma in column chunks, each summing all rows of its columns (no shared writes). */
+    static void channelScaleBackwardVector(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma,
+                                           ComputePool pool) {
+        float[] g = dout.f32(), xs = x.f32(), gs = gamma.f32();
+        int g0 = dout.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = dout.size() / c;
+        if (dx != null) {
+            float[] d = dx.f32();
+            int d0 = dx.offset();
+            Parallel.range(pool, rows, Math.max(1, GRAIN / c), (from, to) -> {
+                for (int r = from; r < to; r++) {
+                    int rd = d0 + r * c, rg = g0 + r * c;
+                    int j = 0, upper = S.loopBound(c);
+                    for (; j < upper; j += L) {
+                        FloatVector.fromArray(S, g, rg + j).fma(FloatVector.fromArray(S, gs, go + j),
+                                FloatVector.fromArray(S, d, rd + j)).intoArray(d, rd + j);
+                    }
+                    for (; j < c; j++) d[rd + j] += g[rg + j] * gs[go + j];
+                }
+            });
+        }
+        if (dgamma != null) {
+            float[] dg = dgamma.f32();
+            int dg0 = dgamma.offset();
+            Parallel.range(pool, c, Math.max(L, GRAIN / Math.max(1, rows)), (from, to) -> {
+                for (int r = 0; r < rows; r++) {
+                    int rg = g0 + r * c, rx = xo + r * c;
+                    int j = from, upper = from + S.loopBound(to - from);
+                    for (; j < upper; j += L) {
+                        FloatVector.fromArray(S, g, rg + j).fma(FloatVector.fromArray(S, xs, rx + j),
+                                FloatVector.fromArray(S, dg, dg0 + j)).intoArray(dg, dg0 + j);
+                    }
+                    for (; j < to; j++) dg[dg0 + j] += g[rg + j] * xs[rx + j];
+                }
+            });
+        }
     }
 
     // ---------------------------------------------------------------- ReLU

@@ -414,6 +414,48 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public synchronized void geluForward(Tensor out, Tensor x) {
+        requireSameShape("geluForward", "out", out, "x", x);
+        launchElementwise("gelu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
+    }
+
+    @Override
+    public synchronized void geluBackward(Tensor dx, Tensor dout, Tensor x) {
+        String op = "geluBackward";
+        requireSameShape(op, "dx", dx, "x", x);
+        requireSameShape(op, "dout", dout, "x", x);
+        launchElementwise("gelu_backward", x.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
+                .ptr(x.deviceAddress()).i64(x.numel()));
+    }
+
+    @Override
+    public synchronized void channelScaleForward(Tensor out, Tensor x, Tensor gamma) {
+        String op = "channelScaleForward";
+        requireSameShape(op, "out", out, "x", x);
+        requireShape(op, "gamma", gamma, x.dim(-1));
+        launchElementwise("channel_scale_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
+                .ptr(gamma.deviceAddress()).i64(x.numel()).i32(gamma.dim(0)));
+    }
+
+    @Override
+    public synchronized void channelScaleBackward(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
+        String op = "channelScaleBackward";
+        requireShape(op, "gamma", gamma, x.dim(-1));
+        requireSameShape(op, "dout", dout, "x", x);
+        int c = gamma.dim(0);
+        if (dx != null) {
+            requireSameShape(op, "dx", dx, "x", x);
+            launchElementwise("channel_scale_backward_input", x.numel(), args().ptr(dx.deviceAddress())
+                    .ptr(dout.deviceAddress()).ptr(gamma.deviceAddress()).i64(x.numel()).i32(c));
+        }
+        if (dgamma != null) {
+            requireShape(op, "dgamma", dgamma, c);
+            launchElementwise("channel_scale_backward_gamma", c, args().ptr(dgamma.deviceAddress())
+                    .ptr(dout.deviceAddress()).ptr(x.deviceAddress()).i32(Math.toIntExact(x.numel() / c)).i32(c));
+        }
+    }
+
+    @Override
     public synchronized void reluForward(Tensor out, Tensor x) {
         requireSameShape("reluForward", "out", out, "x", x);
         launchElementwise("relu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));

@@ -57,9 +57,52 @@ class ElementwiseOpsTest {
     void activationsMatchScalar() {
         compare("quickGeluForward", (be, out, a, b) -> be.quickGeluForward(out, a), 6f, 1e-6);
         compare("quickGeluBackward", (be, out, a, b) -> be.quickGeluBackward(out, b, a), 6f, 1e-6);
+        compare("geluForward", (be, out, a, b) -> be.geluForward(out, a), 6f, 1e-6);
+        compare("geluBackward", (be, out, a, b) -> be.geluBackward(out, b, a), 6f, 1e-6);
         compare("reluForward", (be, out, a, b) -> be.reluForward(out, a), 1f, 0);
         compare("reluBackward", (be, out, a, b) -> be.reluBackward(out, b, a), 1f, 0);
         compare("softmaxForward", (be, out, a, b) -> be.softmaxForward(out, a), 20f, 1e-6);
+    }
+
+    @Test
+    void erfAndGeluMatchKnownValues() {
+        // erf and x * (1 + erf(x / sqrt 2)) / 2 from Python math.erf (double)
+        double[][] erf = {{0.1, 0.1124629160182849}, {0.5, 0.5204998778130465}, {1.0, 0.8427007929497149},
+                {2.0, 0.9953222650189527}, {3.5, 0.9999992569016276}, {-1.3, -0.9340079449406524}};
+        for (double[] c : erf) assertEquals(c[1], ElementwiseOps.erf(c[0]), 1e-14, "erf(" + c[0] + ")");
+        for (double[] c : erf) assertEquals(c[1], ElementwiseOps.erf((float) c[0]), 2e-7, "float erf(" + c[0] + ")");
+        Tensor x = Tensor.of(new float[] {-3f, -1f, -0.25f, 0f, 0.5f, 1f, 2f, 7f}, 8);
+        double[] gelu = {-0.00404969409, -0.15865525393, -0.10032341858, 0, 0.34573123064, 0.84134474607, 1.95449973610, 7};
+        for (Backend be : new Backend[] {SCALAR, FAST}) {
+            Tensor out = Tensor.zeros(DType.F32, 8);
+            be.geluForward(out, x);
+            for (int i = 0; i < 8; i++) assertEquals(gelu[i], out.f32()[i], 1e-6, be.description() + " gelu(" + x.f32()[i] + ")");
+        }
+    }
+
+    @Test
+    void channelScaleMatchesScalarAndGradients() {
+        compare("channelScaleForward", (be, out, a, b) -> be.channelScaleForward(out, a, b.slice(0, 1).reshape(a.dim(1))), 1f, 0);
+        compare("channelScaleBackward dx", (be, out, a, b) ->
+                be.channelScaleBackward(out, null, a, b, b.slice(0, 1).reshape(a.dim(1))), 1f, 1e-6);
+        compare("channelScaleBackward dgamma", (be, out, a, b) ->
+                be.channelScaleBackward(null, out.slice(0, 1).reshape(a.dim(1)), a, b, b.slice(0, 1).reshape(a.dim(1))), 1f, 1e-5);
+        SplittableRandom rng = new SplittableRandom(13);
+        Tensor x = random(rng, 1f, 2, 3, 5), w = random(rng, 1f, 2, 3, 5), gamma = random(rng, 1f, 5);
+        Tensor out = Tensor.zeros(DType.F32, 2, 3, 5);
+        for (Backend be : new Backend[] {SCALAR, FAST}) {
+            Tensor dx = Tensor.zeros(DType.F32, 2, 3, 5), dgamma = Tensor.zeros(DType.F32, 5);
+            be.channelScaleBackward(dx, dgamma, w, x, gamma);
+            assertGradient("channelScale dx " + be.description(), x, dx, () -> {
+                be.channelScaleForward(out, x, gamma);
+                return project(out, w);
+            }, 1e-2, 1e-3);
+            assertGradient("channelScale dgamma " + be.description(), gamma, dgamma, () -> {
+                be.channelScaleForward(out, x, gamma);
+                return project(out, w);
+            }, 1e-2, 1e-3);
+        }
+        assertThrows(IllegalArgumentException.class, () -> FAST.channelScaleForward(out, x, random(rng, 1f, 3)));
     }
 
     @Test
@@ -97,6 +140,13 @@ class ElementwiseOpsTest {
             be.quickGeluBackward(dx, w, x);
             assertGradient("quickGelu " + be.description(), x, dx, () -> {
                 be.quickGeluForward(out, x);
+                return project(out, w);
+            }, 1e-3, 1e-2);
+
+            Tensor dg = Tensor.zeros(DType.F32, 3, 5);
+            be.geluBackward(dg, w, x);
+            assertGradient("gelu " + be.description(), x, dg, () -> {
+                be.geluForward(out, x);
                 return project(out, w);
             }, 1e-3, 1e-2);
 
