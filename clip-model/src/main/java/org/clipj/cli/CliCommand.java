@@ -2,12 +2,12 @@ package org.clipj.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import org.clipj.io.AtomicFiles;
 import picocli.CommandLine;
 
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
@@ -41,22 +41,19 @@ public abstract class CliCommand implements Callable<Integer> {
 
     /** Writes the machine-readable result: one JSON document on stdout, or to --out. */
     protected void emitJson(Object result) {
+        String text;
         try {
-            String text = JSON.writeValueAsString(result);
-            Path jsonOut = jsonOutFile();
-            if (jsonOut != null) {
-                Path parent = jsonOut.toAbsolutePath().getParent();
-                if (parent != null) {
-                    Files.createDirectories(parent);
-                }
-                Files.writeString(jsonOut, text + "\n");
-            } else {
-                PrintWriter out = spec.commandLine().getOut();
-                out.println(text);
-                out.flush();
-            }
+            text = JSON.writeValueAsString(result);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
+        }
+        Path jsonOut = jsonOutFile();
+        if (jsonOut != null) {
+            AtomicFiles.writeString(jsonOut, text + "\n");
+        } else {
+            PrintWriter out = spec.commandLine().getOut();
+            out.println(text);
+            out.flush();
         }
     }
 }

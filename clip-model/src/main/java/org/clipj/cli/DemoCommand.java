@@ -2,6 +2,7 @@ package org.clipj.cli;
 
 import org.clipj.data.SyntheticDataset;
 import org.clipj.image.Preprocess;
+import org.clipj.io.AtomicFiles;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
 import org.clipj.runtime.Backend;
@@ -16,7 +17,6 @@ import org.clipj.train.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -257,7 +257,7 @@ public final class DemoCommand extends CliCommand {
         for (int i = 0; i < Math.min(6, data.size()); i++) {
             BufferedImage img = data.image(i);
             Path file = dir.resolve(String.format("heldout-%d.png", i));
-            ImageIO.write(img, "png", file.toFile());
+            AtomicFiles.writePng(file, img);
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("file", file.toAbsolutePath().toString());
             m.put("caption", data.caption(i));

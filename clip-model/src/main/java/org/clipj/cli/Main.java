@@ -1,18 +1,23 @@
 package org.clipj.cli;
 
+import org.clipj.io.AtomicFiles;
 import org.clipj.runtime.InvalidInputException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.io.UncheckedIOException;
+import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
 
 /**
  * The {@code clip} command. Every command prints a human summary on stderr and JSON on stdout
- * (or {@code --out}). Errors are one line {@code error: ...}; exit 2 for bad input, 1 for an
- * internal failure; a stack trace only with {@code --debug}.
+ * (or {@code --out}). Errors are one line {@code error: ...}; exit 2 for bad input or a cause on
+ * the user's side of a file (full disk, read-only or missing folder, permission), 1 for an internal
+ * failure; a stack trace only with {@code --debug}. An interrupted {@code clip train} exits 130
+ * (SIGINT) or 143 (SIGTERM).
  */
 @Command(name = "clip", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "CLIP on the JVM: embed, classify zero-shot, train, evaluate.",
@@ -62,7 +67,8 @@ public final class Main implements Runnable {
     private static boolean isBadInput(Throwable ex) {
         for (Throwable t = ex; t != null; t = t.getCause()) {
             if (t instanceof InvalidInputException || t instanceof NoSuchFileException
-                    || t instanceof CommandLine.ParameterException) {
+                    || t instanceof CommandLine.ParameterException
+                    || t instanceof IOException io && AtomicFiles.userSideReason(io) != null) {
                 return true;
             }
         }
@@ -77,6 +83,13 @@ public final class Main implements Runnable {
             if (t instanceof NoSuchFileException nsf) {
                 return "no such file: " + nsf.getFile();
             }
+            if (t instanceof IOException io && AtomicFiles.userSideReason(io) != null) {
+                return (io instanceof FileSystemException fse && fse.getFile() != null ? fse.getFile() + ": " : "")
+                        + AtomicFiles.userSideReason(io);
+            }
+        }
+        if (ex instanceof UncheckedIOException u && u.getCause() != null && !u.getMessage().equals(u.getCause().toString())) {
+            return "internal: " + u.getMessage() + " (run with --debug for the stack trace)";
         }
         Throwable root = ex instanceof UncheckedIOException && ex.getCause() != null ? ex.getCause() : ex;
         String message = root.getMessage();

@@ -3,6 +3,7 @@ package org.clipj.cli;
 import org.clipj.data.CsvDataset;
 import org.clipj.data.ImageTextDataset;
 import org.clipj.data.SyntheticDataset;
+import org.clipj.io.AtomicFiles;
 import org.clipj.io.Checkpoints;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
@@ -112,8 +113,19 @@ public final class TrainCommand extends CliCommand {
     @Option(names = "--device", defaultValue = "auto", description = "auto, cpu or cuda.")
     String device;
 
+    @Option(names = "--save-on-interrupt", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "On SIGINT/SIGTERM stop at the next step, save a checkpoint and exit 130/143 (default;"
+                    + " --no-save-on-interrupt keeps only the periodic ones). A second signal quits at once.")
+    boolean saveOnInterrupt;
+
     @Override
     public Integer call() throws Exception {
+        try (StopSignals signals = StopSignals.install(err())) {
+            return train(signals);
+        }
+    }
+
+    private Integer train(StopSignals signals) throws Exception {
         if (modelName != null && init != null) {
             throw new InvalidInputException("--model and --init exclude each other");
         }
@@ -144,7 +156,7 @@ public final class TrainCommand extends CliCommand {
                 }
                 vocabFile = out.resolve(TrainCheckpoints.VOCAB_FILE);
                 if (!Files.isSameFile(resumed.vocab().getParent(), out)) {
-                    Files.copy(resumed.vocab(), vocabFile, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                    AtomicFiles.copy(resumed.vocab(), vocabFile);
                 }
                 tokenizer = ClipTokenizer.load(vocabFile);
                 model = resumed.config() != null ? ClipModel.fromStateDict(resumed.model(), resumed.config(), backend)
@@ -180,7 +192,14 @@ public final class TrainCommand extends CliCommand {
             Map<String, Object> result = new LinkedHashMap<>();
             try (Trainer trainer = new Trainer(model, tokenizer, vocabFile, dataset, dataName, modelLabel, options, out,
                     err(), resumed)) {
-                trainer.train(totalSteps);
+                trainer.train(totalSteps, signals::received);
+                if (signals.received()) {
+                    Path checkpoint = saveOnInterrupt ? trainer.saveCheckpointIfNew() : trainer.lastCheckpoint();
+                    err().printf("%s: stopped at step %d of %d; %s%n", signals.signalName(), trainer.step(), totalSteps,
+                            checkpoint == null ? "no checkpoint to resume from"
+                                    : "last checkpoint " + checkpoint + " (continue with --resume " + out + ")");
+                    return signals.exitCode();
+                }
                 Path weights = trainer.finish();
                 List<MetricsLog.Entry> log = trainer.metrics();
                 MetricsLog.Entry last = log.getLast();

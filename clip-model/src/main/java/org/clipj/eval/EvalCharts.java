@@ -1,16 +1,13 @@
 package org.clipj.eval;
 
-import javax.imageio.ImageIO;
+import org.clipj.io.AtomicFiles;
+
 import java.awt.Color;
 import java.awt.Font;
 import java.awt.Graphics2D;
 import java.awt.RenderingHints;
 import java.awt.image.BufferedImage;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.List;
 import java.util.function.IntFunction;
 
@@ -105,18 +102,6 @@ public final class EvalCharts {
 
     /** Writes atomically: a temp file beside the target, then a rename. */
     static void write(BufferedImage img, Path png) {
-        try {
-            Path dir = png.toAbsolutePath().getParent();
-            Files.createDirectories(dir);
-            Path tmp = Files.createTempFile(dir, ".tmp-", ".png");
-            try {
-                ImageIO.write(img, "png", tmp.toFile());
-                Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            } finally {
-                Files.deleteIfExists(tmp);
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + png, e);
-        }
+        AtomicFiles.writePng(png, img);
     }
 }

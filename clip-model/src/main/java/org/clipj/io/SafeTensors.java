@@ -14,12 +14,12 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -34,13 +34,13 @@ import java.util.function.Predicate;
  * ({@code name -> {dtype, shape, data_offsets: [begin, end]}}, optional {@code __metadata__}),
  * then raw little-endian data. Reading memory-maps the file, validates the whole header (offsets
  * inside the data, no overlaps and no holes, byte counts matching shape times dtype, no duplicate
- * names) before copying any tensor out. Writing is atomic: a temp file in the target's folder,
- * fsync, rename.
+ * names) before copying any tensor out. Writing is atomic and never memory-mapped ({@link AtomicFiles}).
  */
 public final class SafeTensors {
     private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
     private static final long MAX_HEADER = 100L << 20;
     private static final String METADATA = "__metadata__";
+    private static final long WRITE_CHUNK = 1 << 20;
 
     /** The tensors of a file (CPU, in file order) and its string metadata. */
     public record Contents(Map<String, Tensor> tensors, Map<String, String> metadata) {
@@ -210,11 +210,49 @@ public final class SafeTensors {
     }
 
     /**
-     * Writes CPU tensors (in map order) and optional string metadata atomically: the data goes to a
-     * temp file next to {@code file}, is forced to disk, and is renamed over {@code file}; on any
-     * failure the temp file is removed and {@code file} is left as it was.
+     * Writes CPU tensors (in map order) and optional string metadata atomically through
+     * {@link AtomicFiles}: plain channel writes in chunks into a partial file next to {@code file},
+     * forced to disk and renamed over it; on any failure {@code file} is left as it was.
      */
     public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) {
+        byte[] header = header(file, tensors, metadata);
+        long total = 8 + header.length + dataBytes(tensors);
+        AtomicFiles.write(file, total, ch -> {
+            AtomicFiles.writeFully(ch, ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
+            AtomicFiles.writeFully(ch, ByteBuffer.wrap(header));
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment chunk = arena.allocate(WRITE_CHUNK, 8);
+                for (Tensor t : tensors.values()) {
+                    ValueLayout layout = layout(t.dtype());
+                    long elementBytes = t.dtype().byteSize();
+                    long perChunk = WRITE_CHUNK / elementBytes;
+                    for (long done = 0; done < t.numel(); ) {
+                        long n = Math.min(perChunk, t.numel() - done);
+                        MemorySegment.copy(t.segment(), layout.withOrder(ByteOrder.nativeOrder()), done * elementBytes,
+                                chunk, layout.withOrder(ByteOrder.LITTLE_ENDIAN), 0, n);
+                        AtomicFiles.writeFully(ch, chunk.asSlice(0, n * elementBytes).asByteBuffer());
+                        done += n;
+                    }
+                }
+            }
+        });
+    }
+
+    /** The size in bytes of the file {@link #write} makes of these tensors and metadata. */
+    public static long fileSize(Map<String, Tensor> tensors, Map<String, String> metadata) {
+        return 8 + header(Path.of("size"), tensors, metadata).length + dataBytes(tensors);
+    }
+
+    private static long dataBytes(Map<String, Tensor> tensors) {
+        long total = 0;
+        for (Tensor t : tensors.values()) {
+            total += t.byteSize();
+        }
+        return total;
+    }
+
+    // The JSON header padded with spaces to a multiple of 8, so that the data starts 8-byte aligned.
+    private static byte[] header(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) {
         ObjectNode header = JSON.createObjectNode();
         if (metadata != null && !metadata.isEmpty()) {
             ObjectNode meta = header.putObject(METADATA);
@@ -251,53 +289,8 @@ public final class SafeTensors {
         } catch (IOException e) {
             throw new InvalidInputException(file + ": cannot encode the safetensors header: " + e.getMessage(), e);
         }
-        int padded = (json.length + 7) & ~7; // data starts 8-byte aligned, header padded with spaces
-        byte[] headerBytes = Arrays.copyOf(json, padded);
-        Arrays.fill(headerBytes, json.length, padded, (byte) ' ');
-        long total = 8 + padded + offset;
-
-        Path target = file.toAbsolutePath();
-        Path dir = target.getParent();
-        Path temp = null;
-        try {
-            temp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
-            try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.READ, StandardOpenOption.WRITE);
-                 Arena arena = Arena.ofConfined()) {
-                MemorySegment out = ch.map(FileChannel.MapMode.READ_WRITE, 0, total, arena);
-                out.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, padded);
-                MemorySegment.copy(MemorySegment.ofArray(headerBytes), 0, out, 8, padded);
-                long at = 8 + padded;
-                for (Tensor t : tensors.values()) {
-                    ValueLayout layout = layout(t.dtype());
-                    MemorySegment.copy(t.segment(), layout.withOrder(ByteOrder.nativeOrder()), 0,
-                            out, layout.withOrder(ByteOrder.LITTLE_ENDIAN), at, t.numel());
-                    at += t.byteSize();
-                }
-                out.force();
-                ch.force(true);
-            }
-            Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            temp = null;
-            syncDirectory(dir);
-        } catch (IOException e) {
-            throw new InvalidInputException(file + ": cannot write: " + e, e);
-        } finally {
-            if (temp != null) {
-                try {
-                    Files.deleteIfExists(temp);
-                } catch (IOException ignored) {
-                    // the write already failed; that error is the one to report
-                }
-            }
-        }
-    }
-
-    // Makes the rename durable (POSIX); file systems that cannot open a directory skip it.
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException e) {
-            // not supported here (e.g. Windows): the rename itself is still atomic
-        }
+        byte[] padded = Arrays.copyOf(json, (json.length + 7) & ~7);
+        Arrays.fill(padded, json.length, padded.length, (byte) ' ');
+        return padded;
     }
 }

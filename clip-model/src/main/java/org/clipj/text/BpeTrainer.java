@@ -1,16 +1,16 @@
+
 package org.clipj.text;
 
+import org.clipj.io.AtomicFiles;
 import org.clipj.runtime.InvalidInputException;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.io.OutputStreamWriter;
 import java.io.UncheckedIOException;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -63,25 +63,16 @@ public final class BpeTrainer {
 
     /** Writes merges in the bpe_simple_vocab format, gzip-compressed, atomically. */
     public static void write(Path file, List<String[]> merges) {
-        Path parent = file.toAbsolutePath().getParent();
-        try {
-            Files.createDirectories(parent);
-            Path temp = Files.createTempFile(parent, file.getFileName().toString(), ".tmp");
-            try {
-                try (OutputStream raw = Files.newOutputStream(temp);
-                     Writer out = new OutputStreamWriter(new GZIPOutputStream(raw), StandardCharsets.UTF_8)) {
-                    out.write("#version: 0.2 - trained by clipj BpeTrainer, " + merges.size() + " merges\n");
-                    for (String[] m : merges) {
-                        out.write(m[0] + " " + m[1] + "\n");
-                    }
-                }
-                Files.move(temp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            } finally {
-                Files.deleteIfExists(temp);
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (Writer out = new OutputStreamWriter(new GZIPOutputStream(bytes), StandardCharsets.UTF_8)) {
+            out.write("#version: 0.2 - trained by clipj BpeTrainer, " + merges.size() + " merges\n");
+            for (String[] m : merges) {
+                out.write(m[0] + " " + m[1] + "\n");
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write BPE merges to " + file, e);
+            throw new UncheckedIOException("cannot compress BPE merges for " + file, e);
         }
+        AtomicFiles.writeBytes(file, bytes.toByteArray());
     }
 
     /** Incremental BPE: pair counts and the words holding each pair are updated per merge, not recounted. */

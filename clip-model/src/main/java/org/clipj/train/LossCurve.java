@@ -1,6 +1,7 @@
 package org.clipj.train;
 
-import javax.imageio.ImageIO;
+import org.clipj.io.AtomicFiles;
+
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;
@@ -8,10 +9,7 @@ import java.awt.Graphics2D;
 import java.awt.RenderingHints;
 import java.awt.geom.Path2D;
 import java.awt.image.BufferedImage;
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.List;
 import java.util.Locale;
 
@@ -111,15 +109,11 @@ public final class LossCurve {
         return img;
     }
 
-    /** Writes the PNG atomically (temp file then rename). */
-    public static void write(Path png, List<MetricsLog.Entry> entries, String title) throws IOException {
+    /** Writes the PNG atomically ({@link AtomicFiles}). */
+    public static void write(Path png, List<MetricsLog.Entry> entries, String title) {
         if (entries.isEmpty()) {
             return;
         }
-        Path tmp = png.resolveSibling(png.getFileName() + ".tmp");
-        if (!ImageIO.write(render(entries, title), "png", tmp.toFile())) {
-            throw new IOException("no PNG writer available");
-        }
-        Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFiles.writePng(png, render(entries, title));
     }
 }

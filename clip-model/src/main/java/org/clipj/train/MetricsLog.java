@@ -1,10 +1,10 @@
 package org.clipj.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import org.clipj.io.AtomicFiles;
 
 import java.io.BufferedWriter;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -17,7 +17,9 @@ import java.util.Map;
 /**
  * metrics.jsonl: one JSON object per optimizer step (step, loss, lr, logit_scale, images_per_s),
  * flushed per line so a killed run keeps every finished step. On resume, lines after the resumed
- * step are dropped first so the file matches the continued run.
+ * step are dropped first (the kept lines are rewritten atomically) so the file matches the
+ * continued run. A failed append (full disk) is a {@link org.clipj.io.WriteFailedException}; a torn
+ * last line is ignored by {@link #read}.
  */
 public final class MetricsLog implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -25,50 +27,49 @@ public final class MetricsLog implements AutoCloseable {
     public record Entry(int step, double loss, double lr, double logitScale, double imagesPerSecond) {
     }
 
+    private final Path path;
     private final BufferedWriter writer;
     private final List<Entry> entries = new ArrayList<>();
 
     /** Opens path, keeping the existing entries with step <= keepUpToStep (all when creating a fresh log, use -1 for none). */
     public MetricsLog(Path path, int keepUpToStep) {
+        this.path = path;
         try {
-            List<Entry> kept = new ArrayList<>();
+            StringBuilder kept = new StringBuilder();
             if (keepUpToStep >= 0 && Files.exists(path)) {
                 for (Entry e : read(path)) {
                     if (e.step() <= keepUpToStep) {
-                        kept.add(e);
+                        kept.append(line(e)).append('\n');
+                        entries.add(e);
                     }
                 }
             }
-            writer = Files.newBufferedWriter(path, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
-                    StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
-            for (Entry e : kept) {
-                write(e);
-            }
-            writer.flush();
+            AtomicFiles.writeString(path, kept.toString());
+            writer = Files.newBufferedWriter(path, StandardCharsets.UTF_8, StandardOpenOption.APPEND);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot open metrics log " + path, e);
+            throw AtomicFiles.failure(path, -1, e);
         }
     }
 
     public void append(Entry e) {
         try {
-            write(e);
+            writer.write(line(e));
+            writer.newLine();
             writer.flush();
+            entries.add(e);
         } catch (IOException ex) {
-            throw new UncheckedIOException(ex);
+            throw AtomicFiles.failure(path, -1, ex);
         }
     }
 
-    private void write(Entry e) throws IOException {
+    private static String line(Entry e) throws IOException {
         Map<String, Object> line = new LinkedHashMap<>();
         line.put("step", e.step());
         line.put("loss", e.loss());
         line.put("lr", e.lr());
         line.put("logit_scale", e.logitScale());
         line.put("images_per_s", e.imagesPerSecond());
-        writer.write(JSON.writeValueAsString(line));
-        writer.newLine();
-        entries.add(e);
+        return JSON.writeValueAsString(line);
     }
 
     /** Every entry of this log (kept and appended), in order. */
@@ -105,7 +106,7 @@ public final class MetricsLog implements AutoCloseable {
         try {
             writer.close();
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw AtomicFiles.failure(path, -1, e);
         }
     }
 }

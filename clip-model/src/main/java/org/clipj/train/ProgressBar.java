@@ -14,6 +14,7 @@ public final class ProgressBar {
     private final int totalSteps;
     private final long minIntervalNanos;
     private long lastDraw;
+    private boolean lineOpen;   // a progress line is drawn without its newline
 
     public ProgressBar(PrintWriter err, int totalSteps, long minIntervalNanos) {
         this.err = err;
@@ -29,10 +30,20 @@ public final class ProgressBar {
         }
         lastDraw = now;
         err.print("\r" + line(step, loss, lr, logitScale, imagesPerSecond, etaSeconds));
-        if (step >= totalSteps) {
+        lineOpen = step < totalSteps;
+        if (!lineOpen) {
             err.println();
         }
         err.flush();
+    }
+
+    /** Ends a progress line left open (by a stop before the last step), so the next message starts a line. */
+    public void endLine() {
+        if (lineOpen) {
+            err.println();
+            err.flush();
+            lineOpen = false;
+        }
     }
 
     /** The text of one progress line. */

@@ -2,18 +2,16 @@ package org.clipj.train;
 
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import org.clipj.io.AtomicFiles;
 import org.clipj.io.SafeTensors;
+import org.clipj.io.WriteFailedException;
 import org.clipj.model.ClipConfig;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -61,38 +59,66 @@ public final class TrainCheckpoints {
     /**
      * Writes one checkpoint atomically and keeps only the newest {@code keep} complete ones; the model's
      * config (nullable) goes into the weights' metadata so the checkpoint loads with its architecture.
+     * On a failure the partial folder is removed and the earlier checkpoints stay as they were; a full
+     * disk or an unwritable folder is a {@link org.clipj.io.WriteFailedException}.
      */
     public static Path save(Path checkpointsDir, TrainState state, Map<String, Tensor> model, ClipConfig config,
                             Map<String, Tensor> optimizer, Path vocab, int keep) {
+        Path target = stepDir(checkpointsDir, state.step());
+        Path partial = checkpointsDir.resolve("." + target.getFileName() + AtomicFiles.PARTIAL_SUFFIX);
+        Map<String, String> meta = new LinkedHashMap<>();
+        try {
+            meta.put(STATE_KEY, JSON.writeValueAsString(toJson(state)));
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot encode the training state", e);
+        }
+        boolean complete = false;
         try {
             Files.createDirectories(checkpointsDir);
-            Path target = stepDir(checkpointsDir, state.step());
-            Path partial = checkpointsDir.resolve("." + target.getFileName() + ".partial");
-            deleteTree(partial);
-            Files.createDirectories(partial);
+            AtomicFiles.createPartialDirectory(partial);
             SafeTensors.write(partial.resolve(MODEL_FILE), model, modelMetadata(config));
-            Map<String, String> meta = new LinkedHashMap<>();
-            meta.put(STATE_KEY, JSON.writeValueAsString(toJson(state)));
             SafeTensors.write(partial.resolve(STATE_FILE), optimizer, meta);
             if (vocab != null) {
-                Path copy = partial.resolve(VOCAB_FILE);
-                Files.copy(vocab, copy, StandardCopyOption.REPLACE_EXISTING);
-                try (FileChannel ch = FileChannel.open(copy, StandardOpenOption.WRITE)) {
-                    ch.force(true);
-                }
+                AtomicFiles.copy(vocab, partial.resolve(VOCAB_FILE));
             }
-            syncDirectory(partial);
-            deleteTree(target);
-            Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE);
-            syncDirectory(checkpointsDir);
-            List<Path> complete = complete(checkpointsDir);
-            for (int i = 0; i < complete.size() - keep; i++) {
-                deleteTree(complete.get(i));
+            AtomicFiles.syncDirectory(partial);
+            AtomicFiles.commitDirectory(partial, target);
+            complete = true;
+            AtomicFiles.syncDirectory(checkpointsDir);
+            List<Path> all = complete(checkpointsDir);
+            for (int i = 0; i < all.size() - keep; i++) {
+                AtomicFiles.deleteTree(all.get(i));
             }
             return target;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write checkpoint in " + checkpointsDir, e);
+            AtomicFiles.abandonDirectory(partial);
+            throw AtomicFiles.failure(complete ? checkpointsDir : target, bytesNeeded(model, config, optimizer, meta, vocab), e);
+        } catch (WriteFailedException e) {
+            // name the checkpoint and its whole size, not the partial file inside it
+            AtomicFiles.abandonDirectory(partial);
+            throw e.getCause() instanceof IOException io
+                    ? AtomicFiles.failure(target, bytesNeeded(model, config, optimizer, meta, vocab), io) : e;
+        } finally {
+            if (!complete) {
+                AtomicFiles.abandonDirectory(partial); // a leftover (folder vanished) is removed as stale on the next start
+            }
         }
+    }
+
+    /** Bytes one checkpoint of these tensors takes on disk (both safetensors files and the vocab). */
+    public static long bytesNeeded(Map<String, Tensor> model, ClipConfig config, Map<String, Tensor> optimizer, Path vocab) {
+        return bytesNeeded(model, config, optimizer, Map.of(STATE_KEY, "{}".repeat(512)), vocab);
+    }
+
+    private static long bytesNeeded(Map<String, Tensor> model, ClipConfig config, Map<String, Tensor> optimizer,
+                                    Map<String, String> meta, Path vocab) {
+        long vocabBytes = 0;
+        try {
+            vocabBytes = vocab == null ? 0 : Files.size(vocab);
+        } catch (IOException ignored) {
+            // the copy itself reports a missing vocab
+        }
+        return SafeTensors.fileSize(model, modelMetadata(config)) + SafeTensors.fileSize(optimizer, meta) + vocabBytes;
     }
 
     private static Map<String, Object> toJson(TrainState s) {
@@ -188,24 +214,5 @@ public final class TrainCheckpoints {
     public static int stepOf(Path dir) {
         Matcher m = STEP_DIR.matcher(dir.getFileName().toString());
         return m.matches() ? Integer.parseInt(m.group(1)) : -1;
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(q);
-            }
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        } catch (IOException | UnsupportedOperationException ignored) {
-            // directories cannot be opened for sync on every file system; the renames are still atomic
-        }
     }
 }

@@ -3,7 +3,9 @@ package org.clipj.train;
 import org.clipj.data.BatchLoader;
 import org.clipj.data.ImageTextDataset;
 import org.clipj.image.Preprocess;
+import org.clipj.io.AtomicFiles;
 import org.clipj.io.SafeTensors;
+import org.clipj.io.WriteFailedException;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Parameter;
 import org.clipj.runtime.Backend;
@@ -13,7 +15,6 @@ import org.clipj.text.ClipTokenizer;
 
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -21,12 +22,17 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.BooleanSupplier;
 
 /**
  * The training loop: batches from a {@link BatchLoader}, loss and gradients by
  * {@link ContrastiveStep} (GradCache over --accum micro-batches), global-norm clipping, AdamW
  * with the warmup + cosine schedule, logit scale clamped to [0, ln 100] after every step,
- * metrics.jsonl, a progress line, checkpoints every saveEvery steps and at the end.
+ * metrics.jsonl, a progress line, checkpoints every saveEvery steps and at the end. Before the
+ * first step and before each save it checks that a checkpoint fits the free space (an error
+ * naming both sizes if not, a warning when only one more fits); on start it removes the partial
+ * files of a run that crashed or was killed; {@link #train(int, BooleanSupplier)} stops at a step
+ * boundary when asked.
  */
 public final class Trainer implements AutoCloseable {
     public static final float MAX_LOGIT_SCALE = (float) Math.log(100);
@@ -94,7 +100,10 @@ public final class Trainer implements AutoCloseable {
     private final int resolution;
     private final int context;
     private final long skippedBefore;
+    private final PrintWriter err;
     private int step;               // optimizer steps completed
+    private Path lastCheckpoint;    // the newest complete checkpoint of this run, or null
+    private boolean warnedSpace;
     private double secondsPerStep;  // running mean, for images/s and ETA
     private int timedSteps;
 
@@ -109,6 +118,7 @@ public final class Trainer implements AutoCloseable {
         this.vocabFile = vocabFile;
         this.options = options;
         this.outDir = outDir;
+        this.err = err;
         this.run = options.toRun(dataName, modelName);
         this.schedule = new LrSchedule(options.schedule(), options.lr(), options.warmup(), options.steps());
         this.resolution = model.config().imageResolution();
@@ -126,6 +136,7 @@ public final class Trainer implements AutoCloseable {
             step = resume.state().step();
             startPosition = resume.state().dataPosition();
             skippedBefore = resume.state().skipped();
+            lastCheckpoint = resume.dir();
         } else {
             skippedBefore = 0;
         }
@@ -142,8 +153,10 @@ public final class Trainer implements AutoCloseable {
         try {
             Files.createDirectories(outDir);
         } catch (IOException e) {
-            throw new InvalidInputException("--out " + outDir + ": cannot create: " + e.getMessage(), e);
+            throw AtomicFiles.failure(outDir, -1, e);
         }
+        removeStalePartials();
+        checkSpace(checkpointBytesEstimate(), true);
         this.metrics = new MetricsLog(outDir.resolve("metrics.jsonl"), resume == null ? -1 : step);
         this.progress = err == null ? null : new ProgressBar(err, options.steps(), 250_000_000L);
     }
@@ -165,6 +178,65 @@ public final class Trainer implements AutoCloseable {
 
     public int step() {
         return step;
+    }
+
+    /** The newest complete checkpoint of this run (the resumed one before the first save), or null. */
+    public Path lastCheckpoint() {
+        return lastCheckpoint;
+    }
+
+    // Leftovers of a crashed or killed run: partial checkpoint folders and partial files.
+    private void removeStalePartials() {
+        for (Path dir : List.of(outDir, checkpointsDir())) {
+            for (Path p : AtomicFiles.removeStalePartials(dir)) {
+                if (err != null) {
+                    err.println("removed " + p + " (left half-written by an interrupted run)");
+                }
+            }
+        }
+    }
+
+    // Both safetensors files of a checkpoint (weights, two AdamW moments in F32) plus headers and the vocab.
+    private long checkpointBytesEstimate() {
+        long bytes = 0;
+        for (Parameter p : model.parameters()) {
+            bytes += p.value().byteSize() + 2 * 4 * p.value().numel() + 3 * 256;
+        }
+        try {
+            bytes += vocabFile == null || !Files.isRegularFile(vocabFile) ? 0 : Files.size(vocabFile);
+        } catch (IOException ignored) {
+            // the checkpoint's copy of the vocab reports an unreadable one
+        }
+        return bytes;
+    }
+
+    /**
+     * Fails before writing when one checkpoint of {@code bytes} cannot fit the free space of the
+     * checkpoints folder; warns (once) when fewer than two fit. {@code announce} prints the sizes.
+     */
+    private void checkSpace(long bytes, boolean announce) {
+        Path dir = checkpointsDir();
+        long free = AtomicFiles.usableSpace(dir);
+        if (free < 0) {
+            return;
+        }
+        String sizes = "a checkpoint needs ~" + AtomicFiles.formatBytes(bytes) + ", " + AtomicFiles.formatBytes(free)
+                + " free in " + dir.toAbsolutePath().getParent();
+        if (free < bytes) {
+            throw new WriteFailedException(dir, "cannot write checkpoints in " + dir.toAbsolutePath() + ": " + sizes
+                    + " (free some space or choose another --out)" + resumeHint(), null);
+        }
+        if (free < 2 * bytes && !warnedSpace && err != null) {
+            err.println("warning: " + sizes + ": room for only one more");
+            warnedSpace = true;
+        } else if (announce && err != null) {
+            err.println("checkpoints: " + sizes);
+        }
+    }
+
+    private String resumeHint() {
+        return lastCheckpoint == null ? "" : "; the last complete checkpoint is " + lastCheckpoint
+                + " (--resume continues from it)";
     }
 
     public BatchLoader loader() {
@@ -208,9 +280,17 @@ public final class Trainer implements AutoCloseable {
 
     /** Steps until {@code untilStep} (at most the configured total); returns every step's result. */
     public List<StepResult> train(int untilStep) {
+        return train(untilStep, () -> false);
+    }
+
+    /** As {@link #train(int)}, but stops at the first step boundary where {@code stop} says so. */
+    public List<StepResult> train(int untilStep, BooleanSupplier stop) {
         List<StepResult> out = new ArrayList<>();
-        while (step < Math.min(untilStep, options.steps())) {
+        while (step < Math.min(untilStep, options.steps()) && !stop.getAsBoolean()) {
             out.add(trainStep());
+        }
+        if (progress != null && step < options.steps()) {
+            progress.endLine();
         }
         return out;
     }
@@ -242,11 +322,29 @@ public final class Trainer implements AutoCloseable {
         return outDir.resolve("checkpoints");
     }
 
+    /**
+     * Saves a checkpoint of the current step unless the newest one already is of this step (or no
+     * step was taken); returns the newest complete checkpoint, or null when there is none.
+     */
+    public Path saveCheckpointIfNew() {
+        if (lastCheckpoint == null ? step > 0 : TrainCheckpoints.stepOf(lastCheckpoint) != step) {
+            saveCheckpoint();
+        }
+        return lastCheckpoint;
+    }
+
     private void saveCheckpoint() {
         TrainCheckpoints.TrainState state = new TrainCheckpoints.TrainState(step, loader.position(),
                 skippedBefore + loader.skipped(), run);
-        TrainCheckpoints.save(checkpointsDir(), state, model.stateDict(), model.config(), optimizer.stateTensors(), vocabFile,
-                Math.max(1, options.keepCheckpoints()));
+        Map<String, Tensor> weights = model.stateDict();
+        Map<String, Tensor> moments = optimizer.stateTensors();
+        checkSpace(TrainCheckpoints.bytesNeeded(weights, model.config(), moments, vocabFile), false);
+        try {
+            lastCheckpoint = TrainCheckpoints.save(checkpointsDir().toAbsolutePath(), state, weights, model.config(),
+                    moments, vocabFile, Math.max(1, options.keepCheckpoints()));
+        } catch (WriteFailedException e) {
+            throw new WriteFailedException(e.path(), e.getMessage() + resumeHint(), e.getCause());
+        }
     }
 
     /** Writes OUT/model.safetensors (with the vocab next to it) and the loss curve. */
@@ -254,15 +352,17 @@ public final class Trainer implements AutoCloseable {
         Path weights = outDir.resolve("model.safetensors");
         Map<String, String> meta = TrainCheckpoints.modelMetadata(model.config());
         meta.put("clipj.step", String.valueOf(step));
-        SafeTensors.write(weights, model.stateDict(), meta);
         try {
-            if (vocabFile != null && !vocabFile.toAbsolutePath().equals(outDir.resolve(TrainCheckpoints.VOCAB_FILE).toAbsolutePath())) {
-                Files.copy(vocabFile, outDir.resolve(TrainCheckpoints.VOCAB_FILE), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-            }
-            LossCurve.write(outDir.resolve("loss.png"), metrics.entries(), "training loss");
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            SafeTensors.write(weights, model.stateDict(), meta);
+        } catch (WriteFailedException e) {
+            boolean saved = lastCheckpoint != null && TrainCheckpoints.stepOf(lastCheckpoint) == step;
+            throw new WriteFailedException(e.path(), e.getMessage() + (saved
+                    ? "; the same weights are in " + lastCheckpoint.resolve(TrainCheckpoints.MODEL_FILE) : ""), e.getCause());
         }
+        if (vocabFile != null && !vocabFile.toAbsolutePath().equals(outDir.resolve(TrainCheckpoints.VOCAB_FILE).toAbsolutePath())) {
+            AtomicFiles.copy(vocabFile, outDir.resolve(TrainCheckpoints.VOCAB_FILE));
+        }
+        LossCurve.write(outDir.resolve("loss.png"), metrics.entries(), "training loss");
         return weights;
     }
 
@@ -280,6 +380,9 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
+        if (progress != null) {
+            progress.endLine();
+        }
         loader.close();
         metrics.close();
     }
