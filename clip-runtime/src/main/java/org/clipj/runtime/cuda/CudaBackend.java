@@ -141,7 +141,7 @@ public final class CudaBackend implements Backend {
         try {
             block = allocator.allocate(bytes, CudaBackend::publicOp);
         } catch (CudaException e) {
-            if (capturing && e.status() == 900) {
+            if (capturing && !(e instanceof CudaOutOfMemoryException)) {
                 throw new IllegalStateException("capture: " + publicOp() + " needs " + bytes + " bytes that the allocator's cache "
                         + "does not hold, and CUDA forbids allocating during a capture: run the body once before capturing it", e);
             }
@@ -255,10 +255,14 @@ public final class CudaBackend implements Backend {
             String op = null;
             for (StackWalker.StackFrame f : (Iterable<StackWalker.StackFrame>) frames::iterator) {
                 Class<?> c = f.getDeclaringClass();
-                if (c == CudaBackend.class || c.getEnclosingClass() == CudaBackend.class) op = f.getMethodName();
-                else if (op != null) break;
+                if (c == CudaBackend.class || c.getEnclosingClass() == CudaBackend.class) {
+                    String name = f.getMethodName();
+                    if (!name.equals("publicOp") && !name.startsWith("lambda$")) op = name;
+                } else if (op != null) {
+                    break; // the caller of the outermost backend frame
+                }
             }
-            return op == null || op.startsWith("lambda$") ? "empty" : op;
+            return op == null ? "empty" : op;
         });
     }
 
