@@ -658,9 +658,8 @@ std::string describeShared(Block* b, size_t so, size_t n) {
     const Block::StaticArray* before = &b->statics[0];
     for (const Block::StaticArray& a : b->statics)
         if (a.offset <= so && a.offset > before->offset) before = &a;
-    snprintf(buf, sizeof buf, "static shared array '%s' (%s:%d, %zu bytes) at byte %zu (element %zu), %zu bytes past its end",
-             before->name, before->file, before->line, before->bytes, so - before->offset, (so - before->offset) / before->elementBytes,
-             so - before->offset - before->bytes);
+    snprintf(buf, sizeof buf, "static shared array '%s' (%s:%d, %zu bytes) at byte %zu (element %zu), past its end",
+             before->name, before->file, before->line, before->bytes, so - before->offset, (so - before->offset) / before->elementBytes);
     return buf;
 }
 
@@ -680,12 +679,11 @@ std::string describeGlobal(size_t off, size_t n) {
                          "(released: use after free)", (unsigned long) (start + at), at, a.bytes);
             else if (a.usable < a.bytes && at >= a.usable && at < a.bytes)
                 snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu (index %zu of %zu-byte elements) of a %zu-byte buffer at 0x%lx, "
-                         "%zu bytes past its end, in the slack of the allocator's %zu-byte block",
-                         (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start, at - a.usable, a.bytes);
+                         "past its end, in the slack of the allocator's %zu-byte block",
+                         (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start, a.bytes);
             else if (at >= a.usable)
                 snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu (index %zu of %zu-byte elements) of a %zu-byte buffer at 0x%lx, "
-                         "%zu bytes past its end", (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start,
-                         at - a.usable);
+                         "past its end", (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start);
             else
                 snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu (index %zu of %zu-byte elements) of a %zu-byte buffer at 0x%lx",
                          (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start);
