@@ -56,8 +56,19 @@ EXPORT CUresult cuDeviceGetAttribute(int* value, int attribute, int device) {
 EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, int device) { (void) device; *bytes = (size_t) 80 << 30; return OK; }
 EXPORT CUresult cuDevicePrimaryCtxRetain(void** ctx, int device) { (void) device; *ctx = (void*) 0x1; return OK; }
 EXPORT CUresult cuDevicePrimaryCtxRelease_v2(int device) { (void) device; return OK; }
-EXPORT CUresult cuCtxSetCurrent(void* ctx) { return ctx == (void*) 0x1 ? OK : INVALID_VALUE; }
-EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) { *p = (CUdeviceptr) (uintptr_t) sim_malloc(bytes); return *p ? OK : 2; }
+static __thread void* current_ctx;
+EXPORT CUresult cuCtxSetCurrent(void* ctx) {
+    if (ctx != (void*) 0x1) return INVALID_VALUE;
+    current_ctx = ctx;
+    return OK;
+}
+EXPORT CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
+// As the real driver: allocation needs the context current on the calling OS thread (else CUDA_ERROR_INVALID_CONTEXT).
+EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
+    if (current_ctx == NULL) return 201;
+    *p = (CUdeviceptr) (uintptr_t) sim_malloc(bytes);
+    return *p ? OK : 2;
+}
 EXPORT CUresult cuMemFree_v2(CUdeviceptr p) { sim_free((void*) (uintptr_t) p); return OK; }
 EXPORT CUresult cuMemAllocHost_v2(void** p, size_t bytes) { *p = sim_malloc(bytes); return *p ? OK : 2; }
 EXPORT CUresult cuMemFreeHost(void* p) { sim_free(p); return OK; }
