@@ -93,10 +93,23 @@ build_fatbin() {
 }
 
 # ---------------------------------------------------------------- simulator (g++)
-# The simulator compiles copies of the sources in which `extern __shared__ T name[];` (one declaration
-# per line) becomes `T* name = (T*) clip_sim_dynamic_shared();`; line numbers are unchanged.
+# The simulator compiles copies of the sources in which (one declaration per line; line numbers unchanged)
+#   `extern __shared__ T name[];`   becomes `T* name = (T*) clip_sim_dynamic_shared();` and
+#   `__shared__ T name[N][M];`      becomes `auto& name = *clip_sim_shared_array<T[N][M]>(site, "name", __FILE__, __LINE__);`
+# so that both live in the simulator's checked shared-memory region (kernels/sim/cuda_sim.h). A __shared__
+# declaration left over (two arrays in one declaration, a line break inside) fails the build.
 sim_rewrite() {
-    sed -E 's/^([[:space:]]*)extern[[:space:]]+__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([A-Za-z_][A-Za-z0-9_ :]*[A-Za-z0-9_])[[:space:]]+([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*(__align__\([0-9]+\)[[:space:]]*)?;/\1\3* \4 = (\3*) clip_sim_dynamic_shared();/' "$1" > "$2"
+    sed -E \
+        -e 's/^([[:space:]]*)extern[[:space:]]+__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([A-Za-z_][A-Za-z0-9_ :]*[A-Za-z0-9_])[[:space:]]+([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*(__align__\([0-9]+\)[[:space:]]*)?;/\1\3* \4 = (\3*) clip_sim_dynamic_shared();/' \
+        -e 's/^([[:space:]]*)__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([A-Za-z_][A-Za-z0-9_ :]*[A-Za-z0-9_])[[:space:]]+([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*((\[[^];,]+\][[:space:]]*)*);/\1auto\& \4 = *clip_sim_shared_array<\3\5>([] { static char site; return (const void*) \&site; }(), "\4", __FILE__, __LINE__);/' \
+        "$1" > "$2"
+    local left
+    left="$(grep -nE '^[^/]*\b__shared__\b' "$2" || true)"
+    if [[ -n "$left" ]]; then
+        echo "kernels/build.sh: $(basename "$1"): a __shared__ declaration the simulator cannot rewrite (write one array per declaration, on one line):" >&2
+        echo "$left" >&2
+        exit 1
+    fi
 }
 
 # sim_build OUT.so GEN-DIR SOURCES...: one object per .cu (in parallel), plus the runtime, linked into OUT.so.
@@ -115,10 +128,15 @@ sim_build() {
         } > "$gen/src/$base.sim.cpp"
         units+=("$gen/src/$base.sim.cpp")
     done
-    units+=("$here/sim/sim_runtime.cpp")
     local flags=(-std=c++17 -O2 -fPIC -fvisibility=hidden -DCLIP_SIM -I "$here/sim" -I "$gen/include" -I "$here/src")
+    # Kernels: every memory access calls the runtime's checks (memcheck, racecheck; kernels/sim/sim_runtime.cpp).
+    # (ThreadSanitizer's instrumentation, not its runtime: it calls __tsan_{read,write}N before every load and
+    # store, the same location's read-modify-write included; the runtime defines those callbacks.)
+    local checked=(-fsanitize=thread --param tsan-instrument-func-entry-exit=0 --param tsan-distinguish-volatile=0)
     printf '%s\n' "${units[@]}" | xargs -P "$jobs" -I{} sh -c \
-        'u="$1"; shift; o="$0/$(basename "$u" .cpp).o"; "$@" -x c++ -c "$u" -o "$o"' "$gen/obj" {} g++ "${flags[@]}"
+        'u="$1"; shift; o="$0/$(basename "$u" .cpp).o"; "$@" -x c++ -c "$u" -o "$o"' "$gen/obj" {} g++ "${flags[@]}" "${checked[@]}"
+    g++ "${flags[@]}" -c "$here/sim/sim_runtime.cpp" -o "$gen/obj/sim_runtime.o"
+    units+=("$here/sim/sim_runtime.cpp")
     local objs=()
     for u in "${units[@]}"; do objs+=("$gen/obj/$(basename "$u" .cpp).o"); done
     g++ -shared -Wl,-soname,"$(basename "$so")" -o "$so" "${objs[@]}" -lpthread

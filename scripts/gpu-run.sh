@@ -5,11 +5,23 @@
 #   2. the GPU benchmarks (every main class listed in benches.txt; JSON lines, suite "gpu")
 #   3. the same workloads in PyTorch (peer.py) when python3 with a CUDA torch is present
 # and writes $OUT/report.json (plus the raw logs and JUnit XML under $OUT). Budget: under 8 minutes.
+# The tests run in debug mode (clip.cuda.sync=true); "ok" is false when any test or test class failed or
+# aborted. Without a GPU it stops at once: one line on stderr, {"device": null, "error": ..., "ok": false}, exit 2.
 set -uo pipefail
 B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-$B/out}"
 mkdir -p "$OUT"
 start=$SECONDS
+# No GPU: one clear line and a report that says so, at once (nothing else here can run).
+no_gpu() {
+    printf '{\n  "device": null,\n  "error": "%s",\n  "ok": false,\n  "seconds": %d\n}\n' "$1" $((SECONDS - start)) > "$OUT/report.json"
+    echo "gpu-bundle: $1 (report: $OUT/report.json)" >&2
+    exit 2
+}
+command -v nvidia-smi > /dev/null || no_gpu "no NVIDIA GPU here: nvidia-smi not found"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/nvidia-smi.txt" 2>&1 \
+    || no_gpu "no NVIDIA GPU here: nvidia-smi failed: $(head -1 "$OUT/nvidia-smi.txt" | tr -d '"\\')"
+[ -s "$OUT/nvidia-smi.txt" ] || no_gpu "no NVIDIA GPU here: nvidia-smi lists no device"
 # The bundled JRE travels as jre.tar.gz: unpack it once per machine.
 JRE="${TMPDIR:-/tmp}/clipj-jre-$(cksum < "$B/jre.tar.gz" 2>/dev/null | cut -d' ' -f1)"
 if [ -f "$B/jre.tar.gz" ] && [ ! -x "$JRE/jre/bin/java" ]; then
@@ -24,18 +36,15 @@ CP="$(find "$B/lib" -name '*.jar' | sort | tr '\n' ':')"
 for t in "$B"/tests/*/; do CP="$CP${t%/}:"; done
 CP="${CP%:}"
 
-if nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/nvidia-smi.txt" 2>&1; then
-    device="$(head -1 "$OUT/nvidia-smi.txt" | tr -d '"\\')"
-else
-    device="unknown (nvidia-smi failed: $(head -1 "$OUT/nvidia-smi.txt" | tr -d '"\\'))"
-fi
+device="$(head -1 "$OUT/nvidia-smi.txt" | tr -d '"\\')"
 
-echo "== gpu tests" >&2
-timeout 270 "$JAVA" "${FLAGS[@]}" -Dclip.cuda.binding=panama ${SHARED:+-Dclip.shared="$SHARED"} \
+# Debug mode first (clip.cuda.sync=true): every launch is synchronized and checked, so a fault names its kernel.
+echo "== gpu tests (clip.cuda.sync=true)" >&2
+timeout 270 "$JAVA" "${FLAGS[@]}" -Dclip.cuda.binding=panama -Dclip.cuda.sync=true ${SHARED:+-Dclip.shared="$SHARED"} \
     -jar "$B/junit-platform-console-standalone.jar" execute --disable-banner --details=tree \
     --class-path "$CP" --scan-class-path --include-tag gpu --reports-dir "$OUT/junit" > "$OUT/junit.txt" 2>&1
 junit_rc=$?
-count() { sed -nE "s/^\[ *([0-9]+) tests $1 *\]$/\1/p" "$OUT/junit.txt" | head -1; }
+count() { sed -nE "s/^\[ *([0-9]+) $1 *\]$/\1/p" "$OUT/junit.txt" | head -1; }
 
 echo "== gpu benchmarks" >&2
 : > "$OUT/bench-clipj.jsonl"
@@ -52,13 +61,19 @@ if command -v python3 >/dev/null && python3 -c 'import torch, sys; sys.exit(0 if
 fi
 
 join_lines() { grep -h '^{' "$1" | paste -sd, -; }
-found="$(count found)"; ok="$(count successful)"; failed="$(count failed)"; skipped="$(count skipped)"; aborted="$(count aborted)"
+found="$(count 'tests found')"; ok="$(count 'tests successful')"; failed="$(count 'tests failed')"; skipped="$(count 'tests skipped')"
+aborted="$(count 'tests aborted')"; classes_failed="$(count 'containers failed')"
+# A test class whose @BeforeAll threw (a missing library, a device fault) is a failure, not a disappearance.
+junit_ok=true
+[ "$junit_rc" -eq 0 ] && [ "${failed:-0}" -eq 0 ] && [ "${aborted:-0}" -eq 0 ] && [ "${classes_failed:-0}" -eq 0 ] \
+    && [ "${found:-0}" -gt 0 ] || junit_ok=false
 cat > "$OUT/report.json" <<JSON
 {
   "device": "$device",
   "bundle": "$(cat "$B/VERSION" 2>/dev/null)",
+  "ok": $junit_ok,
   "junit": {"exit": $junit_rc, "found": ${found:-0}, "successful": ${ok:-0}, "failed": ${failed:-0},
-            "skipped": ${skipped:-0}, "aborted": ${aborted:-0}},
+            "skipped": ${skipped:-0}, "aborted": ${aborted:-0}, "classes_failed": ${classes_failed:-0}},
   "clipj": [$(join_lines "$OUT/bench-clipj.jsonl")],
   "peer": [$(join_lines "$OUT/bench-peer.jsonl")],
   "seconds": $((SECONDS - start))

@@ -6,15 +6,17 @@
 // __syncthreads and at warp collectives (shuffles, votes, __syncwarp), in a fixed order, so every
 // run is deterministic. threadIdx/blockIdx/blockDim/gridDim are thread-locals that the scheduler
 // sets before it resumes a fiber. `__shared__` is a block-scope `thread_local` (implicitly static):
-// one copy per OS thread, which is one copy per block since blocks on a thread run one at a time.
-// `extern __shared__ T name[];` (dynamic shared memory) is rewritten by the build script
-// (kernels/build.sh) into a pointer to the launch's sharedBytes buffer: write it on one line, in a .cu
-// or .cuh, as `extern __shared__ T name[];` (an optional __align__(N) is allowed).
+// Shared memory lives in the simulator's checked arena (sim_runtime.cpp, "Checks"): the build script
+// (kernels/build.sh) rewrites, in copies of the sources, `extern __shared__ T name[];` (dynamic shared
+// memory) into a pointer to the launch's sharedBytes, and `__shared__ T name[N]...;` (static) into a
+// reference to an array that clip_sim_shared_array places in the block's region on first use. Write
+// each on a line of its own, one array per declaration (an optional __align__(N) is allowed); the build
+// fails on a __shared__ declaration it cannot rewrite.
 //
 // Faults are reported, not hung on: a __syncthreads that not every thread of the block reaches, a warp
-// collective whose mask names a lane that exited, and any other deadlock end the launch with an error
-// (sim_launch returns 3; the sim driver throws CUDA_ERROR_LAUNCH_FAILED with the reason). Out-of-bounds
-// memory accesses are NOT checked (device memory is host memory). Not emulated: inline PTX (asm),
+// collective whose mask names a lane that exited, any other deadlock, an out-of-bounds or freed memory
+// access (memcheck) and a shared-memory race (racecheck) end the launch with an error (sim_launch
+// returns 3; the sim driver throws CUDA_ERROR_LAUNCH_FAILED with the reason). Not emulated: inline PTX (asm),
 // __constant__ symbols looked up by name, textures, cooperative groups, clusters, tensor-core
 // instructions (guard them with #ifdef CLIP_SIM and emulate, as kernels/include/clip_mma.cuh does),
 // __syncthreads_count/and/or. The fast-math intrinsics (__expf, ...) are the exact host functions.
@@ -64,7 +66,16 @@ unsigned long long clip_sim_shfl(unsigned mask, unsigned long long bits, int mod
 unsigned clip_sim_vote(unsigned mask, int predicate, int mode);
 unsigned clip_sim_activemask(void);
 void* clip_sim_dynamic_shared(void);
+void* clip_sim_static_shared(const void* site, const char* name, const char* file, int line, size_t bytes, size_t align,
+                             size_t elementBytes);
 void clip_sim_trap(const char* why);
+void clip_sim_atomic_access(void* p, size_t bytes);
+}
+
+// A static __shared__ array of type T (e.g. float[32][33]) of the running block; `site` identifies the declaration.
+template <typename T>
+static inline T* clip_sim_shared_array(const void* site, const char* name, const char* file, int line) {
+    return (T*) clip_sim_static_shared(site, name, file, line, sizeof(T), alignof(T), sizeof(std::remove_all_extents_t<T>));
 }
 
 static inline void __syncthreads() { clip_sim_syncthreads(); }
@@ -93,37 +104,33 @@ static inline int __any_sync(unsigned mask, int p) { return (int) clip_sim_vote(
 static inline int __all_sync(unsigned mask, int p) { return (int) clip_sim_vote(mask, p != 0, 2); }
 
 // ---- atomics: fibers never preempt each other and blocks run one at a time, so plain
-// read-modify-write is atomic here; the GCC builtins keep it so if blocks ever run in parallel. ----
-static inline float atomicAdd(float* a, float v) {
-    float old = *a;
-    *a = old + v;
-    return old;
-}
-static inline double atomicAdd(double* a, double v) {
-    double old = *a;
-    *a = old + v;
-    return old;
-}
-static inline int atomicAdd(int* a, int v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
-static inline unsigned atomicAdd(unsigned* a, unsigned v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
-static inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
-static inline int atomicSub(int* a, int v) { return __atomic_fetch_sub(a, v, __ATOMIC_RELAXED); }
-static inline unsigned atomicSub(unsigned* a, unsigned v) { return __atomic_fetch_sub(a, v, __ATOMIC_RELAXED); }
-template <typename T> static inline T clip_sim_atomic_max(T* a, T v) { T old = *a; if (v > old) *a = v; return old; }
-template <typename T> static inline T clip_sim_atomic_min(T* a, T v) { T old = *a; if (v < old) *a = v; return old; }
+// read-modify-write is atomic here; the GCC builtins keep it so if blocks ever run in parallel.
+// They are bounds-checked but exempt from racecheck (CLIP_SIM_ATOMIC: not instrumented themselves). ----
+#define CLIP_SIM_ATOMIC static inline __attribute__((no_sanitize_thread))
+template <typename T> CLIP_SIM_ATOMIC T clip_sim_atomic_add(T* a, T v) { clip_sim_atomic_access(a, sizeof(T)); T old = *a; *a = old + v; return old; }
+static inline float atomicAdd(float* a, float v) { return clip_sim_atomic_add(a, v); }
+static inline double atomicAdd(double* a, double v) { return clip_sim_atomic_add(a, v); }
+static inline int atomicAdd(int* a, int v) { return clip_sim_atomic_add(a, v); }
+static inline unsigned atomicAdd(unsigned* a, unsigned v) { return clip_sim_atomic_add(a, v); }
+static inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { return clip_sim_atomic_add(a, v); }
+static inline int atomicSub(int* a, int v) { return clip_sim_atomic_add(a, -v); }
+static inline unsigned atomicSub(unsigned* a, unsigned v) { return clip_sim_atomic_add(a, 0u - v); }
+template <typename T> CLIP_SIM_ATOMIC T clip_sim_atomic_max(T* a, T v) { clip_sim_atomic_access(a, sizeof(T)); T old = *a; if (v > old) *a = v; return old; }
+template <typename T> CLIP_SIM_ATOMIC T clip_sim_atomic_min(T* a, T v) { clip_sim_atomic_access(a, sizeof(T)); T old = *a; if (v < old) *a = v; return old; }
 static inline int atomicMax(int* a, int v) { return clip_sim_atomic_max(a, v); }
 static inline unsigned atomicMax(unsigned* a, unsigned v) { return clip_sim_atomic_max(a, v); }
 static inline unsigned long long atomicMax(unsigned long long* a, unsigned long long v) { return clip_sim_atomic_max(a, v); }
 static inline int atomicMin(int* a, int v) { return clip_sim_atomic_min(a, v); }
 static inline unsigned atomicMin(unsigned* a, unsigned v) { return clip_sim_atomic_min(a, v); }
 static inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v) { return clip_sim_atomic_min(a, v); }
-template <typename T> static inline T clip_sim_atomic_cas(T* a, T compare, T v) { T old = *a; if (old == compare) *a = v; return old; }
+template <typename T> CLIP_SIM_ATOMIC T clip_sim_atomic_cas(T* a, T compare, T v) { clip_sim_atomic_access(a, sizeof(T)); T old = *a; if (old == compare) *a = v; return old; }
+template <typename T> CLIP_SIM_ATOMIC T clip_sim_atomic_exch(T* a, T v) { clip_sim_atomic_access(a, sizeof(T)); T old = *a; *a = v; return old; }
 static inline int atomicCAS(int* a, int c, int v) { return clip_sim_atomic_cas(a, c, v); }
 static inline unsigned atomicCAS(unsigned* a, unsigned c, unsigned v) { return clip_sim_atomic_cas(a, c, v); }
 static inline unsigned long long atomicCAS(unsigned long long* a, unsigned long long c, unsigned long long v) { return clip_sim_atomic_cas(a, c, v); }
-static inline int atomicExch(int* a, int v) { int old = *a; *a = v; return old; }
-static inline unsigned atomicExch(unsigned* a, unsigned v) { unsigned old = *a; *a = v; return old; }
-static inline float atomicExch(float* a, float v) { float old = *a; *a = v; return old; }
+static inline int atomicExch(int* a, int v) { return clip_sim_atomic_exch(a, v); }
+static inline unsigned atomicExch(unsigned* a, unsigned v) { return clip_sim_atomic_exch(a, v); }
+static inline float atomicExch(float* a, float v) { return clip_sim_atomic_exch(a, v); }
 
 // ---- fast-math intrinsics: the host versions (the GPU ones differ in the last bits) ----
 #ifndef __GLIBC__ // glibc already exports these as the plain float functions

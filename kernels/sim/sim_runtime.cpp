@@ -1,12 +1,39 @@
 // sim_runtime.cpp: the simulator's runtime. Kernel registry, the per-block fiber scheduler
-// (barriers, warp collectives, deadlock and divergence detection), and the plain-C entry points
-// that org.clipj.cuda.SimCudaDriver binds through FFM: sim_launch, sim_malloc/sim_free, sim_gemm,
-// sim_last_error, sim_kernel_params.
+// (barriers, warp collectives, deadlock and divergence detection), the device-memory arena with its
+// checks (memcheck, initcheck, racecheck: see "Checks" below), and the plain-C entry points that
+// org.clipj.cuda.SimCudaDriver binds through FFM: sim_launch, sim_malloc/sim_free, sim_mem_usable,
+// sim_set_memory_limit, sim_memory_in_use, sim_set_schedule, sim_gemm, sim_last_error, sim_kernel_params.
 //
 // Fibers: each thread of a block is a fiber with its own stack. On x86-64 a fiber switch is a
 // 14-instruction stack swap (clip_sim_switch below); elsewhere it is ucontext's swapcontext.
 // A fiber runs until it reaches __syncthreads, a warp collective, or the end of the kernel, then
-// yields to the scheduler, which resumes the next runnable fiber in FIFO order: deterministic.
+// yields to the scheduler, which resumes the next runnable fiber: in FIFO order by default
+// (deterministic), or reversed or shuffled at every barrier and collective (sim_set_schedule), with
+// the blocks of a launch in order, reversed or shuffled, so schedule-dependent results show.
+//
+// Checks. The kernels' translation units are compiled with GCC's -fsanitize=thread instrumentation, so
+// every load and store (a read-modify-write of one location included, which ASan's instrumentation
+// would check once) first calls __tsan_{read,write}{1,2,4,8,16,_range}; this file implements those
+// callbacks (the runtime itself is not instrumented, and nothing of TSan's own runtime is linked: no
+// JVM-hostile signal handlers or shadow mappings). Device memory and every block's shared memory live
+// in one reserved arena with a shadow byte per 8 bytes (ASan's scheme, our encoding: 1..8 = that many
+// leading bytes addressable, anything else = none), so a check is a range test and a shadow load:
+//   memcheck:  an access to a byte outside what was asked for (a buffer's end, the slack up to the
+//              caching allocator's size class or the 256-byte granule, a freed or cached block, shared
+//              memory beyond the launch's dynamic size or a static __shared__ array's size) ends the
+//              launch with the kernel, the block, the thread, the address and the element offset;
+//   initcheck: fresh allocations (and blocks the caching allocator hands out again, sim_mem_usable),
+//              dynamic shared memory and static shared arrays are filled with 0xff bytes at every
+//              block start: NaN as F32, BF16 and F16, -1 as an integer; and a second shadow keeps one bit
+//              per byte of device memory, set by every write (kernel stores, uploads, memsets, copies,
+//              GEMM outputs: sim_mark_written), so a kernel's read of global memory never written since
+//              it was allocated or handed out again, or of shared memory that no thread of the block
+//              has written, ends the launch;
+//   racecheck: every 2-byte granule of shared memory remembers its last writer and two last readers
+//              with the barrier interval and the warp's collective count at the access; a write and
+//              another thread's read or write of the same word in one barrier interval, not ordered
+//              by a warp collective of their warp, ends the launch naming both threads.
+// Accesses to the stack, thread-locals and constant tables fall outside the arena and are not checked.
 #include "cuda_sim.h"
 #include "sim_registry.h"
 
@@ -15,8 +42,12 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <atomic>
 #include <deque>
 #include <map>
+#include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,6 +86,134 @@ void setError(const char* fmt, ...) {
     lastError = buf;
 }
 
+
+// ---------------------------------------------------------------- the arena: device and shared memory
+// One reserved range (MAP_NORESERVE: pages cost memory only once touched) holds every device allocation
+// and every OS thread's shared-memory region, each span starting on a page and followed by at least
+// SPAN_REDZONE poisoned bytes; the shadow range has one byte per 8 arena bytes (untouched shadow reads 0:
+// not addressable). Freed spans are returned to the kernel (MADV_DONTNEED) and reused by size.
+constexpr uint8_t SHADOW_NONE = 0;    // never allocated, or slack past what was asked for
+constexpr uint8_t SHADOW_CACHED = 0xfc; // a block idle in the caching allocator's free lists
+constexpr uint8_t SHADOW_FREED = 0xfd;
+constexpr size_t PAGE = 4096;
+constexpr size_t SPAN_REDZONE = 256;
+
+struct Allocation {
+    size_t span;   // bytes reserved, page multiple
+    size_t bytes;  // bytes the driver call asked for
+    size_t usable; // bytes the current user asked for (sim_mem_usable), <= bytes
+    bool device;   // a sim_malloc allocation (not a shared-memory region)
+};
+
+struct ArenaState {
+    char* base = nullptr;
+    size_t size = 0;
+    uint8_t* shadow = nullptr;
+    uint8_t* written = nullptr; // bit i of byte g: byte 8g + i has been written (initcheck)
+    size_t bump = 0;
+    std::multimap<size_t, size_t> freeSpans; // span bytes -> offset
+    std::map<size_t, Allocation> live;       // offset -> allocation
+    size_t inUse = 0;                        // device bytes allocated (256-byte granules)
+    size_t limit = 0;                        // 0: no cap
+    std::mutex lock;
+};
+ArenaState gArena;
+std::once_flag gArenaOnce;
+
+void arenaInit() {
+    std::call_once(gArenaOnce, [] {
+        for (size_t size : {(size_t) 1 << 40, (size_t) 1 << 37, (size_t) 1 << 34}) {
+            void* a = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (a == MAP_FAILED) continue;
+            void* s = mmap(nullptr, size / 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (s == MAP_FAILED) { munmap(a, size); continue; }
+            void* w = mmap(nullptr, size / 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (w == MAP_FAILED) { munmap(a, size); munmap(s, size / 8); continue; }
+            gArena.shadow = (uint8_t*) s;
+            gArena.written = (uint8_t*) w;
+            gArena.base = (char*) a;
+            gArena.size = size; // set last: checks test offsets against it
+            return;
+        }
+        perror("clipkernels_sim: cannot reserve the device-memory arena");
+        abort();
+    });
+}
+
+// Shadow of [off, off + n) (off a multiple of 8): addressable, or all `code`.
+void shadowSet(size_t off, size_t n, bool addressable, uint8_t code) {
+    uint8_t* sh = gArena.shadow + (off >> 3);
+    size_t full = n >> 3;
+    memset(sh, addressable ? 8 : code, full);
+    if (n & 7) sh[full] = addressable ? (uint8_t) (n & 7) : code;
+}
+
+inline bool addressable(size_t off, size_t n) {
+    const uint8_t* sh = gArena.shadow;
+    while (n > 0) {
+        size_t lo = off & 7, take = n < 8 - lo ? n : 8 - lo;
+        uint8_t s = sh[off >> 3];
+        if (s < 1 || s > 8 || lo + take > s) return false;
+        off += take;
+        n -= take;
+    }
+    return true;
+}
+
+inline bool allWritten(size_t off, size_t n) {
+    const uint8_t* w = gArena.written;
+    while (n > 0) {
+        size_t lo = off & 7, take = n < 8 - lo ? n : 8 - lo;
+        unsigned mask = ((1u << take) - 1u) << lo;
+        if ((w[off >> 3] & mask) != mask) return false;
+        off += take;
+        n -= take;
+    }
+    return true;
+}
+
+// Sets (or clears) the written bits of [off, off + n).
+void markWritten(size_t off, size_t n, bool written = true) {
+    uint8_t* w = gArena.written;
+    while (n > 0 && (off & 7) != 0) {
+        unsigned bit = 1u << (off & 7);
+        w[off >> 3] = written ? (w[off >> 3] | bit) : (w[off >> 3] & ~bit);
+        off++;
+        n--;
+    }
+    memset(w + (off >> 3), written ? 0xff : 0, n >> 3);
+    off += n & ~(size_t) 7;
+    n &= 7;
+    for (; n > 0; off++, n--) {
+        unsigned bit = 1u << (off & 7);
+        w[off >> 3] = written ? (w[off >> 3] | bit) : (w[off >> 3] & ~bit);
+    }
+}
+
+// A span of at least `bytes` + SPAN_REDZONE bytes; returns its offset. Caller holds the lock.
+size_t spanTake(size_t bytes, size_t* spanOut) {
+    size_t span = (bytes + SPAN_REDZONE + PAGE - 1) / PAGE * PAGE;
+    size_t off;
+    auto it = gArena.freeSpans.find(span);
+    if (it != gArena.freeSpans.end()) {
+        off = it->second;
+        gArena.freeSpans.erase(it);
+    } else {
+        if (gArena.bump + span > gArena.size) return (size_t) -1;
+        off = gArena.bump;
+        gArena.bump += span;
+    }
+    *spanOut = span;
+    return off;
+}
+
+void spanGive(size_t off, size_t span) {
+    madvise(gArena.base + off, span, MADV_DONTNEED);
+    shadowSet(off, span, false, SHADOW_FREED);
+    markWritten(off, span, false);
+    gArena.freeSpans.emplace(span, off);
+}
+
 #if defined(__x86_64__)
 extern "C" void clip_sim_switch(void** saveSp, void* newSp);
 asm(R"(
@@ -86,6 +245,17 @@ clip_sim_switch:
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr size_t GUARD_BYTES = 4096;
 constexpr int MAX_THREADS = 1024;
+constexpr size_t MAX_DYNAMIC_SHARED = 227 * 1024; // the H100's opt-in limit per block
+constexpr size_t MAX_STATIC_SHARED = 48 * 1024;
+constexpr size_t SHARED_REDZONE = 64;             // poisoned bytes between shared arrays
+constexpr size_t SHARED_CAPACITY = MAX_DYNAMIC_SHARED + MAX_STATIC_SHARED + 64 * SHARED_REDZONE;
+
+// Scheduling orders (sim_set_schedule): of the fibers released by a barrier or a warp collective,
+// and of the blocks of a launch.
+enum Order { ORDER_FIFO = 0, ORDER_REVERSE = 1, ORDER_RANDOM = 2 };
+int gThreadOrder = ORDER_FIFO, gBlockOrder = ORDER_FIFO;
+unsigned long long gSeed = 0;
+std::atomic<unsigned long long> gLaunches{0};
 
 enum class State { RUNNABLE, BARRIER, WARP, DONE };
 
@@ -125,8 +295,29 @@ struct Block {
     void* kernel = nullptr;
     clip_sim_launcher launcher = nullptr;
     void** params = nullptr;
-    std::vector<char> dynamicShared;
-    void* dynamicSharedAligned = nullptr;
+    std::mt19937_64 rng;
+    // Shared memory: this OS thread's region in the arena; dynamic at offset 0, static arrays after it.
+    char* shared = nullptr;
+    size_t sharedOffset = 0; // of the region in the arena
+    size_t dynamicBytes = 0; // of this launch
+    size_t staticCursor = 0;
+    size_t highWater = 0;    // bytes of the region made addressable since the last reset
+    struct StaticArray {
+        const void* site;
+        const char* name;
+        const char* file;
+        int line;
+        size_t offset, bytes, elementBytes;
+    };
+    std::vector<StaticArray> statics;
+    // Racecheck: per 2-byte granule of the region (bf16/f16 elements of different threads may share a
+    // 4-byte word), the last write and the two last distinct readers.
+    struct Access { uint32_t epoch, warpEpoch; uint16_t thread; };
+    struct Word { Access write, read[2]; };
+    std::vector<Word> words;
+    uint32_t epoch = 0; // barrier intervals on this OS thread (every block start and every barrier)
+    uint32_t blockEpoch = 0; // the epoch the running block started in
+    uint32_t warpEpoch[MAX_THREADS / 32] = {};
 };
 
 thread_local Block* tlBlock = nullptr;
@@ -205,6 +396,12 @@ struct Pool {
         if (block == nullptr) return;
         for (Fiber& f : block->fibers)
             if (f.stack != nullptr) munmap(f.stack, STACK_BYTES);
+        {
+            std::lock_guard<std::mutex> guard(gArena.lock);
+            auto it = gArena.live.find(block->sharedOffset);
+            spanGive(block->sharedOffset, it->second.span);
+            gArena.live.erase(it);
+        }
         delete block;
     }
 };
@@ -212,10 +409,40 @@ thread_local Pool tlPool;
 
 Block* pool() {
     if (tlPool.block == nullptr) {
-        tlPool.block = new Block();
-        tlPool.block->fibers.resize(MAX_THREADS);
+        arenaInit();
+        Block* b = new Block();
+        b->fibers.resize(MAX_THREADS);
+        size_t span;
+        {
+            std::lock_guard<std::mutex> guard(gArena.lock);
+            b->sharedOffset = spanTake(SHARED_CAPACITY, &span);
+            if (b->sharedOffset == (size_t) -1) { fprintf(stderr, "clipkernels_sim: arena exhausted\n"); abort(); }
+            gArena.live[b->sharedOffset] = Allocation{span, SHARED_CAPACITY, SHARED_CAPACITY, false};
+        }
+        b->shared = gArena.base + b->sharedOffset;
+        b->words.resize(SHARED_CAPACITY / 2);
+        tlPool.block = b;
     }
     return tlPool.block;
+}
+
+// Appends the fibers `ids` to the run queue in the configured order.
+void pushReleased(Block* b, int* ids, int n) {
+    if (gThreadOrder == ORDER_REVERSE) std::reverse(ids, ids + n);
+    else if (gThreadOrder == ORDER_RANDOM) std::shuffle(ids, ids + n, b->rng);
+    for (int i = 0; i < n; i++) b->runnable.push_back(ids[i]);
+}
+
+// Every block starts with fresh shared memory: addressable exactly for the launch's dynamic size and
+// filled with 0xff (initcheck); static arrays are placed as their declarations are first reached.
+void resetShared(Block* b) {
+    shadowSet(b->sharedOffset, b->highWater, false, SHADOW_NONE);
+    shadowSet(b->sharedOffset, b->dynamicBytes, true, 0);
+    memset(b->shared, 0xff, b->dynamicBytes);
+    b->highWater = b->dynamicBytes;
+    b->staticCursor = (b->dynamicBytes + SHARED_REDZONE + 15) / 16 * 16;
+    b->statics.clear();
+    b->blockEpoch = ++b->epoch;
 }
 
 unsigned existingLanes(Block* b, int warp) {
@@ -228,7 +455,9 @@ bool runBlock(Block* b) {
     b->atBarrier = 0;
     b->done = 0;
     b->runnable.clear();
+    resetShared(b);
     for (int w = 0; w < (b->count + 31) / 32; w++) b->warpArrived[w] = b->warpDone[w] = 0;
+    int ids[MAX_THREADS];
     for (int i = 0; i < b->count; i++) {
         Fiber& f = b->fibers[i];
         f.tid = {i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
@@ -236,8 +465,9 @@ bool runBlock(Block* b) {
         f.warp = i / 32;
         f.state = State::RUNNABLE;
         prepareFiber(b, f);
-        b->runnable.push_back(i);
+        ids[i] = i;
     }
+    pushReleased(b, ids, b->count);
     while (!b->runnable.empty() && !b->faulted) {
         int next = b->runnable.front();
         b->runnable.pop_front();
@@ -297,9 +527,11 @@ void warpCollective(Block* b, Fiber& f) {
         return;
     }
     b->warpArrived[f.warp] = arrived & ~mask;
+    b->warpEpoch[f.warp]++;
     unsigned ballot = 0;
     for (int l = 0; l < 32; l++)
         if ((mask & (1u << l)) && b->fibers[first + l].value) ballot |= 1u << l;
+    int released[32], n = 0;
     for (int l = 0; l < 32; l++) {
         if (!(mask & (1u << l))) continue;
         Fiber& g = b->fibers[first + l];
@@ -309,9 +541,10 @@ void warpCollective(Block* b, Fiber& f) {
         else if (g.mode == 2) g.result = ballot == mask;
         else g.result = 0;
         g.state = State::RUNNABLE;
-        if (l != f.lane) b->runnable.push_back(first + l);
+        if (l != f.lane) released[n++] = first + l;
     }
-    // The completing lane goes last in line, after the lanes it released, to keep FIFO order.
+    pushReleased(b, released, n);
+    // The completing lane goes last in line, after the lanes it released (FIFO order by default).
     b->runnable.push_back(f.warp * 32 + f.lane);
     yieldToScheduler(b);
 }
@@ -333,10 +566,13 @@ extern "C" void clip_sim_syncthreads(void) {
     f.state = State::BARRIER;
     if (++b->atBarrier == b->count) {
         b->atBarrier = 0;
+        b->epoch++;
+        int ids[MAX_THREADS];
         for (int i = 0; i < b->count; i++) {
             b->fibers[i].state = State::RUNNABLE;
-            b->runnable.push_back(i);
+            ids[i] = i;
         }
+        pushReleased(b, ids, b->count);
     }
     yieldToScheduler(b);
 }
@@ -379,8 +615,173 @@ extern "C" unsigned clip_sim_activemask(void) {
 }
 
 extern "C" void* clip_sim_dynamic_shared(void) {
-    return currentBlock("dynamic shared memory")->dynamicSharedAligned;
+    return currentBlock("dynamic shared memory")->shared;
 }
+
+extern "C" void* clip_sim_static_shared(const void* site, const char* name, const char* file, int line, size_t bytes,
+                                        size_t align, size_t elementBytes) {
+    Block* b = currentBlock("static shared memory");
+    for (const Block::StaticArray& a : b->statics)
+        if (a.site == site) return b->shared + a.offset;
+    if (align < 16) align = 16;
+    size_t offset = (b->staticCursor + align - 1) / align * align;
+    if (offset + bytes - b->dynamicBytes > MAX_STATIC_SHARED + 64 * SHARED_REDZONE || offset + bytes > SHARED_CAPACITY) {
+        fault(b, "static shared memory over 48 KiB (array '%s' of %zu bytes at %s:%d)", name, bytes, file, line);
+        yieldToScheduler(b);
+    }
+    const char* slash = strrchr(file, '/');
+    b->statics.push_back({site, name, slash ? slash + 1 : file, line, offset, bytes, elementBytes});
+    shadowSet(b->sharedOffset + offset, bytes, true, 0);
+    memset(b->shared + offset, 0xff, bytes);
+    b->staticCursor = offset + bytes + SHARED_REDZONE;
+    if (b->staticCursor > b->highWater) b->highWater = b->staticCursor;
+    return b->shared + offset;
+}
+
+namespace {
+
+// "dynamic shared memory byte 4100 (element 1025 of 4-byte elements)" and the like, for messages.
+std::string describeShared(Block* b, size_t so, size_t n) {
+    char buf[512];
+    for (const Block::StaticArray& a : b->statics) {
+        if (so >= a.offset && so < a.offset + a.bytes) {
+            snprintf(buf, sizeof buf, "static shared array '%s' (%s:%d, %zu bytes) at byte %zu (element %zu)", a.name, a.file,
+                     a.line, a.bytes, so - a.offset, (so - a.offset) / a.elementBytes);
+            return buf;
+        }
+    }
+    if (so < b->dynamicBytes || b->statics.empty() || so < b->statics[0].offset) {
+        snprintf(buf, sizeof buf, "dynamic shared memory (extern __shared__, %zu bytes in this launch) at byte %zu (index %zu of %zu-byte elements)",
+                 b->dynamicBytes, so, so / n, n);
+        return buf;
+    }
+    const Block::StaticArray* before = &b->statics[0];
+    for (const Block::StaticArray& a : b->statics)
+        if (a.offset <= so && a.offset > before->offset) before = &a;
+    snprintf(buf, sizeof buf, "static shared array '%s' (%s:%d, %zu bytes) at byte %zu (element %zu), past its end",
+             before->name, before->file, before->line, before->bytes, so - before->offset, (so - before->offset) / before->elementBytes);
+    return buf;
+}
+
+std::string describeGlobal(size_t off, size_t n) {
+    char buf[512];
+    std::lock_guard<std::mutex> guard(gArena.lock);
+    uint8_t code = gArena.shadow[off >> 3];
+    auto it = gArena.live.upper_bound(off);
+    if (it != gArena.live.begin()) {
+        --it;
+        const Allocation& a = it->second;
+        size_t at = off - it->first;
+        uintptr_t start = (uintptr_t) gArena.base + it->first;
+        if (at < a.span && a.device) {
+            if (code == SHADOW_CACHED)
+                snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu of a %zu-byte block idle in the caching allocator "
+                         "(released: use after free)", (unsigned long) (start + at), at, a.bytes);
+            else if (a.usable < a.bytes && at >= a.usable && at < a.bytes)
+                snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu (index %zu of %zu-byte elements) of a %zu-byte buffer at 0x%lx, "
+                         "past its end, in the slack of the allocator's %zu-byte block",
+                         (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start, a.bytes);
+            else if (at >= a.usable)
+                snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu (index %zu of %zu-byte elements) of a %zu-byte buffer at 0x%lx, "
+                         "past its end", (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start);
+            else
+                snprintf(buf, sizeof buf, "global memory 0x%lx: byte %zu (index %zu of %zu-byte elements) of a %zu-byte buffer at 0x%lx",
+                         (unsigned long) (start + at), at, at / n, n, a.usable, (unsigned long) start);
+            return buf;
+        }
+    }
+    snprintf(buf, sizeof buf, "global memory 0x%lx: %s", (unsigned long) ((uintptr_t) gArena.base + off),
+             code == SHADOW_FREED ? "freed memory (use after free)" : "not in any allocation");
+    return buf;
+}
+
+[[noreturn]] void reportInvalid(Block* b, uintptr_t a, size_t n, bool write) {
+    size_t off = a - (uintptr_t) gArena.base;
+    std::string where = off - b->sharedOffset < SHARED_CAPACITY ? describeShared(b, off - b->sharedOffset, n) : describeGlobal(off, n);
+    fault(b, "memcheck: invalid %s of %zu bytes at %s", write ? "write" : "read", n, where.c_str());
+    yieldToScheduler(b);
+    __builtin_unreachable();
+}
+
+inline bool conflicting(const Block* b, const Block::Access& a, int me, int myWarp) {
+    if (a.epoch != b->epoch || a.thread == me) return false;
+    // The same warp after a collective of that warp (__syncwarp, a shuffle, a vote) is ordered.
+    return !(a.thread / 32 == myWarp && b->warpEpoch[myWarp] != a.warpEpoch);
+}
+
+[[noreturn]] void reportRace(Block* b, size_t so, size_t n, const char* hazard, int other, bool write) {
+    const uint3& t = b->fibers[other].tid;
+    std::string where = describeShared(b, so, n);
+    fault(b, "racecheck: %s hazard on %s: this thread %s it and thread (%u,%u,%u) %s it in the same barrier interval "
+          "(no __syncthreads or warp collective orders them)", hazard, where.c_str(), write ? "writes" : "reads",
+          t.x, t.y, t.z, strstr(hazard, "after-write") ? "wrote" : "read");
+    yieldToScheduler(b);
+    __builtin_unreachable();
+}
+
+void raceCheck(Block* b, size_t so, size_t n, bool write) {
+    int me = b->current, warp = me / 32;
+    Block::Access now{b->epoch, b->warpEpoch[warp], (uint16_t) me};
+    for (size_t w = so >> 1, last = (so + n - 1) >> 1; w <= last; w++) {
+        Block::Word& r = b->words[w];
+        if (write) {
+            if (conflicting(b, r.write, me, warp)) reportRace(b, so, n, "write-after-write", r.write.thread, true);
+            for (const Block::Access& rd : r.read)
+                if (conflicting(b, rd, me, warp)) reportRace(b, so, n, "write-after-read", rd.thread, true);
+            r.write = now;
+        } else {
+            if (r.write.epoch < b->blockEpoch) {
+                std::string where = describeShared(b, so, n);
+                fault(b, "initcheck: read of %s, which no thread of this block has written", where.c_str());
+                yieldToScheduler(b);
+            }
+            if (conflicting(b, r.write, me, warp)) reportRace(b, so, n, "read-after-write", r.write.thread, false);
+            if (r.read[0].epoch == now.epoch && r.read[0].thread == me) r.read[0] = now;
+            else if (r.read[1].epoch == now.epoch && r.read[1].thread == me) r.read[1] = now;
+            else { r.read[1] = r.read[0]; r.read[0] = now; }
+        }
+    }
+}
+
+inline void checkAccess(uintptr_t a, size_t n, bool write, bool atomic) {
+    size_t off = a - (uintptr_t) gArena.base;
+    if (off >= gArena.size || n == 0) return; // stack, thread-locals, constant tables: not checked
+    Block* b = tlBlock;
+    if (b == nullptr || b->current < 0) return;
+    if (!addressable(off, n)) reportInvalid(b, a, n, write);
+    size_t so = off - b->sharedOffset;
+    if (so < SHARED_CAPACITY) {
+        if (!atomic) raceCheck(b, so, n, write);
+        return;
+    }
+    if ((!write || atomic) && !allWritten(off, n)) {
+        std::string where = describeGlobal(off, n);
+        fault(b, "initcheck: %s of %zu bytes at %s, which nothing has written since it was allocated",
+              atomic ? "atomic update" : "read", n, where.c_str());
+        yieldToScheduler(b);
+    }
+    if (write) markWritten(off, n);
+}
+
+} // namespace
+
+// The callbacks of GCC's -fsanitize=thread instrumentation (see "Checks" above).
+#define CLIP_SIM_ACCESS_CALLBACKS(size)                                                                                        \
+    extern "C" void __tsan_read##size(uintptr_t a) { checkAccess(a, size, false, false); }                                      \
+    extern "C" void __tsan_write##size(uintptr_t a) { checkAccess(a, size, true, false); }                                      \
+    extern "C" void __tsan_unaligned_read##size(uintptr_t a) { checkAccess(a, size, false, false); }                            \
+    extern "C" void __tsan_unaligned_write##size(uintptr_t a) { checkAccess(a, size, true, false); }
+CLIP_SIM_ACCESS_CALLBACKS(1)
+CLIP_SIM_ACCESS_CALLBACKS(2)
+CLIP_SIM_ACCESS_CALLBACKS(4)
+CLIP_SIM_ACCESS_CALLBACKS(8)
+CLIP_SIM_ACCESS_CALLBACKS(16)
+extern "C" void __tsan_read_range(uintptr_t a, size_t n) { checkAccess(a, n, false, false); }
+extern "C" void __tsan_write_range(uintptr_t a, size_t n) { checkAccess(a, n, true, false); }
+extern "C" void __tsan_init(void) {}
+
+// Atomics: bounds-checked, never a race (cuda_sim.h's atomics are not instrumented themselves).
+extern "C" void clip_sim_atomic_access(void* p, size_t n) { checkAccess((uintptr_t) p, n, true, true); }
 
 extern "C" void clip_sim_trap(const char* why) {
     Block* b = currentBlock("__trap");
@@ -425,27 +826,32 @@ SIM_EXPORT int sim_launch(const char* name, unsigned gx, unsigned gy, unsigned g
         setError("sim_launch of %s from inside a simulated kernel", name);
         return 2;
     }
+    if (sharedBytes > MAX_DYNAMIC_SHARED) {
+        setError("invalid launch of %s: %u bytes of dynamic shared memory (at most %zu per block)", name, sharedBytes,
+                 MAX_DYNAMIC_SHARED);
+        return 2;
+    }
     Block* b = pool();
     b->count = (int) threads;
     b->kernel = it->second.kernel;
     b->launcher = it->second.launcher;
     b->params = params;
     b->faulted = false;
-    // Dynamic shared memory starts as 0xff bytes (NaN floats) so reads before writes show up.
-    size_t need = (size_t) sharedBytes + 128;
-    if (b->dynamicShared.size() < need) b->dynamicShared.resize(need);
-    b->dynamicSharedAligned = (void*) (((uintptr_t) b->dynamicShared.data() + 127) & ~(uintptr_t) 127);
-    memset(b->dynamicSharedAligned, 0xff, sharedBytes);
+    b->dynamicBytes = sharedBytes;
+    b->rng.seed(gSeed * 0x9e3779b97f4a7c15ull + gLaunches.fetch_add(1));
     gridDim = dim3(gx, gy, gz);
     blockDim = dim3(bx, by, bz);
+    std::vector<unsigned> order((size_t) gx * gy * gz);
+    for (size_t i = 0; i < order.size(); i++) order[i] = (unsigned) i;
+    if (gBlockOrder == ORDER_REVERSE) std::reverse(order.begin(), order.end());
+    else if (gBlockOrder == ORDER_RANDOM) std::shuffle(order.begin(), order.end(), b->rng);
     tlBlock = b;
     bool ok = true;
-    for (unsigned z = 0; z < gz && ok; z++)
-        for (unsigned y = 0; y < gy && ok; y++)
-            for (unsigned x = 0; x < gx && ok; x++) {
-                blockIdx = {x, y, z};
-                ok = runBlock(b);
-            }
+    for (size_t i = 0; i < order.size() && ok; i++) {
+        unsigned linear = order[i];
+        blockIdx = {linear % gx, (linear / gx) % gy, linear / (gx * gy)};
+        ok = runBlock(b);
+    }
     b->current = -1;
     tlBlock = nullptr;
     if (!ok) {
@@ -456,14 +862,101 @@ SIM_EXPORT int sim_launch(const char* name, unsigned gx, unsigned gy, unsigned g
     return 0;
 }
 
-// Device memory of the simulator is host memory, 256-byte aligned like cudaMalloc's.
+// Device memory of the simulator: page-aligned spans of the arena (so 256-byte aligned like cudaMalloc's),
+// filled with 0xff (initcheck), exactly `bytes` addressable. Null when the memory cap (sim_set_memory_limit)
+// or the arena would be exceeded; sim_last_error says so.
 SIM_EXPORT void* sim_malloc(size_t bytes) {
-    void* p = nullptr;
-    if (posix_memalign(&p, 256, bytes == 0 ? 256 : bytes) != 0) return nullptr;
-    return p;
+    arenaInit();
+    size_t n = bytes == 0 ? 1 : bytes;
+    size_t charged = (n + 255) / 256 * 256;
+    size_t off, span;
+    {
+        std::lock_guard<std::mutex> guard(gArena.lock);
+        if (gArena.limit != 0 && gArena.inUse + charged > gArena.limit) {
+            setError("out of memory: %zu bytes asked, %zu of the simulator's %zu-byte cap in use", bytes, gArena.inUse,
+                     gArena.limit);
+            return nullptr;
+        }
+        off = spanTake(n, &span);
+        if (off == (size_t) -1) {
+            setError("out of memory: %zu bytes asked, the simulator's arena of %zu bytes is exhausted", bytes, gArena.size);
+            return nullptr;
+        }
+        gArena.live[off] = Allocation{span, n, n, true};
+        gArena.inUse += charged;
+    }
+    shadowSet(off, span, false, SHADOW_NONE);
+    shadowSet(off, n, true, 0);
+    memset(gArena.base + off, 0xff, n);
+    return gArena.base + off;
 }
 
-SIM_EXPORT void sim_free(void* p) { free(p); }
+SIM_EXPORT void sim_free(void* p) {
+    if (p == nullptr) return;
+    std::lock_guard<std::mutex> guard(gArena.lock);
+    size_t off = (char*) p - gArena.base;
+    auto it = gArena.live.find(off);
+    if (it == gArena.live.end() || !it->second.device) {
+        fprintf(stderr, "clipkernels_sim: sim_free of %p, which sim_malloc did not return (or freed twice)\n", p);
+        return;
+    }
+    gArena.inUse -= (it->second.bytes + 255) / 256 * 256;
+    spanGive(off, it->second.span);
+    gArena.live.erase(it);
+}
+
+// The caching allocator's view of one of its blocks: the first `bytes` are what the current tensor asked
+// for (addressable, filled with 0xff as a fresh allocation), the rest is slack; bytes < 0 marks the whole
+// block idle in the allocator's cache. Returns 0, or -1 when p is not an allocation or bytes too large.
+SIM_EXPORT int sim_mem_usable(void* p, long long bytes) {
+    size_t off = (char*) p - gArena.base;
+    Allocation* a;
+    {
+        std::lock_guard<std::mutex> guard(gArena.lock);
+        auto it = gArena.live.find(off);
+        if (it == gArena.live.end() || !it->second.device || (bytes >= 0 && (size_t) bytes > it->second.bytes)) {
+            setError("sim_mem_usable(%p, %lld): not a device allocation of at least that size", p, bytes);
+            return -1;
+        }
+        a = &it->second;
+        a->usable = bytes < 0 ? 0 : (size_t) bytes;
+    }
+    markWritten(off, a->bytes, false);
+    if (bytes < 0) {
+        shadowSet(off, a->bytes, false, SHADOW_CACHED);
+    } else {
+        shadowSet(off, a->bytes, false, SHADOW_NONE);
+        shadowSet(off, (size_t) bytes, true, 0);
+        memset(p, 0xff, (size_t) bytes);
+    }
+    return 0;
+}
+
+// Marks [p, p + bytes) of device memory as written (uploads, memsets and copies of the sim driver).
+SIM_EXPORT void sim_mark_written(void* p, long long bytes) {
+    size_t off = (char*) p - gArena.base;
+    if (bytes > 0 && off < gArena.size && off + (size_t) bytes <= gArena.size) markWritten(off, (size_t) bytes);
+}
+
+// Caps the device memory sim_malloc hands out (bytes in 256-byte granules); 0 removes the cap.
+SIM_EXPORT void sim_set_memory_limit(long long bytes) {
+    arenaInit();
+    std::lock_guard<std::mutex> guard(gArena.lock);
+    gArena.limit = bytes <= 0 ? 0 : (size_t) bytes;
+}
+
+SIM_EXPORT long long sim_memory_in_use(void) {
+    std::lock_guard<std::mutex> guard(gArena.lock);
+    return (long long) gArena.inUse;
+}
+
+// Scheduling orders for the next launches: threads (of a barrier's or a warp collective's release) and
+// blocks, each 0 in order, 1 reversed, 2 shuffled with `seed`.
+SIM_EXPORT void sim_set_schedule(int threadOrder, int blockOrder, unsigned long long seed) {
+    gThreadOrder = threadOrder;
+    gBlockOrder = blockOrder;
+    gSeed = seed;
+}
 
 namespace {
 // Element types of sim_gemm, as org.clipj.cuda.Blas.Type's ordinals: 0 F32, 1 F16, 2 BF16.
@@ -475,6 +968,9 @@ float loadAs(const void* base, int type, size_t i) {
 void storeAs(void* base, int type, size_t i, float v) {
     if (type == 0) ((float*) base)[i] = v;
     else ((unsigned short*) base)[i] = type == 1 ? clip_sim_f32_to_f16_bits(v) : clip_sim_f32_to_bf16_bits(v);
+    size_t width = type == 0 ? 4 : 2;
+    size_t off = (char*) base + i * width - gArena.base;
+    if (off < gArena.size) markWritten(off, width);
 }
 } // namespace
 

@@ -21,7 +21,8 @@
 extern "C" __global__ void contrastive_forward_lse(float* lse, float* diag, const float* a, const float* b, int n,
                                                    int d, const float* logScale) {
     extern __shared__ float ai[]; // (D)
-    __shared__ float warpM[32], warpL[32];
+    __shared__ float warpM[32];
+    __shared__ float warpL[32];
     int i = blockIdx.x;
     int lane = threadIdx.x % CLIP_WARP, warp = threadIdx.x / CLIP_WARP, warps = blockDim.x / CLIP_WARP;
     float scale = expf(logScale[0]);

@@ -14,6 +14,7 @@ typedef unsigned long long CUdeviceptr;
 extern int sim_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                       unsigned sharedBytes, void** params);
 extern void* sim_malloc(size_t bytes);
+extern void sim_mark_written(void* p, long long bytes);
 extern void sim_free(void* p);
 extern int sim_kernel_params(const char* name, int* sizes, int max);
 
@@ -55,18 +56,30 @@ EXPORT CUresult cuDeviceGetAttribute(int* value, int attribute, int device) {
 EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, int device) { (void) device; *bytes = (size_t) 80 << 30; return OK; }
 EXPORT CUresult cuDevicePrimaryCtxRetain(void** ctx, int device) { (void) device; *ctx = (void*) 0x1; return OK; }
 EXPORT CUresult cuDevicePrimaryCtxRelease_v2(int device) { (void) device; return OK; }
-EXPORT CUresult cuCtxSetCurrent(void* ctx) { return ctx == (void*) 0x1 ? OK : INVALID_VALUE; }
-EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) { *p = (CUdeviceptr) (uintptr_t) sim_malloc(bytes); return *p ? OK : 2; }
+static __thread void* current_ctx;
+EXPORT CUresult cuCtxSetCurrent(void* ctx) {
+    if (ctx != (void*) 0x1) return INVALID_VALUE;
+    current_ctx = ctx;
+    return OK;
+}
+EXPORT CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
+// As the real driver: allocation needs the context current on the calling OS thread (else CUDA_ERROR_INVALID_CONTEXT).
+EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
+    if (current_ctx == NULL) return 201;
+    *p = (CUdeviceptr) (uintptr_t) sim_malloc(bytes);
+    return *p ? OK : 2;
+}
 EXPORT CUresult cuMemFree_v2(CUdeviceptr p) { sim_free((void*) (uintptr_t) p); return OK; }
 EXPORT CUresult cuMemAllocHost_v2(void** p, size_t bytes) { *p = sim_malloc(bytes); return *p ? OK : 2; }
 EXPORT CUresult cuMemFreeHost(void* p) { sim_free(p); return OK; }
-EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void* s) { (void) s; memcpy((void*) (uintptr_t) dst, src, n); return OK; }
+EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void* s) { (void) s; memcpy((void*) (uintptr_t) dst, src, n); sim_mark_written((void*) (uintptr_t) dst, (long long) n); return OK; }
 EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) { (void) s; memcpy(dst, (void*) (uintptr_t) src, n); return OK; }
-EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void* s) { (void) s; memmove((void*) (uintptr_t) dst, (void*) (uintptr_t) src, n); return OK; }
-EXPORT CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, void* s) { (void) s; memset((void*) (uintptr_t) dst, v, n); return OK; }
+EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void* s) { (void) s; memmove((void*) (uintptr_t) dst, (void*) (uintptr_t) src, n); sim_mark_written((void*) (uintptr_t) dst, (long long) n); return OK; }
+EXPORT CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, void* s) { (void) s; memset((void*) (uintptr_t) dst, v, n); sim_mark_written((void*) (uintptr_t) dst, (long long) n); return OK; }
 EXPORT CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned v, size_t n, void* s) {
     (void) s;
     for (size_t i = 0; i < n; i++) ((unsigned*) (uintptr_t) dst)[i] = v;
+    sim_mark_written((void*) (uintptr_t) dst, (long long) n * 4);
     return OK;
 }
 EXPORT CUresult cuStreamCreate(void** s, unsigned flags) { (void) flags; *s = (void*) (uintptr_t) (next_handle++ << 4); return OK; }

@@ -101,4 +101,24 @@ class PanamaFakeDriverTest {
             driver.memFree(x);
         }
     }
+
+    @Test
+    void virtualThreadsFindTheContextCurrentOnWhateverCarrierTheyRun() throws Exception {
+        CudaDriver driver = open();
+        try (var pool = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
+            java.util.List<java.util.concurrent.Future<?>> done = new java.util.ArrayList<>();
+            for (int t = 0; t < 16; t++) {
+                done.add(pool.submit(() -> {
+                    for (int i = 0; i < 50; i++) {
+                        driver.memFree(driver.memAlloc(256, "virtual thread"));
+                        Thread.yield(); // may resume on another carrier, where no one made the context current
+                    }
+                    return null;
+                }));
+            }
+            for (var f : done) f.get();
+        } finally {
+            driver.close();
+        }
+    }
 }

@@ -34,6 +34,14 @@ public interface CudaDriver extends AutoCloseable {
 
     void memFree(long devicePointer);
 
+    /**
+     * Tells the driver that only the first {@code bytes} of an allocation are in use (the caching allocator
+     * serves a request from a larger size class), or, with {@code bytes} < 0, that none is (the block is
+     * idle in the cache). The simulator checks accesses against it and fills the bytes as fresh memory;
+     * a real driver ignores it.
+     */
+    default void memUsable(long devicePointer, long bytes) {}
+
     /** Page-locked host memory of {@code bytes} bytes (for async copies). */
     MemorySegment hostAllocPinned(long bytes);
 

@@ -4,7 +4,7 @@ package org.clipj.cuda;
  * A CUDA (driver, cuBLASLt, NVRTC or simulator) call that did not succeed: names the call, the error
  * (e.g. CUDA_ERROR_ILLEGAL_ADDRESS), its status code and the clipj op that issued it.
  */
-public final class CudaException extends RuntimeException {
+public class CudaException extends RuntimeException {
     private final String call;
     private final int status;
     private final String errorName;

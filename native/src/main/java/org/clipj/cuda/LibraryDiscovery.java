@@ -14,9 +14,13 @@ import java.util.Optional;
 import java.util.stream.Stream;
 
 /**
- * Where the CUDA libraries are: CLIP_CUDA_LIB_PATH, then LD_LIBRARY_PATH, then /usr/local/cuda/lib64,
- * /usr/lib/x86_64-linux-gnu, then the lib folders of pip's nvidia-* packages (site-packages/nvidia/&#42;/lib).
- * The first folder holding a file of one of the sonames, in the order the sonames are given, wins.
+ * Where the CUDA libraries are: CLIP_CUDA_LIB_PATH, then LD_LIBRARY_PATH, then a conda environment's
+ * $CONDA_PREFIX/lib, then /usr/local/cuda/lib64, /usr/lib/x86_64-linux-gnu, then the lib folders of pip's
+ * nvidia-* packages (site-packages/nvidia/&#42;/lib) and of a torch wheel (site-packages/torch/lib), in the
+ * site-packages of $VIRTUAL_ENV, $CONDA_PREFIX, ./.venv and ./venv (not activated), ~/.local, /usr/local,
+ * /usr, and every folder of the sys.path of the python3 on PATH (so an importable torch or nvidia-* wheel
+ * is found wherever it lives). The first folder holding a file of one of the sonames, in the order the
+ * sonames are given, wins.
  */
 public final class LibraryDiscovery {
     /** The dynamic loader's cache of sonames -> files (glibc's ldconfig writes it; absent elsewhere). */
@@ -33,8 +37,10 @@ public final class LibraryDiscovery {
 
     /** The search path of this process (environment and the standard folders). */
     public static LibraryDiscovery system() {
+        List<Path> sites = new ArrayList<>(pipSitePackages());
+        sites.addAll(pythonSysPath());
         return new LibraryDiscovery(searchPath(System.getenv(), List.of(Path.of("/usr/local/cuda/lib64"),
-                Path.of("/usr/lib/x86_64-linux-gnu")), pipSitePackages()));
+                Path.of("/usr/lib/x86_64-linux-gnu")), sites));
     }
 
     /** The folders searched, in order, given the environment, the fixed folders and python's site-packages folders. */
@@ -45,15 +51,20 @@ public final class LibraryDiscovery {
             if (value == null) continue;
             for (String part : value.split(":")) if (!part.isBlank()) out.add(Path.of(part));
         }
+        String conda = env.get("CONDA_PREFIX");
+        if (conda != null && !conda.isBlank()) out.add(Path.of(conda, "lib"));
         out.addAll(fixed);
         for (Path site : sitePackages) {
             Path nvidia = site.resolve("nvidia");
-            if (!Files.isDirectory(nvidia)) continue;
-            try (Stream<Path> packages = Files.list(nvidia)) {
-                packages.sorted().map(p -> p.resolve("lib")).filter(Files::isDirectory).forEach(out::add);
-            } catch (IOException e) {
-                // an unreadable site-packages folder holds no library we can load
+            if (Files.isDirectory(nvidia)) {
+                try (Stream<Path> packages = Files.list(nvidia)) {
+                    packages.sorted().map(p -> p.resolve("lib")).filter(Files::isDirectory).forEach(out::add);
+                } catch (IOException e) {
+                    // an unreadable site-packages folder holds no library we can load
+                }
             }
+            Path torch = site.resolve("torch").resolve("lib");
+            if (Files.isDirectory(torch)) out.add(torch);
         }
         return new ArrayList<>(out);
     }
@@ -137,8 +148,12 @@ public final class LibraryDiscovery {
 
     private static List<Path> pipSitePackages() {
         List<Path> roots = new ArrayList<>();
-        String venv = System.getenv("VIRTUAL_ENV");
-        if (venv != null) roots.add(Path.of(venv, "lib"));
+        for (String var : List.of("VIRTUAL_ENV", "CONDA_PREFIX")) {
+            String prefix = System.getenv(var);
+            if (prefix != null && !prefix.isBlank()) roots.add(Path.of(prefix, "lib"));
+        }
+        roots.add(Path.of(".venv", "lib").toAbsolutePath());
+        roots.add(Path.of("venv", "lib").toAbsolutePath());
         roots.add(Path.of(System.getProperty("user.home"), ".local", "lib"));
         roots.add(Path.of("/usr/local/lib"));
         roots.add(Path.of("/usr/lib"));
@@ -155,5 +170,29 @@ public final class LibraryDiscovery {
             }
         }
         return sites;
+    }
+
+    /** The folders of sys.path of the python3 on PATH (empty when there is none or it does not answer in 5 s). */
+    private static List<Path> pythonSysPath() {
+        try {
+            Process p = new ProcessBuilder("python3", "-I", "-c", "import sys; print('\\n'.join(x for x in sys.path if x))")
+                    .redirectErrorStream(true).start();
+            p.getOutputStream().close();
+            byte[] out = p.getInputStream().readAllBytes();
+            if (!p.waitFor(5, java.util.concurrent.TimeUnit.SECONDS) || p.exitValue() != 0) {
+                p.destroyForcibly();
+                return List.of();
+            }
+            List<Path> dirs = new ArrayList<>();
+            for (String line : new String(out, java.nio.charset.StandardCharsets.UTF_8).split("\n")) {
+                if (!line.isBlank() && line.startsWith("/")) dirs.add(Path.of(line.trim()));
+            }
+            return dirs;
+        } catch (IOException e) {
+            return List.of(); // no python3: nothing to add
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return List.of();
+        }
     }
 }

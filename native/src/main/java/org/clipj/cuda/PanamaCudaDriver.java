@@ -69,6 +69,7 @@ public final class PanamaCudaDriver implements CudaDriver {
     private static final MethodHandle cuDevicePrimaryCtxRetain = fn("cuDevicePrimaryCtxRetain", ints(ADDRESS, JAVA_INT));
     private static final MethodHandle cuDevicePrimaryCtxRelease = fn("cuDevicePrimaryCtxRelease_v2", ints(JAVA_INT));
     private static final MethodHandle cuCtxSetCurrent = fn("cuCtxSetCurrent", ints(JAVA_LONG));
+    private static final MethodHandle cuCtxGetCurrent = fn("cuCtxGetCurrent", ints(ADDRESS));
     private static final MethodHandle cuMemAlloc = fn("cuMemAlloc_v2", ints(ADDRESS, JAVA_LONG));
     private static final MethodHandle cuMemFree = fn("cuMemFree_v2", ints(JAVA_LONG));
     private static final MethodHandle cuMemAllocHost = fn("cuMemAllocHost_v2", ints(ADDRESS, JAVA_LONG));
@@ -111,7 +112,8 @@ public final class PanamaCudaDriver implements CudaDriver {
     private final int device;
     private final long context;
     private final DeviceInfo info;
-    private final ThreadLocal<Boolean> contextCurrent = ThreadLocal.withInitial(() -> Boolean.FALSE);
+    // cuCtxGetCurrent's out-parameter, one per (virtual or platform) thread.
+    private static final ThreadLocal<MemorySegment> CONTEXT_SLOT = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(JAVA_LONG));
     private volatile boolean closed;
 
     /** Whether libcuda could be loaded with every function this binding needs; null if so, else why not. */
@@ -137,7 +139,6 @@ public final class PanamaCudaDriver implements CudaDriver {
             check((int) cuDevicePrimaryCtxRetain.invokeExact(out, device), "cuDevicePrimaryCtxRetain", "open device " + ordinal);
             context = out.get(JAVA_LONG, 0);
             check((int) cuCtxSetCurrent.invokeExact(context), "cuCtxSetCurrent", "open device " + ordinal);
-            contextCurrent.set(Boolean.TRUE);
             MemorySegment name = arena.allocate(256);
             check((int) cuDeviceGetName.invokeExact(name, 256, device), "cuDeviceGetName", "open device " + ordinal);
             check((int) cuDeviceTotalMem.invokeExact(out, device), "cuDeviceTotalMem", "open device " + ordinal);
@@ -169,16 +170,20 @@ public final class PanamaCudaDriver implements CudaDriver {
         return new CudaException(call + ": " + t, t);
     }
 
-    /** The driver's context is per thread: make it current on a thread that has not used this driver yet. */
+    /**
+     * The driver's context is current per OS thread; a virtual thread may run on a different carrier from one
+     * call to the next, so each call asks the driver (cuCtxGetCurrent: a thread-local read) and binds when needed.
+     */
     private void current() {
         if (closed) throw new CudaException("CUDA driver (panama) used after close()");
-        if (!contextCurrent.get()) {
-            try {
-                check((int) cuCtxSetCurrent.invokeExact(context), "cuCtxSetCurrent", "bind context to " + Thread.currentThread().getName());
-            } catch (Throwable t) {
-                throw wrap(t, "cuCtxSetCurrent");
+        try {
+            MemorySegment slot = CONTEXT_SLOT.get();
+            check((int) cuCtxGetCurrent.invokeExact(slot), "cuCtxGetCurrent", "bind context");
+            if (slot.get(JAVA_LONG, 0) != context) {
+                check((int) cuCtxSetCurrent.invokeExact(context), "cuCtxSetCurrent", "bind context to " + Thread.currentThread());
             }
-            contextCurrent.set(Boolean.TRUE);
+        } catch (Throwable t) {
+            throw wrap(t, "cuCtxSetCurrent");
         }
     }
 

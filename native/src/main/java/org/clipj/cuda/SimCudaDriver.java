@@ -26,10 +26,21 @@ import java.util.Map;
  * image is not interpreted), a launch is sim_launch (blocks in order, threads as fibers), and a captured
  * graph is the list of recorded operations, replayed in order. Launch arguments are checked against the
  * kernel's parameter sizes, so a marshalling mistake is an exception, never a wild pointer.
+ *
+ * <p>The library checks every device access (memcheck, initcheck, racecheck: kernels/sim/sim_runtime.cpp);
+ * this class enforces what a real driver refuses: dynamic shared memory above 48 KiB without
+ * {@link #funcSetMaxDynamicShared} (and above the device's 227 KiB at all), and allocation, free or
+ * synchronization while a stream is being captured (the capture is then invalidated, as in CUDA's global
+ * capture mode). Settings: {@code clip.sim.memory} (or env CLIP_SIM_MEMORY) caps the device memory, in
+ * bytes with an optional k/m/g suffix, so out-of-memory paths can be tested; {@code clip.sim.schedule}
+ * (or env CLIP_SIM_SCHEDULE) is {@code fifo} (default), {@code reverse} or {@code random[:seed]}: the order
+ * in which a barrier or warp collective releases the threads, and the order of a launch's blocks.
  */
 public final class SimCudaDriver implements CudaDriver {
     private static final Linker LINKER = Linker.nativeLinker();
     private static final int MAX_PARAMS = 64;
+    private static final int DEFAULT_DYNAMIC_SHARED = 48 * 1024;
+    private static final int MAX_DYNAMIC_SHARED = 227 * 1024;
 
     private final Path library;
     private final MethodHandle simLaunch;
@@ -38,6 +49,13 @@ public final class SimCudaDriver implements CudaDriver {
     private final MethodHandle simLastError;
     private final MethodHandle simKernelParams;
     private final MethodHandle simGemm;
+    private final MethodHandle simMemUsable;
+    private final MethodHandle simMemoryInUse;
+    private final MethodHandle simMarkWritten;
+    private final long memoryCap; // 0: none
+    private final String schedule;
+    private final Map<String, Integer> dynamicSharedOptIn = new HashMap<>(); // kernel -> bytes allowed
+    private boolean captureInvalidated; // an illegal call happened during the current capture
     private final Arena arena = Arena.ofAuto(); // kernel names and captured arguments live as long as the driver
     private final Map<String, MemorySegment> kernelNames = new HashMap<>(); // name -> C string
     private final Map<String, int[]> kernelParams = new HashMap<>();
@@ -67,6 +85,75 @@ public final class SimCudaDriver implements CudaDriver {
         simGemm = handle(lookup, "sim_gemm", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_FLOAT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG,
                 JAVA_LONG, JAVA_FLOAT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT));
+        simMemUsable = handle(lookup, "sim_mem_usable", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
+        simMemoryInUse = handle(lookup, "sim_memory_in_use", FunctionDescriptor.of(JAVA_LONG));
+        simMarkWritten = handle(lookup, "sim_mark_written", FunctionDescriptor.ofVoid(JAVA_LONG, JAVA_LONG));
+        memoryCap = parseBytes("clip.sim.memory", setting("clip.sim.memory", "CLIP_SIM_MEMORY", "0"));
+        schedule = setting("clip.sim.schedule", "CLIP_SIM_SCHEDULE", "fifo");
+        try {
+            handle(lookup, "sim_set_memory_limit", FunctionDescriptor.ofVoid(JAVA_LONG)).invokeExact(memoryCap);
+            int[] order = parseSchedule(schedule);
+            handle(lookup, "sim_set_schedule", FunctionDescriptor.ofVoid(JAVA_INT, JAVA_INT, JAVA_LONG))
+                    .invokeExact(order[0], order[0], (long) order[1]);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new CudaException("sim settings: " + t, t);
+        }
+    }
+
+    private static String setting(String property, String env, String fallback) {
+        String v = System.getProperty(property);
+        if (v == null || v.isBlank()) v = System.getenv(env);
+        return v == null || v.isBlank() ? fallback : v.trim();
+    }
+
+    /** "4096", "64k", "512m", "2g" -> bytes. */
+    static long parseBytes(String what, String text) {
+        String t = text.toLowerCase(java.util.Locale.ROOT);
+        long unit = switch (t.isEmpty() ? ' ' : t.charAt(t.length() - 1)) {
+            case 'k' -> 1L << 10;
+            case 'm' -> 1L << 20;
+            case 'g' -> 1L << 30;
+            default -> 1;
+        };
+        try {
+            long v = Long.parseLong(unit == 1 ? t : t.substring(0, t.length() - 1));
+            if (v < 0) throw new NumberFormatException("negative");
+            return Math.multiplyExact(v, unit);
+        } catch (NumberFormatException | ArithmeticException e) {
+            throw new CudaException(what + " must be a byte count such as 4096, 64k, 512m or 2g, got '" + text + "'");
+        }
+    }
+
+    /** "fifo" | "reverse" | "random[:seed]" -> {order, seed} as sim_set_schedule takes them. */
+    static int[] parseSchedule(String text) {
+        if (text.equals("fifo")) return new int[] {0, 0};
+        if (text.equals("reverse")) return new int[] {1, 0};
+        if (text.equals("random")) return new int[] {2, 1};
+        if (text.startsWith("random:")) {
+            try {
+                return new int[] {2, Integer.parseInt(text.substring(7))};
+            } catch (NumberFormatException e) {
+                // falls through to the error below
+            }
+        }
+        throw new CudaException("clip.sim.schedule must be fifo, reverse or random[:seed], got '" + text + "'");
+    }
+
+    /** The scheduling order in use ("fifo", "reverse" or "random[:seed]"). */
+    public String schedule() { return schedule; }
+
+    /** The device-memory cap in bytes (clip.sim.memory), or 0 when there is none. */
+    public long memoryCap() { return memoryCap; }
+
+    /** Device bytes the simulator has allocated now (every driver of this process together). */
+    public long memoryInUse() {
+        try {
+            return (long) simMemoryInUse.invokeExact();
+        } catch (Throwable t) {
+            throw new CudaException("sim_memory_in_use: " + t, t);
+        }
     }
 
     private MethodHandle handle(SymbolLookup lookup, String name, FunctionDescriptor descriptor) {
@@ -107,12 +194,21 @@ public final class SimCudaDriver implements CudaDriver {
 
     @Override
     public DeviceInfo device() {
-        return new DeviceInfo(0, "clipj simulator (" + library.getFileName() + ")", 1, 9, 0, Runtime.getRuntime().maxMemory(), 227 * 1024);
+        return new DeviceInfo(0, "clipj simulator (" + library.getFileName() + ")", 1, 9, 0,
+                memoryCap > 0 ? memoryCap : Runtime.getRuntime().maxMemory(), MAX_DYNAMIC_SHARED);
+    }
+
+    /** CUDA's global capture mode: a call that is not capturable fails and invalidates the capture. */
+    private synchronized void refuseWhileCapturing(String call, String op) {
+        if (capturing.isEmpty()) return;
+        captureInvalidated = true;
+        throw new CudaException(call, 900, CudaErrors.name(900), op + " (not allowed while a stream is being captured into a graph)");
     }
 
     @Override
     public long memAlloc(long bytes, String op) {
         open();
+        refuseWhileCapturing("cuMemAlloc", op + " (" + bytes + " bytes)");
         long p;
         try {
             p = (long) simMalloc.invokeExact(bytes);
@@ -120,13 +216,26 @@ public final class SimCudaDriver implements CudaDriver {
             throw new CudaException("sim_malloc: " + t, t);
         }
         if (p == 0) throw new CudaException("cuMemAlloc", CudaErrors.CUDA_ERROR_OUT_OF_MEMORY,
-                CudaErrors.name(CudaErrors.CUDA_ERROR_OUT_OF_MEMORY), op + " (" + bytes + " bytes)");
+                CudaErrors.name(CudaErrors.CUDA_ERROR_OUT_OF_MEMORY), op + " (" + bytes + " bytes; " + lastError() + ")");
         return p;
+    }
+
+    @Override
+    public void memUsable(long devicePointer, long bytes) {
+        open();
+        int rc;
+        try {
+            rc = (int) simMemUsable.invokeExact(devicePointer, bytes);
+        } catch (Throwable t) {
+            throw new CudaException("sim_mem_usable: " + t, t);
+        }
+        if (rc != 0) throw new CudaException("sim_mem_usable: " + lastError());
     }
 
     @Override
     public void memFree(long devicePointer) {
         open();
+        refuseWhileCapturing("cuMemFree", "free of 0x" + Long.toHexString(devicePointer));
         try {
             simFree.invokeExact(devicePointer);
         } catch (Throwable t) {
@@ -147,7 +256,19 @@ public final class SimCudaDriver implements CudaDriver {
     @Override
     public void memcpyHtoD(long dst, MemorySegment src, long bytes, long stream, String op) {
         if (src.byteSize() < bytes) throw new IllegalArgumentException(op + ": host segment of " + src.byteSize() + " bytes < " + bytes);
-        submit(stream, () -> MemorySegment.copy(src, 0, at(dst, bytes), 0, bytes));
+        submit(stream, () -> {
+            MemorySegment.copy(src, 0, at(dst, bytes), 0, bytes);
+            markWritten(dst, bytes);
+        });
+    }
+
+    /** Device bytes written by the driver (not by a kernel) count as initialized for the library's initcheck. */
+    private void markWritten(long address, long bytes) {
+        try {
+            simMarkWritten.invokeExact(address, bytes);
+        } catch (Throwable t) {
+            throw new CudaException("sim_mark_written: " + t, t);
+        }
     }
 
     @Override
@@ -158,12 +279,18 @@ public final class SimCudaDriver implements CudaDriver {
 
     @Override
     public void memcpyDtoD(long dst, long src, long bytes, long stream, String op) {
-        submit(stream, () -> MemorySegment.copy(at(src, bytes), 0, at(dst, bytes), 0, bytes));
+        submit(stream, () -> {
+            MemorySegment.copy(at(src, bytes), 0, at(dst, bytes), 0, bytes);
+            markWritten(dst, bytes);
+        });
     }
 
     @Override
     public void memsetD8(long dst, byte value, long bytes, long stream, String op) {
-        submit(stream, () -> at(dst, bytes).fill(value));
+        submit(stream, () -> {
+            at(dst, bytes).fill(value);
+            markWritten(dst, bytes);
+        });
     }
 
     @Override
@@ -171,6 +298,7 @@ public final class SimCudaDriver implements CudaDriver {
         submit(stream, () -> {
             MemorySegment s = at(dst, count * 4);
             for (long i = 0; i < count; i++) s.setAtIndex(JAVA_INT, i, value);
+            markWritten(dst, count * 4);
         });
     }
 
@@ -180,7 +308,14 @@ public final class SimCudaDriver implements CudaDriver {
         return nextHandle++;
     }
 
-    @Override public void streamSynchronize(long stream, String op) { open(); }
+    @Override
+    public synchronized void streamSynchronize(long stream, String op) {
+        open();
+        if (capturing.containsKey(stream)) {
+            captureInvalidated = true;
+            throw new CudaException("cuStreamSynchronize", 900, CudaErrors.name(900), op + " (the stream is being captured into a graph)");
+        }
+    }
 
     @Override public void streamDestroy(long stream) { open(); }
 
@@ -247,7 +382,14 @@ public final class SimCudaDriver implements CudaDriver {
         return f;
     }
 
-    @Override public void funcSetMaxDynamicShared(Function function, int bytes) { open(); }
+    @Override
+    public synchronized void funcSetMaxDynamicShared(Function function, int bytes) {
+        open();
+        if (bytes < 0 || bytes > MAX_DYNAMIC_SHARED) throw new CudaException("cuFuncSetAttribute", CudaErrors.CUDA_ERROR_INVALID_VALUE,
+                CudaErrors.name(CudaErrors.CUDA_ERROR_INVALID_VALUE), function.name() + ": MAX_DYNAMIC_SHARED_SIZE_BYTES " + bytes
+                        + " (the device allows at most " + MAX_DYNAMIC_SHARED + ")");
+        dynamicSharedOptIn.put(function.name(), bytes);
+    }
 
     @Override
     public void launchKernel(Function function, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
@@ -271,9 +413,14 @@ public final class SimCudaDriver implements CudaDriver {
         String config = function.name() + " grid (" + gridX + "," + gridY + "," + gridZ + ") block (" + blockX + "," + blockY
                 + "," + blockZ + ") shared " + sharedBytes;
         boolean recording;
+        int allowed;
         synchronized (this) {
             recording = capturing.containsKey(stream);
+            allowed = Math.max(DEFAULT_DYNAMIC_SHARED, dynamicSharedOptIn.getOrDefault(function.name(), 0));
         }
+        if (sharedBytes > allowed) throw new CudaException("cuLaunchKernel", CudaErrors.CUDA_ERROR_INVALID_VALUE,
+                CudaErrors.name(CudaErrors.CUDA_ERROR_INVALID_VALUE), config + ": " + sharedBytes + " bytes of dynamic shared memory but "
+                        + "the kernel allows " + allowed + " (above 48 KiB needs cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES) first)");
         if (!recording) {
             open();
             launch(name, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, args.pointers(), config);
@@ -312,6 +459,7 @@ public final class SimCudaDriver implements CudaDriver {
         if (capturing.containsKey(stream))
             throw new CudaException("cuStreamBeginCapture", 900, CudaErrors.name(900), "stream " + stream + " is already capturing");
         capturing.put(stream, new ArrayList<>());
+        captureInvalidated = false;
     }
 
     @Override
@@ -319,6 +467,11 @@ public final class SimCudaDriver implements CudaDriver {
         open();
         List<Runnable> ops = capturing.remove(stream);
         if (ops == null) throw new CudaException("cuStreamEndCapture", 901, CudaErrors.name(901), "stream " + stream + " is not capturing");
+        if (captureInvalidated) {
+            captureInvalidated = false;
+            throw new CudaException("cuStreamEndCapture", 901, CudaErrors.name(901),
+                    "stream " + stream + " (a call during the capture was not allowed)");
+        }
         long graph = nextHandle++;
         graphs.put(graph, List.copyOf(ops));
         return graph;

@@ -37,6 +37,15 @@ class LibraryDiscoveryTest {
     }
 
     @Test
+    void condaPrefixAndTorchWheelLibFoldersAreSearched() throws IOException {
+        Path conda = dir("conda"), condaLib = dir("conda/lib"), fixed = dir("fixed"), site = dir("site");
+        Path torchLib = Files.createDirectories(site.resolve("torch/lib"));
+        Path cublasLib = Files.createDirectories(site.resolve("nvidia/cublas/lib"));
+        List<Path> path = LibraryDiscovery.searchPath(Map.of("CONDA_PREFIX", conda.toString()), List.of(fixed), List.of(site));
+        assertEquals(List.of(condaLib, fixed, cublasLib, torchLib), path);
+    }
+
+    @Test
     void firstFolderWithTheFileWinsAndSonamesAreTriedInOrder() throws IOException {
         Path first = dir("first", "libcublasLt.so.12");
         Path second = dir("second", "libcublasLt.so.13", "libcublasLt.so.12");

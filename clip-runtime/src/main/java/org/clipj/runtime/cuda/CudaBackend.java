@@ -40,6 +40,9 @@ import org.clipj.runtime.Tensor;
  * takes any head dim up to 128 (every CLIP model: 64, and 80/88/104/112 for open_clip's ViT-H/g/bigG/e);
  * a wider one is an {@link IllegalArgumentException} naming the op and the width.
  *
+ * <p>Debug mode: with {@code -Dclip.cuda.sync=true} the backend synchronizes after every kernel launch and
+ * GEMM, so an asynchronous fault is reported under the op that caused it, not at the next sync point.
+ *
  * <p>Thread-safe as {@link Backend} requires: the ops are synchronized on the backend (they only
  * enqueue work, so the lock is held briefly except at the sync points), the driver binds its context
  * to each calling thread, and all work runs in order on the one stream.
@@ -68,6 +71,7 @@ public final class CudaBackend implements Backend {
     private boolean capturing;
     private List<DeviceAllocator.Block> captureBlocks; // allocated while capturing: owned by the graph
     private final Map<String, Integer> sharedLimits = new HashMap<>(); // dynamic shared memory opted into, per kernel
+    private final boolean syncEveryLaunch; // clip.cuda.sync: debug mode, a fault names its kernel
     private boolean closed;
 
     private CudaBackend(CudaDriver driver, Blas blas, byte[] image, String description) {
@@ -77,8 +81,10 @@ public final class CudaBackend implements Backend {
         this.stream = driver.streamCreate();
         this.module = driver.moduleLoadData(image);
         this.maxDynamicShared = driver.device().maxSharedPerBlockOptin();
-        this.allocator = new DeviceAllocator(bytes -> driver.memAlloc(bytes, "CudaBackend allocation"), driver::memFree);
-        this.scratchFlag = allocator.allocate(8);
+        this.allocator = new DeviceAllocator(bytes -> driver.memAlloc(bytes, "CudaBackend allocation"), driver::memFree,
+                driver::memUsable, driver.device().totalMemoryBytes());
+        this.scratchFlag = allocator.allocate(8, () -> "open");
+        this.syncEveryLaunch = Boolean.getBoolean("clip.cuda.sync");
         this.staging = driver.hostAllocPinned(1 << 20);
     }
 
@@ -146,7 +152,16 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized Tensor empty(DType dtype, int... shape) {
         long bytes = Tensor.numel(shape) * dtype.byteSize();
-        DeviceAllocator.Block block = allocator.allocate(bytes);
+        DeviceAllocator.Block block;
+        try {
+            block = allocator.allocate(bytes, CudaBackend::publicOp);
+        } catch (CudaException e) {
+            if (capturing && !(e instanceof CudaOutOfMemoryException)) {
+                throw new IllegalStateException("capture: " + publicOp() + " needs " + bytes + " bytes that the allocator's cache "
+                        + "does not hold, and CUDA forbids allocating during a capture: run the body once before capturing it", e);
+            }
+            throw e;
+        }
         if (capturing) captureBlocks.add(block);
         return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
     }
@@ -244,6 +259,26 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void synchronize() {
         synchronizeStream();
+    }
+
+    /**
+     * The public op of this backend that the current allocation serves (the outermost CudaBackend frame of the
+     * caller's stack), for error messages; "empty" when a caller allocated directly.
+     */
+    private static String publicOp() {
+        return StackWalker.getInstance(StackWalker.Option.RETAIN_CLASS_REFERENCE).walk(frames -> {
+            String op = null;
+            for (StackWalker.StackFrame f : (Iterable<StackWalker.StackFrame>) frames::iterator) {
+                Class<?> c = f.getDeclaringClass();
+                if (c == CudaBackend.class || c.getEnclosingClass() == CudaBackend.class) {
+                    String name = f.getMethodName();
+                    if (!name.equals("publicOp") && !name.startsWith("lambda$")) op = name;
+                } else if (op != null) {
+                    break; // the caller of the outermost backend frame
+                }
+            }
+            return op == null ? "empty" : op;
+        });
     }
 
     /** Returns a tensor's memory to the allocator now; neither it nor its views may be used afterwards. */
@@ -1044,7 +1079,7 @@ public final class CudaBackend implements Backend {
         launch("contrastive_loss_forward", 1, 1, 1, 256, 1, 1, 0, args().ptr(loss.deviceAddress()).ptr(lseRow.deviceAddress())
                 .ptr(lseCol.deviceAddress()).ptr(diag.deviceAddress()).i32(n));
         if (dImg != null || dLogitScale != null) {
-            Tensor da = dImg != null ? dImg : empty(DType.F32, n, d); // dLogitScale alone still needs a row sweep
+            Tensor da = dImg != null ? dImg : zeros(DType.F32, n, d); // dLogitScale alone still needs a row sweep (da += ...)
             contrastiveBackward(da, dLogitScale, img, txt, lseRow, lseCol, logitScale, gradScale);
             if (da != dImg) release(da);
         }
@@ -1205,13 +1240,22 @@ public final class CudaBackend implements Backend {
         captureBlocks = new ArrayList<>();
         capturing = true;
         driver.streamBeginCapture(stream);
-        long exec;
         try {
             body.run();
-        } finally {
+        } catch (RuntimeException | Error failure) {
+            // End the capture so the stream is usable again, but throw what went wrong in the body: the
+            // driver's "capture invalidated" that follows is only a consequence.
             capturing = false;
-            exec = driver.streamEndCaptureAndInstantiate(stream);
+            captureBlocks = null;
+            try {
+                driver.graphDestroy(driver.streamEndCaptureAndInstantiate(stream));
+            } catch (RuntimeException end) {
+                failure.addSuppressed(end);
+            }
+            throw failure;
         }
+        capturing = false;
+        long exec = driver.streamEndCaptureAndInstantiate(stream);
         Graph graph = new Graph(exec, captureBlocks);
         captureBlocks = null;
         return graph;
@@ -1285,6 +1329,16 @@ public final class CudaBackend implements Backend {
         } catch (CudaException e) {
             throw new CudaException(kernel + ": " + e.getMessage(), e);
         }
+        if (syncEveryLaunch && !capturing) synchronizeAfter(kernel);
+    }
+
+    /** clip.cuda.sync: waits for the op just issued, so that a fault is reported under its own name. */
+    private void synchronizeAfter(String op) {
+        try {
+            driver.streamSynchronize(stream, op);
+        } catch (CudaException e) {
+            throw new CudaException(op + " (clip.cuda.sync: checked right after its launch): " + e.getMessage(), e);
+        }
     }
 
     /** Grid-stride kernels over n elements. */
@@ -1319,6 +1373,7 @@ public final class CudaBackend implements Backend {
         } catch (CudaException e) {
             throw new CudaException(op + ": " + e.getMessage(), e);
         }
+        if (syncEveryLaunch && !capturing) synchronizeAfter(op + " (GEMM)");
     }
 
     private void memsetZero(long address, long bytes) {

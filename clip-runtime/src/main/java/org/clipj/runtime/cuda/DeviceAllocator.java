@@ -7,6 +7,11 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.function.LongConsumer;
 import java.util.function.LongUnaryOperator;
+import java.util.function.Supplier;
+
+import org.clipj.cuda.CudaDriver;
+import org.clipj.cuda.CudaErrors;
+import org.clipj.cuda.CudaException;
 
 /**
  * Caching device allocator with size-class free lists (as PyTorch's caching allocator, much smaller):
@@ -15,7 +20,10 @@ import java.util.function.LongUnaryOperator;
  * the driver. A block goes back to its free list when the last tensor view over it becomes
  * unreachable (a {@link Cleaner} queues it; the owning backend drains the queue on its own thread),
  * or at once through {@link #release}. Reuse is safe without events because every kernel of a
- * backend runs in order on that backend's single stream.
+ * backend runs in order on that backend's single stream. The driver is told how much of each block is
+ * in use ({@link CudaDriver#memUsable}: the simulator checks accesses to the slack and to idle blocks).
+ * When the driver is out of memory, the idle blocks go back to it and the allocation is tried once more;
+ * a second failure is a {@link CudaOutOfMemoryException} with the pool's state.
  */
 final class DeviceAllocator implements AutoCloseable {
     private static final Cleaner CLEANER = Cleaner.create();
@@ -57,17 +65,26 @@ final class DeviceAllocator implements AutoCloseable {
         }
     }
 
+    /** {@link CudaDriver#memUsable}. */
+    interface UsableBytes {
+        void mark(long address, long bytes);
+    }
+
     private final LongUnaryOperator driverAlloc;
     private final LongConsumer driverFree;
+    private final UsableBytes usable;
+    private final long deviceBytes;
     private final Map<Long, ArrayDeque<Long>> freeLists = new HashMap<>();
     private final ConcurrentLinkedQueue<long[]> returned = new ConcurrentLinkedQueue<>();
     private long allocatedBytes;  // held from the driver
     private long cachedBytes;     // of which idle in free lists
     private long driverAllocations;
 
-    DeviceAllocator(LongUnaryOperator driverAlloc, LongConsumer driverFree) {
+    DeviceAllocator(LongUnaryOperator driverAlloc, LongConsumer driverFree, UsableBytes usable, long deviceBytes) {
         this.driverAlloc = driverAlloc;
         this.driverFree = driverFree;
+        this.usable = usable;
+        this.deviceBytes = deviceBytes;
     }
 
     /** The size class a request of {@code bytes} is served from. */
@@ -81,7 +98,8 @@ final class DeviceAllocator implements AutoCloseable {
         return (b + quarter - 1) / quarter * quarter;
     }
 
-    synchronized Block allocate(long bytes) {
+    /** A block of at least {@code bytes}; {@code op} names the clipj op for an out-of-memory error. */
+    synchronized Block allocate(long bytes, Supplier<String> op) {
         drainReturned();
         long size = sizeClass(bytes);
         ArrayDeque<Long> list = freeLists.get(size);
@@ -90,28 +108,33 @@ final class DeviceAllocator implements AutoCloseable {
             address = list.pop();
             cachedBytes -= size;
         } else {
-            address = allocateFromDriver(size);
+            address = allocateFromDriver(size, bytes, op);
         }
+        usable.mark(address, Math.max(bytes, 0));
         Returned action = new Returned(returned, address, size);
         Block block = new Block(address, size, action);
         CLEANER.register(block, action);
         return block;
     }
 
-    private long allocateFromDriver(long size) {
+    private long allocateFromDriver(long size, long bytes, Supplier<String> op) {
+        long address;
         try {
-            long address = driverAlloc.applyAsLong(size);
-            allocatedBytes += size;
-            driverAllocations++;
-            return address;
-        } catch (RuntimeException outOfMemory) {
+            address = driverAlloc.applyAsLong(size);
+        } catch (CudaException e) {
+            if (e.status() != CudaErrors.CUDA_ERROR_OUT_OF_MEMORY) throw e;
             // Give the cached blocks back to the driver and try once more.
             trim();
-            long address = driverAlloc.applyAsLong(size);
-            allocatedBytes += size;
-            driverAllocations++;
-            return address;
+            try {
+                address = driverAlloc.applyAsLong(size);
+            } catch (CudaException again) {
+                if (again.status() != CudaErrors.CUDA_ERROR_OUT_OF_MEMORY) throw again;
+                throw new CudaOutOfMemoryException(op.get(), bytes, size, allocatedBytes, cachedBytes, deviceBytes, again);
+            }
         }
+        allocatedBytes += size;
+        driverAllocations++;
+        return address;
     }
 
     /** Returns a block to its free list now (its tensors must not be used afterwards). */
@@ -123,6 +146,7 @@ final class DeviceAllocator implements AutoCloseable {
     private void drainReturned() {
         long[] r;
         while ((r = returned.poll()) != null) {
+            usable.mark(r[0], -1);
             freeLists.computeIfAbsent(r[1], k -> new ArrayDeque<>()).push(r[0]);
             cachedBytes += r[1];
         }

@@ -850,6 +850,24 @@ abstract class CudaParityChecks {
     }
 
     @Test
+    void anAllocationInsideACaptureIsRefusedWithItsCauseAndTheStreamStaysUsable() {
+        Tensor x = up(random(61, 1000)), out = cuda.empty(DType.F32, 1000);
+        Tensor half = cuda.empty(DType.BF16, 777_777); // fill() of a BF16 tensor needs an F32 temporary of a fresh size
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> cuda.capture(() -> {
+            cuda.add(out, x, x);
+            cuda.fill(half, 1f);
+        }));
+        assertTrue(e.getMessage().startsWith("capture: fill needs 3111108 bytes that the allocator's cache does not hold, and CUDA "
+                + "forbids allocating during a capture"), e.getMessage());
+        assertTrue(e.getCause() instanceof org.clipj.cuda.CudaException, "the driver's refusal is the cause: " + e.getCause());
+        try (CudaBackend.Graph graph = cuda.capture(() -> cuda.add(out, x, x))) {
+            graph.replay();
+        }
+        float[] xs = down(x), got = down(out);
+        for (int i = 0; i < xs.length; i++) assertEquals(2 * xs[i], got[i]);
+    }
+
+    @Test
     void allocatorReusesReleasedBlocks() {
         Tensor t = cuda.zeros(DType.F32, 1000);
         long misses = cuda.driverAllocations();
