@@ -38,6 +38,7 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
     private static final List<String> OPEN_CLIP_WEIGHTS = List.of("open_clip_model.safetensors", "open_clip_pytorch_model.bin");
     private static final List<String> HF_WEIGHTS = List.of("model.safetensors", "pytorch_model.bin");
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String INFERRED = "the tensor shapes, read as openai/CLIP's build_model does (QuickGELU, heads of 64)";
 
     public ResolvedModel {
         zooMatches = List.copyOf(zooMatches);
@@ -92,14 +93,14 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
                 source = "OpenAI TorchScript archive (OpenAI's architecture, read from the tensor shapes)";
             } else {
                 List<String> matches = OpenClipZoo.matching(ckpt.tensors());
-                source = "inferred from the tensor shapes as openai/CLIP's build_model (QuickGELU, heads of 64)";
+                source = INFERRED;
                 warnings.add("no architecture config for " + weights + " (no --arch, no " + OPEN_CLIP_CONFIG + " or "
                         + HF_CONFIG + " beside it): assuming openai/CLIP's architecture (QuickGELU, heads of 64);"
                         + " open_clip/LAION weights need --arch NAME"
                         + (matches.isEmpty() ? "" : " (open_clip names matching these tensors: " + String.join(", ", matches) + ")"));
             }
         }
-        checkTensors(config, source, ckpt, source.startsWith("inferred"));
+        checkTensors(config, source, ckpt, source.equals(INFERRED));
         if (preprocess == null) {
             preprocess = defaultPreprocess(config, hfNaming ? folder.resolve(HF_PREPROCESSOR) : null, arch);
             if (arch != null && !arch.isBlank() && OpenClipZoo.knows(arch.strip())) {

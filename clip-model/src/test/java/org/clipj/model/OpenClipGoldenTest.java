@@ -113,7 +113,7 @@ class OpenClipGoldenTest {
         assertEquals(1, r.warnings().size(), r.warnings().toString());
         assertTrue(r.warnings().getFirst().contains("--arch"), r.warnings().getFirst());
         assertEquals(ClipConfig.Activation.QUICK_GELU, r.config().variant().textActivation());
-        assertTrue(r.configSource().contains("inferred"), r.configSource());
+        assertTrue(r.configSource().contains("build_model"), r.configSource());
     }
 
     @Test
