@@ -10,7 +10,6 @@ import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
-import org.clipj.service.PromptEnsemble;
 import org.clipj.text.ClipTokenizer;
 
 import org.slf4j.Logger;

@@ -12,7 +12,7 @@ import org.clipj.runtime.InvalidInputException;
 import org.clipj.service.ClipService;
 import org.clipj.service.DeadlineExceededException;
 import org.clipj.service.Histogram;
-import org.clipj.service.PromptEnsemble;
+import org.clipj.PromptEnsemble;
 import org.clipj.service.QueueFullException;
 
 import java.io.ByteArrayOutputStream;

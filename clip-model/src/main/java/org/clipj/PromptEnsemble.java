@@ -1,4 +1,4 @@
-package org.clipj.service;
+package org.clipj;
 
 import org.clipj.runtime.InvalidInputException;
 
@@ -6,16 +6,15 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Zero-shot classifier weights computed from prompt embeddings, as {@link org.clipj.Clip#classifier}
- * computes them, for callers that embed the prompts themselves (through {@link ClipService}, batched
- * with other requests): for each label the mean of the normalized embeddings of every template filled
+ * Zero-shot classifier weights computed from prompt embeddings: {@link Clip#classifier}, and callers that
+ * embed the prompts themselves (through {@link org.clipj.service.ClipService}, batched with other requests): for each label the mean of the normalized embeddings of every template filled
  * with it ({} marks the place), renormalized.
  */
 public final class PromptEnsemble {
     private PromptEnsemble() {
     }
 
-    /** The prompts, label-major: label 0 with every template, then label 1, ...; validates as Clip.classifier does. */
+    /** The prompts, label-major: label 0 with every template, then label 1, ...; the one validation of labels and templates. */
     public static List<String> prompts(List<String> labels, List<String> templates) {
         if (labels.isEmpty()) {
             throw new InvalidInputException("zero-shot needs at least one label");
@@ -48,10 +47,7 @@ public final class PromptEnsemble {
                 float[] row = promptEmbeddings[c * templates + t];
                 for (int d = 0; d < dim; d++) weights[c][d] += row[d];
             }
-            double s = 0;
-            for (float x : weights[c]) s += (double) x * x;
-            float inv = (float) (1 / Math.max(Math.sqrt(s), 1e-12));
-            for (int d = 0; d < dim; d++) weights[c][d] *= inv;
+            Clip.normalize(weights[c]);
         }
         return weights;
     }
