@@ -30,6 +30,7 @@ public final class CpuBackend implements Backend {
     private final ComputePool pool;
     // prepareWeight's views -> their packed GEMM panels; an entry goes when its view is unreachable
     private final Map<Tensor, PreparedWeight> preparedWeights = Collections.synchronizedMap(new WeakHashMap<>());
+    private final Bf16LinearOps bf16 = new Bf16LinearOps();   // linear layers with BF16 weights (native kernel)
 
     /** Threads from {@code clip.threads} (default: available processors), path from {@code clip.cpu.vector}. */
     public CpuBackend() {
@@ -199,7 +200,8 @@ public final class CpuBackend implements Backend {
     @Override
     public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
         checkLinear("linearForward", out, x, w, bias);
-        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, null);
+        if (w.dtype() == DType.BF16) bf16.forward(pool, vector, out, x, w, bias, null, null);
+        else MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, null);
     }
 
     @Override
@@ -208,7 +210,8 @@ public final class CpuBackend implements Backend {
         checkLinear(op, out, x, w, bias);
         Check.argument(op, activation != null, "activation is null");
         Check.disjoint(op, "out", out, "x", x);
-        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, activation, null);
+        if (w.dtype() == DType.BF16) bf16.forward(pool, vector, out, x, w, bias, activation, null);
+        else MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, activation, null);
     }
 
     @Override
@@ -218,12 +221,15 @@ public final class CpuBackend implements Backend {
         Check.sameShape(op, "residual", residual, "out", out);
         Check.disjoint(op, "out", out, "x", x);
         Check.disjoint(op, "out", out, "residual", residual);
-        MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, residual);
+        if (w.dtype() == DType.BF16) bf16.forward(pool, vector, out, x, w, bias, null, residual);
+        else MatmulOps.linearForward(pool, vector, out, x, w, packed(w), bias, null, residual);
     }
 
-    /** out = x @ w^T (+ bias): shapes and dtypes, as every linear op needs them. */
+    /** out = x @ w^T (+ bias): shapes and dtypes, as every linear op needs them (w F32, or BF16 from prepareWeight). */
     private static void checkLinear(String op, Tensor out, Tensor x, Tensor w, Tensor bias) {
-        Check.rank(op, "w", w, 2);
+        Check.cpu(op, "w", w);
+        Check.argument(op, (w.dtype() == DType.F32 || w.dtype() == DType.BF16) && w.rank() == 2,
+                "w must be an F32 or BF16 matrix (O, I), got " + w.dtype() + " " + w.shapeString());
         Check.f32(op, "x", x);
         Check.argument(op, x.rank() >= 1 && x.dim(-1) == w.dim(1), "x " + x.shapeString() + " does not end in w's input size, w " + w.shapeString());
         int[] expected = x.shape();
@@ -235,11 +241,13 @@ public final class CpuBackend implements Backend {
     /**
      * Vector path: a new view of w (its identity is the key) whose GEMM panels are packed on its
      * first use; linearForward and patchEmbedForward on that view then skip packing. The scalar
-     * reference returns w.
+     * reference returns w. A BF16 linear weight (O, I) is packed now for the native BF16 kernel
+     * ({@link Bf16Gemm}: an InvalidInputException says why when this machine cannot run it).
      */
     @Override
     public Tensor prepareWeight(Tensor w) {
         String op = "prepareWeight";
+        if (w != null && w.dtype() == DType.BF16) return bf16.prepare(w, vector);
         Check.f32(op, "w", w);
         Check.argument(op, w.rank() == 2 || w.rank() == 4, "w " + w.shapeString() + " is neither (O, I) nor (O, Ci, p, p)");
         if (!vector) return w;
