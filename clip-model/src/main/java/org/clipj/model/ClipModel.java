@@ -31,8 +31,8 @@ import java.util.function.Predicate;
  * Precision)}) is for inference only. Its linear and patch-embedding weights are handed to
  * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
  * {@link Precision#BF16} or {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear
- * layers only) it also holds 16-bit copies of its linear and convolution weights, made once at load, so {@link #encodeImage}/{@link #encodeText} run those
- * GEMMs in that type with F32 accumulation. The training calls need a model from
+ * layers only) it also holds 16-bit copies of its linear and convolution weights, made once at load,
+ * so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation. The training calls need a model from
  * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
  */
 public final class ClipModel {
