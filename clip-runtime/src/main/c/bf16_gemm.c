@@ -10,14 +10,18 @@
 // nearest even, vcvtne2ps2bf16) while an (MC, KCP-pair) block of them is packed into MR-row panels,
 // (kcp, MR) pairs, so the micro-kernel's broadcasts share one base pointer.
 //
-// Blocking (Zen 4/5: 32 KiB / 48 KiB L1d, 1 MiB L2): the micro-kernel is MR x NR = 8 x 48, 24
-// accumulators (of 32 zmm) + 3 weight vectors + 1 broadcast; per depth pair 3 loads and 8 broadcast
-// loads feed 24 vdpbf16ps. A weight micro-panel (KCP pairs x 48 columns, 24 KiB at KCP = 128) stays
-// in L1 while every row panel of the block streams past it; the packed activation block (MC x KCP
-// pairs, 96 KiB) stays in L2. The tile's C is the output: the first depth block writes it (never
-// reads it), later ones accumulate, the last applies bias, activation and residual in registers.
-// Versions: KCP 128 vs 192 vs the whole depth in one block: see the build's bench (clip-runtime/README
-// in the issue notes); 128 was fastest at K = 768 and 3072.
+// Blocking: the micro-kernel is MR x NR = 8 x 48, 24 accumulators (of 32 zmm) + 3 weight vectors + 1
+// broadcast; per depth pair 3 weight loads and 8 broadcast loads feed 24 vdpbf16ps (no spills: see
+// objdump). The depth is cut into equal blocks of at most KCP pairs, rows into blocks of MC: an (MC, KCP)
+// activation block is converted and packed once, then every weight panel streams past all of its row
+// panels. The tile's C is the output: the first depth block writes it (never reads it), later ones
+// accumulate, the last applies bias, activation and residual in registers.
+// Versions (one thread, thread CPU time, 2-vCPU Zen 5 with a load average of 14: +-10 %; shapes
+// 400x2304x768, 400x768x3072, 50x3072x768, 77x2048x512): KCP 128 pairs (weight micro-panel of 24 KiB in
+// L1) 250/230/260 GFLOP/s; KCP 384 280/265/320/310; KCP 1536 (the whole depth of CLIP's layers: no
+// reloads of C) 330/295/330/350. A weight panel streamed from L2 needs 16 B/cycle at full rate, well
+// within what L2 delivers, while each extra depth block reloads and rewrites C. MC 48/96/192 were within
+// the noise. (The Java F32 Sgemm: 353 GFLOP/s on two threads at 400x2304x768 on a quiet Zen 5, issue 15.)
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -26,8 +30,8 @@
 #define MR 8
 #define NR 48
 #define NV (NR / 16)
-#define KCP 128   // depth pairs per block
-#define MC 96     // rows per packed activation block (12 row panels)
+#define KCP 1536  // depth pairs per block (at most)
+#define MC 96     // rows per packed activation block (12 row panels; 576 KiB of BF16 pairs at KCP)
 
 #define ACT_NONE 0
 #define ACT_QUICK_GELU 1

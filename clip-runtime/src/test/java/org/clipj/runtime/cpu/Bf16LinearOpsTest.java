@@ -67,7 +67,9 @@ class Bf16LinearOpsTest {
         assumeBf16();
         SplittableRandom rng = new SplittableRandom(15);
         int[][] shapes = {{1, 1, 1}, {1, 3, 17}, {7, 13, 47}, {9, 31, 48}, {8, 64, 49}, {50, 96, 97}, {63, 255, 130},
-                {65, 257, 96}, {3, 1100, 200}, {77, 64, 1}};
+                {65, 257, 96}, {3, 1100, 200}, {77, 64, 1},
+                {9, 3101, 60},      // odd depth past one depth block (1536 pairs): C accumulated over two
+                {300, 32, 200}};    // tiles of 150 rows: two row blocks (96) per tile
         for (int[] s : shapes) {
             check(rng, s[0], s[1], s[2], null, false);
             check(rng, s[0], s[1], s[2], Activation.QUICK_GELU, false);
