@@ -87,6 +87,9 @@ public class EncoderBenchmark {
         Map<String, Tensor> ref = SafeTensors.read(folder.resolve("inputs.safetensors"));
         Tensor all = ref.get(tower.equals("image") ? "pixels" : "tokens");
         Tensor expected = ref.get(tower); // (8, E)
+        if (!impl.equals("clipj") && !precision.equals("f32")) {
+            throw new IllegalArgumentException("EncoderBenchmark: -p precision=" + precision + " is clipj's; " + impl + " runs F32");
+        }
         if (impl.equals("clipj")) {
             backend = new CpuBackend(threads, true);
             model = ClipModel.fromStateDict(Checkpoints.load(folder.resolve("model.safetensors")).tensors(),
