@@ -84,19 +84,31 @@ public final class Bf16Gemm {
     /** The library and its functions: initialized on first access, which happens only when BF16 is asked for. */
     private static final class Native {
         private static final Linker LINKER = Linker.nativeLinker();
+        /** Why the library or one of its functions could not be loaded; null when all are there. */
         static final String LOAD_ERROR;
-        private static final SymbolLookup LIB;
+        // int64_t clip_bf16_packed_elements(int32_t n, int32_t k)
+        static final MethodHandle PACKED_ELEMENTS;
+        // void clip_bf16_pack(const uint16_t *w, int64_t ldw, int32_t n, int32_t k, uint16_t *packed)
+        static final MethodHandle PACK;
+        // int32_t clip_bf16_linear_tile(x, ldx, w, n, k, out, ldo, bias, residual, ldr, activation, i0, i1, j0, j1)
+        static final MethodHandle TILE;
 
         static {
-            SymbolLookup lib = null;
+            MethodHandle packedElements = null, pack = null, tile = null;
             String error = null;
             try {
-                lib = SymbolLookup.libraryLookup(extract(), Arena.global());
-            } catch (IllegalStateException | IllegalArgumentException e) {
+                SymbolLookup lib = SymbolLookup.libraryLookup(extract(), Arena.global());
+                packedElements = fn(lib, "clip_bf16_packed_elements", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_INT));
+                pack = fn(lib, "clip_bf16_pack", FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS));
+                tile = fn(lib, "clip_bf16_linear_tile", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT,
+                        JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+            } catch (IllegalStateException | IllegalArgumentException | UncheckedIOException e) {
                 error = e.getMessage();
             }
-            LIB = lib;
             LOAD_ERROR = error;
+            PACKED_ELEMENTS = packedElements;
+            PACK = pack;
+            TILE = tile;
         }
 
         private static Path extract() {
@@ -108,7 +120,7 @@ public final class Bf16Gemm {
                 Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
                 return file;
             } catch (IOException e) {
-                throw new UncheckedIOException("extracting resource " + dir + LIBRARY, e);
+                throw new UncheckedIOException("extracting resource " + dir + LIBRARY + ": " + e.getMessage(), e);
             }
         }
 
@@ -118,24 +130,16 @@ public final class Bf16Gemm {
                 if (in == null) return "no native BF16 library is packaged for " + platform() + " (built for linux-x86_64 only)";
                 return new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
             } catch (IOException e) {
-                throw new UncheckedIOException("reading resource " + dir + LIBRARY + ".missing", e);
+                throw new UncheckedIOException("reading resource " + dir + LIBRARY + ".missing: " + e.getMessage(), e);
             }
         }
 
-        private static MethodHandle fn(String name, FunctionDescriptor descriptor) {
-            if (LIB == null) return null;
-            MemorySegment symbol = LIB.find(name).orElseThrow(
+        /** A critical downcall (no thread-state transition; heap arrays passed in place). */
+        private static MethodHandle fn(SymbolLookup lib, String name, FunctionDescriptor descriptor) {
+            MemorySegment symbol = lib.find(name).orElseThrow(
                     () -> new IllegalStateException(LIBRARY + " lacks " + name + " (a stale build?)"));
             return LINKER.downcallHandle(symbol, descriptor, Linker.Option.critical(true));
         }
-
-        // int64_t clip_bf16_packed_elements(int32_t n, int32_t k)
-        static final MethodHandle PACKED_ELEMENTS = fn("clip_bf16_packed_elements", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_INT));
-        // void clip_bf16_pack(const uint16_t *w, int64_t ldw, int32_t n, int32_t k, uint16_t *packed)
-        static final MethodHandle PACK = fn("clip_bf16_pack", FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS));
-        // int32_t clip_bf16_linear_tile(x, ldx, w, n, k, out, ldo, bias, residual, ldr, activation, i0, i1, j0, j1)
-        static final MethodHandle TILE = fn("clip_bf16_linear_tile", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS,
-                JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
     }
 
     private static void requireAvailable() {
