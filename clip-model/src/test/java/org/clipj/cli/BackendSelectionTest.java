@@ -6,6 +6,7 @@ import org.clipj.runtime.InvalidInputException;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -83,5 +84,14 @@ class BackendSelectionTest {
         assertEquals(2, badFlag.status(), badFlag.err());
         assertTrue(badFlag.err().contains("--device") && badFlag.err().contains("'gpu': expected cpu, cuda or auto"),
                 badFlag.err());
+    }
+
+    @Test
+    void trainFollowsTheProperty(@TempDir Path out) {
+        System.setProperty("clip.backend", "tpu");
+        InferenceCommandsTest.Run r = InferenceCommandsTest.clip("train", "--model", "tiny", "--synthetic-size", "8",
+                "--batch", "4", "--steps", "1", "--bpe-merges", "20", "--out", out.toString());
+        assertEquals(2, r.status(), r.err());
+        assertTrue(r.err().contains("unknown backend 'tpu' (system property clip.backend=tpu)"), r.err());
     }
 }
