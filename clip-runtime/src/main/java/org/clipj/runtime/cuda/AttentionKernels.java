@@ -17,9 +17,10 @@ import org.clipj.runtime.Tensor;
  */
 final class AttentionKernels {
     static final String ATTENTION_FORWARD = "attention_forward";
+    // The SIMT BF16 kernel: what tests check the tensor-core kernel against (issue 19 decides whether it stays).
     static final String ATTENTION_FORWARD_BF16 = "attention_forward_bf16";
     static final String ATTENTION_FORWARD_F16 = "attention_forward_f16";
-    // The BF16 tensor-core kernel: tests check it against the SIMT kernels; issue 19 makes the model use it.
+    // The BF16 tensor-core kernel, what BF16 qkv runs; the model's qkv is F32 until issue 19 wires BF16 attention in.
     static final String ATTENTION_FORWARD_MMA_BF16 = "attention_forward_mma_bf16";
     static final String ATTENTION_BACKWARD = "attention_backward";
     static final int MAX_HEAD_DIM = 128;
