@@ -11,7 +11,7 @@
 #define SIM_TILE 16
 
 template <typename T>
-__device__ void similarity_forward_impl(float* out, const T* a, const T* b, int n, int m, int d, float scale,
+__device__ void similarity_impl(float* out, const T* a, const T* b, int n, int m, int d, float scale,
                                         int normalize) {
     __shared__ float as[SIM_TILE][SIM_TILE + 1];
     __shared__ float bs[SIM_TILE][SIM_TILE + 1];
@@ -42,15 +42,15 @@ __device__ void similarity_forward_impl(float* out, const T* a, const T* b, int 
 
 extern "C" __global__ void similarity(float* out, const float* a, const float* b, int n, int m, int d,
                                               float scale, int normalize) {
-    similarity_forward_impl<float>(out, a, b, n, m, d, scale, normalize);
+    similarity_impl<float>(out, a, b, n, m, d, scale, normalize);
 }
 
 extern "C" __global__ void similarity_bf16(float* out, const bf16* a, const bf16* b, int n, int m, int d,
                                                    float scale, int normalize) {
-    similarity_forward_impl<bf16>(out, a, b, n, m, d, scale, normalize);
+    similarity_impl<bf16>(out, a, b, n, m, d, scale, normalize);
 }
 
 extern "C" __global__ void similarity_f16(float* out, const f16* a, const f16* b, int n, int m, int d,
                                                   float scale, int normalize) {
-    similarity_forward_impl<f16>(out, a, b, n, m, d, scale, normalize);
+    similarity_impl<f16>(out, a, b, n, m, d, scale, normalize);
 }
