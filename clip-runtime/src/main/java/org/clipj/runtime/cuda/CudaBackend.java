@@ -22,6 +22,7 @@ import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.OpChecks;
 import org.clipj.runtime.Tensor;
 
 /**
@@ -208,25 +209,17 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void copy(Tensor dst, Tensor src) {
-        String op = "copy";
-        requireDevice(op, "dst", dst);
-        requireDevice(op, "src", src);
-        if (dst.dtype() != src.dtype() || dst.numel() != src.numel()) {
-            throw new IllegalArgumentException(op + ": dst " + dst.dtype() + " " + dst.shapeString() + " and src "
-                    + src.dtype() + " " + src.shapeString() + " differ");
-        }
+        OpChecks.copy(Device.CUDA, dst, src);
         copyDeviceToDevice(dst.deviceAddress(), src.deviceAddress(), src.byteSize());
     }
 
     @Override
     public synchronized void fill(Tensor t, float value) {
-        String op = "fill";
-        requireDevice(op, "t", t);
+        OpChecks.fill(Device.CUDA, t, value);
         if (t.dtype() == DType.F32) {
             fillForward(t, value);
             return;
         }
-        if (!t.dtype().isFloatingPoint()) throw new IllegalArgumentException(op + ": t must be floating point, got " + t.dtype());
         Tensor tmp = empty(DType.F32, t.shape());
         fillForward(tmp, value);
         cast(t, tmp);
@@ -234,12 +227,8 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void cast(Tensor dst, Tensor src) {
+        OpChecks.cast(Device.CUDA, dst, src);
         String op = "cast";
-        requireDevice(op, "dst", dst);
-        requireDevice(op, "src", src);
-        if (dst.numel() != src.numel()) {
-            throw new IllegalArgumentException(op + ": dst " + dst.shapeString() + " and src " + src.shapeString() + " differ in size");
-        }
         DType from = src.dtype(), to = dst.dtype();
         if (from == to) {
             copy(dst, src);
@@ -308,24 +297,14 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void matmul(Tensor c, Tensor a, boolean transA, Tensor b, boolean transB, float alpha, float beta) {
+        OpChecks.matmul(Device.CUDA, c, a, transA, b, transB, alpha, beta);
         String op = "matmul";
-        requireF32(op, "c", c);
-        requireF32(op, "a", a);
-        requireF32(op, "b", b);
         int rank = c.rank();
-        if (rank < 2 || rank > 3 || a.rank() != rank || b.rank() != rank) {
-            throw new IllegalArgumentException(op + ": a " + a.shapeString() + ", b " + b.shapeString() + ", c "
-                    + c.shapeString() + " must all be 2-D or all 3-D");
-        }
         int batch = rank == 3 ? c.dim(0) : 1;
         int m = transA ? a.dim(-1) : a.dim(-2);
         int k = transA ? a.dim(-2) : a.dim(-1);
         int kb = transB ? b.dim(-1) : b.dim(-2);
         int n = transB ? b.dim(-2) : b.dim(-1);
-        if (k != kb || c.dim(-2) != m || c.dim(-1) != n || (rank == 3 && (a.dim(0) != batch || b.dim(0) != batch))) {
-            throw new IllegalArgumentException(op + ": c " + c.shapeString() + " != op(a " + a.shapeString() + (transA ? "^T" : "")
-                    + ") @ op(b " + b.shapeString() + (transB ? "^T" : "") + ")");
-        }
         gemm(op, transA, transB, m, n, k, alpha, a.deviceAddress(), a.dim(-1), (long) a.dim(-2) * a.dim(-1),
                 b.deviceAddress(), b.dim(-1), (long) b.dim(-2) * b.dim(-1), beta, c.deviceAddress(), n, (long) m * n, 0, batch);
     }
@@ -333,27 +312,16 @@ public final class CudaBackend implements Backend {
     /** w itself: cuBLASLt reads weights as stored (16-bit copies are made by the model's precision). */
     @Override
     public Tensor prepareWeight(Tensor w) {
-        if (w.rank() != 2 && w.rank() != 4) {
-            throw new IllegalArgumentException("prepareWeight: w " + w.shapeString() + " is neither (O, I) nor (O, Ci, p, p)");
-        }
+        OpChecks.prepareWeight(Device.CUDA, w);
         return w;
     }
 
     @Override
     public synchronized void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
+        OpChecks.linearForward(Device.CUDA, out, x, w, bias);
         String op = "linearForward";
-        requireF32(op, "out", out);
-        requireF32(op, "x", x);
         Blas.Type type = gemmInputType(op, w);
-        if (w.rank() != 2) throw new IllegalArgumentException(op + ": w must be (O, I), got " + w.shapeString());
         int o = w.dim(0), in = w.dim(1);
-        if (x.dim(-1) != in || out.dim(-1) != o || x.numel() / in != out.numel() / o) {
-            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " @ w " + w.shapeString() + "^T does not fit out " + out.shapeString());
-        }
-        if (bias != null) {
-            requireF32(op, "bias", bias);
-            requireShape(op, "bias", bias, o);
-        }
         int n = Math.toIntExact(x.numel() / in);
         Tensor xw = castLike(x, w);
         gemm(op, false, true, n, o, in, 1f, xw.deviceAddress(), in, 0, w.deviceAddress(), in, 0, 0f, out.deviceAddress(), o, 0,
@@ -364,9 +332,7 @@ public final class CudaBackend implements Backend {
     /** linearForward, then the activation over out in place (the bias is already fused into the GEMM). */
     @Override
     public synchronized void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation) {
-        String op = "linearActivationForward";
-        if (activation == null) throw new IllegalArgumentException(op + ": activation is null");
-        requireDisjoint(op, "out", out, "x", x);
+        OpChecks.linearActivationForward(Device.CUDA, out, x, w, bias, activation);
         linearForward(out, x, w, bias);
         if (activation == Activation.QUICK_GELU) quickGeluForward(out, out);
         else geluForward(out, out);
@@ -375,44 +341,24 @@ public final class CudaBackend implements Backend {
     /** linearForward, then out += residual. */
     @Override
     public synchronized void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
-        String op = "linearResidualForward";
-        requireSameShape(op, "residual", residual, "out", out);
-        requireDisjoint(op, "out", out, "x", x);
-        requireDisjoint(op, "out", out, "residual", residual);
+        OpChecks.linearResidualForward(Device.CUDA, out, x, w, bias, residual);
         linearForward(out, x, w, bias);
         add(out, out, residual);
     }
 
-    private static void requireDisjoint(String op, String aName, Tensor a, String bName, Tensor b) {
-        long a0 = a.deviceAddress(), b0 = b.deviceAddress();
-        if (a0 < b0 + b.byteSize() && b0 < a0 + a.byteSize()) {
-            throw new IllegalArgumentException(op + ": " + aName + " and " + bName + " must not overlap");
-        }
-    }
-
     @Override
     public synchronized void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
+        OpChecks.linearBackward(Device.CUDA, dx, dw, dbias, dout, x, w);
         String op = "linearBackward";
-        requireF32(op, "dout", dout);
-        requireF32(op, "x", x);
-        requireF32(op, "w", w);
-        if (w.rank() != 2) throw new IllegalArgumentException(op + ": w must be (O, I), got " + w.shapeString());
         int o = w.dim(0), in = w.dim(1);
-        if (x.dim(-1) != in || dout.dim(-1) != o || x.numel() / in != dout.numel() / o) {
-            throw new IllegalArgumentException(op + ": dout " + dout.shapeString() + ", x " + x.shapeString() + " and w "
-                    + w.shapeString() + " do not fit");
-        }
         int n = Math.toIntExact(x.numel() / in);
         if (dx != null) {
-            requireSameNumel(op, "dx", dx, "x", x);
             gemm(op, false, false, n, in, o, 1f, dout.deviceAddress(), o, 0, w.deviceAddress(), in, 0, 1f, dx.deviceAddress(), in, 0, 0, 1);
         }
         if (dw != null) {
-            requireShape(op, "dw", dw, o, in);
             gemm(op, true, false, o, in, n, 1f, dout.deviceAddress(), o, 0, x.deviceAddress(), in, 0, 1f, dw.deviceAddress(), in, 0, 0, 1);
         }
         if (dbias != null) {
-            requireShape(op, "dbias", dbias, o);
             columnSums(dbias, dout, n, o);
         }
     }
@@ -421,46 +367,33 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void add(Tensor out, Tensor a, Tensor b) {
-        String op = "add";
-        requireSameShape(op, "out", out, "a", a);
-        requireSameShape(op, "b", b, "a", a);
+        OpChecks.add(Device.CUDA, out, a, b);
         addForward(out, a, b);
     }
 
     @Override
     public synchronized void addScaled(Tensor dst, Tensor src, float alpha) {
-        String op = "addScaled";
-        requireSameNumel(op, "dst", dst, "src", src);
+        OpChecks.addScaled(Device.CUDA, dst, src, alpha);
         addScaledForward(dst, src, alpha);
     }
 
     @Override
     public synchronized void scale(Tensor t, float s) {
-        requireF32("scale", "t", t);
+        OpChecks.scale(Device.CUDA, t, s);
         scaleForward(t, s);
     }
 
     @Override
     public synchronized void broadcastAdd(Tensor out, Tensor x, Tensor b) {
-        String op = "broadcastAdd";
-        requireSameShape(op, "out", out, "x", x);
-        requireF32(op, "b", b);
-        int[] xs = x.shape(), bs = b.shape();
-        boolean trailing = bs.length <= xs.length;
-        for (int i = 0; trailing && i < bs.length; i++) trailing = bs[i] == xs[xs.length - bs.length + i];
-        if (!trailing) throw new IllegalArgumentException(op + ": b " + b.shapeString() + " is not the trailing shape of x " + x.shapeString());
+        OpChecks.broadcastAdd(Device.CUDA, out, x, b);
         broadcastAddForward(out, x, b);
     }
 
     @Override
     public synchronized void broadcastAddBackward(Tensor db, Tensor dout) {
-        String op = "broadcastAddBackward";
-        requireF32(op, "db", db);
-        requireF32(op, "dout", dout);
+        OpChecks.broadcastAddBackward(Device.CUDA, db, dout);
         long m = db.numel();
-        if (m == 0 || dout.numel() % m != 0) {
-            throw new IllegalArgumentException(op + ": db " + db.shapeString() + " is not the trailing shape of dout " + dout.shapeString());
-        }
+        if (m == 0) return; // an empty db: nothing to accumulate
         columnSums(db, dout, Math.toIntExact(dout.numel() / m), Math.toIntExact(m));
     }
 
@@ -471,65 +404,57 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void quickGeluForward(Tensor out, Tensor x) {
-        requireSameShape("quickGeluForward", "out", out, "x", x);
+        OpChecks.quickGeluForward(Device.CUDA, out, x);
         launchElementwise("quickgelu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     /** out = quickgelu(x + bias) with bias (C) over the last dim of x (the MLP's c_fc bias fused in). */
     public synchronized void quickGeluForwardBias(Tensor out, Tensor x, Tensor bias) {
-        String op = "quickGeluForwardBias";
-        requireSameShape(op, "out", out, "x", x);
-        requireShape(op, "bias", bias, x.dim(-1));
+        OpChecks.quickGeluForward(Device.CUDA, out, x);
+        if (x.rank() < 1 || bias.device() != Device.CUDA || bias.dtype() != DType.F32 || !Arrays.equals(bias.shape(), new int[] {x.dim(-1)})) {
+            throw new IllegalArgumentException("quickGeluForwardBias: bias " + bias.dtype() + " " + bias.shapeString()
+                    + " must be a CUDA F32 (C) for x " + x.shapeString());
+        }
         launchElementwise("quickgelu_forward_bias", x.numel(),
                 args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).ptr(bias.deviceAddress()).i64(x.numel()).i32(x.dim(-1)));
     }
 
     @Override
     public synchronized void quickGeluBackward(Tensor dx, Tensor dout, Tensor x) {
-        String op = "quickGeluBackward";
-        requireSameShape(op, "dx", dx, "x", x);
-        requireSameShape(op, "dout", dout, "x", x);
+        OpChecks.quickGeluBackward(Device.CUDA, dx, dout, x);
         launchElementwise("quickgelu_backward", x.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
                 .ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     @Override
     public synchronized void geluForward(Tensor out, Tensor x) {
-        requireSameShape("geluForward", "out", out, "x", x);
+        OpChecks.geluForward(Device.CUDA, out, x);
         launchElementwise("gelu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     @Override
     public synchronized void geluBackward(Tensor dx, Tensor dout, Tensor x) {
-        String op = "geluBackward";
-        requireSameShape(op, "dx", dx, "x", x);
-        requireSameShape(op, "dout", dout, "x", x);
+        OpChecks.geluBackward(Device.CUDA, dx, dout, x);
         launchElementwise("gelu_backward", x.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
                 .ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     @Override
     public synchronized void channelScaleForward(Tensor out, Tensor x, Tensor gamma) {
-        String op = "channelScaleForward";
-        requireSameShape(op, "out", out, "x", x);
-        requireShape(op, "gamma", gamma, x.dim(-1));
+        OpChecks.channelScaleForward(Device.CUDA, out, x, gamma);
         launchElementwise("channel_scale_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
                 .ptr(gamma.deviceAddress()).i64(x.numel()).i32(gamma.dim(0)));
     }
 
     @Override
     public synchronized void channelScaleBackward(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
-        String op = "channelScaleBackward";
-        requireShape(op, "gamma", gamma, x.dim(-1));
-        requireSameShape(op, "dout", dout, "x", x);
+        OpChecks.channelScaleBackward(Device.CUDA, dx, dgamma, dout, x, gamma);
         int c = gamma.dim(0);
         if (dx != null) {
-            requireSameShape(op, "dx", dx, "x", x);
             launchElementwise("channel_scale_backward_input", x.numel(), args().ptr(dx.deviceAddress())
                     .ptr(dout.deviceAddress()).ptr(gamma.deviceAddress()).i64(x.numel()).i32(c));
         }
         if (dgamma != null) {
-            requireShape(op, "dgamma", dgamma, c);
             launchElementwise("channel_scale_backward_gamma", c, args().ptr(dgamma.deviceAddress())
                     .ptr(dout.deviceAddress()).ptr(x.deviceAddress()).i32(Math.toIntExact(x.numel() / c)).i32(c));
         }
@@ -537,23 +462,20 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void reluForward(Tensor out, Tensor x) {
-        requireSameShape("reluForward", "out", out, "x", x);
+        OpChecks.reluForward(Device.CUDA, out, x);
         launchElementwise("relu_forward", x.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i64(x.numel()));
     }
 
     @Override
     public synchronized void reluBackward(Tensor dx, Tensor dout, Tensor out) {
-        String op = "reluBackward";
-        requireSameShape(op, "dx", dx, "out", out);
-        requireSameShape(op, "dout", dout, "out", out);
+        OpChecks.reluBackward(Device.CUDA, dx, dout, out);
         launchElementwise("relu_backward", out.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
                 .ptr(out.deviceAddress()).i64(out.numel()));
     }
 
     @Override
     public synchronized void softmaxForward(Tensor out, Tensor x) {
-        String op = "softmaxForward";
-        requireSameShape(op, "out", out, "x", x);
+        OpChecks.softmaxForward(Device.CUDA, out, x);
         int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
         launchRows("softmax_forward", n, args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i32(n).i32(c));
     }
@@ -562,32 +484,20 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void layerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
-        String op = "layerNormForward";
-        requireSameShape(op, "out", out, "x", x);
+        OpChecks.layerNormForward(Device.CUDA, out, mean, rstd, x, w, b, eps);
         int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
-        requireShape(op, "w", w, c);
-        requireShape(op, "b", b, c);
-        if (mean != null) requireShape(op, "mean", mean, n);
-        if (rstd != null) requireShape(op, "rstd", rstd, n);
         launchRows("layernorm_forward", n, args().ptr(out.deviceAddress()).ptr(address(mean)).ptr(address(rstd))
                 .ptr(x.deviceAddress()).ptr(w.deviceAddress()).ptr(b.deviceAddress()).i32(n).i32(c).f32(eps));
     }
 
     @Override
     public synchronized void layerNormBackward(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
-        String op = "layerNormBackward";
-        requireSameShape(op, "dout", dout, "x", x);
+        OpChecks.layerNormBackward(Device.CUDA, dx, dw, db, dout, x, w, mean, rstd);
         int c = x.dim(-1), n = Math.toIntExact(x.numel() / Math.max(c, 1));
-        requireShape(op, "w", w, c);
-        requireShape(op, "mean", mean, n);
-        requireShape(op, "rstd", rstd, n);
         if (dx != null) {
-            requireSameShape(op, "dx", dx, "x", x);
             launchRows("layernorm_backward", n, args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress()).ptr(x.deviceAddress())
                     .ptr(w.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
         }
-        if (dw != null) requireShape(op, "dw", dw, c);
-        if (db != null) requireShape(op, "db", db, c);
         if (dw != null || db != null) {
             launchElementwise("layernorm_backward_params", c, args().ptr(address(dw)).ptr(address(db)).ptr(dout.deviceAddress())
                     .ptr(x.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
@@ -597,21 +507,14 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void batchNormForward(Tensor out, Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVar,
                                  Tensor saveMean, Tensor saveRstd, boolean train, float momentum, float eps) {
-        String op = "batchNormForward";
-        requireSameShape(op, "out", out, "x", x);
-        if (x.rank() != 4) throw new IllegalArgumentException(op + ": x must be (B, C, H, W), got " + x.shapeString());
+        OpChecks.batchNormForward(Device.CUDA, out, x, gamma, beta, runningMean, runningVar, saveMean, saveRstd, train,
+                momentum, eps);
         int c = x.dim(1);
-        requireShape(op, "gamma", gamma, c);
-        requireShape(op, "beta", beta, c);
-        requireShape(op, "runningMean", runningMean, c);
-        requireShape(op, "runningVar", runningVar, c);
         if (!train) {
             batchNormForwardEval(out, x, gamma, beta, runningMean, runningVar, eps);
             return;
         }
         Tensor mean = saveMean != null ? saveMean : empty(DType.F32, c), rstd = saveRstd != null ? saveRstd : empty(DType.F32, c);
-        requireShape(op, "saveMean", mean, c);
-        requireShape(op, "saveRstd", rstd, c);
         int b = x.dim(0), hw = x.dim(2) * x.dim(3);
         launch("batchnorm_forward_stats", c, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0, args().ptr(mean.deviceAddress())
                 .ptr(rstd.deviceAddress()).ptr(runningMean.deviceAddress()).ptr(runningVar.deviceAddress()).ptr(x.deviceAddress())
@@ -626,16 +529,8 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void batchNormBackward(Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor x, Tensor gamma,
                                   Tensor saveMean, Tensor saveRstd) {
-        String op = "batchNormBackward";
-        requireSameShape(op, "dout", dout, "x", x);
-        if (x.rank() != 4) throw new IllegalArgumentException(op + ": x must be (B, C, H, W), got " + x.shapeString());
+        OpChecks.batchNormBackward(Device.CUDA, dx, dgamma, dbeta, dout, x, gamma, saveMean, saveRstd);
         int b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
-        requireShape(op, "gamma", gamma, c);
-        requireShape(op, "saveMean", saveMean, c);
-        requireShape(op, "saveRstd", saveRstd, c);
-        if (dx != null) requireSameShape(op, "dx", dx, "x", x);
-        if (dgamma != null) requireShape(op, "dgamma", dgamma, c);
-        if (dbeta != null) requireShape(op, "dbeta", dbeta, c);
         launch("batchnorm_backward", c, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0, args().ptr(address(dx)).ptr(address(dgamma))
                 .ptr(address(dbeta)).ptr(dout.deviceAddress()).ptr(x.deviceAddress()).ptr(gamma.deviceAddress())
                 .ptr(saveMean.deviceAddress()).ptr(saveRstd.deviceAddress()).i32(b).i32(c).i32(hw));
@@ -643,22 +538,15 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void l2NormalizeForward(Tensor out, Tensor norms, Tensor x) {
-        String op = "l2NormalizeForward";
-        requireSameShape(op, "out", out, "x", x);
-        if (x.rank() != 2) throw new IllegalArgumentException(op + ": x must be (N, D), got " + x.shapeString());
+        OpChecks.l2NormalizeForward(Device.CUDA, out, norms, x);
         int n = x.dim(0), d = x.dim(1);
-        if (norms != null) requireShape(op, "norms", norms, n);
         launchRows("l2normalize_forward", n, args().ptr(out.deviceAddress()).ptr(address(norms)).ptr(x.deviceAddress()).i32(n).i32(d));
     }
 
     @Override
     public synchronized void l2NormalizeBackward(Tensor dx, Tensor dout, Tensor out, Tensor norms) {
-        String op = "l2NormalizeBackward";
-        requireSameShape(op, "dx", dx, "out", out);
-        requireSameShape(op, "dout", dout, "out", out);
-        if (out.rank() != 2) throw new IllegalArgumentException(op + ": out must be (N, D), got " + out.shapeString());
+        OpChecks.l2NormalizeBackward(Device.CUDA, dx, dout, out, norms);
         int n = out.dim(0), d = out.dim(1);
-        requireShape(op, "norms", norms, n);
         launchRows("l2normalize_backward", n, args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress()).ptr(out.deviceAddress())
                 .ptr(norms.deviceAddress()).i32(n).i32(d));
     }
@@ -667,18 +555,11 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void conv2dForward(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
+        OpChecks.conv2dForward(Device.CUDA, out, x, w, bias, stride, padding);
         String op = "conv2dForward";
-        requireF32(op, "out", out);
-        requireF32(op, "x", x);
         Blas.Type type = gemmInputType(op, w);
-        if (x.rank() != 4 || w.rank() != 4 || out.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
-            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (Co, Ci, K, K) do not fit");
-        }
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
-        if (stride < 1 || padding < 0) throw new IllegalArgumentException(op + ": stride " + stride + ", padding " + padding);
         int ho = (h + 2 * padding - k) / stride + 1, wo = (wd + 2 * padding - k) / stride + 1;
-        requireShape(op, "out", out, b, co, ho, wo);
-        if (bias != null) requireShape(op, "bias", bias, co);
         int cols = ci * k * k, rows = b * ho * wo;
         Tensor colF32 = im2colForward(x, k, stride, padding, ho, wo);
         Tensor col = castLike(colF32, w);
@@ -694,32 +575,24 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void conv2dBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w, int stride, int padding) {
+        OpChecks.conv2dBackward(Device.CUDA, dx, dw, dbias, dout, x, w, stride, padding);
         String op = "conv2dBackward";
-        requireF32(op, "x", x);
-        requireF32(op, "w", w);
-        if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1) || stride < 1 || padding < 0) {
-            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (Co, Ci, K, K) do not fit");
-        }
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = (h + 2 * padding - k) / stride + 1, wo = (wd + 2 * padding - k) / stride + 1;
-        requireShape(op, "dout", dout, b, co, ho, wo);
         int rows = b * ho * wo, cols = ci * k * k;
         Tensor dy = empty(DType.F32, b, ho * wo, co); // dout with channels last: the GEMMs' row layout
         launch("transpose_forward", ceilDiv(ho * wo, 32), ceilDiv(co, 32), b, 32, 8, 1, 0,
                 args().ptr(dy.deviceAddress()).ptr(dout.deviceAddress()).i32(co).i32(ho * wo).i32(0));
         if (dbias != null) {
-            requireShape(op, "dbias", dbias, co);
             columnSums(dbias, dy, rows, co);
         }
         if (dw != null) {
-            requireSameShape(op, "dw", dw, "w", w);
             Tensor col = im2colForward(x, k, stride, padding, ho, wo);
             gemm(op, true, false, co, cols, rows, 1f, dy.deviceAddress(), co, 0, col.deviceAddress(), cols, 0, 1f,
                     dw.deviceAddress(), cols, 0, 0, 1);
             release(col);
         }
         if (dx != null) {
-            requireSameShape(op, "dx", dx, "x", x);
             Tensor dcol = empty(DType.F32, rows, cols);
             gemm(op, false, false, rows, cols, co, 1f, dy.deviceAddress(), co, 0, w.deviceAddress(), cols, 0, 0f,
                     dcol.deviceAddress(), cols, 0, 0, 1);
@@ -732,19 +605,11 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
+        OpChecks.patchEmbedForward(Device.CUDA, out, x, w);
         String op = "patchEmbedForward";
-        requireF32(op, "out", out);
-        requireF32(op, "x", x);
         Blas.Type type = gemmInputType(op, w);
-        if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
-            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (C, Ci, p, p) do not fit");
-        }
         int b = x.dim(0), ci = x.dim(1), p = w.dim(2), c = w.dim(0);
         int gh = x.dim(2) / p, gw = x.dim(3) / p;
-        if (gh * p != x.dim(2) || gw * p != x.dim(3)) {
-            throw new IllegalArgumentException(op + ": image " + x.shapeString() + " is not a whole number of " + p + "x" + p + " patches");
-        }
-        requireShape(op, "out", out, b, gh * gw, c);
         int cols = ci * p * p;
         Tensor colF32 = im2colForward(x, p, p, 0, gh, gw);
         Tensor col = castLike(colF32, w);
@@ -756,24 +621,17 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void patchEmbedBackward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
+        OpChecks.patchEmbedBackward(Device.CUDA, dx, dw, dout, x, w);
         String op = "patchEmbedBackward";
-        requireF32(op, "x", x);
-        requireF32(op, "w", w);
-        if (x.rank() != 4 || w.rank() != 4 || w.dim(2) != w.dim(3) || w.dim(1) != x.dim(1)) {
-            throw new IllegalArgumentException(op + ": x " + x.shapeString() + " (B, Ci, H, W) and w " + w.shapeString() + " (C, Ci, p, p) do not fit");
-        }
         int b = x.dim(0), ci = x.dim(1), p = w.dim(2), c = w.dim(0), gh = x.dim(2) / p, gw = x.dim(3) / p;
-        requireShape(op, "dout", dout, b, gh * gw, c);
         int rows = b * gh * gw, cols = ci * p * p;
         if (dw != null) {
-            requireSameShape(op, "dw", dw, "w", w);
             Tensor col = im2colForward(x, p, p, 0, gh, gw);
             gemm(op, true, false, c, cols, rows, 1f, dout.deviceAddress(), c, 0, col.deviceAddress(), cols, 0, 1f,
                     dw.deviceAddress(), cols, 0, 0, 1);
             release(col);
         }
         if (dx != null) {
-            requireSameShape(op, "dx", dx, "x", x);
             Tensor dcol = empty(DType.F32, rows, cols);
             gemm(op, false, false, rows, cols, c, 1f, dout.deviceAddress(), c, 0, w.deviceAddress(), cols, 0, 0f,
                     dcol.deviceAddress(), cols, 0, 0, 1);
@@ -785,36 +643,23 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void avgPool2dForward(Tensor out, Tensor x, int k) {
-        String op = "avgPool2dForward";
-        requireF32(op, "x", x);
-        if (x.rank() != 4 || k < 1) throw new IllegalArgumentException(op + ": x must be (B, C, H, W) and k >= 1, got " + x.shapeString() + ", k " + k);
+        OpChecks.avgPool2dForward(Device.CUDA, out, x, k);
         int planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
-        if (h % k != 0 || w % k != 0) throw new IllegalArgumentException(op + ": window " + k + " must divide H and W of x " + x.shapeString());
-        requireShape(op, "out", out, x.dim(0), x.dim(1), h / k, w / k);
         launchElementwise("avgpool2d_forward", out.numel(), args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
                 .i32(planes).i32(h).i32(w).i32(k));
     }
 
     @Override
     public synchronized void avgPool2dBackward(Tensor dx, Tensor dout, int k) {
-        String op = "avgPool2dBackward";
-        requireF32(op, "dx", dx);
-        if (dx.rank() != 4 || k < 1 || dx.dim(2) % k != 0 || dx.dim(3) % k != 0) {
-            throw new IllegalArgumentException(op + ": dx must be (B, C, H, W) with H and W divisible by k " + k + ", got " + dx.shapeString());
-        }
-        requireShape(op, "dout", dout, dx.dim(0), dx.dim(1), dx.dim(2) / k, dx.dim(3) / k);
+        OpChecks.avgPool2dBackward(Device.CUDA, dx, dout, k);
         launchElementwise("avgpool2d_backward", dx.numel(), args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
                 .i32(dx.dim(0) * dx.dim(1)).i32(dx.dim(2)).i32(dx.dim(3)).i32(k));
     }
 
     @Override
     public synchronized void transpose(Tensor out, Tensor x, boolean accumulate) {
-        String op = "transpose";
-        requireF32(op, "x", x);
-        requireF32(op, "out", out);
-        if (x.rank() != 3) throw new IllegalArgumentException(op + ": x must be (B, M, N), got " + x.shapeString());
+        OpChecks.transpose(Device.CUDA, out, x, accumulate);
         int b = x.dim(0), m = x.dim(1), n = x.dim(2);
-        requireShape(op, "out", out, b, n, m);
         launch("transpose_forward", ceilDiv(n, 32), ceilDiv(m, 32), b, 32, 8, 1, 0,
                 args().ptr(out.deviceAddress()).ptr(x.deviceAddress()).i32(m).i32(n).i32(accumulate ? 1 : 0));
     }
@@ -823,15 +668,10 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void attentionForward(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+        OpChecks.attentionForward(Device.CUDA, out, lse, qkv, heads, causal);
         String op = "attentionForward";
-        requireDevice(op, "qkv", qkv);
-        requireDevice(op, "out", out);
         int hd = attentionHeadDim(op, qkv, heads);
-        int b = qkv.dim(0), t = qkv.dim(1), c = heads * hd;
-        if (out.dtype() != qkv.dtype() || !Arrays.equals(out.shape(), new int[] {b, t, c})) {
-            throw new IllegalArgumentException(op + ": out " + out.dtype() + " " + out.shapeString() + " must be " + qkv.dtype() + " [" + b + ", " + t + ", " + c + "]");
-        }
-        if (lse != null) requireShape(op, "lse", lse, b, heads, t);
+        int t = qkv.dim(1);
         String family = switch (qkv.dtype()) {
             case F32 -> "attention_forward";
             case BF16 -> "attention_forward_mma_bf16";
@@ -905,14 +745,10 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
+        OpChecks.attentionBackward(Device.CUDA, dqkv, dout, qkv, out, lse, heads, causal);
         String op = "attentionBackward";
-        requireF32(op, "qkv", qkv);
         int hd = attentionHeadDim(op, qkv, heads);
-        int b = qkv.dim(0), t = qkv.dim(1), c = heads * hd;
-        requireSameShape(op, "dqkv", dqkv, "qkv", qkv);
-        requireShape(op, "dout", dout, b, t, c);
-        requireShape(op, "out", out, b, t, c);
-        requireShape(op, "lse", lse, b, heads, t);
+        int t = qkv.dim(1);
         attentionBackwardKernel(dqkv, dout, qkv, out, lse, heads, causal, attentionKeyTile("attention_backward", hd, t));
     }
 
@@ -929,19 +765,9 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void attentionPoolForward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
-        String op = "attentionPoolForward";
-        requireF32(op, "q", q);
-        if (q.rank() != 2 || heads < 1 || q.dim(1) % heads != 0) {
-            throw new IllegalArgumentException(op + ": q must be (B, C) with C divisible by " + heads + " heads, got " + q.shapeString());
-        }
+        OpChecks.attentionPoolForward(Device.CUDA, out, lse, q, k, v, heads);
         int b = q.dim(0), c = q.dim(1);
-        requireF32(op, "k", k);
-        if (k.rank() != 3) throw new IllegalArgumentException(op + ": k must be (B, L, C), got " + k.shapeString());
         int l = k.dim(1);
-        requireShape(op, "k", k, b, l, c);
-        requireShape(op, "v", v, b, l, c);
-        requireShape(op, "out", out, b, c);
-        if (lse != null) requireShape(op, "lse", lse, b, heads);
         launch("attention_pool_forward", heads, b, 1, ROW_THREADS, 1, 1, (l + c / heads) * Float.BYTES,
                 args().ptr(out.deviceAddress()).ptr(address(lse)).ptr(q.deviceAddress()).ptr(k.deviceAddress())
                         .ptr(v.deviceAddress()).i32(b).i32(l).i32(c).i32(heads));
@@ -950,22 +776,8 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void attentionPoolBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                                       Tensor out, Tensor lse, int heads) {
-        String op = "attentionPoolBackward";
-        requireF32(op, "q", q);
-        requireF32(op, "k", k);
-        if (q.rank() != 2 || k.rank() != 3 || heads < 1 || q.dim(1) % heads != 0) {
-            throw new IllegalArgumentException(op + ": q (B, C) and k (B, L, C) with C divisible by " + heads + " heads, got "
-                    + q.shapeString() + " and " + k.shapeString());
-        }
+        OpChecks.attentionPoolBackward(Device.CUDA, dq, dk, dv, dout, q, k, v, out, lse, heads);
         int b = q.dim(0), c = q.dim(1), l = k.dim(1);
-        requireShape(op, "k", k, b, l, c);
-        requireShape(op, "v", v, b, l, c);
-        requireShape(op, "out", out, b, c);
-        requireShape(op, "dout", dout, b, c);
-        requireShape(op, "lse", lse, b, heads);
-        if (dq != null) requireShape(op, "dq", dq, b, c);
-        if (dk != null) requireShape(op, "dk", dk, b, l, c);
-        if (dv != null) requireShape(op, "dv", dv, b, l, c);
         launch("attention_pool_backward", heads, b, 1, ROW_THREADS, 1, 1, (2 * l + 2 * (c / heads)) * Float.BYTES,
                 args().ptr(address(dq)).ptr(address(dk)).ptr(address(dv)).ptr(dout.deviceAddress()).ptr(q.deviceAddress())
                         .ptr(k.deviceAddress()).ptr(v.deviceAddress()).ptr(out.deviceAddress()).ptr(lse.deviceAddress())
@@ -976,15 +788,9 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void embeddingForward(Tensor out, Tensor ids, Tensor table) {
+        OpChecks.embeddingForward(Device.CUDA, out, ids, table);
         String op = "embeddingForward";
-        requireI32(op, "ids", ids);
-        requireF32(op, "table", table);
-        if (table.rank() != 2) throw new IllegalArgumentException(op + ": table must be (V, C), got " + table.shapeString());
         int rows = Math.toIntExact(ids.numel()), v = table.dim(0), c = table.dim(1);
-        requireF32(op, "out", out);
-        if (out.numel() != (long) rows * c || out.dim(-1) != c) {
-            throw new IllegalArgumentException(op + ": out " + out.shapeString() + " must be ids " + ids.shapeString() + " x " + c);
-        }
         if (!capturing) clearFlag();
         launch("embedding_forward", Math.max(rows, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(out.deviceAddress())
                 .ptr(ids.deviceAddress()).ptr(table.deviceAddress()).i32(rows).i32(c).i32(v).ptr(scratchFlag.address));
@@ -995,26 +801,17 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void embeddingBackward(Tensor dtable, Tensor dout, Tensor ids) {
-        String op = "embeddingBackward";
-        requireI32(op, "ids", ids);
-        requireF32(op, "dtable", dtable);
-        requireF32(op, "dout", dout);
-        if (dtable.rank() != 2) throw new IllegalArgumentException(op + ": dtable must be (V, C), got " + dtable.shapeString());
+        OpChecks.embeddingBackward(Device.CUDA, dtable, dout, ids);
         int rows = Math.toIntExact(ids.numel()), v = dtable.dim(0), c = dtable.dim(1);
-        if (dout.numel() != (long) rows * c) throw new IllegalArgumentException(op + ": dout " + dout.shapeString() + " must be ids " + ids.shapeString() + " x " + c);
         launch("embedding_backward", Math.max(rows, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(dtable.deviceAddress())
                 .ptr(dout.deviceAddress()).ptr(ids.deviceAddress()).i32(rows).i32(c).i32(v));
     }
 
     @Override
     public synchronized void gatherRowsForward(Tensor out, Tensor x, Tensor index) {
+        OpChecks.gatherRowsForward(Device.CUDA, out, x, index);
         String op = "gatherRowsForward";
-        requireF32(op, "x", x);
-        if (x.rank() != 3) throw new IllegalArgumentException(op + ": x must be (B, T, C), got " + x.shapeString());
         int b = x.dim(0), t = x.dim(1), c = x.dim(2);
-        requireI32(op, "index", index);
-        if (index.numel() != b) throw new IllegalArgumentException(op + ": index " + index.shapeString() + " must hold " + b + " rows");
-        requireShape(op, "out", out, b, c);
         if (!capturing) clearFlag();
         launch("gather_rows_forward", Math.max(b, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(out.deviceAddress())
                 .ptr(x.deviceAddress()).ptr(index.deviceAddress()).i32(b).i32(t).i32(c).ptr(scratchFlag.address));
@@ -1023,13 +820,8 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized void gatherRowsBackward(Tensor dx, Tensor dout, Tensor index) {
-        String op = "gatherRowsBackward";
-        requireF32(op, "dx", dx);
-        if (dx.rank() != 3) throw new IllegalArgumentException(op + ": dx must be (B, T, C), got " + dx.shapeString());
+        OpChecks.gatherRowsBackward(Device.CUDA, dx, dout, index);
         int b = dx.dim(0), t = dx.dim(1), c = dx.dim(2);
-        requireI32(op, "index", index);
-        if (index.numel() != b) throw new IllegalArgumentException(op + ": index " + index.shapeString() + " must hold " + b + " rows");
-        requireShape(op, "dout", dout, b, c);
         launch("gather_rows_backward", Math.max(b, 1), 1, 1, ROW_THREADS, 1, 1, 0, args().ptr(dx.deviceAddress())
                 .ptr(dout.deviceAddress()).ptr(index.deviceAddress()).i32(b).i32(t).i32(c));
     }
@@ -1042,14 +834,17 @@ public final class CudaBackend implements Backend {
      */
     public synchronized void similarityForward(Tensor out, Tensor a, Tensor b, float scale, boolean normalize) {
         String op = "similarityForward";
-        requireDevice(op, "a", a);
-        requireDevice(op, "b", b);
+        if (a.device() != Device.CUDA || b.device() != Device.CUDA || out.device() != Device.CUDA) {
+            throw new IllegalArgumentException(op + ": out, a and b must be CUDA tensors (upload them first)");
+        }
         if (a.rank() != 2 || b.rank() != 2 || a.dim(1) != b.dim(1) || a.dtype() != b.dtype()) {
             throw new IllegalArgumentException(op + ": a " + a.dtype() + " " + a.shapeString() + " and b " + b.dtype() + " "
                     + b.shapeString() + " must be (N, D) and (M, D) of one dtype");
         }
         int n = a.dim(0), m = b.dim(0), d = a.dim(1);
-        requireShape(op, "out", out, n, m);
+        if (out.dtype() != DType.F32 || !Arrays.equals(out.shape(), new int[] {n, m})) {
+            throw new IllegalArgumentException(op + ": out " + out.dtype() + " " + out.shapeString() + " must be F32 [" + n + ", " + m + "]");
+        }
         String kernel = switch (a.dtype()) {
             case F32 -> "similarity_forward";
             case BF16 -> "similarity_forward_bf16";
@@ -1063,13 +858,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized float contrastiveLoss(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
                                  float gradScale) {
-        String op = "contrastiveLoss";
-        requireSameShape(op, "txt", txt, "img", img);
-        if (img.rank() != 2 || img.dim(0) < 1) throw new IllegalArgumentException(op + ": img must be (N, D) with N >= 1, got " + img.shapeString());
-        requireShape(op, "logitScale", logitScale, 1);
-        if (dImg != null) requireSameShape(op, "dImg", dImg, "img", img);
-        if (dTxt != null) requireSameShape(op, "dTxt", dTxt, "txt", txt);
-        if (dLogitScale != null) requireShape(op, "dLogitScale", dLogitScale, 1);
+        OpChecks.contrastiveLoss(Device.CUDA, img, txt, logitScale, dImg, dTxt, dLogitScale, gradScale);
         int n = img.dim(0), d = img.dim(1);
         Tensor lseRow = empty(DType.F32, n), lseCol = empty(DType.F32, n), diag = empty(DType.F32, n), loss = empty(DType.F32, 1);
         launch("contrastive_forward_lse", n, 1, 1, ROW_THREADS, 1, 1, d * Float.BYTES, args().ptr(lseRow.deviceAddress())
@@ -1107,11 +896,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                             float weightDecay, int step, float gradScale) {
-        String op = "adamwUpdate";
-        requireSameNumel(op, "grad", grad, "param", param);
-        requireSameNumel(op, "m", m, "param", param);
-        requireSameNumel(op, "v", v, "param", param);
-        if (step < 1) throw new IllegalArgumentException(op + ": step is 1-based, got " + step);
+        OpChecks.adamwUpdate(Device.CUDA, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
         float c1 = (float) (1.0 - Math.pow(beta1, step)), c2 = (float) (1.0 - Math.pow(beta2, step));
         launchElementwise("adamw_forward", param.numel(), args().ptr(param.deviceAddress()).ptr(grad.deviceAddress())
                 .ptr(m.deviceAddress()).ptr(v.deviceAddress()).f32(lr).f32(beta1).f32(beta2).f32(eps).f32(weightDecay)
@@ -1120,7 +905,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized double sumOfSquares(Tensor t) {
-        requireF32("sumOfSquares", "t", t);
+        OpChecks.sumOfSquares(Device.CUDA, t);
         int blocks = (int) Math.max(1, Math.min(REDUCE_BLOCKS, ceilDiv(t.numel(), ELEMENTWISE_THREADS)));
         Tensor partial = empty(DType.I64, blocks); // 8-byte doubles, read back as raw bits
         launch("sum_of_squares_forward", blocks, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0,
@@ -1134,7 +919,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public synchronized boolean hasNonFinite(Tensor t) {
-        requireF32("hasNonFinite", "t", t);
+        OpChecks.hasNonFinite(Device.CUDA, t);
         clearFlag();
         int blocks = (int) Math.max(1, Math.min(REDUCE_BLOCKS, ceilDiv(t.numel(), ELEMENTWISE_THREADS)));
         launch("nonfinite_forward", blocks, 1, 1, ELEMENTWISE_THREADS, 1, 1, 0,
@@ -1192,7 +977,6 @@ public final class CudaBackend implements Backend {
      * inference (the activations are cast to the same type and the GEMM accumulates in F32).
      */
     private static Blas.Type gemmInputType(String op, Tensor w) {
-        requireDevice(op, "w", w);
         return switch (w.dtype()) {
             case F32 -> Blas.Type.F32;
             case BF16 -> Blas.Type.BF16;
@@ -1447,45 +1231,5 @@ public final class CudaBackend implements Backend {
 
     private static long address(Tensor t) {
         return t == null ? 0L : t.deviceAddress();
-    }
-
-    private static void requireDevice(String op, String name, Tensor t) {
-        if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
-        if (t.device() != Device.CUDA) {
-            throw new IllegalArgumentException(op + ": " + name + " " + t.shapeString() + " is on " + t.device() + "; upload it to the CUDA backend first");
-        }
-    }
-
-    private static void requireF32(String op, String name, Tensor t) {
-        requireDevice(op, name, t);
-        if (t.dtype() != DType.F32) throw new IllegalArgumentException(op + ": " + name + " must be F32, got " + t.dtype() + " " + t.shapeString());
-    }
-
-    private static void requireI32(String op, String name, Tensor t) {
-        requireDevice(op, name, t);
-        if (t.dtype() != DType.I32) throw new IllegalArgumentException(op + ": " + name + " must be I32, got " + t.dtype() + " " + t.shapeString());
-    }
-
-    private static void requireShape(String op, String name, Tensor t, int... expected) {
-        requireF32(op, name, t);
-        if (!Arrays.equals(t.shape(), expected)) {
-            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shapeString() + ", expected " + Arrays.toString(expected));
-        }
-    }
-
-    private static void requireSameShape(String op, String aName, Tensor a, String bName, Tensor b) {
-        requireF32(op, aName, a);
-        requireF32(op, bName, b);
-        if (!a.sameShape(b)) {
-            throw new IllegalArgumentException(op + ": " + aName + " " + a.shapeString() + " and " + bName + " " + b.shapeString() + " must have the same shape");
-        }
-    }
-
-    private static void requireSameNumel(String op, String aName, Tensor a, String bName, Tensor b) {
-        requireF32(op, aName, a);
-        requireF32(op, bName, b);
-        if (a.numel() != b.numel()) {
-            throw new IllegalArgumentException(op + ": " + aName + " " + a.shapeString() + " and " + bName + " " + b.shapeString() + " differ in size");
-        }
     }
 }
