@@ -63,7 +63,7 @@ final class ConvKernels {
         String op = "conv2dBackward";
         Tensor dy = memory.empty(DType.F32, b, ho * wo, co); // dout with channels last: the GEMMs' row layout
         transpose.transpose(dy, dout, b, co, ho * wo, false);
-        if (dbias != null) elementwise.broadcastAddBackward(dbias, dy, rows, co);
+        if (dbias != null) elementwise.broadcastAddBackward(dbias, dy);
         if (dw != null) {
             Tensor col = im2colForward(x, k, stride, padding, ho, wo);
             matmul.gemm(op, true, false, co, cols, rows, 1f, dy.deviceAddress(), co, 0, col.deviceAddress(), cols, 0, 1f,

@@ -22,7 +22,16 @@ public final class CudaGraph implements AutoCloseable {
         this.blocks = blocks;
     }
 
-    /** Captures what body issues on the stream (called under the backend's lock); see {@link CudaBackend#capture}. */
+    /**
+     * Records every launch and copy that {@code body} issues on the backend's stream into a CUDA graph (the
+     * simulator records the launch list) without running them (called under the backend's lock). For fixed-shape
+     * inference: allocate the inputs and outputs first, capture the forward once, then upload new inputs into the
+     * same tensors (with {@link CudaBackend#copy}) and replay. Ops with a sync point (download, the loss, sums)
+     * cannot be captured; gathers skip their index check while capturing. Run the body once before capturing it
+     * so the allocator's cache already holds its temporaries (a driver allocation inside a capture is not allowed
+     * by CUDA). Every block allocated during the capture stays reserved for the graph (even if released) until
+     * the graph is closed.
+     */
     static CudaGraph capture(CudaBackend backend, CudaStream stream, DeviceMemory memory, Runnable body) {
         stream.checkOpen();
         if (stream.capturing()) throw new IllegalStateException("capture: already capturing");

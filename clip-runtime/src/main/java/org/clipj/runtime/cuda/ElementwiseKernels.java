@@ -98,10 +98,12 @@ final class ElementwiseKernels {
                 .ptr(b.deviceAddress()).i64(x.numel()).i32(Math.toIntExact(Math.max(b.numel(), 1))));
     }
 
-    /** db (M) += sum over the rows of dout (rows, M): bias gradients. */
-    void broadcastAddBackward(Tensor db, Tensor dout, int rows, int m) {
+    /** db (M) += sum over the rows of dout (..., M): bias gradients; an empty db has nothing to accumulate. */
+    void broadcastAddBackward(Tensor db, Tensor dout) {
+        int m = Math.toIntExact(db.numel());
+        if (m == 0) return;
         launcher.elementwise(BROADCAST_ADD_BACKWARD, m, launcher.args().ptr(db.deviceAddress()).ptr(dout.deviceAddress())
-                .i32(rows).i32(m));
+                .i32(Math.toIntExact(dout.numel() / m)).i32(m));
     }
 
     void quickgeluForward(Tensor out, Tensor x) {
@@ -142,6 +144,12 @@ final class ElementwiseKernels {
     void channelScaleForward(Tensor out, Tensor x, Tensor gamma) {
         launcher.elementwise(CHANNEL_SCALE_FORWARD, x.numel(), launcher.args().ptr(out.deviceAddress()).ptr(x.deviceAddress())
                 .ptr(gamma.deviceAddress()).i64(x.numel()).i32(gamma.dim(0)));
+    }
+
+    /** dx += dout * gamma, dgamma += the column sums of dout * x (either may be null). */
+    void channelScaleBackward(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
+        if (dx != null) channelScaleBackwardInput(dx, dout, gamma);
+        if (dgamma != null) channelScaleBackwardGamma(dgamma, dout, x);
     }
 
     void channelScaleBackwardInput(Tensor dx, Tensor dout, Tensor gamma) {

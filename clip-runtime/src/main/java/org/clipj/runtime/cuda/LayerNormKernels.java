@@ -26,6 +26,12 @@ final class LayerNormKernels {
                 .ptr(x.deviceAddress()).ptr(w.deviceAddress()).ptr(b.deviceAddress()).i32(n).i32(c).f32(eps));
     }
 
+    /** dx, dw, db += the gradients (each may be null). */
+    void layerNormBackward(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
+        if (dx != null) layernormBackward(dx, dout, x, w, mean, rstd);
+        if (dw != null || db != null) layernormBackwardParams(dw, db, dout, x, mean, rstd);
+    }
+
     /** dx += the input gradient. */
     void layernormBackward(Tensor dx, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
         int c = x.dim(-1), n = rows(x);

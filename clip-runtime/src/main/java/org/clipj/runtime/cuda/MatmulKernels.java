@@ -56,6 +56,12 @@ final class MatmulKernels {
         else elementwise.geluForwardBias(out, out, bias);
     }
 
+    /** out = x @ w^T + bias + residual: the GEMM, then the add. */
+    void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
+        linearForward(out, x, w, bias);
+        elementwise.add(out, out, residual);
+    }
+
     /** dx += dout @ w, dw += dout^T @ x, dbias += column sums of dout (each may be null); F32. */
     void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
         int o = w.dim(0), in = w.dim(1), n = Math.toIntExact(x.numel() / in);
@@ -68,7 +74,7 @@ final class MatmulKernels {
             gemm(op, true, false, o, in, n, 1f, dout.deviceAddress(), o, 0, x.deviceAddress(), in, 0, 1f, dw.deviceAddress(), in, 0,
                     0, 1, Blas.Type.F32);
         }
-        if (dbias != null) elementwise.broadcastAddBackward(dbias, dout, n, o);
+        if (dbias != null) elementwise.broadcastAddBackward(dbias, dout);
     }
 
     /**

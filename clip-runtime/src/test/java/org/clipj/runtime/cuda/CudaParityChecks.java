@@ -432,19 +432,19 @@ abstract class CudaParityChecks {
     @Test
     void attentionStreamsKeyTilesWhenAHeadDoesNotFit() {
         // 300 keys in 64-key tiles on any device: exercises the streaming path of the same kernel.
-        assertEquals(64, cuda.attention.keyTile("attention_forward", 64, 100_000));
+        assertEquals(64, cuda.cx.attention.keyTile("attention_forward", 64, 100_000));
         int b = 1, t = 300, heads = 1, c = 64;
         Tensor qkv = random(120, b, t, 3 * c);
         Tensor out = Tensor.zeros(DType.F32, b, t, c), dOut = cuda.zeros(DType.F32, b, t, c);
         CPU.attentionForward(out, null, qkv, heads, true);
-        cuda.attention.attentionForward("attention_forward", dOut, null, up(qkv), heads, true, 64);
+        cuda.cx.attention.attentionForward("attention_forward", dOut, null, up(qkv), heads, true, 64);
         assertClose("attention T=300 tiled", out, dOut, TOL);
         Tensor q16 = cuda.zeros(DType.BF16, b, t, 3 * c), o16 = cuda.zeros(DType.BF16, b, t, c);
         cuda.cast(q16, up(qkv));
         Tensor rounded = cuda.zeros(DType.F32, b, t, 3 * c);
         cuda.cast(rounded, q16);
         CPU.attentionForward(out, null, cuda.download(rounded), heads, true);
-        cuda.attention.attentionForward("attention_forward_mma_bf16", o16, null, q16, heads, true, 40); // ragged tile
+        cuda.cx.attention.attentionForward("attention_forward_mma_bf16", o16, null, q16, heads, true, 40); // ragged tile
         Tensor o32 = cuda.zeros(DType.F32, b, t, c);
         cuda.cast(o32, o16);
         assertClose("tensor-core attention T=300 tiled", out, o32, 2e-2f);
@@ -467,7 +467,7 @@ abstract class CudaParityChecks {
                     CPU.attentionForward(out, lse, cuda.download(rounded), heads, causal);
                     Tensor o16 = cuda.zeros(type, b, t, c), o32 = cuda.zeros(DType.F32, b, t, c);
                     Tensor dLse = cuda.zeros(DType.F32, b, heads, t);
-                    cuda.attention.attentionForward(kernel, o16, dLse, q16, heads, causal, cuda.attention.keyTile(kernel, 64, t));
+                    cuda.cx.attention.attentionForward(kernel, o16, dLse, q16, heads, causal, cuda.cx.attention.keyTile(kernel, 64, t));
                     cuda.cast(o32, o16);
                     String what = kernel + " " + java.util.Arrays.toString(shape) + (causal ? " causal" : "");
                     // BF16 outputs carry 8 bits of mantissa; the tensor-core kernel also rounds P to BF16.
@@ -525,12 +525,12 @@ abstract class CudaParityChecks {
                 Tensor out = Tensor.zeros(DType.F32, b, t, hd), lse = Tensor.zeros(DType.F32, b, heads, t);
                 CPU.attentionForward(out, lse, qkv, heads, causal);
                 Tensor dOut = cuda.zeros(DType.F32, b, t, hd), dLse = cuda.zeros(DType.F32, b, heads, t);
-                cuda.attention.attentionForward("attention_forward", dOut, dLse, up(qkv), heads, causal, 32);
+                cuda.cx.attention.attentionForward("attention_forward", dOut, dLse, up(qkv), heads, causal, 32);
                 assertClose("attention tiled " + what, out, dOut, TOL);
                 assertClose("attention tiled lse " + what, lse, dLse, TOL);
                 Tensor dout = random(321 + hd, b, t, hd), dqkv = random(322 + hd, b, t, 3 * hd), gdqkv = up(dqkv);
                 CPU.attentionBackward(dqkv, dout, qkv, out, lse, heads, causal);
-                cuda.attention.attentionBackward(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal, 32);
+                cuda.cx.attention.attentionBackward(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal, 32);
                 assertClose("attentionBackward tiled " + what, dqkv, gdqkv, TOL);
 
                 Tensor q16 = cuda.zeros(DType.BF16, b, t, 3 * hd), o16 = cuda.zeros(DType.BF16, b, t, hd);
@@ -538,7 +538,7 @@ abstract class CudaParityChecks {
                 Tensor rounded = cuda.zeros(DType.F32, b, t, 3 * hd), o32 = cuda.zeros(DType.F32, b, t, hd);
                 cuda.cast(rounded, q16);
                 CPU.attentionForward(out, null, cuda.download(rounded), heads, causal);
-                cuda.attention.attentionForward("attention_forward_mma_bf16", o16, null, q16, heads, causal, 40);
+                cuda.cx.attention.attentionForward("attention_forward_mma_bf16", o16, null, q16, heads, causal, 40);
                 cuda.cast(o32, o16);
                 assertClose("tensor-core attention tiled " + what, out, o32, 1e-2f);
             }
@@ -578,7 +578,7 @@ abstract class CudaParityChecks {
                 if (family.contains("mma")) {
                     cuda.attentionForward(o16, dLse, q16, heads, causal); // the public entry point's BF16 kernel
                 } else {
-                    cuda.attention.attentionForward(family, o16, dLse, q16, heads, causal, cuda.attention.keyTile(family, s[3], t));
+                    cuda.cx.attention.attentionForward(family, o16, dLse, q16, heads, causal, cuda.cx.attention.keyTile(family, s[3], t));
                 }
                 cuda.cast(o32, o16);
                 String what = family + " " + java.util.Arrays.toString(s) + (causal ? " causal" : "");
@@ -651,12 +651,12 @@ abstract class CudaParityChecks {
             CPU.l2NormalizeForward(nb, null, b);
             CPU.matmul(expected, na, false, nb, true, 100f, 0f);
             Tensor actual = cuda.zeros(DType.F32, n, m);
-            cuda.similarityForward(actual, up(a), up(b), 100f, true);
+            cuda.cx.similarity.similarity(actual, up(a), up(b), 100f, true);
             assertClose("similarity F32 " + java.util.Arrays.toString(s), expected, actual, TOL);
             Tensor a16 = cuda.zeros(DType.BF16, n, d), b16 = cuda.zeros(DType.BF16, m, d);
             cuda.cast(a16, up(a));
             cuda.cast(b16, up(b));
-            cuda.similarityForward(actual, a16, b16, 100f, true);
+            cuda.cx.similarity.similarity(actual, a16, b16, 100f, true);
             assertClose("similarity BF16 " + java.util.Arrays.toString(s), expected, actual, 2e-2f);
         }
     }
@@ -867,10 +867,10 @@ abstract class CudaParityChecks {
     @Test
     void allocatorReusesReleasedBlocks() {
         Tensor t = cuda.zeros(DType.F32, 1000);
-        long misses = cuda.memory.driverAllocations();
+        long misses = cuda.cx.memory.driverAllocations();
         cuda.release(t);
         Tensor again = cuda.zeros(DType.F32, 999); // same size class
-        assertEquals(misses, cuda.memory.driverAllocations());
+        assertEquals(misses, cuda.cx.memory.driverAllocations());
         assertEquals(DeviceAllocator.sizeClass(4000), DeviceAllocator.sizeClass(3996));
         assertTrue(DeviceAllocator.sizeClass(5_000_000) >= 5_000_000 && DeviceAllocator.sizeClass(5_000_000) < 6_000_000);
         cuda.release(again);
