@@ -118,10 +118,6 @@ final class DeviceMemory {
         return blocks;
     }
 
-    long allocatedBytes() {
-        return allocator.allocatedBytes();
-    }
-
     long cachedBytes() {
         return allocator.cachedBytes();
     }
