@@ -401,7 +401,7 @@ final class ElementwiseOps {
 
     static void softmaxScalar(Tensor out, Tensor x) {
         float[] o = out.f32(), xs = x.f32();
-        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
+        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Shapes.rows(x);
         for (int r = 0; r < rows; r++) {
             int ro = oo + r * c, rx = xo + r * c;
             float max = Float.NEGATIVE_INFINITY;
@@ -419,7 +419,7 @@ final class ElementwiseOps {
 
     static void softmaxVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
-        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
+        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Shapes.rows(x);
         if (c == 0) return;
         Parallel.range(pool, rows, Math.max(1, GRAIN / c), (from, to) -> {
             for (int r = from; r < to; r++) {

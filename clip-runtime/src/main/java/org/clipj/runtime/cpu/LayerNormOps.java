@@ -17,7 +17,7 @@ final class LayerNormOps {
 
     /** out (N, C), mean (N) and rstd (N) (both may be null), x (N, C), w (C), b (C). */
     static void forwardScalar(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
-        int c = x.dim(-1), rows = Check.rows(x);
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] o = out.f32(), xs = x.f32(), ws = w.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), wo = w.offset(), bo = b.offset();
         for (int r = 0; r < rows; r++) {
@@ -44,7 +44,7 @@ final class LayerNormOps {
      */
     static void forwardVector(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps,
                               ComputePool pool) {
-        int c = x.dim(-1), rows = Check.rows(x);
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] o = out.f32(), xs = x.f32(), ws = w.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), wo = w.offset(), bo = b.offset();
         float[] ms = mean == null ? null : mean.f32(), rs = rstd == null ? null : rstd.f32();
@@ -90,7 +90,7 @@ final class LayerNormOps {
 
     /** dx (N, C) +=, dw (C) +=, db (C) += (each may be null), as llm.c's layernorm_backward. */
     static void backwardScalar(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
-        int c = x.dim(-1), rows = Check.rows(x);
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] g = dout.f32(), xs = x.f32(), ws = w.f32(), ms = mean.f32(), rs = rstd.f32();
         int go = dout.offset(), xo = x.offset(), wo = w.offset();
         for (int r = 0; r < rows; r++) {
@@ -118,7 +118,7 @@ final class LayerNormOps {
     /** Rows split over the pool; dw/db go through one partial buffer per chunk, merged in chunk order. */
     static void backwardVector(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd,
                                ComputePool pool) {
-        int c = x.dim(-1), rows = Check.rows(x);
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] g = dout.f32(), xs = x.f32(), ws = w.f32(), ms = mean.f32(), rs = rstd.f32();
         int go = dout.offset(), xo = x.offset(), wo = w.offset(), mo = mean.offset(), so = rstd.offset();
         int chunks = Parallel.chunks(pool, rows, Math.max(1, GRAIN / Math.max(1, c)));

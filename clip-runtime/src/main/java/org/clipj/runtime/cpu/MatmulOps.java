@@ -42,7 +42,7 @@ final class MatmulOps {
      */
     static void linearForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
                               Tensor bias, Activation activation, Tensor residual) {
-        int o = w.dim(0), in = w.dim(1), rows = Check.rows(x);
+        int o = w.dim(0), in = w.dim(1), rows = Shapes.rows(x);
         float[] ov = out.f32();
         int oo = out.offset();
         if (vector) {
@@ -72,7 +72,7 @@ final class MatmulOps {
     /** dx (N, I) += dout (N, O) @ w (O, I); dw (O, I) += dout^T @ x; dbias (O) += sum_rows(dout). */
     static void linearBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dw, Tensor dbias, Tensor dout,
                                Tensor x, Tensor w) {
-        int o = w.dim(0), in = w.dim(1), rows = Check.rows(dout);
+        int o = w.dim(0), in = w.dim(1), rows = Shapes.rows(dout);
         float[] g = dout.f32();
         int go = dout.offset();
         if (dx != null) {

@@ -142,7 +142,7 @@ final class NormOps {
     // ---------------------------------------------------------------- L2 normalization of rows
 
     static void l2NormalizeForward(ComputePool pool, boolean vector, Tensor out, Tensor norms, Tensor x) {
-        int d = x.dim(-1), rows = Check.rows(x);
+        int d = x.dim(-1), rows = Shapes.rows(x);
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
         Parallel.Range body = (from, to) -> {
@@ -172,7 +172,7 @@ final class NormOps {
 
     /** dx += (dout - out (dout . out)) / ||x|| per row; below eps the denominator is the constant eps. */
     static void l2NormalizeBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dout, Tensor out, Tensor norms) {
-        int d = out.dim(-1), rows = Check.rows(out);
+        int d = out.dim(-1), rows = Shapes.rows(out);
         float[] dxs = dx.f32(), g = dout.f32(), y = out.f32(), ns = norms.f32();
         int dxo = dx.offset(), go = dout.offset(), yo = out.offset(), no = norms.offset();
         Parallel.Range body = (from, to) -> {
