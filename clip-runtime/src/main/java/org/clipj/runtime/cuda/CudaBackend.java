@@ -3,6 +3,7 @@ package org.clipj.runtime.cuda;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -70,6 +71,8 @@ public final class CudaBackend implements Backend {
     private MemorySegment staging;                  // pinned host buffer for upload/download
     private boolean capturing;
     private List<DeviceAllocator.Block> captureBlocks; // allocated while capturing: owned by the graph
+    private Map<DeviceAllocator.Block, Long> captureUsable; // of those, the most bytes any use in the capture asked
+    private Map<Long, ArrayDeque<DeviceAllocator.Block>> captureIdle; // released in the capture, by size class
     private final Map<String, Integer> sharedLimits = new HashMap<>(); // dynamic shared memory opted into, per kernel
     private final boolean syncEveryLaunch; // clip.cuda.sync: debug mode, a fault names its kernel
     private boolean closed;
@@ -153,6 +156,15 @@ public final class CudaBackend implements Backend {
     public synchronized Tensor empty(DType dtype, int... shape) {
         long bytes = Tensor.numel(shape) * dtype.byteSize();
         DeviceAllocator.Block block;
+        ArrayDeque<DeviceAllocator.Block> idle = capturing ? captureIdle.get(DeviceAllocator.sizeClass(bytes)) : null;
+        if (idle != null && !idle.isEmpty()) {
+            // Released earlier in this capture: reused as in eager mode (one stream, so the graph runs in order).
+            block = idle.pop();
+            long usable = Math.max(captureUsable.get(block), bytes);
+            captureUsable.put(block, usable);
+            driver.memUsable(block.address, usable);
+            return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
+        }
         try {
             block = allocator.allocate(bytes, CudaBackend::publicOp);
         } catch (CudaException e) {
@@ -162,7 +174,10 @@ public final class CudaBackend implements Backend {
             }
             throw e;
         }
-        if (capturing) captureBlocks.add(block);
+        if (capturing) {
+            captureBlocks.add(block);
+            captureUsable.put(block, bytes);
+        }
         return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
     }
 
@@ -284,7 +299,11 @@ public final class CudaBackend implements Backend {
     /** Returns a tensor's memory to the allocator now; neither it nor its views may be used afterwards. */
     @Override
     public synchronized void release(Tensor t) {
-        if (t != null && t.owner() instanceof DeviceAllocator.Block block && !(capturing && captureBlocks.contains(block))) {
+        if (t == null || !(t.owner() instanceof DeviceAllocator.Block block)) return;
+        if (capturing && captureUsable.containsKey(block)) {
+            ArrayDeque<DeviceAllocator.Block> idle = captureIdle.computeIfAbsent(block.bytes, k -> new ArrayDeque<>());
+            if (!idle.contains(block)) idle.push(block); // for later allocations of this capture only
+        } else {
             allocator.release(block);
         }
     }
@@ -1231,13 +1250,16 @@ public final class CudaBackend implements Backend {
      * tensors (with {@link #copy}) and replay. Ops with a sync point (download, the loss, sums)
      * cannot be captured; gathers skip their index check while capturing. Run the body once
      * before capturing it so the allocator's cache already holds its temporaries (a driver
-     * allocation inside a capture is not allowed by CUDA). Every block allocated during the capture
-     * stays reserved for the graph (even if released) until the graph is closed.
+     * allocation inside a capture is not allowed by CUDA). A block released during the capture serves
+     * the capture's later allocations (as in eager mode: one stream, in order); every block allocated
+     * during the capture stays reserved for the graph until the graph is closed.
      */
     public synchronized Graph capture(Runnable body) {
         checkOpen();
         if (capturing) throw new IllegalStateException("capture: already capturing");
         captureBlocks = new ArrayList<>();
+        captureUsable = new HashMap<>();
+        captureIdle = new HashMap<>();
         capturing = true;
         driver.streamBeginCapture(stream);
         try {
@@ -1247,6 +1269,8 @@ public final class CudaBackend implements Backend {
             // driver's "capture invalidated" that follows is only a consequence.
             capturing = false;
             captureBlocks = null;
+            captureUsable = null;
+            captureIdle = null;
             try {
                 driver.graphDestroy(driver.streamEndCaptureAndInstantiate(stream));
             } catch (RuntimeException end) {
@@ -1258,6 +1282,8 @@ public final class CudaBackend implements Backend {
         long exec = driver.streamEndCaptureAndInstantiate(stream);
         Graph graph = new Graph(exec, captureBlocks);
         captureBlocks = null;
+        captureUsable = null;
+        captureIdle = null;
         return graph;
     }
 
