@@ -291,8 +291,9 @@ def models():
     embed, res, width, layers, patch, ctx, vocab, twidth, tlayers = SIZES["config"]
     label = SIZES["model"]
     model = Clip(*SIZES["config"]).to(dev)
-    # (off on the CPU, whose autocast in older torch leaves LayerNorm's weights F32 beside BF16 inputs)
-    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=CUDA)  # noqa: E731
+    # (off on the CPU, whose autocast in older torch leaves LayerNorm's weights F32 beside BF16 inputs; no cast cache,
+    # which CUDA graph capture does not allow, so every call casts the weights as the replayed graph does)
+    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=CUDA, cache_enabled=False)  # noqa: E731
     model.eval()
     with torch.inference_mode():
         for b in SIZES["batches"]:

@@ -8,7 +8,8 @@
 #   3. the same workloads in PyTorch (peer.py) when python3 with a CUDA torch is present
 # and writes $OUT/report.json (plus the raw logs and JUnit XML under $OUT): each clipj row beside the peer's row of the
 # same name, with speedup (> 1: clipj better; time: peer/clipj, rate: clipj/peer). Budget: under 8 minutes in all
-# (CLIP_BUNDLE_SECONDS, default 460): each step's timeout is cut to what is left.
+# (CLIP_BUNDLE_SECONDS, default 440; a step that finds less than 10 s left still gets 10): each step's timeout is
+# cut to what is left.
 # The tests run in debug mode (clip.cuda.sync=true); "ok" is false when any test or test class failed or
 # aborted. Without a GPU it stops at once: one line on stderr, {"device": null, "error": ..., "ok": false}, exit 2.
 set -uo pipefail
@@ -16,7 +17,7 @@ B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-$B/out}"
 mkdir -p "$OUT"
 start=$SECONDS
-BUDGET="${CLIP_BUNDLE_SECONDS:-460}"
+BUDGET="${CLIP_BUNDLE_SECONDS:-440}"
 # A step's timeout: its own cap, or what is left of the budget when that is less (at least 10 s).
 cap() { local left=$((BUDGET - (SECONDS - start))); [ "$1" -lt "$left" ] && echo "$1" || echo $((left > 10 ? left : 10)); }
 # No GPU: one clear line and a report that says so, at once (nothing else here can run).

@@ -94,10 +94,19 @@ public final class ClipGpuBench {
         }
     }
 
+    /** Every row; a section whose setup fails (out of memory, a device fault) is one error row, and the next runs. */
     void runAll() {
-        for (int b : sizes.batches) ops(b);
-        for (int n : sizes.contrastiveN) contrastive(n);
-        models();
+        for (int b : sizes.batches) section("ops-b" + b, () -> ops(b));
+        for (int n : sizes.contrastiveN) section("contrastive-n" + n, () -> contrastive(n));
+        section(sizes.model + "-models", this::models);
+    }
+
+    private void section(String name, Runnable body) {
+        try {
+            body.run();
+        } catch (RuntimeException e) {
+            error(name, e);
+        }
     }
 
     // ---------------------------------------------------------------- ops
@@ -191,15 +200,8 @@ public final class ClipGpuBench {
 
     private void models() {
         ClipConfig config = ClipConfig.named(sizes.config);
-        ClipModel trainable;
-        ClipModel inference;
-        try {
-            trainable = ClipModel.initialize(config, 0, cuda);
-            inference = ClipModel.fromStateDict(trainable.stateDict(), config, cuda, Precision.BF16);
-        } catch (RuntimeException e) {
-            error(sizes.model + "-models", e);
-            return;
-        }
+        ClipModel trainable = ClipModel.initialize(config, 0, cuda);
+        ClipModel inference = ClipModel.fromStateDict(trainable.stateDict(), config, cuda, Precision.BF16);
         for (int b : sizes.batches) {
             Tensor pixels = pixels(b, config);
             if (b == 1) imageGraph(inference, pixels);

@@ -32,8 +32,8 @@ import java.util.Map;
  * {@link #funcSetMaxDynamicShared} (and above the device's 227 KiB at all), and allocation, free or
  * synchronization while a stream is being captured (the capture is then invalidated, as in CUDA's global
  * capture mode), and a block larger than the kernel allows: its {@code __launch_bounds__}, or what its
- * registers per thread (ptxas -v, per architecture) leave of an SM's 65536 registers, or more than 1024
- * threads; static plus dynamic shared memory above 227 KiB. Those limits come from {@code <library>.limits}
+ * registers per thread (ptxas -v, per architecture) leave of an SM's 65536 registers; static plus
+ * dynamic shared memory above 227 KiB. Those limits come from {@code <library>.limits}
  * beside the library (written by kernels/build.sh); without the file, or without nvcc's figures in it, a
  * warning says what goes unchecked. Settings: {@code clip.sim.memory} (or env CLIP_SIM_MEMORY) caps the device memory, in
  * bytes with an optional k/m/g suffix, so out-of-memory paths can be tested; {@code clip.sim.schedule}
@@ -576,9 +576,11 @@ public final class SimCudaDriver implements CudaDriver {
             return (x + unit - 1) / unit * unit;
         }
 
-        /** Why a real driver refuses this launch (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES), or null when it does not. */
+        /**
+         * Why a real driver refuses this launch for the kernel's resources (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES), or null
+         * when it does not (more than 1024 threads is CUDA_ERROR_INVALID_VALUE, from the library's own launch check).
+         */
         String refusal(String kernel, int threads, int dynamicShared) {
-            if (threads > MAX_THREADS_PER_BLOCK) return threads + " threads per block, more than the " + MAX_THREADS_PER_BLOCK + " a block may have";
             Integer bound = launchBounds.get(kernel);
             if (bound != null && threads > bound)
                 return threads + " threads per block, more than its __launch_bounds__(" + bound + ") allows";
