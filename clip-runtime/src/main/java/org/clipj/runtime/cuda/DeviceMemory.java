@@ -2,8 +2,11 @@ package org.clipj.runtime.cuda;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 import org.clipj.cuda.CudaException;
 import org.clipj.runtime.DType;
@@ -13,7 +16,8 @@ import org.clipj.runtime.Tensor;
 /**
  * The backend's device memory: tensors from the caching {@link DeviceAllocator}, uploads and downloads
  * through one pinned staging buffer, an 8-byte scratch flag (the error flags of the gathers and the
- * non-finite check) and the blocks a graph capture allocated (owned by the graph, never reused).
+ * non-finite check) and the blocks a graph capture allocated (owned by the graph; a block released during
+ * the capture serves that capture's later allocations, as in eager mode: one stream, so the graph runs in order).
  */
 final class DeviceMemory {
     private static final long STAGING_BYTES = 1 << 20;
@@ -23,6 +27,8 @@ final class DeviceMemory {
     private final DeviceAllocator.Block scratchFlag;
     private final MemorySegment staging;
     private List<DeviceAllocator.Block> captureBlocks; // non-null while capturing
+    private Map<DeviceAllocator.Block, Long> captureUsable; // of those, the most bytes any use in the capture asked
+    private Map<Long, ArrayDeque<DeviceAllocator.Block>> captureIdle; // released in the capture, by size class
 
     DeviceMemory(CudaStream stream) {
         this.stream = stream;
@@ -37,6 +43,14 @@ final class DeviceMemory {
     Tensor empty(DType dtype, int... shape) {
         long bytes = Tensor.numel(shape) * dtype.byteSize();
         DeviceAllocator.Block block;
+        ArrayDeque<DeviceAllocator.Block> idle = captureBlocks != null ? captureIdle.get(DeviceAllocator.sizeClass(bytes)) : null;
+        if (idle != null && !idle.isEmpty()) {
+            block = idle.pop();
+            long usable = Math.max(captureUsable.get(block), bytes);
+            captureUsable.put(block, usable);
+            stream.driver.memUsable(block.address, usable);
+            return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
+        }
         try {
             block = allocator.allocate(bytes, DeviceMemory::publicOp);
         } catch (CudaException e) {
@@ -46,7 +60,10 @@ final class DeviceMemory {
             }
             throw e;
         }
-        if (captureBlocks != null) captureBlocks.add(block);
+        if (captureBlocks != null) {
+            captureBlocks.add(block);
+            captureUsable.put(block, bytes);
+        }
         return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
     }
 
@@ -84,9 +101,13 @@ final class DeviceMemory {
         return host;
     }
 
-    /** Returns a tensor's block to the allocator now, unless a capture owns it. */
+    /** Returns a tensor's block to the allocator now; one a capture owns goes back to that capture only. */
     void release(Tensor t) {
-        if (t != null && t.owner() instanceof DeviceAllocator.Block block && !(captureBlocks != null && captureBlocks.contains(block))) {
+        if (t == null || !(t.owner() instanceof DeviceAllocator.Block block)) return;
+        if (captureBlocks != null && captureUsable.containsKey(block)) {
+            ArrayDeque<DeviceAllocator.Block> idle = captureIdle.computeIfAbsent(block.bytes, k -> new ArrayDeque<>());
+            if (!idle.contains(block)) idle.push(block);
+        } else {
             allocator.release(block);
         }
     }
@@ -109,12 +130,16 @@ final class DeviceMemory {
     /** From now on every block allocated belongs to the capture. */
     void beginCapture() {
         captureBlocks = new ArrayList<>();
+        captureUsable = new HashMap<>();
+        captureIdle = new HashMap<>();
     }
 
     /** The blocks allocated since {@link #beginCapture}. */
     List<DeviceAllocator.Block> endCapture() {
         List<DeviceAllocator.Block> blocks = captureBlocks;
         captureBlocks = null;
+        captureUsable = null;
+        captureIdle = null;
         return blocks;
     }
 

@@ -810,6 +810,30 @@ abstract class CudaParityChecks {
     // ---------------------------------------------------------------- backend machinery
 
     @Test
+    void aCaptureReusesTheBlocksItReleases() {
+        // Eagerly the four temporaries share one cached block; the capture must do the same (it may not allocate).
+        Tensor x = cuda.upload(random(196, 4, 64)), y = cuda.zeros(DType.F32, 4, 64);
+        Runnable body = () -> {
+            cuda.fill(y, 0f);
+            for (int i = 0; i < 4; i++) {
+                Tensor t = cuda.empty(DType.F32, 4, 64);
+                cuda.quickGeluForward(t, x);
+                cuda.add(y, y, t);
+                cuda.release(t);
+            }
+        };
+        body.run();
+        try (CudaGraph graph = cuda.capture(body)) {
+            cuda.fill(y, 7f);
+            graph.replay();
+            Tensor expected = Tensor.zeros(DType.F32, 4, 64);
+            CPU.quickGeluForward(expected, cuda.download(x));
+            CPU.scale(expected, 4f);
+            assertClose("four released temporaries in one capture", expected, y, TOL);
+        }
+    }
+
+    @Test
     void graphCaptureReplaysWithNewInputs() {
         Tensor x = cuda.upload(random(190, 4, 64)), w = cuda.upload(random(191, 64)), b = cuda.upload(random(192, 64));
         Tensor y = cuda.zeros(DType.F32, 4, 64);
