@@ -46,16 +46,12 @@ final class ZipIndex {
 
     /** Reads the central directory of the mapped zip file {@code file} ({@code path} names it in errors). */
     static ZipIndex read(MemorySegment file, Path path) {
-        long size = file.byteSize();
         long end = findEnd(file, path);
         long count = u16(file, end + 10);
         long directorySize = u32(file, end + 12);
         long directoryOffset = u32(file, end + 16);
-        if (count == 0xffff || directorySize == 0xffffffffL || directoryOffset == 0xffffffffL) {
-            long locator = end - 20;
-            if (locator < 0 || file.get(U32, locator) != END64_LOCATOR) {
-                throw corrupt(path, "zip64 sizes without a zip64 end-of-central-directory locator");
-            }
+        long locator = end - 20;   // a zip64 archive (PyTorch writes them) has its real values in the zip64 record
+        if (locator >= 0 && file.get(U32, locator) == END64_LOCATOR) {
             long end64 = file.get(U64, locator + 8);
             if (end64 < 0 || end64 > locator - 56 || file.get(U32, end64) != END64) {
                 throw corrupt(path, "zip64 end-of-central-directory record missing at offset " + end64);
@@ -64,6 +60,8 @@ final class ZipIndex {
             directorySize = file.get(U64, end64 + 40);
             directoryOffset = file.get(U64, end64 + 48);
             end = end64;
+        } else if (directorySize == 0xffffffffL || directoryOffset == 0xffffffffL) {
+            throw corrupt(path, "zip64 sizes without a zip64 end-of-central-directory locator");
         }
         if (directoryOffset < 0 || directorySize < 0 || directoryOffset > end - directorySize || count < 0
                 || count > directorySize / CENTRAL_SIZE) {
@@ -119,7 +117,7 @@ final class ZipIndex {
             if ((flags & 1) != 0) {
                 throw new InvalidInputException(path + ": zip entry " + name + " is encrypted, which is not supported");
             }
-            entries.put(name, entry(file, path, name, flags, method, compressed, uncompressed, local, directoryOffset));
+            entries.put(name, entry(file, path, name, method, compressed, uncompressed, local, directoryOffset));
             if (entries.size() != i + 1) {
                 throw corrupt(path, "entry " + name + " appears twice");
             }
@@ -163,7 +161,7 @@ final class ZipIndex {
         try {
             inflater.setInput(file.asSlice(e.dataOffset(), e.compressedSize()).asByteBuffer());
             int n = 0;
-            while (n < out.length && !inflater.finished() && !inflater.needsInput()) {
+            while (n < out.length && !inflater.finished() && !inflater.needsInput() && !inflater.needsDictionary()) {
                 n += inflater.inflate(out, n, out.length - n);
             }
             if (n != out.length) {
@@ -190,7 +188,7 @@ final class ZipIndex {
                 + " truncated or corrupt?)");
     }
 
-    private static Entry entry(MemorySegment file, Path path, String name, int flags, int method, long compressed,
+    private static Entry entry(MemorySegment file, Path path, String name, int method, long compressed,
                                long size, long local, long directoryOffset) {
         if (method != STORED && method != DEFLATED) {
             throw new InvalidInputException(path + ": zip entry " + name + " uses compression method " + method
