@@ -60,7 +60,7 @@ public final class Clip implements AutoCloseable {
     /**
      * @param vocab     the BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with a
      *                  Hugging Face vocab.json + merges.txt); null: look next to the checkpoint, then $CLIP_VOCAB
-     * @param device    cpu | cuda | auto
+     * @param device    cpu | cuda | auto; null: system property clip.backend, else env CLIP_BACKEND, else auto
      * @param batchSize images or texts per forward pass
      * @param precision the GEMM weights' precision (see {@link Precision}); null: BF16 on CUDA, F32 on
      *                  the CPU. F16 with the CPU backend is an error, and so is BF16 on a CPU without
@@ -75,7 +75,7 @@ public final class Clip implements AutoCloseable {
             }
         }
 
-        /** The default precision for the device, the architecture from the checkpoint. */
+        /** The default precision for the backend, the architecture from the checkpoint. */
         public Options(Path vocab, String device, int batchSize) {
             this(vocab, device, batchSize, null, null);
         }
@@ -85,8 +85,9 @@ public final class Clip implements AutoCloseable {
             this(vocab, device, batchSize, precision, null);
         }
 
+        /** The backend from clip.backend / CLIP_BACKEND (else auto), batches of 32, the backend's precision. */
         public static Options defaults() {
-            return new Options(null, "auto", 32);
+            return new Options(null, null, 32);
         }
 
         public Options withVocab(Path v) {
@@ -153,7 +154,7 @@ public final class Clip implements AutoCloseable {
         resolved.warnings().forEach(LOG::warn);
         LOG.info("architecture {} from {}; preprocessing {}", resolved.config().name(), resolved.configSource(),
                 resolved.preprocess().describe());
-        Backend backend = Backends.create(options.device());
+        Backend backend = Backends.select(options.device(), "requested device " + options.device());
         try {
             Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
             ClipModel clipModel = ClipModel.fromStateDict(resolved.checkpoint().tensors(), resolved.config(), backend, precision);

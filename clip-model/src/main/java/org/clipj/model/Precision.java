@@ -30,12 +30,12 @@ public enum Precision {
         return dtype;
     }
 
-    /** "f32", "bf16" or "f16" (any case); anything else names the argument in the error. */
+    /** "f32", "bf16" or "f16" (any case); anything else is an error naming the value. */
     public static Precision parse(String name) {
         for (Precision p : values()) {
             if (p.name().equalsIgnoreCase(name.trim())) return p;
         }
-        throw new InvalidInputException("--precision " + name + ": expected f32, bf16 or f16");
+        throw new InvalidInputException("unknown precision '" + name + "': expected f32, bf16 or f16");
     }
 
     /** The default for a backend: BF16 on CUDA, F32 on the CPU. */
@@ -51,14 +51,14 @@ public enum Precision {
         if (this == BF16 && backend.device() == Device.CPU) {
             String reason = Bf16Gemm.unavailableReason();
             if (reason != null) {
-                throw new InvalidInputException("--precision bf16 on the CPU: " + reason
-                        + "; use --precision f32 (the CPU's default) or --device cuda");
+                throw new InvalidInputException("precision bf16 on the CPU backend: " + reason
+                        + "; use f32 (the CPU's default), or the CUDA backend");
             }
             return;
         }
         if (this != F32 && backend.device() == Device.CPU) {
-            throw new InvalidInputException("--precision " + this.name().toLowerCase(Locale.ROOT) + ": the CPU backend"
-                    + " computes in F32 and BF16 only; use --precision f32 or bf16, or --device cuda");
+            throw new InvalidInputException("precision " + this.name().toLowerCase(Locale.ROOT) + " on the CPU backend:"
+                    + " it computes in F32 and BF16 only; use f32 or bf16, or the CUDA backend for f16");
         }
     }
 }

@@ -22,10 +22,9 @@ final class Bf16LinearOps {
     // prepareWeight's BF16 views -> their packed panels; an entry goes when its view is unreachable
     private final Map<Tensor, Bf16Gemm.PackedWeight> packed = Collections.synchronizedMap(new WeakHashMap<>());
 
-    /** A view of w (BF16 (O, I)) whose panels are packed now, once; the scalar reference path returns w. */
-    Tensor prepare(Tensor w, boolean vector) {
-        Check.argument("prepareWeight", w.rank() == 2, "a BF16 w must be a linear weight (O, I), got " + w.shapeString());
-        if (!vector) return w;
+    /** A view of w (BF16 (O, I), checked by OpChecks) whose panels are packed now, once; the scalar reference path returns w. */
+    Tensor prepare(OpContext cx, Tensor w) {
+        if (!cx.vector()) return w;
         Tensor view = w.reshape(w.shape());
         packed.put(view, pack(w));
         return view;
@@ -35,20 +34,20 @@ final class Bf16LinearOps {
         return Bf16Gemm.pack(w.bits16(), w.offset(), w.dim(0), w.dim(1));
     }
 
-    /** The linear ops' shared body for a BF16 w; arguments were checked by CpuBackend. */
-    void forward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation,
-                 Tensor residual) {
-        if (!vector) {
+    /** The linear ops' shared body for a BF16 w; arguments were checked by OpChecks. */
+    void forward(OpContext cx, Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation, Tensor residual) {
+        if (!cx.vector()) {
             reference(out, x, w, bias, activation, residual);
             return;
         }
         Bf16Gemm.PackedWeight pw = packed.get(w);
         if (pw == null) pw = pack(w);   // not from prepareWeight: packed for this call only
         Bf16Gemm.PackedWeight weights = pw;
-        int m = Check.rows(x), n = w.dim(0), k = w.dim(1);
+        int m = Shapes.rows(x), n = w.dim(0), k = w.dim(1);
         float[] xv = x.f32(), ov = out.f32();
         float[] bv = bias == null ? null : bias.f32(), rv = residual == null ? null : residual.f32();
         int xo = x.offset(), oo = out.offset(), bo = bias == null ? 0 : bias.offset(), ro = residual == null ? 0 : residual.offset();
+        ComputePool pool = cx.pool();
         int threads = pool.parallelism();
         if (threads <= 1 || 2L * m * n * k < SERIAL_FLOPS) {
             Bf16Gemm.tile(xv, xo, weights, ov, oo, bv, bo, rv, ro, activation, 0, m, 0, n);
@@ -91,7 +90,7 @@ final class Bf16LinearOps {
         short[] bits = w.bits16();
         float[] wide = new float[w.size()];
         for (int i = 0; i < wide.length; i++) wide[i] = DType.bf16ToFloat(bits[w.offset() + i]);
-        MatmulOps.linearForward(null, false, out, Tensor.of(rounded, x.shape()), Tensor.of(wide, w.shape()), null, bias,
-                activation, residual);
+        MatmulOps.linearForward(new OpContext(null, false), out, Tensor.of(rounded, x.shape()), Tensor.of(wide, w.shape()), null,
+                bias, activation, residual);
     }
 }
