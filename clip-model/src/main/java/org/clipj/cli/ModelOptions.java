@@ -26,7 +26,7 @@ final class ModelOptions {
     String device;
 
     @Option(names = "--precision", paramLabel = "P", converter = PrecisionName.class,
-            description = "Precision of the GEMM weights: f32, bf16 or f16 (bf16/f16 need --device cuda). Default: bf16 on cuda, f32 on cpu.")
+            description = "Precision of the GEMM weights: f32, bf16 or f16 (f16 needs --device cuda; bf16 on the cpu needs AVX512_BF16). Default: bf16 on cuda, f32 on cpu.")
     Precision precision;
 
     @Option(names = "--batch", defaultValue = "32", paramLabel = "N", description = "Images or texts per forward pass (default: ${DEFAULT-VALUE}).")

@@ -2,6 +2,7 @@ package org.clipj.model;
 
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
+import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
@@ -14,6 +15,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.function.Function;
+import java.util.function.Predicate;
 
 /**
  * CLIP (openai/CLIP {@code clip/model.py}): a vision tower (ViT or ModifiedResNet), a text
@@ -28,9 +30,9 @@ import java.util.function.Function;
  * <p>Inference models: a model loaded with a {@link Precision} ({@link #fromStateDict(Map, Backend,
  * Precision)}) is for inference only. Its linear and patch-embedding weights are handed to
  * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
- * {@link Precision#BF16} or {@link Precision#F16} (CUDA only) it also holds 16-bit copies of its linear
- * and convolution weights, made once at load, so {@link #encodeImage}/{@link #encodeText} run those
- * GEMMs in that type with F32 accumulation. The training calls need a model from
+ * {@link Precision#BF16} or {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear
+ * layers only) it also holds 16-bit copies of its linear and convolution weights, made once at load,
+ * so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation. The training calls need a model from
  * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
  */
 public final class ClipModel {
@@ -87,10 +89,13 @@ public final class ClipModel {
     private void prepareForInference(Precision p) {
         precision = p;
         inferenceOnly = true;
+        // the CPU multiplies 16-bit weights in its linear layers only: its convolutions stay F32
+        Predicate<TensorSpec> castable = backend.device() == Device.CPU ? s -> feedsGemm(s) && s.shape().length == 2
+                : ClipModel::feedsGemm;
         Function<String, Tensor> visualWeights = p == Precision.F32 ? visual::value
-                : visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm);
+                : visual.castCopies(backend, p.dtype(), castable);
         Function<String, Tensor> textWeights = p == Precision.F32 ? text::value
-                : text.castCopies(backend, p.dtype(), ClipModel::feedsGemm);
+                : text.castCopies(backend, p.dtype(), castable);
         inferenceVision = VisionTower.of(backend, prepared(visualWeights), config);
         inferenceText = new TextTransformer(backend, prepared(textWeights), config);
     }
@@ -163,8 +168,8 @@ public final class ClipModel {
 
     /**
      * As {@link #fromStateDict(Map, Backend)}, for inference only at the given precision (see the class
-     * comment); BF16/F16 need the CUDA backend (the CPU backend computes in F32: an
-     * InvalidInputException says so).
+     * comment); F16 needs the CUDA backend and BF16 the CUDA backend or a CPU with AVX512_BF16 (an
+     * InvalidInputException says why not).
      */
     public static ClipModel fromStateDict(Map<String, Tensor> openAiNamed, Backend backend, Precision precision) {
         return fromStateDict(openAiNamed, ClipConfig.infer(openAiNamed), backend, precision);

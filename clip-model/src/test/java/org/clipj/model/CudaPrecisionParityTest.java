@@ -10,6 +10,7 @@ import java.util.Map;
 import org.clipj.kernels.Kernels;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
+import org.clipj.runtime.cpu.Bf16Gemm;
 import org.clipj.runtime.cpu.CpuBackend;
 import org.clipj.runtime.cuda.CudaBackend;
 import org.junit.jupiter.api.AfterAll;
@@ -79,11 +80,21 @@ class CudaPrecisionParityTest {
     }
 
     @Test
-    void cpuRejects16BitPrecision() {
+    void cpuRejectsF16AndBf16WithoutAvx512Bf16() {
         try (CpuBackend cpu = new CpuBackend()) {
             InvalidInputException e = assertThrows(InvalidInputException.class,
-                    () -> ClipModel.fromStateDict(GoldenData.model("tiny-vit"), cpu, Precision.BF16));
+                    () -> ClipModel.fromStateDict(GoldenData.model("tiny-vit"), cpu, Precision.F16));
             assertTrue(e.getMessage().contains("F32"), e.getMessage());
+            String previous = System.getProperty(Bf16Gemm.MASK_PROPERTY);
+            System.setProperty(Bf16Gemm.MASK_PROPERTY, "avx512_bf16");
+            try {
+                e = assertThrows(InvalidInputException.class,
+                        () -> ClipModel.fromStateDict(GoldenData.model("tiny-vit"), cpu, Precision.BF16));
+                assertTrue(e.getMessage().contains("avx512_bf16") && e.getMessage().contains("f32"), e.getMessage());
+            } finally {
+                if (previous == null) System.clearProperty(Bf16Gemm.MASK_PROPERTY);
+                else System.setProperty(Bf16Gemm.MASK_PROPERTY, previous);
+            }
             assertEquals(Precision.F32, ClipModel.fromStateDict(GoldenData.model("tiny-vit"), cpu).precision());
         }
     }

@@ -12,7 +12,8 @@ import java.util.Arrays;
  * documents (nothing silently broadcasts); scalar arguments (stride, heads, step); the aliasing
  * Backend forbids. Not checked here: data (token ids in range, read on the device that holds them) and
  * a backend's own limits (the CUDA attention kernels' widest head). 16-bit GEMM weights and
- * attention inputs are a CUDA capability: on the CPU they are rejected here, saying so.
+ * attention inputs are a CUDA capability, except BF16 linear weights, which the CPU multiplies too:
+ * on the CPU the others are rejected here, saying so.
  */
 public final class OpChecks {
     private OpChecks() {}
@@ -86,7 +87,7 @@ public final class OpChecks {
 
     /** out = x @ w^T (+ bias): shapes and dtypes, as every linear forward needs them. */
     private static void linear(Device device, String op, Tensor out, Tensor x, Tensor w, Tensor bias) {
-        gemmWeight(device, op, w);
+        linearWeight(device, op, w);
         rank(op, "w", w, 2);
         f32(device, op, "x", x);
         argument(op, x.rank() >= 1 && x.dim(-1) == w.dim(1), "x " + x.shapeString() + " does not end in w's input size, w " + w.shapeString());
@@ -96,7 +97,9 @@ public final class OpChecks {
 
     public static void prepareWeight(Device device, Tensor w) {
         String op = "prepareWeight";
-        gemmWeight(device, op, w);
+        on(device, op, "w", w);
+        if (w.rank() == 2) linearWeight(device, op, w);
+        else gemmWeight(device, op, w);
         argument(op, w.rank() == 2 || w.rank() == 4, "w " + w.shapeString() + " is neither (O, I) nor (O, Ci, p, p)");
     }
 
@@ -529,6 +532,15 @@ public final class OpChecks {
     }
 
     /** A GEMM weight: F32, or BF16/F16 on CUDA (the 16-bit copies of mixed-precision inference). */
+    /** A linear layer's weight: F32 or BF16 on both backends (the CPU's through its native AVX512_BF16 kernels), F16 on CUDA. */
+    private static void linearWeight(Device device, String op, Tensor w) {
+        on(device, op, "w", w);
+        DType d = w.dtype();
+        if (d != DType.F32 && d != DType.BF16 && !(d == DType.F16 && device == Device.CUDA)) {
+            throw new IllegalArgumentException(op + ": w must be F32 or BF16 (or F16 on CUDA), got " + d + " " + w.shapeString());
+        }
+    }
+
     private static void gemmWeight(Device device, String op, Tensor w) {
         on(device, op, "w", w);
         DType d = w.dtype();

@@ -26,7 +26,8 @@ import org.clipj.runtime.cpu.CpuBackend;
  * the forward's wall time not inside any op (model code, views). Also the heap the calling thread
  * allocated per forward and the collections during the timed forwards (both independent of load).
  *
- * <p>Usage: EncoderProfile [THREADS [FORWARDS]] (defaults 2 and 20 timed forwards after 10 warm-up).
+ * <p>Usage: EncoderProfile [THREADS [FORWARDS [PRECISION]]] (defaults 2, 20 timed forwards after 10
+ * warm-up, f32; bf16 runs the linear layers through the native AVX512_BF16 kernels).
  */
 public final class EncoderProfile {
     private static final Map<String, String> CLASSES = new LinkedHashMap<>();
@@ -48,12 +49,13 @@ public final class EncoderProfile {
     public static void main(String[] args) {
         int threads = args.length > 0 ? Integer.parseInt(args[0]) : 2;
         int forwards = args.length > 1 ? Integer.parseInt(args[1]) : 20;
+        Precision precision = Precision.parse(args.length > 2 ? args[2] : "f32");
         ClipConfig config = ClipConfig.named("ViT-B/32");
         try (CpuBackend cpu = new CpuBackend(threads, true)) {
             ProfilingBackend profiling = new ProfilingBackend(cpu);
             Map<String, Tensor> weights = ClipModel.initialize(config, 0, cpu).stateDict();
-            ClipModel model = ClipModel.fromStateDict(weights, config, profiling.backend(), Precision.F32);
-            System.out.println("Per-op profile, ViT-B/32 F32 inference, " + cpu.description() + ", " + forwards
+            ClipModel model = ClipModel.fromStateDict(weights, config, profiling.backend(), precision);
+            System.out.println("Per-op profile, ViT-B/32 " + precision + " inference, " + cpu.description() + ", " + forwards
                     + " forwards after 10 warm-up; share of the forward's wall time\n");
             for (String tower : List.of("image", "text")) {
                 for (int batch : List.of(1, 8)) {

@@ -26,6 +26,7 @@ public final class CpuBackend implements Backend {
     private final OpContext cx;   // what every op-family call gets: the pool and the path
     private final F32Recycler recycled = new F32Recycler();
     private final MatmulOps.PreparedWeights prepared = new MatmulOps.PreparedWeights();
+    private final Bf16LinearOps bf16 = new Bf16LinearOps();   // linear layers with BF16 weights (native kernels)
 
     /** Threads from {@code clip.threads} (default: available processors), path from {@code clip.cpu.vector}. */
     public CpuBackend() {
@@ -100,10 +101,14 @@ public final class CpuBackend implements Backend {
                 : " " + t.shapeString() + " is on " + t.device() + ", the CPU backend needs CPU tensors"));
     }
 
-    /** Vector path: a view of w whose GEMM panels are packed on first use (see {@link MatmulOps.PreparedWeights}). */
+    /**
+     * Vector path: a view of w whose GEMM panels are packed on first use (see {@link MatmulOps.PreparedWeights});
+     * a BF16 linear weight is packed now for the native BF16 kernels ({@link Bf16LinearOps}).
+     */
     @Override
     public Tensor prepareWeight(Tensor w) {
         OpChecks.prepareWeight(Device.CPU, w);
+        if (w.dtype() == DType.BF16) return bf16.prepare(cx, w);
         return vector ? prepared.view(w) : w;
     }
 
@@ -136,19 +141,22 @@ public final class CpuBackend implements Backend {
     @Override
     public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
         OpChecks.linearForward(Device.CPU, out, x, w, bias);
-        MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, null, null);
+        if (w.dtype() == DType.BF16) bf16.forward(cx, out, x, w, bias, null, null);
+        else MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, null, null);
     }
 
     @Override
     public void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation) {
         OpChecks.linearActivationForward(Device.CPU, out, x, w, bias, activation);
-        MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, activation, null);
+        if (w.dtype() == DType.BF16) bf16.forward(cx, out, x, w, bias, activation, null);
+        else MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, activation, null);
     }
 
     @Override
     public void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
         OpChecks.linearResidualForward(Device.CPU, out, x, w, bias, residual);
-        MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, null, residual);
+        if (w.dtype() == DType.BF16) bf16.forward(cx, out, x, w, bias, null, residual);
+        else MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, null, residual);
     }
 
     @Override
