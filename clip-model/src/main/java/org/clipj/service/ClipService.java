@@ -116,7 +116,7 @@ public final class ClipService implements AutoCloseable {
         final CompletableFuture<float[]> future = new CompletableFuture<>();
         final long submitNanos;
         final long timeoutNanos;       // not computed once this long after submission; Long.MAX_VALUE: never
-        String text;                   // TEXT
+        int[] tokens;                  // TEXT: (contextLength) ids, tokenized on the caller's thread
         float[] pixels;                // IMAGE: (3, R, R), once decoded
         long enqueuedNanos;            // when it entered its lane
 
@@ -204,10 +204,7 @@ public final class ClipService implements AutoCloseable {
             for (Input in : inputs) {
                 Request r = new Request(now, timeoutNanos);
                 switch (in) {
-                    case Text t -> {
-                        r.text = t.text();
-                        textLane.add(r);
-                    }
+                    case Text t -> tokenize(r, t.text());
                     case Image i -> decodePool.execute(() -> decode(r, i.name(), () -> clip.preprocess().apply(i.image())));
                     case EncodedImage e -> decodePool.execute(() -> decode(r, e.name(),
                             () -> clip.preprocess().apply(ImageLoader.readOriginal(e.bytes(), e.name()))));
@@ -226,6 +223,22 @@ public final class ClipService implements AutoCloseable {
 
     private static Kind kindOf(Input in) {
         return in instanceof Text ? Kind.TEXT : Kind.IMAGE;
+    }
+
+    /**
+     * On the caller's thread, so the dispatcher's thread runs forward passes only: tokenizes one text and
+     * queues it, or fails its request (a model without a tokenizer, say) as a decoding failure fails an image's.
+     */
+    private void tokenize(Request r, String text) {
+        try {
+            r.tokens = clip.tokenizer().tokenize(List.of(text), clip.config().contextLength(), true)[0];
+        } catch (RuntimeException e) {
+            slots.release();
+            metrics.count(Kind.TEXT, ServiceMetrics.Outcome.FAILED, 1);
+            r.future.completeExceptionally(e);
+            return;
+        }
+        textLane.add(r);
     }
 
     /** On a decode thread: preprocesses one image and queues it, or fails its request. */
@@ -286,7 +299,7 @@ public final class ClipService implements AutoCloseable {
         metrics.batchSize(kind).observe(live.size());
         float[][] out;
         try {
-            out = kind == Kind.TEXT ? clip.encodeTexts(live.stream().map(r -> r.text).toList()) : encodePixels(live);
+            out = kind == Kind.TEXT ? clip.encodeTokens(live.stream().map(r -> r.tokens).toArray(int[][]::new)) : encodePixels(live);
         } catch (Throwable t) {   // the dispatcher lives on, so every accepted request is still answered
             metrics.count(kind, ServiceMetrics.Outcome.FAILED, live.size());
             for (Request r : live) r.future.completeExceptionally(t);

@@ -50,6 +50,17 @@ class ClipServiceTest {
     }
 
     @Test
+    void tokensTokenizedAheadEmbedAsTheTexts() {
+        int ctx = clip.config().contextLength();
+        float[][] fromTexts = clip.encodeTexts(TEXTS);
+        float[][] fromTokens = clip.encodeTokens(clip.tokenizer().tokenize(TEXTS, ctx, true));
+        for (int i = 0; i < TEXTS.size(); i++) assertArrayEquals(fromTexts[i], fromTokens[i], 0f, TEXTS.get(i));
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> clip.encodeTokens(new int[][]{new int[ctx], new int[ctx - 1]}));
+        assertTrue(e.getMessage().contains("token row 1 has " + (ctx - 1) + " ids"), e.getMessage());
+    }
+
+    @Test
     void concurrentCallersGetTheUnbatchedEmbeddingsInBatches() throws Exception {
         float[][] textRef = new float[TEXTS.size()][];
         for (int i = 0; i < TEXTS.size(); i++) textRef[i] = clip.encodeTexts(List.of(TEXTS.get(i)))[0];
