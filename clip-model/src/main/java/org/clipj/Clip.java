@@ -60,7 +60,7 @@ public final class Clip implements AutoCloseable {
     /**
      * @param vocab     the BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with a
      *                  Hugging Face vocab.json + merges.txt); null: look next to the checkpoint, then $CLIP_VOCAB
-     * @param device    cpu | cuda | auto
+     * @param device    cpu | cuda | auto; null: system property clip.backend, else env CLIP_BACKEND, else auto
      * @param batchSize images or texts per forward pass
      * @param precision the GEMM weights' precision (see {@link Precision}); null: BF16 on CUDA, F32 on
      *                  the CPU. BF16/F16 with the CPU backend is an error (it computes in F32)
@@ -74,7 +74,7 @@ public final class Clip implements AutoCloseable {
             }
         }
 
-        /** The default precision for the device, the architecture from the checkpoint. */
+        /** The default precision for the backend, the architecture from the checkpoint. */
         public Options(Path vocab, String device, int batchSize) {
             this(vocab, device, batchSize, null, null);
         }
@@ -84,8 +84,9 @@ public final class Clip implements AutoCloseable {
             this(vocab, device, batchSize, precision, null);
         }
 
+        /** The backend from clip.backend / CLIP_BACKEND (else auto), batches of 32, the backend's precision. */
         public static Options defaults() {
-            return new Options(null, "auto", 32);
+            return new Options(null, null, 32);
         }
 
         public Options withVocab(Path v) {
@@ -152,7 +153,7 @@ public final class Clip implements AutoCloseable {
         resolved.warnings().forEach(LOG::warn);
         LOG.info("architecture {} from {}; preprocessing {}", resolved.config().name(), resolved.configSource(),
                 resolved.preprocess().describe());
-        Backend backend = Backends.create(options.device());
+        Backend backend = Backends.select(options.device(), "requested device " + options.device());
         try {
             Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
             ClipModel clipModel = ClipModel.fromStateDict(resolved.checkpoint().tensors(), resolved.config(), backend, precision);

@@ -60,7 +60,7 @@ public final class DemoCommand extends CliCommand {
     @Option(names = "--seed", defaultValue = "0")
     long seed;
 
-    @Option(names = "--device", defaultValue = "auto", description = "auto, cpu or cuda.")
+    @Option(names = "--device", paramLabel = "D", converter = DeviceName.class, description = DeviceName.DESCRIPTION)
     String device;
 
     private Path jsonFile;
@@ -75,7 +75,7 @@ public final class DemoCommand extends CliCommand {
         ClipTokenizer tokenizer = ClipTokenizer.load(vocabFile);
         ClipConfig config = ClipConfig.named("tiny").withVocabSize(tokenizer.vocabSize());
         Map<String, Object> summary = new LinkedHashMap<>();
-        try (Backend backend = Backends.create(device)) {
+        try (Backend backend = Backends.select(device, "--device " + device)) {
             err().printf("clip demo: training the tiny CLIP (%s) on %d synthetic images, %d steps of %d, on %s%n",
                     describe(config), trainSize, steps, batch, backend.description());
             ClipModel model = ClipModel.initialize(config, seed, backend);

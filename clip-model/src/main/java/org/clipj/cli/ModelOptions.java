@@ -22,18 +22,17 @@ final class ModelOptions {
             description = "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with vocab.json + merges.txt). Default: next to the model, then $CLIP_VOCAB.")
     Path vocab;
 
-    @Option(names = "--device", defaultValue = "${env:CLIP_BACKEND:-auto}", paramLabel = "D",
-            description = "cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--device", paramLabel = "D", converter = DeviceName.class, description = DeviceName.DESCRIPTION)
     String device;
 
-    @Option(names = "--precision", paramLabel = "P",
+    @Option(names = "--precision", paramLabel = "P", converter = PrecisionName.class,
             description = "Precision of the GEMM weights: f32, bf16 or f16 (bf16/f16 need --device cuda). Default: bf16 on cuda, f32 on cpu.")
-    String precision;
+    Precision precision;
 
     @Option(names = "--batch", defaultValue = "32", paramLabel = "N", description = "Images or texts per forward pass (default: ${DEFAULT-VALUE}).")
     int batch;
 
     Clip open() {
-        return Clip.load(model, new Clip.Options(vocab, device, batch, precision == null ? null : Precision.parse(precision), arch));
+        return Clip.load(model, new Clip.Options(vocab, device, batch, precision, arch));
     }
 }

@@ -110,7 +110,7 @@ public final class TrainCommand extends CliCommand {
     @Option(names = "--data-threads", defaultValue = "2", description = "Image decoding threads.")
     int dataThreads;
 
-    @Option(names = "--device", defaultValue = "auto", description = "auto, cpu or cuda.")
+    @Option(names = "--device", paramLabel = "D", converter = DeviceName.class, description = DeviceName.DESCRIPTION)
     String device;
 
     @Option(names = "--save-on-interrupt", negatable = true, defaultValue = "true", fallbackValue = "true",
@@ -145,7 +145,7 @@ public final class TrainCommand extends CliCommand {
                     ? resumed.dir().getParent().getParent() : Path.of("train-out");
         }
         Files.createDirectories(out);
-        try (Backend backend = Backends.create(device)) {
+        try (Backend backend = Backends.select(device, "--device " + device)) {
             ClipModel model;
             ClipTokenizer tokenizer;
             Path vocabFile;

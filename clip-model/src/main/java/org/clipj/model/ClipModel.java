@@ -42,8 +42,7 @@ public final class ClipModel {
     private final Backend backend;
     private final TowerStorage visual;           // visual.* parameters, gradients, BatchNorm statistics
     private final TowerStorage text;             // text tower parameters, gradients and logit_scale
-    private final VisionTransformer vit;         // over parameter views; null for a ResNet
-    private final ModifiedResNet resnet;         // over parameter views; null for a ViT
+    private final VisionTower vision;            // over parameter views
     private final TextTransformer textTower;     // over parameter views
     private final Tensor logitScale;             // (1) log of the logit scale
     private Gradients gradients;                 // made by the first call that needs gradients
@@ -51,8 +50,7 @@ public final class ClipModel {
     // the model is returned) ones over prepared and possibly 16-bit copies of the GEMM weights.
     private Precision precision = Precision.F32;
     private boolean inferenceOnly;
-    private VisionTransformer inferenceVit;
-    private ModifiedResNet inferenceResnet;
+    private VisionTower inferenceVision;
     private TextTransformer inferenceText;
 
     private ClipModel(ClipConfig config, Backend backend) {
@@ -60,17 +58,15 @@ public final class ClipModel {
         this.backend = backend;
         this.visual = new TowerStorage(backend, visualSpecs(config));
         this.text = new TowerStorage(backend, textSpecs(config));
-        vit = config.isVit() ? new VisionTransformer(backend, visual::value, config) : null;
-        resnet = config.isVit() ? null : new ModifiedResNet(backend, visual::value, config);
+        vision = VisionTower.of(backend, visual::value, config);
         textTower = new TextTransformer(backend, text::value, config);
         logitScale = text.value("logit_scale");
-        inferenceVit = vit;
-        inferenceResnet = resnet;
+        inferenceVision = vision;
         inferenceText = textTower;
     }
 
-    /** The towers over the gradient views (a ViT or a ResNet) and the parameter list. */
-    private record Gradients(VisionTransformer vit, ModifiedResNet resnet, TextTransformer text, List<Parameter> parameters) {
+    /** The towers over the gradient views and the parameter list. */
+    private record Gradients(VisionTower vision, TextTransformer text, List<Parameter> parameters) {
     }
 
     /** The gradient towers, allocating the gradient buffers (zeros) on first use. */
@@ -78,8 +74,7 @@ public final class ClipModel {
         if (gradients == null) {
             List<Parameter> all = new ArrayList<>(visual.parameterList());
             all.addAll(text.parameterList());
-            gradients = new Gradients(config.isVit() ? new VisionTransformer(backend, visual::grad, config) : null,
-                    config.isVit() ? null : new ModifiedResNet(backend, visual::grad, config),
+            gradients = new Gradients(VisionTower.of(backend, visual::grad, config),
                     new TextTransformer(backend, text::grad, config), Collections.unmodifiableList(all));
         }
         return gradients;
@@ -96,11 +91,7 @@ public final class ClipModel {
                 : visual.castCopies(backend, p.dtype(), ClipModel::feedsGemm);
         Function<String, Tensor> textWeights = p == Precision.F32 ? text::value
                 : text.castCopies(backend, p.dtype(), ClipModel::feedsGemm);
-        if (config.isVit()) {
-            inferenceVit = new VisionTransformer(backend, prepared(visualWeights), config);
-        } else {
-            inferenceResnet = new ModifiedResNet(backend, prepared(visualWeights), config);
-        }
+        inferenceVision = VisionTower.of(backend, prepared(visualWeights), config);
         inferenceText = new TextTransformer(backend, prepared(textWeights), config);
     }
 
@@ -109,7 +100,7 @@ public final class ClipModel {
         return name -> {
             Tensor w = weights.apply(name);
             boolean linear = w.rank() == 2 && feedsGemm(name, 2);
-            boolean patchEmbed = config.isVit() && name.equals("visual.conv1.weight");
+            boolean patchEmbed = VisionTower.isPatchEmbedding(config, name);
             return linear || patchEmbed ? backend.prepareWeight(w) : w;
         };
     }
@@ -147,11 +138,7 @@ public final class ClipModel {
 
     static List<TensorSpec> visualSpecs(ClipConfig c) {
         List<TensorSpec> specs = new ArrayList<>();
-        if (c.isVit()) {
-            VisionTransformer.specs(c, specs);
-        } else {
-            ModifiedResNet.specs(c, specs);
-        }
+        VisionTower.specs(c, specs);
         return specs;
     }
 
@@ -322,7 +309,7 @@ public final class ClipModel {
     public Tensor encodeImage(Tensor pixels, boolean train) {
         if (train) requireTrainable("encodeImage(pixels, train = true)");
         Tensor x = checkPixels(pixels);
-        return inferenceVit != null ? inferenceVit.forward(x, null) : inferenceResnet.forward(x, null, train);
+        return inferenceVision.forward(x, null, train);
     }
 
     /**
@@ -344,24 +331,15 @@ public final class ClipModel {
     public ImageActivations forwardImage(Tensor pixels, boolean train) {
         requireTrainable("forwardImage");
         Tensor x = checkPixels(pixels);
-        if (vit != null) {
-            VisionTransformer.Cache cache = new VisionTransformer.Cache();
-            vit.forward(x, cache);
-            return new ImageActivations(cache, null);
-        }
-        ModifiedResNet.Cache cache = new ModifiedResNet.Cache();
-        resnet.forward(x, cache, train);
-        return new ImageActivations(null, cache);
+        VisionTower.Activations kept = vision.newActivations();
+        vision.forward(x, kept, train);
+        return new ImageActivations(kept);
     }
 
     /** Accumulates into the gradients the backward of the vision tower for dFeatures (B, E). */
     public void backwardImage(ImageActivations acts, Tensor dFeatures) {
         checkGradient(dFeatures, acts.features(), "dFeatures");
-        if (vit != null) {
-            vit.backward(dFeatures, acts.vit, gradients().vit());
-        } else {
-            resnet.backward(dFeatures, acts.resnet, gradients().resnet());
-        }
+        vision.backward(dFeatures, acts.kept, gradients().vision());
     }
 
     /**

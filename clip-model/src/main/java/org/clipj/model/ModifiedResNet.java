@@ -5,7 +5,10 @@ import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Function;
 
 /**
@@ -13,7 +16,7 @@ import java.util.function.Function;
  * and a 2x2 average pool, four stages of {@link Bottleneck}s (planes w, 2w, 4w, 8w; strides 1, 2, 2, 2),
  * then {@link AttentionPool2d} to the embedding width.
  */
-final class ModifiedResNet {
+final class ModifiedResNet implements VisionTower {
     private static final String P = "visual.";
 
     private final Backend backend;
@@ -24,7 +27,7 @@ final class ModifiedResNet {
     final AttentionPool2d attnpool;
 
     /** Activations kept for the backward, and the stage outputs for inspection. */
-    static final class Cache {
+    static final class Cache implements Activations {
         final ConvBn.Cache s1 = new ConvBn.Cache();
         final ConvBn.Cache s2 = new ConvBn.Cache();
         final ConvBn.Cache s3 = new ConvBn.Cache();
@@ -33,6 +36,22 @@ final class ModifiedResNet {
         final List<Tensor> stageOutputs = new ArrayList<>();  // (B, 4w * 2^s, R/(4 * 2^s), ...)
         final AttentionPool2d.Cache pool = new AttentionPool2d.Cache();
         Tensor features;                     // (B, E)
+
+        @Override
+        public Tensor features() {
+            return features;
+        }
+
+        /** {@code visual.stem} and {@code visual.layer<1..4>} (B, C, H, W). */
+        @Override
+        public Map<String, Tensor> intermediates() {
+            Map<String, Tensor> m = new LinkedHashMap<>();
+            m.put("visual.stem", stem);
+            for (int i = 0; i < stageOutputs.size(); i++) {
+                m.put("visual.layer" + (i + 1), stageOutputs.get(i));
+            }
+            return Collections.unmodifiableMap(m);
+        }
     }
 
     ModifiedResNet(Backend backend, Function<String, Tensor> lookup, ClipConfig c) {
@@ -75,8 +94,15 @@ final class ModifiedResNet {
         AttentionPool2d.specs(P + "attnpool.", c.grid(), c.visionAttentionWidth(), c.embedDim(), out);
     }
 
-    /** pixels (B, 3, R, R) -> features (B, E); train selects BatchNorm batch statistics. */
-    Tensor forward(Tensor pixels, Cache cache, boolean train) {
+    @Override
+    public Activations newActivations() {
+        return new Cache();
+    }
+
+    /** pixels (B, 3, R, R) -> features (B, E); kept (filled) when non-null; train selects BatchNorm batch statistics. */
+    @Override
+    public Tensor forward(Tensor pixels, Activations kept, boolean train) {
+        Cache cache = (Cache) kept;
         boolean keep = cache != null;
         Tensor x = stem1.forward(pixels, keep ? cache.s1 : null, train);
         x = stem2.forward(x, keep ? cache.s2 : null, train);
@@ -106,8 +132,11 @@ final class ModifiedResNet {
         return features;
     }
 
-    /** Accumulates every parameter's gradient into {@code grads} for dFeatures (B, E). */
-    void backward(Tensor dFeatures, Cache cache, ModifiedResNet grads) {
+    /** Accumulates every parameter's gradient into {@code gradTower} for dFeatures (B, E). */
+    @Override
+    public void backward(Tensor dFeatures, Activations kept, VisionTower gradTower) {
+        Cache cache = (Cache) kept;
+        ModifiedResNet grads = (ModifiedResNet) gradTower;
         Tensor dx = attnpool.backward(dFeatures, cache.pool, grads.attnpool);
         for (int s = stages.size() - 1; s >= 0; s--) {
             List<Bottleneck> stage = stages.get(s);

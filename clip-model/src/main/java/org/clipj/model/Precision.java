@@ -27,12 +27,12 @@ public enum Precision {
         return dtype;
     }
 
-    /** "f32", "bf16" or "f16" (any case); anything else names the argument in the error. */
+    /** "f32", "bf16" or "f16" (any case); anything else is an error naming the value. */
     public static Precision parse(String name) {
         for (Precision p : values()) {
             if (p.name().equalsIgnoreCase(name.trim())) return p;
         }
-        throw new InvalidInputException("--precision " + name + ": expected f32, bf16 or f16");
+        throw new InvalidInputException("unknown precision '" + name + "': expected f32, bf16 or f16");
     }
 
     /** The default for a backend: BF16 on CUDA, F32 on the CPU. */
@@ -43,8 +43,8 @@ public enum Precision {
     /** Throws when this precision cannot run on the backend (the CPU backend computes in F32 only). */
     public void requireSupportedBy(Backend backend) {
         if (this != F32 && backend.device() == Device.CPU) {
-            throw new InvalidInputException("--precision " + this.name().toLowerCase(Locale.ROOT) + ": the CPU backend"
-                    + " computes in F32 only; use --precision f32 or --device cuda");
+            throw new InvalidInputException("precision " + this.name().toLowerCase(Locale.ROOT) + " on the CPU backend:"
+                    + " it computes in F32 only; use f32, or the CUDA backend for bf16/f16");
         }
     }
 }

@@ -5,7 +5,10 @@ import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Function;
 
 /**
@@ -14,7 +17,10 @@ import java.util.function.Function;
  * pooling (the class token; or, as CLIPA, the mean of the patch tokens with ln_post before or after
  * it), ln_post, @ proj.
  */
-final class VisionTransformer {
+final class VisionTransformer implements VisionTower {
+    /** The patch embedding convolution's weight (W, 3, P, P). */
+    static final String PATCH_EMBEDDING = "visual.conv1.weight";
+
     private final Backend backend;
     private final int width;                 // W
     private final int tokens;                // T = grid^2 + 1
@@ -33,7 +39,7 @@ final class VisionTransformer {
     final Tensor proj;                       // (W, E)
 
     /** Activations kept for the backward. */
-    static final class Cache {
+    static final class Cache implements Activations {
         Tensor pixels;                       // (B, 3, R, R)
         Tensor tokens;                       // (B, T, W) class token + patches + positional embedding
         Tensor lnPre;                        // (B, T, W) (tokens without ln_pre)
@@ -47,6 +53,22 @@ final class VisionTransformer {
         Tensor lnPostRstd;                   // (rows of lnPostInput)
         Tensor pooled;                       // (B, W) what proj multiplies
         Tensor features;                     // (B, E)
+
+        @Override
+        public Tensor features() {
+            return features;
+        }
+
+        /** {@code visual.ln_pre} and {@code visual.block.<i>} (B, T, W). */
+        @Override
+        public Map<String, Tensor> intermediates() {
+            Map<String, Tensor> m = new LinkedHashMap<>();
+            m.put("visual.ln_pre", lnPre);
+            for (int i = 0; i < blocks.size(); i++) {
+                m.put("visual.block." + i, blocks.get(i).out);
+            }
+            return Collections.unmodifiableMap(m);
+        }
     }
 
     VisionTransformer(Backend backend, Function<String, Tensor> lookup, ClipConfig config) {
@@ -58,7 +80,7 @@ final class VisionTransformer {
         this.lnEps = v.visionLnEps();
         this.pool = v.visionPool();
         this.lnAfterPool = v.visionLnAfterPool() && pool == ClipConfig.VisionPool.AVG;
-        conv1 = lookup.apply("visual.conv1.weight");
+        conv1 = lookup.apply(PATCH_EMBEDDING);
         classEmbedding = lookup.apply("visual.class_embedding");
         positionalEmbedding = lookup.apply("visual.positional_embedding");
         lnPreWeight = v.visionLnPre() ? lookup.apply("visual.ln_pre.weight") : null;
@@ -80,7 +102,7 @@ final class VisionTransformer {
         out.add(TensorSpec.param("visual.class_embedding", w));
         out.add(TensorSpec.param("visual.positional_embedding", c.grid() * c.grid() + 1, w));
         out.add(TensorSpec.param("visual.proj", w, c.embedDim()));
-        out.add(TensorSpec.param("visual.conv1.weight", w, 3, c.visionPatchSize(), c.visionPatchSize()));
+        out.add(TensorSpec.param(PATCH_EMBEDDING, w, 3, c.visionPatchSize(), c.visionPatchSize()));
         if (c.variant().visionLnPre()) {
             out.add(TensorSpec.param("visual.ln_pre.weight", w));
             out.add(TensorSpec.param("visual.ln_pre.bias", w));
@@ -90,8 +112,15 @@ final class VisionTransformer {
         out.add(TensorSpec.param("visual.ln_post.bias", w));
     }
 
-    /** pixels (B, 3, R, R) -> features (B, E); cache (filled) when non-null. */
-    Tensor forward(Tensor pixels, Cache cache) {
+    @Override
+    public Activations newActivations() {
+        return new Cache();
+    }
+
+    /** pixels (B, 3, R, R) -> features (B, E); kept (filled) when non-null; no train mode. */
+    @Override
+    public Tensor forward(Tensor pixels, Activations kept, boolean train) {
+        Cache cache = (Cache) kept;
         int b = pixels.dim(0);
         boolean keep = cache != null;
         Tensor patches = backend.zeros(DType.F32, b, tokens - 1, width);
@@ -157,8 +186,11 @@ final class VisionTransformer {
         return features;
     }
 
-    /** Accumulates the gradients of every parameter into {@code grads}' views for dFeatures (B, E). */
-    void backward(Tensor dFeatures, Cache cache, VisionTransformer grads) {
+    /** Accumulates the gradients of every parameter into {@code gradTower}'s views for dFeatures (B, E). */
+    @Override
+    public void backward(Tensor dFeatures, Activations kept, VisionTower gradTower) {
+        Cache cache = (Cache) kept;
+        VisionTransformer grads = (VisionTransformer) gradTower;
         int b = dFeatures.dim(0);
         int n = b * tokens;
         Tensor dPooled = backend.zeros(DType.F32, b, width);

@@ -2,6 +2,7 @@ package org.clipj.spark;
 
 import org.clipj.Clip;
 import org.clipj.model.Precision;
+import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
 
 import java.io.Serializable;
@@ -13,7 +14,7 @@ import java.io.Serializable;
  * @param model     checkpoint path as every executor sees it (a shared filesystem), or the file name of a
  *                  file shipped with {@code --files} / {@code SparkContext.addFile} (found through SparkFiles)
  * @param vocab     BPE vocabulary, resolved the same way; null: next to the checkpoint, then $CLIP_VOCAB
- * @param device    cpu | cuda | auto
+ * @param device    cpu | cuda | auto; null: each executor's clip.backend, else its CLIP_BACKEND, else auto
  * @param batch     images or texts per forward pass
  * @param precision f32 | bf16 | f16; null: the device's default
  */
@@ -29,7 +30,9 @@ public record ClipModelSpec(String model, String vocab, String device, int batch
         if (precision != null) {
             Precision.parse(precision);
         }
-        device = device == null ? "auto" : device;
+        if (device != null) {
+            new Backends.Request(device, "ClipModelSpec device").checkedName();
+        }
     }
 
     /** The architecture from the checkpoint (see Clip.Options#arch). */
@@ -38,7 +41,7 @@ public record ClipModelSpec(String model, String vocab, String device, int batch
     }
 
     public static ClipModelSpec of(String model) {
-        return new ClipModelSpec(model, null, "auto", 32, null, null);
+        return new ClipModelSpec(model, null, null, 32, null, null);
     }
 
     /** The architecture by name (open_clip's or OpenAI's), as --arch. */

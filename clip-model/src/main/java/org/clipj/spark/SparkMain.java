@@ -3,6 +3,10 @@ package org.clipj.spark;
 import org.apache.spark.SparkConf;
 import org.apache.spark.sql.SparkSession;
 import org.clipj.cli.CliCommand;
+import org.clipj.cli.DeviceName;
+import org.clipj.cli.PrecisionName;
+import org.clipj.model.Precision;
+import org.clipj.runtime.Backends;
 import org.clipj.runtime.InvalidInputException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -82,11 +86,12 @@ public final class SparkMain implements Runnable {
         @Option(names = "--vocab", paramLabel = "V", description = "BPE vocabulary, found like --model. Default: next to the model, then $CLIP_VOCAB.")
         String vocab;
 
-        @Option(names = "--device", defaultValue = "${env:CLIP_BACKEND:-auto}", paramLabel = "D", description = "cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
+        @Option(names = "--device", paramLabel = "D", converter = DeviceName.class, description = DeviceName.DESCRIPTION
+                + " Read on the driver; the executors use the driver's choice.")
         String device;
 
-        @Option(names = "--precision", paramLabel = "P", description = "f32, bf16 or f16 (default: bf16 on cuda, f32 on cpu).")
-        String precision;
+        @Option(names = "--precision", paramLabel = "P", converter = PrecisionName.class, description = "f32, bf16 or f16 (default: bf16 on cuda, f32 on cpu).")
+        Precision precision;
 
         @Option(names = "--batch", defaultValue = "32", paramLabel = "N", description = "Images or texts per forward pass (default: ${DEFAULT-VALUE}).")
         int batch;
@@ -128,7 +133,9 @@ public final class SparkMain implements Runnable {
                 case "json", "jsonl" -> ShardWriter.Format.JSON;
                 default -> throw new InvalidInputException("--format " + format + ": expected parquet or json");
             };
-            ClipModelSpec spec = new ClipModelSpec(model, vocab, device, batch, precision, arch);
+            String backend = device != null ? device : Backends.requestFromEnvironment().checkedName();
+            ClipModelSpec spec = new ClipModelSpec(model, vocab, backend, batch,
+                    precision == null ? null : precision.name().toLowerCase(Locale.ROOT), arch);
             SparkConf conf = new SparkConf();
             SparkSession.Builder builder = SparkSession.builder().appName("clipj embed");
             if (master != null) {

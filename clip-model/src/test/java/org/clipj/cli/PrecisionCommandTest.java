@@ -52,7 +52,7 @@ class PrecisionCommandTest {
                 "--model", TestAssets.golden("tiny-vit", "model.safetensors").toString(), "--text", "a dog",
                 "--vocab", TestAssets.vocab().toString());
         assertEquals(2, r.status(), r.err());
-        assertTrue(r.err().contains("--precision bf16") && r.err().contains("F32"), r.err());
+        assertTrue(r.err().contains("precision bf16 on the CPU backend") && r.err().contains("F32"), r.err());
     }
 
     @Test
@@ -61,7 +61,7 @@ class PrecisionCommandTest {
                 "--model", TestAssets.golden("tiny-vit", "model.safetensors").toString(), "--text", "a dog",
                 "--vocab", TestAssets.vocab().toString());
         assertEquals(2, r.status(), r.err());
-        assertTrue(r.err().contains("--precision fp8"), r.err());
+        assertTrue(r.err().contains("--precision") && r.err().contains("'fp8': expected f32, bf16 or f16"), r.err());
     }
 
     private static String[] concat(String[] a, String[] b) {

@@ -1,5 +1,6 @@
 package org.clipj.runtime;
 
+import java.util.List;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.Set;
@@ -25,13 +26,43 @@ public final class Backends {
 
     private Backends() {}
 
+    /** The names {@link #create(String)} accepts (any case). */
+    public static final List<String> NAMES = List.of("auto", "cpu", "cuda");
+
+    /** A backend name and where it came from (said in the log line and in the error for a bad name). */
+    public record Request(String name, String source) {
+        /** The name, checked: an unknown one is an error naming its source. */
+        public String checkedName() {
+            String key = key(name);
+            if (!NAMES.contains(key)) throw unknown(name, source);
+            return key;
+        }
+    }
+
+    /**
+     * The backend that was asked for by name, where one was given (a --device flag, an option); else the one
+     * the environment names (see {@link #fromEnvironment()}). {@code source} says where the name came from.
+     */
+    public static Backend select(String requested, String source) {
+        return requested == null ? fromEnvironment() : create(requested, source);
+    }
+
     /** The backend named by {@code clip.backend}, else env {@code CLIP_BACKEND}, else {@code auto}. */
     public static Backend fromEnvironment() {
-        String property = System.getProperty("clip.backend");
-        if (property != null && !property.isBlank()) return create(property, "system property clip.backend=" + property);
-        String env = System.getenv("CLIP_BACKEND");
-        if (env != null && !env.isBlank()) return create(env, "environment CLIP_BACKEND=" + env);
-        return create("auto", "default (neither clip.backend nor CLIP_BACKEND is set)");
+        Request request = requestFromEnvironment();
+        return create(request.name(), request.source());
+    }
+
+    /** What {@link #fromEnvironment()} would create, unchecked (a process that hands the name on, e.g. to Spark executors). */
+    public static Request requestFromEnvironment() {
+        return request(System.getProperty("clip.backend"), System.getenv("CLIP_BACKEND"));
+    }
+
+    /** The precedence of {@link #fromEnvironment()}: a non-blank property, then a non-blank env var, then auto. */
+    static Request request(String property, String env) {
+        if (property != null && !property.isBlank()) return new Request(property, "system property clip.backend=" + property);
+        if (env != null && !env.isBlank()) return new Request(env, "environment CLIP_BACKEND=" + env);
+        return new Request("auto", "default (neither clip.backend nor CLIP_BACKEND is set)");
     }
 
     /** A backend by name: "cpu", "cuda" or "auto" (case-insensitive). */
@@ -40,8 +71,7 @@ public final class Backends {
     }
 
     private static Backend create(String name, String source) {
-        String key = name == null ? "" : name.trim().toLowerCase(Locale.ROOT);
-        return switch (key) {
+        return switch (key(name)) {
             case "cpu" -> log(new CpuBackend(), source);
             case "cuda" -> {
                 try {
@@ -64,9 +94,16 @@ public final class Backends {
                 }
                 yield log(cuda, source + "; auto chose cuda: a driver, a GPU and the kernels are present");
             }
-            default -> throw new InvalidInputException("unknown backend '" + name + "' (" + source
-                    + "): expected cpu, cuda or auto");
+            default -> throw unknown(name, source);
         };
+    }
+
+    private static String key(String name) {
+        return name == null ? "" : name.trim().toLowerCase(Locale.ROOT);
+    }
+
+    private static InvalidInputException unknown(String name, String source) {
+        return new InvalidInputException("unknown backend '" + name + "' (" + source + "): expected cpu, cuda or auto");
     }
 
     /** CUDA through the driver binding of {@code clip.cuda.binding} (panama, jcuda or sim; default panama). */

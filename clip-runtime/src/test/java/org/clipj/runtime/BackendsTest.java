@@ -54,6 +54,35 @@ class BackendsTest {
     }
 
     @Test
+    void propertyBeatsEnvironmentBeatsDefault() {
+        assertEquals(new Backends.Request("cpu", "system property clip.backend=cpu"), Backends.request("cpu", "cuda"));
+        assertEquals(new Backends.Request("cuda", "environment CLIP_BACKEND=cuda"), Backends.request(" ", "cuda"));
+        assertEquals("auto", Backends.request(null, "").name());
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> Backends.request(null, "gpu0").checkedName());
+        assertEquals("unknown backend 'gpu0' (environment CLIP_BACKEND=gpu0): expected cpu, cuda or auto", e.getMessage());
+        assertEquals("cuda", Backends.request("CUDA ", null).checkedName());
+    }
+
+    @Test
+    void anExplicitNameBeatsTheProperty() {
+        String saved = System.getProperty("clip.backend");
+        try {
+            System.setProperty("clip.backend", "nonsense");
+            try (Backend b = Backends.select("cpu", "--device cpu")) {
+                assertEquals("cpu", b.name());
+            }
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> Backends.select(null, "unused"));
+            assertTrue(e.getMessage().contains("system property clip.backend=nonsense"), e.getMessage());
+            InvalidInputException named = assertThrows(InvalidInputException.class, () -> Backends.select("tpu", "--device tpu"));
+            assertTrue(named.getMessage().contains("(--device tpu)"), named.getMessage());
+        } finally {
+            if (saved == null) System.clearProperty("clip.backend");
+            else System.setProperty("clip.backend", saved);
+        }
+    }
+
+    @Test
     void cpuBackendPropertiesAndPaths() {
         try (CpuBackend scalar = new CpuBackend(1, false); CpuBackend fast = new CpuBackend(3, true)) {
             assertEquals(3, fast.pool().parallelism());
