@@ -98,6 +98,10 @@ public final class EmbeddingServer implements AutoCloseable {
     private final Options options;
     private final HttpServer http;
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
+    // exchange attributes: the endpoint a request counts under, when it arrived (nanoTime), whether it was counted
+    private static final String ENDPOINT = "clipj.endpoint";
+    private static final String STARTED = "clipj.started";
+    private static final String COUNTED = "clipj.counted";
     private final Map<String, Map<Integer, LongAdder>> requestCounts = new ConcurrentHashMap<>();
     private final Map<String, Histogram> requestSeconds = new ConcurrentHashMap<>();
     private volatile Model model;          // null until ready
@@ -146,31 +150,42 @@ public final class EmbeddingServer implements AutoCloseable {
     }
 
     private void handle(HttpExchange exchange) {
-        long start = System.nanoTime();
         String path = exchange.getRequestURI().getPath();
-        String endpoint = List.of(ENDPOINTS).contains(path) ? path : "other";
-        int status;
+        exchange.setAttribute(ENDPOINT, List.of(ENDPOINTS).contains(path) ? path : "other");
+        exchange.setAttribute(STARTED, System.nanoTime());
         try (exchange) {
             try {
-                status = switch (path) {
+                switch (path) {
                     case "/v1/embeddings" -> withBodySlot(exchange, this::embeddings);
                     case "/v1/zero-shot" -> withBodySlot(exchange, this::zeroShot);
                     case "/health" -> health(exchange);
                     case "/metrics" -> metrics(exchange);
                     default -> throw new HttpError(404, "not_found", "no endpoint " + path + " (POST /v1/embeddings, "
                             + "POST /v1/zero-shot, GET /health, GET /metrics)", null, null, null);
-                };
+                }
             } catch (HttpError e) {
-                status = sendError(exchange, e);
+                sendError(exchange, e);
             } catch (RuntimeException e) {
-                status = sendError(exchange, new HttpError(500, "internal_error", "internal: " + describe(e), null, null, null));
+                sendError(exchange, new HttpError(500, "internal_error", "internal: " + describe(e), null, null, null));
             }
         } catch (IOException e) {
-            status = 499;   // the client went away before the response was written
+            count(exchange, 499);   // the client went away before a response was begun
         }
+    }
+
+    /**
+     * Counts a request once, by endpoint and status, with its time so far: before its response is written,
+     * so a client that has its answer finds it in /metrics.
+     */
+    private void count(HttpExchange exchange, int status) {
+        if (exchange.getAttribute(COUNTED) != null) {
+            return;
+        }
+        exchange.setAttribute(COUNTED, Boolean.TRUE);
+        String endpoint = (String) exchange.getAttribute(ENDPOINT);
         requestCounts.computeIfAbsent(endpoint, k -> new ConcurrentHashMap<>())
                 .computeIfAbsent(status, k -> new LongAdder()).increment();
-        requestSeconds.get(endpoint).observe((System.nanoTime() - start) / 1e9);
+        requestSeconds.get(endpoint).observe((System.nanoTime() - (long) exchange.getAttribute(STARTED)) / 1e9);
     }
 
     /** A POST handler that reads a body and holds its results in memory. */
@@ -519,7 +534,8 @@ public final class EmbeddingServer implements AutoCloseable {
 
     // ---------------------------------------------------------------- responses
 
-    private static int send(HttpExchange exchange, int status, String contentType, byte[] body) throws IOException {
+    private int send(HttpExchange exchange, int status, String contentType, byte[] body) throws IOException {
+        count(exchange, status);
         exchange.getResponseHeaders().set("Content-Type", contentType);
         exchange.sendResponseHeaders(status, body.length == 0 ? -1 : body.length);
         try (OutputStream out = exchange.getResponseBody()) {
@@ -528,7 +544,7 @@ public final class EmbeddingServer implements AutoCloseable {
         return status;
     }
 
-    private static int sendError(HttpExchange exchange, HttpError e) {
+    private int sendError(HttpExchange exchange, HttpError e) {
         Map<String, Object> error = new LinkedHashMap<>();
         error.put("message", e.getMessage());
         error.put("type", e.type);
