@@ -2,7 +2,7 @@
 
 Reads benchmark records (one JSON object per line) on stdin, each with suite, name, unit, clipj,
 peer, peer_name and optionally extra fields; adds speedup (> 1: clipj better; rate units:
-clipj/peer, time units: peer/clipj), device, threads and the CPU as clipj sees it (CPU_JSON from
+clipj/peer, time and memory units: peer/clipj), device, threads and the CPU as clipj sees it (CPU_JSON from
 org.clipj.bench.MachineInfo: model, vector width, FMA datapath, GEMM blocking); prints one JSON line per record on
 stdout in DESIGN.md section 13's format and merges them into RESULTS_FILE (a JSON document
 keyed by suite and name, so several suites can run on the same day).
@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-TIME_UNITS = {"ns", "us", "ms", "s"}
+LOWER_IS_BETTER = {"ns", "us", "ms", "s", "MB"}   # times and memory
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
             continue
         r = json.loads(line)
         clipj, peer = r.pop("clipj"), r.pop("peer")
-        speedup = (peer / clipj) if r["unit"] in TIME_UNITS else (clipj / peer)
+        speedup = (peer / clipj) if r["unit"] in LOWER_IS_BETTER else (clipj / peer)
         out = {"suite": r.pop("suite"), "name": r.pop("name"), "unit": r.pop("unit"),
                "clipj": round(clipj, 3), "peer": round(peer, 3), "peer_name": r.pop("peer_name"),
                "speedup": round(speedup, 3), "device": device, "threads": int(threads)}

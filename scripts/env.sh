@@ -6,6 +6,10 @@ CLIP_MIN_JDK=25
 CLIP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CLIP_ROOT
 CLIP_JVM_FLAGS="--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.awt.headless=true"
+# Linux: the heap on transparent huge pages where the kernel offers them (madvise mode), so that the
+# hundreds of MB a model load or a batch writes into fresh heap take 2 MB page faults, not 4 KB ones
+# (a ViT-B/32 load spent most of its time in page faults without it; bench/RESULTS.md).
+if [ "$(uname -s)" = Linux ]; then CLIP_JVM_FLAGS="$CLIP_JVM_FLAGS -XX:+UseTransparentHugePages"; fi
 export CLIP_JVM_FLAGS
 
 clip_java_feature() { # prints the feature version of the JDK at $1 (0 when not a JDK)

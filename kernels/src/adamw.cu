@@ -6,7 +6,7 @@
 // Versions: v1 (this) one pass, one load and store of each of p, m, v.
 #include "../include/clip_common.cuh"
 
-extern "C" __global__ void adamw_forward(float* param, const float* grad, float* m, float* v, float lr, float beta1,
+extern "C" __global__ void adamw_update(float* param, const float* grad, float* m, float* v, float lr, float beta1,
                                          float beta2, float eps, float weightDecay, float c1, float c2,
                                          float gradScale, long n) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {

@@ -6,7 +6,7 @@
 //                             One block per row of a: its 4 warps stream the rows of b (lanes over D,
 //                             coalesced) keeping a running (max, sum) each, merged at the end:
 //                             memory O(N), work O(N^2 D).
-//   contrastive_loss_forward  loss[0] = sum_i (lseRow_i + lseCol_i - 2 diag_i) / (2N), one block.
+//   contrastive_forward_loss  loss[0] = sum_i (lseRow_i + lseCol_i - 2 diag_i) / (2N), one block.
 //   contrastive_backward      recomputes S row by row (never stored): with
 //                             dS_ij = gradScale (softmax_row_ij + softmax_col_ij - 2 delta_ij) / (2N),
 //                             da_i += scale sum_j dS_ij b_j and dLogScale += sum_ij dS_ij S_ij. Called with
@@ -53,7 +53,7 @@ extern "C" __global__ void contrastive_forward_lse(float* lse, float* diag, cons
     }
 }
 
-extern "C" __global__ void contrastive_loss_forward(float* loss, const float* lseRow, const float* lseCol,
+extern "C" __global__ void contrastive_forward_loss(float* loss, const float* lseRow, const float* lseCol,
                                                     const float* diag, int n) {
     __shared__ float scratch[32];
     float acc = 0.0f;

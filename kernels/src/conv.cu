@@ -2,7 +2,7 @@
 //   im2col_forward      col (B*Ho*Wo, Ci*K*K) from x (B, Ci, H, W): row (b, oy, ox), column (ci, ky, kx),
 //                       zero padding. With K = stride = patch and pad = 0 this is ViT's patchify, and
 //                       col @ w (C, Ci*p*p)^T is directly the patch embedding (B, P, C).
-//   conv_output_forward out (B, Co, Ho*Wo) = y (B, Ho*Wo, Co) transposed per image + bias (Co) (bias may be null)
+//   conv2d_forward_output out (B, Co, Ho*Wo) = y (B, Ho*Wo, Co) transposed per image + bias (Co) (bias may be null)
 //   im2col_backward     dx (B, Ci, H, W) += col2im(dcol): atomicAdd (overlapping windows share pixels)
 //   avgpool2d_forward   out (B*C, H/k, W/k) = mean of each k x k window of x (B*C, H, W), stride k
 //   avgpool2d_backward  dx (B*C, H, W) += dout at its window / k^2
@@ -37,7 +37,7 @@ extern "C" __global__ void im2col_forward(float* col, const float* x, int b, int
     }
 }
 
-extern "C" __global__ void conv_output_forward(float* out, const float* y, const float* bias, int b, int co, int hw) {
+extern "C" __global__ void conv2d_forward_output(float* out, const float* y, const float* bias, int b, int co, int hw) {
     long n = (long)b * co * hw;
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         int p = (int)(i % hw);

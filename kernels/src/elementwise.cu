@@ -1,13 +1,14 @@
 // elementwise.cu: pointwise ops over flat F32 buffers (and the F32 <-> BF16/F16 casts).
-//   fill_forward            x[i] = value
-//   add_forward             out[i] = a[i] + b[i]                  (out may alias a or b)
-//   add_scaled_forward      dst[i] += alpha * src[i]
-//   scale_forward           x[i] *= s
+//   fill                    x[i] = value
+//   add                     out[i] = a[i] + b[i]                  (out may alias a or b)
+//   add_scaled              dst[i] += alpha * src[i]
+//   scale                   x[i] *= s
 //   broadcast_add_forward   out[r, j] = x[r, j] + b[j], x (R, M), b (M)  (linear bias, positional embedding)
 //   quickgelu_forward       out[i] = x * sigmoid(1.702 x)
 //   quickgelu_forward_bias  out[r, j] = g(x[r, j] + bias[j])     (the MLP's c_fc bias fused in)
 //   relu_forward            out[i] = max(x[i], 0)
 //   gelu_forward            out[i] = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2   (exact GELU, nn.GELU())
+//   gelu_forward_bias       out[r, j] = gelu(x[r, j] + bias[j])  (as quickgelu_forward_bias)
 //   gelu_backward           dx[i] += dout[i] (Phi(x) + x phi(x)), phi the normal density
 //   channel_scale_forward   out[r, j] = x[r, j] * gamma[j]         (open_clip's LayerScale)
 //   channel_scale_backward_input  dx[r, j] += dout[r, j] * gamma[j]
@@ -17,7 +18,7 @@
 //   relu_backward           dx[i] += out[i] > 0 ? dout[i] : 0
 //   broadcast_add_backward  db[j] += sum_r dout[r, j] (bias gradients): one thread per column, rows in
 //                           order (coalesced across the warp, deterministic, no atomics)
-//   cast_forward_<from>_<to> F32 <-> BF16/F16, round to nearest even (__float2bfloat16 / __float2half)
+//   cast_<from>_<to>        F32 <-> BF16/F16, round to nearest even (__float2bfloat16 / __float2half)
 // Launch: 1-D grid-stride, 256 threads per block, grid = min(ceil(n / 256), 65535 * 4) blocks.
 // Versions: v1 (this) grid-stride scalar loops: memory-bound ops at one load+store per element,
 // coalesced; vectorized float4 loads are the next step once a GPU run shows these matter.
@@ -25,19 +26,19 @@
 
 #define GRID_STRIDE(i, n) for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long)gridDim.x * blockDim.x)
 
-extern "C" __global__ void fill_forward(float* x, float value, long n) {
+extern "C" __global__ void fill(float* x, float value, long n) {
     GRID_STRIDE(i, n) x[i] = value;
 }
 
-extern "C" __global__ void add_forward(float* out, const float* a, const float* b, long n) {
+extern "C" __global__ void add(float* out, const float* a, const float* b, long n) {
     GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
 
-extern "C" __global__ void add_scaled_forward(float* dst, const float* src, float alpha, long n) {
+extern "C" __global__ void add_scaled(float* dst, const float* src, float alpha, long n) {
     GRID_STRIDE(i, n) dst[i] += alpha * src[i];
 }
 
-extern "C" __global__ void scale_forward(float* x, float s, long n) {
+extern "C" __global__ void scale(float* x, float s, long n) {
     GRID_STRIDE(i, n) x[i] *= s;
 }
 
@@ -61,19 +62,19 @@ extern "C" __global__ void relu_forward(float* out, const float* x, long n) {
     GRID_STRIDE(i, n) out[i] = fmaxf(x[i], 0.0f);
 }
 
-extern "C" __global__ void cast_forward_f32_bf16(bf16* out, const float* x, long n) {
+extern "C" __global__ void cast_f32_bf16(bf16* out, const float* x, long n) {
     GRID_STRIDE(i, n) out[i] = __float2bfloat16(x[i]);
 }
 
-extern "C" __global__ void cast_forward_bf16_f32(float* out, const bf16* x, long n) {
+extern "C" __global__ void cast_bf16_f32(float* out, const bf16* x, long n) {
     GRID_STRIDE(i, n) out[i] = __bfloat162float(x[i]);
 }
 
-extern "C" __global__ void cast_forward_f32_f16(f16* out, const float* x, long n) {
+extern "C" __global__ void cast_f32_f16(f16* out, const float* x, long n) {
     GRID_STRIDE(i, n) out[i] = __float2half(x[i]);
 }
 
-extern "C" __global__ void cast_forward_f16_f32(float* out, const f16* x, long n) {
+extern "C" __global__ void cast_f16_f32(float* out, const f16* x, long n) {
     GRID_STRIDE(i, n) out[i] = __half2float(x[i]);
 }
 
@@ -95,6 +96,13 @@ __device__ __forceinline__ float gelu_cdf(float x) {
 
 extern "C" __global__ void gelu_forward(float* out, const float* x, long n) {
     GRID_STRIDE(i, n) out[i] = x[i] * gelu_cdf(x[i]);
+}
+
+extern "C" __global__ void gelu_forward_bias(float* out, const float* x, const float* bias, long n, int m) {
+    GRID_STRIDE(i, n) {
+        float v = x[i] + bias[i % m];
+        out[i] = v * gelu_cdf(v);
+    }
 }
 
 extern "C" __global__ void gelu_backward(float* dx, const float* dout, const float* x, long n) {

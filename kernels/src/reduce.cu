@@ -1,12 +1,12 @@
 // reduce.cu: whole-tensor reductions for training bookkeeping.
-//   sum_of_squares_forward  partial[block] = sum of x[i]^2 over the block's grid-stride share, in double
+//   sum_of_squares          partial[block] = sum of x[i]^2 over the block's grid-stride share, in double
 //                           (the host adds the gridDim.x partials: global grad norm)
-//   nonfinite_forward       flag[0] = 1 when any x[i] is NaN or +-Inf (loss scaling); flag is zeroed by the host
+//   has_non_finite          flag[0] = 1 when any x[i] is NaN or +-Inf (loss scaling); flag is zeroed by the host
 // Launch: 256 threads per block, grid <= 1024 blocks, grid-stride.
 // Versions: v1 (this) per-thread double accumulation, warp shuffles, one partial per block.
 #include "../include/clip_common.cuh"
 
-extern "C" __global__ void sum_of_squares_forward(double* partial, const float* x, long n) {
+extern "C" __global__ void sum_of_squares(double* partial, const float* x, long n) {
     __shared__ double warpSums[32];
     double acc = 0.0;
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
@@ -24,7 +24,7 @@ extern "C" __global__ void sum_of_squares_forward(double* partial, const float* 
     }
 }
 
-extern "C" __global__ void nonfinite_forward(int* flag, const float* x, long n) {
+extern "C" __global__ void has_non_finite(int* flag, const float* x, long n) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         if (!isfinite(x[i])) flag[0] = 1;
     }

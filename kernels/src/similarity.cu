@@ -1,7 +1,7 @@
 // similarity.cu: the CLIP similarity matrix, mixed precision:
 //   out (N, M) F32 = scale * normalize(a (N, D)) @ normalize(b (M, D))^T   (normalize != 0)
 //                  = scale * a @ b^T                                       (normalize == 0)
-// Inputs F32, BF16 or F16 (similarity_forward, _bf16, _f16); products and sums in F32. The row
+// Inputs F32, BF16 or F16 (similarity, _bf16, _f16); products and sums in F32. The row
 // norms are accumulated from the same shared tiles as the dot products (no separate pass).
 // Launch: grid (ceil(M / 16), ceil(N / 16)), block (16, 16); 16 x 17 shared tiles of a and b.
 // Versions: v1 (this) classic shared-memory tiled dot products, F32 math. Tensor cores are the
@@ -11,7 +11,7 @@
 #define SIM_TILE 16
 
 template <typename T>
-__device__ void similarity_forward_impl(float* out, const T* a, const T* b, int n, int m, int d, float scale,
+__device__ void similarity_impl(float* out, const T* a, const T* b, int n, int m, int d, float scale,
                                         int normalize) {
     __shared__ float as[SIM_TILE][SIM_TILE + 1];
     __shared__ float bs[SIM_TILE][SIM_TILE + 1];
@@ -40,17 +40,17 @@ __device__ void similarity_forward_impl(float* out, const T* a, const T* b, int 
     }
 }
 
-extern "C" __global__ void similarity_forward(float* out, const float* a, const float* b, int n, int m, int d,
+extern "C" __global__ void similarity(float* out, const float* a, const float* b, int n, int m, int d,
                                               float scale, int normalize) {
-    similarity_forward_impl<float>(out, a, b, n, m, d, scale, normalize);
+    similarity_impl<float>(out, a, b, n, m, d, scale, normalize);
 }
 
-extern "C" __global__ void similarity_forward_bf16(float* out, const bf16* a, const bf16* b, int n, int m, int d,
+extern "C" __global__ void similarity_bf16(float* out, const bf16* a, const bf16* b, int n, int m, int d,
                                                    float scale, int normalize) {
-    similarity_forward_impl<bf16>(out, a, b, n, m, d, scale, normalize);
+    similarity_impl<bf16>(out, a, b, n, m, d, scale, normalize);
 }
 
-extern "C" __global__ void similarity_forward_f16(float* out, const f16* a, const f16* b, int n, int m, int d,
+extern "C" __global__ void similarity_f16(float* out, const f16* a, const f16* b, int n, int m, int d,
                                                   float scale, int normalize) {
-    similarity_forward_impl<f16>(out, a, b, n, m, d, scale, normalize);
+    similarity_impl<f16>(out, a, b, n, m, d, scale, normalize);
 }

@@ -3,7 +3,7 @@
 // Versions: v1 (this) warp-per-row, three passes over the row (max, sum of exp, write).
 #include "../include/clip_common.cuh"
 
-extern "C" __global__ void softmax_forward(float* out, const float* x, int n, int c) {
+extern "C" __global__ void softmax(float* out, const float* x, int n, int c) {
     int warpsPerBlock = blockDim.x / CLIP_WARP;
     int row = blockIdx.x * warpsPerBlock + threadIdx.x / CLIP_WARP;
     int lane = threadIdx.x % CLIP_WARP;

@@ -4,7 +4,7 @@
 // Versions: v1 (this) classic shared-memory tile transpose.
 #include "../include/clip_common.cuh"
 
-extern "C" __global__ void transpose_forward(float* out, const float* x, int m, int n, int accumulate) {
+extern "C" __global__ void transpose(float* out, const float* x, int m, int n, int accumulate) {
     __shared__ float tile[32][33];
     long base = (long)blockIdx.z * m * n;
     int x0 = blockIdx.x * 32, y0 = blockIdx.y * 32; // column (n) and row (m) origin in x

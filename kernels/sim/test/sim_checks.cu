@@ -70,3 +70,9 @@ extern "C" __global__ void check_warp_ordered_exchange(float* out) {
     __syncwarp();
     out[lane] = slot[31 - lane];
 }
+
+// Declared for blocks of at most 64 threads (ptxas may then give each thread more registers): a launch of 128
+// threads is refused, as the driver refuses it.
+extern "C" __global__ void __launch_bounds__(64) check_launch_bounds(float* out) {
+    out[blockIdx.x * blockDim.x + threadIdx.x] = 1.0f;
+}

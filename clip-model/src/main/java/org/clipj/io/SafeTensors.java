@@ -28,13 +28,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Predicate;
+import java.util.stream.IntStream;
 
 /**
  * safetensors: 8-byte little-endian header length, a JSON header
  * ({@code name -> {dtype, shape, data_offsets: [begin, end]}}, optional {@code __metadata__}),
  * then raw little-endian data. Reading memory-maps the file, validates the whole header (offsets
  * inside the data, no overlaps and no holes, byte counts matching shape times dtype, no duplicate
- * names) before copying any tensor out. Writing is atomic and never memory-mapped ({@link AtomicFiles}).
+ * names) before copying any tensor out, then copies the tensors out of the mapping in parallel. Writing is atomic and never memory-mapped ({@link AtomicFiles}).
  */
 public final class SafeTensors {
     private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
@@ -63,7 +64,7 @@ public final class SafeTensors {
 
     /** Reads the tensors whose name {@code keep} accepts (the whole header is validated regardless). */
     public static Contents readContents(Path file, Predicate<String> keep) {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofConfined()) {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofShared()) {
             long size = ch.size();
             if (size < 8) {
                 throw new InvalidInputException(file + ": not a safetensors file (only " + size + " bytes)");
@@ -86,11 +87,12 @@ public final class SafeTensors {
                 }
             }
             checkLayout(file, entries, data.byteSize());
+            List<Entry> kept = entries.stream().filter(e -> keep.test(e.name())).toList();
+            Tensor[] copies = new Tensor[kept.size()];
+            IntStream.range(0, copies.length).parallel().forEach(i -> copies[i] = copyOut(kept.get(i), data));
             Map<String, Tensor> tensors = new LinkedHashMap<>();
-            for (Entry entry : entries) {
-                if (keep.test(entry.name())) {
-                    tensors.put(entry.name(), copyOut(entry, data));
-                }
+            for (int i = 0; i < copies.length; i++) {
+                tensors.put(kept.get(i).name(), copies[i]);
             }
             return new Contents(tensors, metadata);
         } catch (IOException e) {

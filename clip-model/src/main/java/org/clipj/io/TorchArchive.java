@@ -10,31 +10,33 @@ import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 
 import java.io.IOException;
-import java.io.InputStream;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
-import java.util.Enumeration;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.Predicate;
-import java.util.zip.ZipEntry;
-import java.util.zip.ZipFile;
+import java.util.stream.IntStream;
 
 /**
  * PyTorch zip archives: {@code torch.save} files ({@code <archive>/data.pkl} holding a state dict,
  * {@code <archive>/data/<key>} raw storages, optional {@code <archive>/byteorder}) and TorchScript
  * archives (the same layout plus {@code code/} and {@code constants.pkl}; data.pkl holds the
  * {@code __torch__.*} module graph). The pickle is read with {@link Unpickler}, the tensors found in
- * it are named by their attribute path, and only then are their storages read.
+ * it are named by their attribute path, and only then are their storages read: the file is
+ * memory-mapped and each tensor is copied straight from its stored entry (torch.save never
+ * compresses) into its own array, tensors in parallel.
  */
 final class TorchArchive {
     /** What an archive holds: its kind and its tensors by (raw) name, in pickle order. */
@@ -48,12 +50,13 @@ final class TorchArchive {
 
     /** Reads every tensor whose name {@code keep} accepts; the others are never materialized. */
     static Contents read(Path file, Predicate<String> keep) {
-        try (ZipFile zip = open(file)) {
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofShared()) {
+            ZipIndex zip = ZipIndex.read(channel.map(FileChannel.MapMode.READ_ONLY, 0, channel.size(), arena), file);
             String prefix = archivePrefix(zip, file);
-            boolean torchScript = zip.getEntry(prefix + "constants.pkl") != null || hasCodeFolder(zip, prefix);
+            boolean torchScript = zip.get(prefix + "constants.pkl") != null || hasCodeFolder(zip, prefix);
             ByteOrder order = byteOrder(zip, prefix, file);
             String pickleName = prefix + "data.pkl";
-            byte[] pickle = readEntry(zip, zip.getEntry(pickleName), MAX_PICKLE, file);
+            byte[] pickle = zip.bytes(zip.get(pickleName), MAX_PICKLE);
             Object root = Unpickler.load(pickle, file + " (" + pickleName + ")", pid -> storageRef(pid, file));
             Map<String, TensorRef> refs = new LinkedHashMap<>();
             collect(stateDictRoot(root, file), "", refs, Collections.newSetFromMap(new IdentityHashMap<>()), file);
@@ -64,19 +67,11 @@ final class TorchArchive {
         }
     }
 
-    private static ZipFile open(Path file) {
-        try {
-            return new ZipFile(file.toFile());
-        } catch (IOException e) {
-            throw new InvalidInputException(file + ": not a readable zip archive (truncated or corrupt?): " + e.getMessage(), e);
-        }
-    }
-
     // The single top-level folder that holds data.pkl (its name is whatever torch.save was given).
-    private static String archivePrefix(ZipFile zip, Path file) {
+    private static String archivePrefix(ZipIndex zip, Path file) {
         List<String> found = new ArrayList<>();
-        for (Enumeration<? extends ZipEntry> it = zip.entries(); it.hasMoreElements(); ) {
-            String name = it.nextElement().getName();
+        for (ZipIndex.Entry entry : zip.entries()) {
+            String name = entry.name();
             int slash = name.indexOf('/');
             if (name.endsWith("/data.pkl") && slash == name.length() - "/data.pkl".length()) {
                 found.add(name.substring(0, slash + 1));
@@ -89,38 +84,21 @@ final class TorchArchive {
         return found.getFirst();
     }
 
-    private static boolean hasCodeFolder(ZipFile zip, String prefix) {
-        return zip.stream().anyMatch(e -> e.getName().startsWith(prefix + "code/"));
+    private static boolean hasCodeFolder(ZipIndex zip, String prefix) {
+        return zip.entries().stream().anyMatch(e -> e.name().startsWith(prefix + "code/"));
     }
 
-    private static ByteOrder byteOrder(ZipFile zip, String prefix, Path file) throws IOException {
-        ZipEntry entry = zip.getEntry(prefix + "byteorder");
+    private static ByteOrder byteOrder(ZipIndex zip, String prefix, Path file) {
+        ZipIndex.Entry entry = zip.get(prefix + "byteorder");
         if (entry == null) {
             return ByteOrder.LITTLE_ENDIAN; // archives written before the file existed are little-endian
         }
-        String order = new String(readEntry(zip, entry, 16, file), StandardCharsets.US_ASCII).strip();
+        String order = new String(zip.bytes(entry, 16), StandardCharsets.US_ASCII).strip();
         return switch (order) {
             case "little" -> ByteOrder.LITTLE_ENDIAN;
             case "big" -> ByteOrder.BIG_ENDIAN;
-            default -> throw new InvalidInputException(file + ": unknown byteorder '" + order + "' in " + entry.getName());
+            default -> throw new InvalidInputException(file + ": unknown byteorder '" + order + "' in " + entry.name());
         };
-    }
-
-    private static byte[] readEntry(ZipFile zip, ZipEntry entry, long limit, Path file) throws IOException {
-        long size = entry.getSize();
-        if (size < 0 || size > limit) {
-            throw new InvalidInputException(file + ": zip entry " + entry.getName() + " has size " + size);
-        }
-        try (InputStream in = zip.getInputStream(entry)) {
-            byte[] bytes = in.readNBytes((int) size);
-            if (bytes.length != size) {
-                throw new InvalidInputException(file + ": zip entry " + entry.getName() + " is truncated ("
-                        + bytes.length + " of " + size + " bytes)");
-            }
-            return bytes;
-        } catch (java.util.zip.ZipException e) {
-            throw new InvalidInputException(file + ": zip entry " + entry.getName() + " is corrupt: " + e.getMessage(), e);
-        }
     }
 
     // persistent id ('storage', storage_type, key, location, numel)
@@ -186,18 +164,22 @@ final class TorchArchive {
         return prefix.isEmpty() ? key : prefix + "." + key;
     }
 
-    private static Map<String, Tensor> materialize(ZipFile zip, String prefix, ByteOrder order,
-                                                   Map<String, TensorRef> refs, Path file) throws IOException {
-        // Each storage is read once, for all the tensors that view it, then dropped.
+    /** One tensor to copy out: its view of a storage's bytes (a slice of the mapping when stored). */
+    private record Copy(String name, TensorRef ref, DType dtype, MemorySegment storage, boolean contiguous) {
+    }
+
+    private static Map<String, Tensor> materialize(ZipIndex zip, String prefix, ByteOrder order,
+                                                   Map<String, TensorRef> refs, Path file) {
         Map<String, List<String>> byStorage = new LinkedHashMap<>();
         for (Map.Entry<String, TensorRef> e : refs.entrySet()) {
             byStorage.computeIfAbsent(e.getValue().storage().key(), k -> new ArrayList<>()).add(e.getKey());
         }
-        Map<String, Tensor> tensors = new LinkedHashMap<>();
+        // Every storage and view is checked before any tensor is allocated; then the copies run in parallel.
+        List<Copy> copies = new ArrayList<>();
         for (Map.Entry<String, List<String>> group : byStorage.entrySet()) {
             String key = group.getKey();
             String firstTensor = group.getValue().getFirst();
-            ZipEntry entry = key.contains("/") || key.contains("..") ? null : zip.getEntry(prefix + "data/" + key);
+            ZipIndex.Entry entry = key.contains("/") || key.contains("..") ? null : zip.get(prefix + "data/" + key);
             if (entry == null) {
                 throw new InvalidInputException(file + ": tensor '" + firstTensor + "' refers to storage data/" + key
                         + ", which the archive does not contain (truncated or corrupt archive)");
@@ -205,23 +187,30 @@ final class TorchArchive {
             StorageRef storage = refs.get(firstTensor).storage();
             DType dtype = dtype(storage.storageType());
             long needed = storage.numel() * dtype.byteSize();
-            if (entry.getSize() < needed) {
+            if (entry.size() < needed) {
                 throw new InvalidInputException(file + ": storage data/" + key + " of tensor '" + firstTensor + "' has "
-                        + entry.getSize() + " bytes, " + needed + " expected (" + storage.numel() + " " + dtype + ")");
+                        + entry.size() + " bytes, " + needed + " expected (" + storage.numel() + " " + dtype + ")");
             }
-            MemorySegment bytes = MemorySegment.ofArray(readEntry(zip, entry, Integer.MAX_VALUE - 8, file));
+            MemorySegment bytes = ZipIndex.isStored(entry) ? zip.slice(entry)
+                    : MemorySegment.ofArray(zip.bytes(entry, Integer.MAX_VALUE - 8));
             for (String name : group.getValue()) {
                 TensorRef ref = refs.get(name);
                 if (!ref.storage().equals(storage)) {
                     throw new InvalidInputException(file + ": tensor '" + name + "' views storage data/" + key
                             + " as " + ref.storage().storageType() + " but another tensor as " + storage.storageType());
                 }
-                tensors.put(name, copyOut(ref, dtype, bytes, order, file + ": tensor '" + name + "'"));
+                copies.add(new Copy(name, ref, dtype, bytes, checkView(ref, file + ": tensor '" + name + "'")));
             }
+        }
+        Tensor[] tensors = new Tensor[copies.size()];
+        IntStream.range(0, tensors.length).parallel().forEach(i -> tensors[i] = copyOut(copies.get(i), order));
+        Map<String, Tensor> byName = new LinkedHashMap<>();
+        for (int i = 0; i < tensors.length; i++) {
+            byName.put(copies.get(i).name(), tensors[i]);
         }
         Map<String, Tensor> inPickleOrder = new LinkedHashMap<>();
         for (String name : refs.keySet()) {
-            inPickleOrder.put(name, tensors.get(name));
+            inPickleOrder.put(name, byName.get(name));
         }
         return inPickleOrder;
     }
@@ -237,8 +226,11 @@ final class TorchArchive {
         };
     }
 
-    /** Copies the (possibly strided) view {@code ref} of a storage into a new contiguous tensor. */
-    private static Tensor copyOut(TensorRef ref, DType dtype, MemorySegment storage, ByteOrder order, String where) {
+    /**
+     * Checks that the view {@code ref} (shape, strides, offset) stays inside its storage and fits one CPU
+     * array; returns whether it is contiguous.
+     */
+    private static boolean checkView(TensorRef ref, String where) {
         int[] shape = ref.shape();
         long[] stride = ref.stride();
         long numel = Tensor.numel(shape);
@@ -266,6 +258,17 @@ final class TorchArchive {
         if (numel > Integer.MAX_VALUE - 8) {
             throw new InvalidInputException(where + ": " + numel + " elements are too many for one CPU tensor");
         }
+        return contiguous;
+    }
+
+    /** Copies a checked view of a storage into a new contiguous tensor. */
+    private static Tensor copyOut(Copy c, ByteOrder order) {
+        TensorRef ref = c.ref();
+        int[] shape = ref.shape();
+        long[] stride = ref.stride();
+        long numel = Tensor.numel(shape);
+        DType dtype = c.dtype();
+        MemorySegment storage = c.storage();
         Tensor t = Tensor.zeros(dtype, shape);
         MemorySegment dst = t.segment();
         ValueLayout src = switch (dtype) {
@@ -276,7 +279,7 @@ final class TorchArchive {
         };
         ValueLayout carrier = src.withOrder(ByteOrder.nativeOrder());
         long size = dtype.byteSize();
-        if (contiguous) {
+        if (c.contiguous()) {
             MemorySegment.copy(storage, src, ref.offset() * size, dst, carrier, 0, numel);
             return t;
         }

@@ -153,6 +153,40 @@ class CheckpointsTest {
     }
 
     @Test
+    void readsDeflatedEntriesAsStoredOnes() throws IOException {
+        Path deflated = dir.resolve("deflated.bin");
+        try (var zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(deflated))) {
+            for (Map.Entry<String, byte[]> e : entries(VIT.resolve("model-fp16.bin")).entrySet()) {
+                zip.putNextEntry(new ZipEntry(e.getKey()));   // DEFLATED, ZipOutputStream's default
+                zip.write(e.getValue());
+                zip.closeEntry();
+            }
+        }
+        assertSameValues(Checkpoints.load(VIT.resolve("model-fp16.bin")).tensors(), Checkpoints.load(deflated).tensors());
+    }
+
+    @Test
+    void rejectsStorageRunningPastTheArchiveData() throws IOException {
+        Map<String, byte[]> entries = entries(VIT.resolve("model-fp16.bin"));
+        Path broken = dir.resolve("past-data.bin");
+        TestFiles.zip(broken, entries);
+        byte[] bytes = Files.readAllBytes(broken);
+        // the central directory entry of data/1: its stored and uncompressed sizes (offsets 20, 24) made 1 GB
+        byte[] name = "model-fp16/data/1".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        int at = -1;
+        for (int i = 0; i + 46 + name.length <= bytes.length && at < 0; i++) {
+            if (bytes[i] == 'P' && bytes[i + 1] == 'K' && bytes[i + 2] == 1 && bytes[i + 3] == 2
+                    && Arrays.equals(bytes, i + 46, i + 46 + name.length, name, 0, name.length)) {
+                at = i;
+            }
+        }
+        assertTrue(at >= 0, "central directory entry of data/1 not found");
+        java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(at + 20, 1 << 30).putInt(at + 24, 1 << 30);
+        Files.write(broken, bytes);
+        assertBad(broken, "model-fp16/data/1", "runs past");
+    }
+
+    @Test
     void rejectsArchiveWithMissingStorage() throws IOException {
         Map<String, byte[]> entries = entries(VIT.resolve("model-fp16.bin"));
         assertTrue(entries.remove("model-fp16/data/5") != null);

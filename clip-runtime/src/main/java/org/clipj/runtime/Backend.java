@@ -9,7 +9,8 @@ package org.clipj.runtime;
  * <li>Forward ops overwrite their output. Backward ops ACCUMULATE ({@code +=}) into their gradient
  *     outputs, as in llm.c; a null gradient output means "not needed" and is skipped.</li>
  * <li>Shape or dtype mismatches throw {@link IllegalArgumentException} naming the op and the
- *     shapes involved. Nothing silently broadcasts.</li>
+ *     shapes involved. Nothing silently broadcasts. The rules are written once, in {@link OpChecks},
+ *     which every backend calls first in every op.</li>
  * <li>An op may be called concurrently from several threads on distinct output tensors.</li>
  * </ul>
  */

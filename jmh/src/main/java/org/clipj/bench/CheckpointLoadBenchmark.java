@@ -30,9 +30,12 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.fromStateDict
- * for inference (F32 on the CPU backend, as Clip.load does). Setup writes the weights of {@code dir}/model.safetensors (see
- * bench/peers/export_onnx.py) as F16 with SafeTensors.write, so the peer's torch.save'd
- * model-f16.pt holds the same values. Single shots; the file is in the page cache after warm-up.
+ * for inference (F32 on the CPU backend, as Clip.load does). {@code format}: safetensors (setup
+ * writes the weights of {@code dir}/model.safetensors, see bench/peers/export_onnx.py, as F16 with
+ * SafeTensors.write, so the peer's torch.save'd model-f16.pt holds the same values), torch
+ * ({@code dir}/model-f16.pt itself, the file the PyTorch peer loads) or torchscript
+ * ({@code dir}/model-f16-torchscript.pt, OpenAI's release format; bench/peers/load_torch.py writes
+ * both). Single shots; the file is in the page cache after warm-up.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SingleShotTime)
@@ -49,19 +52,33 @@ public class CheckpointLoadBenchmark {
     @Param({""})
     public String dir;
 
+    @Param({"safetensors"})
+    public String format;
+
     private CpuBackend backend;
-    private Path f16File;
+    private Path f16File;   // written by setup for format safetensors, deleted by tearDown
+    private Path file;      // the checkpoint each shot loads
 
     @Setup(Level.Trial)
     public void setup() throws IOException {
         if (dir.isEmpty()) throw new IllegalArgumentException("CheckpointLoadBenchmark: pass -p dir=FOLDER (export_onnx.py output)");
         backend = new CpuBackend(threads, true);
-        Map<String, Tensor> f16 = new LinkedHashMap<>();
-        for (var e : Checkpoints.load(Path.of(dir, "model.safetensors")).tensors().entrySet()) {
-            f16.put(e.getKey(), toF16(e.getValue()));
+        switch (format) {
+            case "safetensors" -> {
+                Map<String, Tensor> f16 = new LinkedHashMap<>();
+                for (var e : Checkpoints.load(Path.of(dir, "model.safetensors")).tensors().entrySet()) {
+                    f16.put(e.getKey(), toF16(e.getValue()));
+                }
+                f16File = Files.createTempFile(Path.of(dir), "model-f16-", ".safetensors");
+                SafeTensors.write(f16File, f16, Map.of());
+                file = f16File;
+            }
+            case "torch" -> file = Path.of(dir, "model-f16.pt");
+            case "torchscript" -> file = Path.of(dir, "model-f16-torchscript.pt");
+            default -> throw new IllegalArgumentException("CheckpointLoadBenchmark: format " + format
+                    + " is none of safetensors, torch, torchscript");
         }
-        f16File = Files.createTempFile(Path.of(dir), "model-f16-", ".safetensors");
-        SafeTensors.write(f16File, f16, Map.of());
+        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("CheckpointLoadBenchmark: no " + file);
     }
 
     /** Collects the previous shot's model first, so a shot times the load, not another model's garbage collection. */
@@ -73,12 +90,12 @@ public class CheckpointLoadBenchmark {
     @TearDown(Level.Trial)
     public void tearDown() throws IOException {
         backend.close();
-        Files.deleteIfExists(f16File);
+        if (f16File != null) Files.deleteIfExists(f16File);
     }
 
     @Benchmark
     public ClipModel load() {
-        return ClipModel.fromStateDict(Checkpoints.load(f16File).tensors(), backend, Precision.F32);
+        return ClipModel.fromStateDict(Checkpoints.load(file).tensors(), backend, Precision.F32);
     }
 
     private static Tensor toF16(Tensor t) {

@@ -39,7 +39,8 @@ public final class Kernels {
     }
 
     /**
-     * The simulator library extracted to a temporary file (once per JVM; deleted on exit), or empty when
+     * The simulator library extracted to a temporary file (once per JVM; deleted on exit) with its launch
+     * limits beside it ({@code <file>.limits}), or empty when
      * the build had no g++ (see {@link #simLibraryUnavailableReason()}).
      */
     public static Optional<Path> simLibrary() {
@@ -52,6 +53,14 @@ public final class Kernels {
                 Path file = Files.createTempFile("libclipkernels_sim", ".so");
                 file.toFile().deleteOnExit();
                 Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
+                // The launch limits the simulator's driver reads beside its library (kernels/build.sh).
+                try (InputStream limits = Kernels.class.getResourceAsStream(DIR + SIM_LIBRARY + ".limits")) {
+                    if (limits != null) {
+                        Path limitsFile = file.resolveSibling(file.getFileName() + ".limits");
+                        limitsFile.toFile().deleteOnExit();
+                        Files.copy(limits, limitsFile, StandardCopyOption.REPLACE_EXISTING);
+                    }
+                }
                 simLibrary = file;
                 return Optional.of(file);
             } catch (IOException e) {

@@ -52,7 +52,7 @@ public final class GpuLaunchBench {
 
     private static void launchOverhead(CudaDriver driver) {
         long module = driver.moduleLoadData(Kernels.fatbin().orElseThrow(() -> new IllegalStateException(Kernels.fatbinUnavailableReason())));
-        CudaDriver.Function fill = driver.moduleGetFunction(module, "fill_forward");
+        CudaDriver.Function fill = driver.moduleGetFunction(module, "fill");
         long stream = driver.streamCreate();
         long d = driver.memAlloc(4, "x");
         KernelArgs args = new KernelArgs(4);
@@ -71,7 +71,7 @@ public final class GpuLaunchBench {
 
     private static void graphOverhead(CudaDriver driver) {
         long module = driver.moduleLoadData(Kernels.fatbin().orElseThrow());
-        CudaDriver.Function fill = driver.moduleGetFunction(module, "fill_forward");
+        CudaDriver.Function fill = driver.moduleGetFunction(module, "fill");
         long stream = driver.streamCreate();
         long d = driver.memAlloc(4, "x");
         KernelArgs args = new KernelArgs(4);

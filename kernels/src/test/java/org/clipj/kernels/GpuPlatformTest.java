@@ -49,7 +49,7 @@ class GpuPlatformTest {
             for (int i = 0; i < n; i++) host.setAtIndex(JAVA_FLOAT, i, i);
             driver.memcpyHtoD(d, host, n * 4L, stream, "upload");
             long module = fatbinModule(driver);
-            CudaDriver.Function scale = driver.moduleGetFunction(module, "scale_forward");
+            CudaDriver.Function scale = driver.moduleGetFunction(module, "scale");
             KernelArgs args = new KernelArgs(8);
             long start = driver.eventCreate(), end = driver.eventCreate();
             driver.eventRecord(start, stream);
@@ -78,10 +78,10 @@ class GpuPlatformTest {
     void badLaunchIsACudaExceptionNamingTheKernel() {
         try (CudaDriver driver = open("panama")) {
             long module = fatbinModule(driver);
-            CudaDriver.Function fill = driver.moduleGetFunction(module, "fill_forward");
+            CudaDriver.Function fill = driver.moduleGetFunction(module, "fill");
             CudaException e = assertThrows(CudaException.class, () -> driver.launchKernel(fill, 1, 1, 1, 4096, 1, 1, 0, 0,
                     new KernelArgs(4).ptr(0).f32(0).i64(0)));
-            assertTrue(e.getMessage().contains("fill_forward") && e.getMessage().startsWith("cuLaunchKernel failed: CUDA_ERROR_"), e.getMessage());
+            assertTrue(e.getMessage().contains("fill") && e.getMessage().startsWith("cuLaunchKernel failed: CUDA_ERROR_"), e.getMessage());
             assertThrows(CudaException.class, () -> driver.moduleGetFunction(module, "no_such_kernel"));
         }
     }

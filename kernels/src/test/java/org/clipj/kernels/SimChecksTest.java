@@ -181,6 +181,16 @@ class SimChecksTest {
     }
 
     @Test
+    void aBlockAboveTheKernelsLaunchBoundsIsRefused() {
+        long out = driver.memAlloc(128 * 4L, "out");
+        CudaException e = assertThrows(CudaException.class, () -> launch("check_launch_bounds", 1, 128, 0, ARGS.clear().ptr(out)));
+        assertEquals(CudaErrors.CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, e.status(), e.getMessage());
+        assertTrue(e.getMessage().contains("kernel check_launch_bounds block (128,1,1) shared 0: 128 threads per block, more than its "
+                + "__launch_bounds__(64) allows"), e.getMessage());
+        launch("check_launch_bounds", 2, 64, 0, ARGS.clear().ptr(out));
+    }
+
+    @Test
     void allocationFreeAndSyncDuringCaptureAreRefusedAndInvalidateIt() {
         long stream = driver.streamCreate();
         long buffer = driver.memAlloc(64, "buffer");

@@ -13,6 +13,7 @@ public final class CudaErrors {
     public static final int CUDA_ERROR_NO_DEVICE = 100;
     public static final int CUDA_ERROR_INVALID_HANDLE = 400;
     public static final int CUDA_ERROR_NOT_FOUND = 500;
+    public static final int CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701;
     public static final int CUDA_ERROR_LAUNCH_FAILED = 719;
     public static final int CUDA_ERROR_NOT_SUPPORTED = 801;
 

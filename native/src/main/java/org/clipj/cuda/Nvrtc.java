@@ -17,6 +17,7 @@ import java.util.List;
 /**
  * NVRTC (libnvrtc.so.13, else .12) through FFM: compiles CUDA C++ source text to PTX at run time, which
  * {@link CudaDriver#moduleLoadData} then loads. Compile errors come back as a CudaException with the log.
+ * Only GpuPlatformTest uses it today; issue 19's kernel experiments compile variants with it on the device.
  */
 public final class Nvrtc {
     private static final Linker LINKER = Linker.nativeLinker();

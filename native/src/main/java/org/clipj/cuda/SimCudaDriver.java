@@ -31,7 +31,11 @@ import java.util.Map;
  * this class enforces what a real driver refuses: dynamic shared memory above 48 KiB without
  * {@link #funcSetMaxDynamicShared} (and above the device's 227 KiB at all), and allocation, free or
  * synchronization while a stream is being captured (the capture is then invalidated, as in CUDA's global
- * capture mode). Settings: {@code clip.sim.memory} (or env CLIP_SIM_MEMORY) caps the device memory, in
+ * capture mode), and a block larger than the kernel allows: its {@code __launch_bounds__}, or what its
+ * registers per thread (ptxas -v, per architecture) leave of an SM's 65536 registers; static plus
+ * dynamic shared memory above 227 KiB. Those limits come from {@code <library>.limits}
+ * beside the library (written by kernels/build.sh); without the file, or without nvcc's figures in it, a
+ * warning says what goes unchecked. Settings: {@code clip.sim.memory} (or env CLIP_SIM_MEMORY) caps the device memory, in
  * bytes with an optional k/m/g suffix, so out-of-memory paths can be tested; {@code clip.sim.schedule}
  * (or env CLIP_SIM_SCHEDULE) is {@code fifo} (default), {@code reverse} or {@code random[:seed]}: the order
  * in which a barrier or warp collective releases the threads, and the order of a launch's blocks.
@@ -41,6 +45,10 @@ public final class SimCudaDriver implements CudaDriver {
     private static final int MAX_PARAMS = 64;
     private static final int DEFAULT_DYNAMIC_SHARED = 48 * 1024;
     private static final int MAX_DYNAMIC_SHARED = 227 * 1024;
+    private static final int MAX_THREADS_PER_BLOCK = 1024;
+    private static final int REGISTERS_PER_SM = 65536;   // sm_80 and sm_90: also the most one block may use
+    private static final int REGISTER_ALLOCATION_UNIT = 256; // registers are given to a warp in units of 256
+    private static final System.Logger LOG = System.getLogger(SimCudaDriver.class.getName());
 
     private final Path library;
     private final MethodHandle simLaunch;
@@ -55,6 +63,7 @@ public final class SimCudaDriver implements CudaDriver {
     private final long memoryCap; // 0: none
     private final String schedule;
     private final Map<String, Integer> dynamicSharedOptIn = new HashMap<>(); // kernel -> bytes allowed
+    private final LaunchLimits limits;
     private boolean captureInvalidated; // an illegal call happened during the current capture
     private final Arena arena = Arena.ofAuto(); // kernel names and captured arguments live as long as the driver
     private final Map<String, MemorySegment> kernelNames = new HashMap<>(); // name -> C string
@@ -88,6 +97,7 @@ public final class SimCudaDriver implements CudaDriver {
         simMemUsable = handle(lookup, "sim_mem_usable", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
         simMemoryInUse = handle(lookup, "sim_memory_in_use", FunctionDescriptor.of(JAVA_LONG));
         simMarkWritten = handle(lookup, "sim_mark_written", FunctionDescriptor.ofVoid(JAVA_LONG, JAVA_LONG));
+        limits = LaunchLimits.beside(library);
         memoryCap = parseBytes("clip.sim.memory", setting("clip.sim.memory", "CLIP_SIM_MEMORY", "0"));
         schedule = setting("clip.sim.schedule", "CLIP_SIM_SCHEDULE", "fifo");
         try {
@@ -402,6 +412,10 @@ public final class SimCudaDriver implements CudaDriver {
         }
         if (name == null) throw new CudaException("cuLaunchKernel", CudaErrors.CUDA_ERROR_INVALID_HANDLE,
                 CudaErrors.name(CudaErrors.CUDA_ERROR_INVALID_HANDLE), function.name() + " (not from this driver)");
+        String refused = limits.refusal(function.name(), blockX * blockY * blockZ, sharedBytes);
+        if (refused != null) throw new CudaException("cuLaunchKernel", CudaErrors.CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES,
+                CudaErrors.name(CudaErrors.CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES), "kernel " + function.name() + " block (" + blockX
+                        + "," + blockY + "," + blockZ + ") shared " + sharedBytes + ": " + refused);
         boolean matches = sizes.length == args.count();
         for (int i = 0; matches && i < sizes.length; i++) matches = sizes[i] == args.size(i);
         if (!matches) {
@@ -508,6 +522,82 @@ public final class SimCudaDriver implements CudaDriver {
     }
 
     String simLastError() { return lastError(); }
+
+    /**
+     * What a launch of each kernel may not exceed (kernels/build.sh writes them beside the library as
+     * {@code <library>.limits}): launch bounds by kernel, and per architecture the registers per thread and
+     * static shared bytes ptxas reported. {@code unchecked} says what is not known (null when all is).
+     */
+    record LaunchLimits(Map<String, Integer> launchBounds, Map<String, Map<String, int[]>> ptxasByKernel, String unchecked) {
+        static LaunchLimits beside(Path library) {
+            Path file = library.resolveSibling(library.getFileName() + ".limits");
+            Map<String, Integer> bounds = new HashMap<>();
+            Map<String, Map<String, int[]>> ptxas = new HashMap<>();
+            String unchecked = null;
+            if (!Files.isRegularFile(file)) {
+                unchecked = "no " + file.getFileName() + " beside the library: launch bounds, registers per thread and static shared "
+                        + "memory are not checked";
+            } else {
+                List<String> lines;
+                try {
+                    lines = Files.readAllLines(file);
+                } catch (java.io.IOException e) {
+                    throw new CudaException("CUDA binding 'sim': cannot read " + file + ": " + e.getMessage(), e);
+                }
+                for (String line : lines) {
+                    String[] f = line.strip().split(" ");
+                    try {
+                        switch (f[0]) {
+                            case "bounds" -> bounds.put(f[1], Integer.parseInt(f[2]));
+                            case "ptxas" -> ptxas.computeIfAbsent(f[2], k -> new java.util.TreeMap<>())
+                                    .put(f[1], new int[] {Integer.parseInt(f[3]), Integer.parseInt(f[4])});
+                            case "unknown" -> unchecked = "registers per thread and static shared memory are not checked: "
+                                    + line.strip().substring("unknown".length()).strip();
+                            default -> {
+                                if (!f[0].isEmpty() && !f[0].startsWith("#")) throw new NumberFormatException("unknown record");
+                            }
+                        }
+                    } catch (RuntimeException e) {
+                        throw new CudaException("CUDA binding 'sim': " + file + ": malformed line '" + line + "' (" + e.getMessage() + ")");
+                    }
+                }
+            }
+            if (unchecked != null) LOG.log(System.Logger.Level.WARNING, "CUDA simulator " + library.getFileName() + ": " + unchecked);
+            return new LaunchLimits(Map.copyOf(bounds), Map.copyOf(ptxas), unchecked);
+        }
+
+        /** The most threads a block of a kernel with this many registers per thread may have. */
+        static int threadsAllowedByRegisters(int registersPerThread) {
+            int perWarp = ceilTo(registersPerThread * 32, REGISTER_ALLOCATION_UNIT);
+            return Math.min(MAX_THREADS_PER_BLOCK, perWarp == 0 ? MAX_THREADS_PER_BLOCK : REGISTERS_PER_SM / perWarp * 32);
+        }
+
+        private static int ceilTo(int x, int unit) {
+            return (x + unit - 1) / unit * unit;
+        }
+
+        /**
+         * Why a real driver refuses this launch for the kernel's resources (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES), or null
+         * when it does not (more than 1024 threads is CUDA_ERROR_INVALID_VALUE, from the library's own launch check).
+         */
+        String refusal(String kernel, int threads, int dynamicShared) {
+            Integer bound = launchBounds.get(kernel);
+            if (bound != null && threads > bound)
+                return threads + " threads per block, more than its __launch_bounds__(" + bound + ") allows";
+            for (Map.Entry<String, int[]> arch : ptxasByKernel.getOrDefault(kernel, Map.of()).entrySet()) {
+                int registers = arch.getValue()[0], staticShared = arch.getValue()[1];
+                int allowed = threadsAllowedByRegisters(registers);
+                int warps = (threads + 31) / 32;
+                if (threads > allowed) return threads + " threads per block (" + warps + " warps) need " + warps + " x "
+                        + ceilTo(registers * 32, REGISTER_ALLOCATION_UNIT) + " registers, but an SM has " + REGISTERS_PER_SM
+                        + ": its " + registers + " registers per thread (ptxas, " + arch.getKey() + ") allow at most " + allowed
+                        + " threads per block";
+                if ((long) staticShared + dynamicShared > MAX_DYNAMIC_SHARED) return staticShared + " bytes of static shared memory (ptxas, "
+                        + arch.getKey() + ") + " + dynamicShared + " dynamic exceed the " + MAX_DYNAMIC_SHARED + " a block may have";
+            }
+            return null;
+        }
+    }
 
     void submitOp(long stream, Runnable op) { submit(stream, op); }
 

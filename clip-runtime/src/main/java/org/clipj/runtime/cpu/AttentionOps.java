@@ -7,8 +7,9 @@ import jdk.incubator.vector.FloatVector;
 import org.clipj.runtime.Tensor;
 
 /**
- * Fused multi-head attention on packed qkv (B, T, 3C), causal or full, and one-query attention
- * pooling. The scalar reference works one query row at a time (T floats of scores); the fast
+ * The attention family (attention.cu): fused multi-head attention on packed qkv (B, T, 3C), causal or
+ * full, forward and backward, and the one-query-row kernels that attention pooling shares. Arguments
+ * are checked by {@link org.clipj.runtime.OpChecks}. The scalar reference works one query row at a time (T floats of scores); the fast
  * path works on blocks of QB query rows with Sgemm, so a task holds at most a (QB, T) block,
  * never a head's whole (T, T) matrix. Backward recomputes the probabilities from the forward's
  * log-sum-exp.
@@ -17,6 +18,17 @@ final class AttentionOps {
     private static final int QB = 64; // query rows per block on the fast path
 
     private AttentionOps() {}
+
+    static void attentionForward(OpContext cx, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+        if (cx.vector()) forwardBlocked(cx.pool(), out, lse, qkv, heads, causal);
+        else forwardScalar(out, lse, qkv, heads, causal);
+    }
+
+    static void attentionBackward(OpContext cx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads,
+                                  boolean causal) {
+        if (cx.vector()) backwardBlocked(cx.pool(), dqkv, dout, qkv, out, lse, heads, causal);
+        else backwardScalar(dqkv, dout, qkv, out, lse, heads, causal);
+    }
 
     // ---------------------------------------------------------------- one query row
 
@@ -99,7 +111,7 @@ final class AttentionOps {
     // ---------------------------------------------------------------- self-attention on packed qkv, scalar reference
 
     /** out (B, T, C), lse (B, heads, T) or null, qkv (B, T, 3C); serial, one query row at a time. */
-    static void forwardScalar(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+    private static void forwardScalar(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
         float[] x = qkv.f32(), o = out.f32();
@@ -117,7 +129,7 @@ final class AttentionOps {
     }
 
     /** dqkv (B, T, 3C) += the gradient; serial, one query row at a time. */
-    static void backwardScalar(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
+    private static void backwardScalar(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
         float[] x = qkv.f32(), o = out.f32(), g = dout.f32(), ls = lse.f32(), d = dqkv.f32();
@@ -143,7 +155,7 @@ final class AttentionOps {
      * (rows, n) = q_blk k^T and out_blk = P v come from Sgemm on strided views of qkv; with the
      * causal mask only the first n = i1 keys are computed. A task holds one (QB, T) block.
      */
-    static void forwardBlocked(ComputePool pool, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
+    private static void forwardBlocked(ComputePool pool, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
         float[] x = qkv.f32(), o = out.f32();
@@ -186,7 +198,7 @@ final class AttentionOps {
     }
 
     /** dqkv += the gradient, blocked like the forward; parallel over (b, h) so dk/dv never race. */
-    static void backwardBlocked(ComputePool pool, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+    private static void backwardBlocked(ComputePool pool, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                 int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
         float scale = (float) (1.0 / Math.sqrt(hd));
@@ -223,47 +235,5 @@ final class AttentionOps {
             pv.mul(FloatVector.fromArray(Vec.S, ds, off + j).sub(dOut)).mul(scale).intoArray(ds, off + j);
         }
         for (; j < n; j++) ds[off + j] = p[off + j] * (ds[off + j] - dOut) * scale;
-    }
-
-    // ---------------------------------------------------------------- attention pooling (one query)
-
-    /** out (B, C), lse (B, heads) or null, q (B, C), k (B, L, C), v (B, L, C). */
-    static void poolForward(ComputePool pool, boolean vector, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
-        int b = k.dim(0), len = k.dim(1), c = k.dim(2), hd = c / heads;
-        float scale = (float) (1.0 / Math.sqrt(hd));
-        Parallel.Range body = (from, to) -> {
-            float[] scores = new float[len];
-            for (int bh = from; bh < to; bh++) {
-                int bi = bh / heads, h = bh % heads;
-                float l = attendRow(vector, q.f32(), q.offset() + bi * c + h * hd,
-                        k.f32(), k.offset() + bi * len * c + h * hd, v.f32(), v.offset() + bi * len * c + h * hd, c,
-                        len, hd, scale, out.f32(), out.offset() + bi * c + h * hd, scores);
-                if (lse != null) lse.f32()[lse.offset() + bh] = l;
-            }
-        };
-        if (pool == null) body.run(0, b * heads);
-        else Parallel.range(pool, b * heads, 1, body);
-    }
-
-    /** dq (B, C) +=, dk (B, L, C) +=, dv (B, L, C) += (each may be null). */
-    static void poolBackward(ComputePool pool, boolean vector, Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q,
-                             Tensor k, Tensor v, Tensor out, Tensor lse, int heads) {
-        int b = k.dim(0), len = k.dim(1), c = k.dim(2), hd = c / heads;
-        float scale = (float) (1.0 / Math.sqrt(hd));
-        Parallel.Range body = (from, to) -> {
-            float[] probs = new float[len];
-            for (int bh = from; bh < to; bh++) {
-                int bi = bh / heads, h = bh % heads;
-                int col = h * hd, kv = bi * len * c + col;
-                attendRowBackward(vector, q.f32(), q.offset() + bi * c + col, k.f32(), k.offset() + kv, v.f32(), v.offset() + kv,
-                        c, len, hd, scale, dout.f32(), dout.offset() + bi * c + col, out.f32(), out.offset() + bi * c + col,
-                        lse.f32()[lse.offset() + bh],
-                        dq == null ? null : dq.f32(), dq == null ? 0 : dq.offset() + bi * c + col,
-                        dk == null ? null : dk.f32(), dk == null ? 0 : dk.offset() + kv,
-                        dv == null ? null : dv.f32(), dv == null ? 0 : dv.offset() + kv, c, probs);
-            }
-        };
-        if (pool == null) body.run(0, b * heads);
-        else Parallel.range(pool, b * heads, 1, body);
     }
 }

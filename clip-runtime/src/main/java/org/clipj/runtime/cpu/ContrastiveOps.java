@@ -9,7 +9,7 @@ import jdk.incubator.vector.VectorSpecies;
 import org.clipj.runtime.Tensor;
 
 /**
- * CLIP's symmetric contrastive loss: L = s img @ txt^T with s = exp(logitScale),
+ * The contrastive family (contrastive.cu). CLIP's symmetric contrastive loss: L = s img @ txt^T with s = exp(logitScale),
  * loss = (mean_i(lseRow_i - L_ii) + mean_j(lseCol_j - L_jj)) / 2. With c = gradScale / (2N), the
  * logit gradient is G_ij = c (softmaxRow_ij + softmaxCol_ij - 2 [i == j]); dImg = s G txt,
  * dTxt = s G^T img, dLogitScale = sum_ij G_ij L_ij (the chain rule through exp). Neither path
@@ -23,9 +23,16 @@ final class ContrastiveOps {
 
     private ContrastiveOps() {}
 
+    static float contrastiveLoss(OpContext cx, Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt,
+                                 Tensor dLogitScale, float gradScale) {
+        return cx.vector()
+                ? lossTiled(img, txt, logitScale, dImg, dTxt, dLogitScale, gradScale, cx.pool())
+                : lossScalar(img, txt, logitScale, dImg, dTxt, dLogitScale, gradScale);
+    }
+
     // ---------------------------------------------------------------- scalar reference (double accumulation)
 
-    static float lossScalar(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
+    private static float lossScalar(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
                             float gradScale) {
         int n = img.dim(0), d = img.dim(1);
         float[] a = img.f32(), b = txt.f32();
@@ -74,7 +81,7 @@ final class ContrastiveOps {
 
     // ---------------------------------------------------------------- tiled fast path
 
-    static float lossTiled(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
+    private static float lossTiled(Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt, Tensor dLogitScale,
                            float gradScale, ComputePool pool) {
         int n = img.dim(0), d = img.dim(1);
         float[] a = img.f32(), b = txt.f32();

@@ -5,8 +5,9 @@ import java.util.Arrays;
 import org.clipj.runtime.Tensor;
 
 /**
- * conv2d (im2col + Sgemm on the fast path), ViT patch embedding, AvgPool2d and batched
- * transpose. The scalar methods are direct loops over the definition.
+ * The conv family (conv.cu): conv2d (im2col + Sgemm on the fast path), ViT patch embedding (a
+ * stride-p conv) and AvgPool2d, forward and backward. The scalar methods are direct loops over the
+ * definition. Arguments are checked by {@link org.clipj.runtime.OpChecks}.
  */
 final class ConvOps {
     private static final int GRAIN = 1 << 13;
@@ -18,14 +19,45 @@ final class ConvOps {
 
     private ConvOps() {}
 
-    static int outSize(int in, int k, int stride, int padding) {
+    static void conv2dForward(OpContext cx, Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
+        if (cx.vector()) conv2dForwardVector(out, x, w, bias, stride, padding, cx.pool());
+        else conv2dForwardScalar(out, x, w, bias, stride, padding);
+    }
+
+    static void conv2dBackward(OpContext cx, Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w, int stride,
+                               int padding) {
+        if (cx.vector()) conv2dBackwardVector(dx, dw, dbias, dout, x, w, stride, padding, cx.pool());
+        else conv2dBackwardScalar(dx, dw, dbias, dout, x, w, stride, padding);
+    }
+
+    /** packed: w's GEMM panels from prepareWeight (used on the vector path), or null. */
+    static void patchEmbedForward(OpContext cx, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed) {
+        if (cx.vector()) patchEmbedForwardVector(out, x, w, packed, cx.pool());
+        else patchEmbedForwardScalar(out, x, w);
+    }
+
+    static void patchEmbedBackward(OpContext cx, Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
+        if (cx.vector()) patchEmbedBackwardVector(dx, dw, dout, x, w, cx.pool());
+        else patchEmbedBackwardScalar(dx, dw, dout, x, w);
+    }
+
+    /** One loop serves both paths (a window mean has nothing to vectorize); serial on the scalar path. */
+    static void avgPool2dForward(OpContext cx, Tensor out, Tensor x, int k) {
+        avgPool2dForward(cx.parallel(), out, x, k);
+    }
+
+    static void avgPool2dBackward(OpContext cx, Tensor dx, Tensor dout, int k) {
+        avgPool2dBackward(cx.parallel(), dx, dout, k);
+    }
+
+    private static int outSize(int in, int k, int stride, int padding) {
         return (in + 2 * padding - k) / stride + 1;
     }
 
     // ---------------------------------------------------------------- conv2d, scalar reference
 
     /** out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, K, K)) + bias (Co). */
-    static void conv2dForwardScalar(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
+    private static void conv2dForwardScalar(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = out.dim(2), wo = out.dim(3);
         float[] o = out.f32(), xs = x.f32(), ws = w.f32();
@@ -54,7 +86,7 @@ final class ConvOps {
         }
     }
 
-    static void conv2dBackwardScalar(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
+    private static void conv2dBackwardScalar(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
                                      int stride, int padding) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = dout.dim(2), wo = dout.dim(3);
@@ -167,7 +199,7 @@ final class ConvOps {
         return k == 1 && stride == 1 && padding == 0;
     }
 
-    static void conv2dForwardVector(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding, ComputePool pool) {
+    private static void conv2dForwardVector(Tensor out, Tensor x, Tensor w, Tensor bias, int stride, int padding, ComputePool pool) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = out.dim(2), wo = out.dim(3), hw = ho * wo, ckk = ci * k * k;
         float[] o = out.f32(), xs = x.f32();
@@ -197,7 +229,7 @@ final class ConvOps {
         }
     }
 
-    static void conv2dBackwardVector(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
+    private static void conv2dBackwardVector(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w,
                                      int stride, int padding, ComputePool pool) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), co = w.dim(0), k = w.dim(2);
         int ho = dout.dim(2), wo = dout.dim(3), hw = ho * wo, ckk = ci * k * k;
@@ -243,7 +275,7 @@ final class ConvOps {
     // ---------------------------------------------------------------- ViT patch embedding
 
     /** out (B, P, C) from x (B, Ci, H, W) and w (C, Ci, p, p): a stride-p conv without bias, patches row-major. */
-    static void patchEmbedForwardScalar(Tensor out, Tensor x, Tensor w) {
+    private static void patchEmbedForwardScalar(Tensor out, Tensor x, Tensor w) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
         int gh = h / p, gw = wd / p, np = gh * gw;
         float[] o = out.f32(), xs = x.f32(), ws = w.f32();
@@ -266,7 +298,7 @@ final class ConvOps {
         }
     }
 
-    static void patchEmbedBackwardScalar(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
+    private static void patchEmbedBackwardScalar(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
         int gh = h / p, gw = wd / p, np = gh * gw;
         float[] g = dout.f32(), xs = x.f32(), ws = w.f32();
@@ -313,14 +345,14 @@ final class ConvOps {
     }
 
     /** packed: w's GEMM panels from prepareWeight, or null. */
-    static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed, ComputePool pool) {
+    private static void patchEmbedForwardVector(Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed, ComputePool pool) {
         int c = w.dim(0), p = w.dim(2), cpp = w.dim(1) * p * p, rows = out.dim(0) * out.dim(1);
         float[] patches = patches(pool, x, p);
         if (packed != null) Sgemm.sgemm(rows, c, cpp, 1f, patches, 0, cpp, packed, 0f, out.f32(), out.offset(), c, pool);
         else Sgemm.sgemm(false, true, rows, c, cpp, 1f, patches, 0, cpp, w.f32(), w.offset(), cpp, 0f, out.f32(), out.offset(), c, pool);
     }
 
-    static void patchEmbedBackwardVector(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, ComputePool pool) {
+    private static void patchEmbedBackwardVector(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, ComputePool pool) {
         int b = x.dim(0), ci = x.dim(1), h = x.dim(2), wd = x.dim(3), c = w.dim(0), p = w.dim(2);
         int gw = wd / p, np = (h / p) * gw, cpp = ci * p * p, rows = b * np;
         if (dw != null) {
@@ -351,7 +383,7 @@ final class ConvOps {
     // ---------------------------------------------------------------- AvgPool2d(k), stride k
 
     /** Parallel over (B*C) planes when pool != null. */
-    static void avgPool2dForward(ComputePool pool, Tensor out, Tensor x, int k) {
+    private static void avgPool2dForward(ComputePool pool, Tensor out, Tensor x, int k) {
         int planes = x.dim(0) * x.dim(1), h = x.dim(2), wd = x.dim(3), ho = out.dim(2), wo = out.dim(3);
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
@@ -371,7 +403,7 @@ final class ConvOps {
         });
     }
 
-    static void avgPool2dBackward(ComputePool pool, Tensor dx, Tensor dout, int k) {
+    private static void avgPool2dBackward(ComputePool pool, Tensor dx, Tensor dout, int k) {
         int planes = dx.dim(0) * dx.dim(1), h = dx.dim(2), wd = dx.dim(3), ho = dout.dim(2), wo = dout.dim(3);
         float[] d = dx.f32(), g = dout.f32();
         int dxo = dx.offset(), go = dout.offset();
@@ -383,32 +415,6 @@ final class ConvOps {
                         float v = g[go + (pl * ho + oy) * wo + ox] * inv;
                         for (int ky = 0; ky < k; ky++) {
                             for (int kx = 0; kx < k; kx++) d[dxo + (pl * h + oy * k + ky) * wd + ox * k + kx] += v;
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    // ---------------------------------------------------------------- transpose (B, M, N) -> (B, N, M)
-
-    static void transpose(ComputePool pool, Tensor out, Tensor x, boolean accumulate) {
-        int b = x.rank() == 3 ? x.dim(0) : 1, m = x.dim(-2), n = x.dim(-1);
-        float[] o = out.f32(), xs = x.f32();
-        int oo = out.offset(), xo = x.offset();
-        final int tile = 32; // cache blocking: a 32 x 32 tile of both sides stays in L1
-        int tilesM = (m + tile - 1) / tile;
-        Parallel.range(pool, b * tilesM, Math.max(1, GRAIN / Math.max(1, tile * n)), (from, to) -> {
-            for (int t = from; t < to; t++) {
-                int bi = t / tilesM, i0 = (t % tilesM) * tile, i1 = Math.min(m, i0 + tile);
-                int base = bi * m * n;
-                for (int j0 = 0; j0 < n; j0 += tile) {
-                    int j1 = Math.min(n, j0 + tile);
-                    for (int i = i0; i < i1; i++) {
-                        for (int j = j0; j < j1; j++) {
-                            int dst = oo + base + j * m + i;
-                            float v = xs[xo + base + i * n + j];
-                            o[dst] = accumulate ? o[dst] + v : v;
                         }
                     }
                 }

@@ -7,6 +7,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 
+import org.clipj.runtime.InvalidInputException;
+
 /**
  * What the CPU offers the GEMM and attention blocking: the Vector API's preferred width (what C2
  * will emit), whether AVX-512's 32 vector registers are there, the FMA datapath behind it and the
@@ -20,11 +22,15 @@ public record CpuFeatures(String model, String vendor, int family, int modelNumb
     /** Zen 2..5, Skylake-SP..Sapphire Rapids all have 512 KiB to 2 MiB; 1 MiB is their middle. */
     static final long ASSUMED_L2_BYTES = 1L << 20;
 
-    private static final CpuFeatures HOST = detect();
-
+    private static final String VECTOR_MODULE = "jdk.incubator.vector";
     /** This machine's features, detected on first use. */
     public static CpuFeatures host() {
-        return HOST;
+        return Host.FEATURES;
+    }
+
+    /** Detection reads the Vector API's width: loaded only when asked, after {@link #requireVectorApi}. */
+    private static final class Host {
+        static final CpuFeatures FEATURES = detect();
     }
 
     /**
@@ -136,6 +142,21 @@ public record CpuFeatures(String model, String vendor, int family, int modelNumb
             return Files.readAllLines(p);
         } catch (IOException | SecurityException e) {
             return List.of();
+        }
+    }
+
+    /**
+     * Fails with a clear error when the Java Vector API is not visible: without its incubator module
+     * every op class fails to load (each holds its scalar reference beside its vector path), so this is
+     * checked once, when a CPU backend is made, never as a NoClassDefFoundError in a forward pass.
+     */
+    static void requireVectorApi() {
+        try {
+            Class.forName(VECTOR_MODULE + ".FloatVector", false, CpuFeatures.class.getClassLoader());
+        } catch (ClassNotFoundException e) {
+            throw new InvalidInputException("the CPU backend needs the Java Vector API, an incubator module the JVM loads "
+                    + "only when asked: start java with --add-modules " + VECTOR_MODULE
+                    + " (the scalar path, -Dclip.cpu.vector=false, needs it too)");
         }
     }
 }

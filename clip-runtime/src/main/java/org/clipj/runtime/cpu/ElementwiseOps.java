@@ -10,8 +10,10 @@ import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
 /**
- * add, addScaled, scale, broadcastAdd, quickGELU, GELU, channel scale, ReLU, softmax, cast, fill, copy. Arguments
- * are checked by CpuBackend; here every tensor is CPU, contiguous, with matching sizes.
+ * The elementwise family (elementwise.cu): add, addScaled, scale, broadcastAdd and its backward, quickGELU,
+ * GELU, channel scale, ReLU, fill, copy, cast. Each op takes the {@link OpContext} first and runs its
+ * scalar reference or its vector path (the two side by side below). Arguments are checked by
+ * {@link org.clipj.runtime.OpChecks}; here every tensor is CPU, contiguous, with matching sizes.
  */
 final class ElementwiseOps {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -21,15 +23,102 @@ final class ElementwiseOps {
 
     private ElementwiseOps() {}
 
+    // ---------------------------------------------------------------- the ops
+
+    static void add(OpContext cx, Tensor out, Tensor a, Tensor b) {
+        if (cx.vector()) addVector(out, a, b, cx.pool());
+        else addScalar(out, a, b);
+    }
+
+    static void addScaled(OpContext cx, Tensor dst, Tensor src, float alpha) {
+        if (cx.vector()) addScaledVector(dst, src, alpha, cx.pool());
+        else addScaledScalar(dst, src, alpha);
+    }
+
+    static void scale(OpContext cx, Tensor t, float s) {
+        if (cx.vector()) scaleVector(t, s, cx.pool());
+        else scaleScalar(t, s);
+    }
+
+    static void broadcastAdd(OpContext cx, Tensor out, Tensor x, Tensor b) {
+        if (cx.vector()) broadcastAddVector(out, x, b, cx.pool());
+        else broadcastAddScalar(out, x, b);
+    }
+
+    static void broadcastAddBackward(OpContext cx, Tensor db, Tensor dout) {
+        if (cx.vector()) broadcastAddBackwardVector(db, dout, cx.pool());
+        else broadcastAddBackwardScalar(db, dout);
+    }
+
+    static void quickGeluForward(OpContext cx, Tensor out, Tensor x) {
+        if (cx.vector()) quickGeluForwardVector(out, x, cx.pool());
+        else quickGeluForwardScalar(out, x);
+    }
+
+    static void quickGeluBackward(OpContext cx, Tensor dx, Tensor dout, Tensor x) {
+        if (cx.vector()) quickGeluBackwardVector(dx, dout, x, cx.pool());
+        else quickGeluBackwardScalar(dx, dout, x);
+    }
+
+    static void geluForward(OpContext cx, Tensor out, Tensor x) {
+        if (cx.vector()) geluForwardVector(out, x, cx.pool());
+        else geluForwardScalar(out, x);
+    }
+
+    static void geluBackward(OpContext cx, Tensor dx, Tensor dout, Tensor x) {
+        if (cx.vector()) geluBackwardVector(dx, dout, x, cx.pool());
+        else geluBackwardScalar(dx, dout, x);
+    }
+
+    static void channelScaleForward(OpContext cx, Tensor out, Tensor x, Tensor gamma) {
+        if (cx.vector()) channelScaleForwardVector(out, x, gamma, cx.pool());
+        else channelScaleForwardScalar(out, x, gamma);
+    }
+
+    static void channelScaleBackward(OpContext cx, Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
+        if (cx.vector()) channelScaleBackwardVector(dx, dgamma, dout, x, gamma, cx.pool());
+        else channelScaleBackwardScalar(dx, dgamma, dout, x, gamma);
+    }
+
+    static void reluForward(OpContext cx, Tensor out, Tensor x) {
+        if (cx.vector()) reluForwardVector(out, x, cx.pool());
+        else reluForwardScalar(out, x);
+    }
+
+    static void reluBackward(OpContext cx, Tensor dx, Tensor dout, Tensor out) {
+        if (cx.vector()) reluBackwardVector(dx, dout, out, cx.pool());
+        else reluBackwardScalar(dx, dout, out);
+    }
+
+    /** Same path on both: a fill or a copy is one loop the JIT vectorizes. */
+    static void fill(OpContext cx, Tensor t, float value) {
+        int o = t.offset(), n = t.size();
+        switch (t.dtype()) {
+            case F32 -> Arrays.fill(t.f32(), o, o + n, value);
+            case F16 -> Arrays.fill(t.bits16(), o, o + n, DType.floatToF16(value));
+            case BF16 -> Arrays.fill(t.bits16(), o, o + n, DType.floatToBf16(value));
+            default -> throw new IllegalStateException("fill: " + t.dtype() + " passed OpChecks.fill");
+        }
+    }
+
+    static void copy(OpContext cx, Tensor dst, Tensor src) {
+        copy(dst, src);
+    }
+
+    static void cast(OpContext cx, Tensor dst, Tensor src) {
+        if (cx.vector()) castParallel(dst, src, cx.pool());
+        else castScalar(dst, src);
+    }
+
     // ---------------------------------------------------------------- add
 
-    static void addScalar(Tensor out, Tensor a, Tensor b) {
+    private static void addScalar(Tensor out, Tensor a, Tensor b) {
         float[] o = out.f32(), x = a.f32(), y = b.f32();
         int oo = out.offset(), xo = a.offset(), yo = b.offset(), n = out.size();
         for (int i = 0; i < n; i++) o[oo + i] = x[xo + i] + y[yo + i];
     }
 
-    static void addVector(Tensor out, Tensor a, Tensor b, ComputePool pool) {
+    private static void addVector(Tensor out, Tensor a, Tensor b, ComputePool pool) {
         float[] o = out.f32(), x = a.f32(), y = b.f32();
         int oo = out.offset(), xo = a.offset(), yo = b.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -43,25 +132,25 @@ final class ElementwiseOps {
 
     // ---------------------------------------------------------------- addScaled, scale
 
-    static void addScaledScalar(Tensor dst, Tensor src, float alpha) {
+    private static void addScaledScalar(Tensor dst, Tensor src, float alpha) {
         float[] d = dst.f32(), s = src.f32();
         int d0 = dst.offset(), s0 = src.offset(), n = dst.size();
         for (int i = 0; i < n; i++) d[d0 + i] += alpha * s[s0 + i];
     }
 
-    static void addScaledVector(Tensor dst, Tensor src, float alpha, ComputePool pool) {
+    private static void addScaledVector(Tensor dst, Tensor src, float alpha, ComputePool pool) {
         float[] d = dst.f32(), s = src.f32();
         int d0 = dst.offset(), s0 = src.offset();
         Parallel.range(pool, dst.size(), GRAIN, (from, to) -> Vec.axpy(alpha, s, s0 + from, d, d0 + from, to - from));
     }
 
-    static void scaleScalar(Tensor t, float s) {
+    private static void scaleScalar(Tensor t, float s) {
         float[] x = t.f32();
         int x0 = t.offset(), n = t.size();
         for (int i = 0; i < n; i++) x[x0 + i] *= s;
     }
 
-    static void scaleVector(Tensor t, float s, ComputePool pool) {
+    private static void scaleVector(Tensor t, float s, ComputePool pool) {
         float[] x = t.f32();
         int x0 = t.offset();
         Parallel.range(pool, t.size(), GRAIN, (from, to) -> Vec.scale(x, x0 + from, s, to - from));
@@ -69,7 +158,7 @@ final class ElementwiseOps {
 
     // ---------------------------------------------------------------- broadcastAdd
 
-    static void broadcastAddScalar(Tensor out, Tensor x, Tensor b) {
+    private static void broadcastAddScalar(Tensor out, Tensor x, Tensor b) {
         float[] o = out.f32(), xs = x.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), bo = b.offset(), inner = b.size(), rows = out.size() / Math.max(1, inner);
         for (int r = 0; r < rows; r++) {
@@ -77,7 +166,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void broadcastAddVector(Tensor out, Tensor x, Tensor b, ComputePool pool) {
+    private static void broadcastAddVector(Tensor out, Tensor x, Tensor b, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), bo = b.offset(), inner = b.size();
         if (inner == 0) return;
@@ -94,7 +183,7 @@ final class ElementwiseOps {
         });
     }
 
-    static void broadcastAddBackwardScalar(Tensor db, Tensor dout) {
+    private static void broadcastAddBackwardScalar(Tensor db, Tensor dout) {
         float[] d = db.f32(), g = dout.f32();
         int d0 = db.offset(), g0 = dout.offset(), inner = db.size(), rows = dout.size() / Math.max(1, inner);
         for (int r = 0; r < rows; r++) {
@@ -103,7 +192,7 @@ final class ElementwiseOps {
     }
 
     /** Parallel over column chunks of b: every chunk sums all rows of its columns (no shared writes). */
-    static void broadcastAddBackwardVector(Tensor db, Tensor dout, ComputePool pool) {
+    private static void broadcastAddBackwardVector(Tensor db, Tensor dout, ComputePool pool) {
         float[] d = db.f32(), g = dout.f32();
         int d0 = db.offset(), g0 = dout.offset(), inner = db.size();
         if (inner == 0) return;
@@ -116,7 +205,7 @@ final class ElementwiseOps {
 
     // ---------------------------------------------------------------- quickGELU: x * sigmoid(1.702 x)
 
-    static void quickGeluForwardScalar(Tensor out, Tensor x) {
+    private static void quickGeluForwardScalar(Tensor out, Tensor x) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset(), n = out.size();
         for (int i = 0; i < n; i++) o[oo + i] = quickGelu(xs[xo + i]);
@@ -127,7 +216,7 @@ final class ElementwiseOps {
         return v / (1f + (float) Math.exp(-GELU_K * v));
     }
 
-    static void quickGeluForwardVector(Tensor out, Tensor x, ComputePool pool) {
+    private static void quickGeluForwardVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -147,7 +236,7 @@ final class ElementwiseOps {
         return v.div(v.mul(-GELU_K).lanewise(VectorOperators.EXP).add(1f));
     }
 
-    static void quickGeluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
+    private static void quickGeluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
         float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
         int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset(), n = dx.size();
         for (int i = 0; i < n; i++) {
@@ -157,7 +246,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void quickGeluBackwardVector(Tensor dx, Tensor dout, Tensor x, ComputePool pool) {
+    private static void quickGeluBackwardVector(Tensor dx, Tensor dout, Tensor x, ComputePool pool) {
         float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
         int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset();
         Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
@@ -179,7 +268,7 @@ final class ElementwiseOps {
     // ---------------------------------------------------------------- GELU: x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2
 
     /** The scalar reference computes erf in double (series without cancellation); see {@link #erf(double)}. */
-    static void geluForwardScalar(Tensor out, Tensor x) {
+    private static void geluForwardScalar(Tensor out, Tensor x) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset(), n = out.size();
         for (int i = 0; i < n; i++) o[oo + i] = gelu(xs[xo + i]);
@@ -191,7 +280,7 @@ final class ElementwiseOps {
         return (float) (0.5 * v * (1 + erf(v * SQRT1_2)));
     }
 
-    static void geluForwardVector(Tensor out, Tensor x, ComputePool pool) {
+    private static void geluForwardVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -211,7 +300,7 @@ final class ElementwiseOps {
         return v.mul(0.5f).mul(erf(v.mul((float) SQRT1_2)).add(1f));
     }
 
-    static void geluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
+    private static void geluBackwardScalar(Tensor dx, Tensor dout, Tensor x) {
         float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
         int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset(), n = dx.size();
         for (int i = 0; i < n; i++) {
@@ -222,7 +311,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void geluBackwardVector(Tensor dx, Tensor dout, Tensor x, ComputePool pool) {
+    private static void geluBackwardVector(Tensor dx, Tensor dout, Tensor x, ComputePool pool) {
         float[] d = dx.f32(), g = dout.f32(), xs = x.f32();
         int d0 = dx.offset(), g0 = dout.offset(), xo = x.offset();
         Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
@@ -284,7 +373,7 @@ final class ElementwiseOps {
 
     // ---------------------------------------------------------------- channel scale (LayerScale): out[r, c] = x[r, c] * gamma[c]
 
-    static void channelScaleForwardScalar(Tensor out, Tensor x, Tensor gamma) {
+    private static void channelScaleForwardScalar(Tensor out, Tensor x, Tensor gamma) {
         float[] o = out.f32(), xs = x.f32(), gs = gamma.f32();
         int oo = out.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = out.size() / c;
         for (int r = 0; r < rows; r++) {
@@ -292,7 +381,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void channelScaleForwardVector(Tensor out, Tensor x, Tensor gamma, ComputePool pool) {
+    private static void channelScaleForwardVector(Tensor out, Tensor x, Tensor gamma, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32(), gs = gamma.f32();
         int oo = out.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = out.size() / c;
         Parallel.range(pool, rows, Math.max(1, GRAIN / c), (from, to) -> {
@@ -307,7 +396,7 @@ final class ElementwiseOps {
         });
     }
 
-    static void channelScaleBackwardScalar(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
+    private static void channelScaleBackwardScalar(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma) {
         float[] g = dout.f32(), xs = x.f32(), gs = gamma.f32();
         int g0 = dout.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = dout.size() / c;
         for (int r = 0; r < rows; r++) {
@@ -320,7 +409,7 @@ final class ElementwiseOps {
     }
 
     /** dx in row chunks; dgamma in column chunks, each summing all rows of its columns (no shared writes). */
-    static void channelScaleBackwardVector(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma,
+    private static void channelScaleBackwardVector(Tensor dx, Tensor dgamma, Tensor dout, Tensor x, Tensor gamma,
                                            ComputePool pool) {
         float[] g = dout.f32(), xs = x.f32(), gs = gamma.f32();
         int g0 = dout.offset(), xo = x.offset(), go = gamma.offset(), c = gamma.size(), rows = dout.size() / c;
@@ -358,13 +447,13 @@ final class ElementwiseOps {
 
     // ---------------------------------------------------------------- ReLU
 
-    static void reluForwardScalar(Tensor out, Tensor x) {
+    private static void reluForwardScalar(Tensor out, Tensor x) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset(), n = out.size();
         for (int i = 0; i < n; i++) o[oo + i] = Math.max(xs[xo + i], 0f);
     }
 
-    static void reluForwardVector(Tensor out, Tensor x, ComputePool pool) {
+    private static void reluForwardVector(Tensor out, Tensor x, ComputePool pool) {
         float[] o = out.f32(), xs = x.f32();
         int oo = out.offset(), xo = x.offset();
         Parallel.range(pool, out.size(), GRAIN, (from, to) -> {
@@ -374,7 +463,7 @@ final class ElementwiseOps {
         });
     }
 
-    static void reluBackwardScalar(Tensor dx, Tensor dout, Tensor out) {
+    private static void reluBackwardScalar(Tensor dx, Tensor dout, Tensor out) {
         float[] d = dx.f32(), g = dout.f32(), y = out.f32();
         int d0 = dx.offset(), g0 = dout.offset(), y0 = out.offset(), n = dx.size();
         for (int i = 0; i < n; i++) {
@@ -382,7 +471,7 @@ final class ElementwiseOps {
         }
     }
 
-    static void reluBackwardVector(Tensor dx, Tensor dout, Tensor out, ComputePool pool) {
+    private static void reluBackwardVector(Tensor dx, Tensor dout, Tensor out, ComputePool pool) {
         float[] d = dx.f32(), g = dout.f32(), y = out.f32();
         int d0 = dx.offset(), g0 = dout.offset(), y0 = out.offset();
         Parallel.range(pool, dx.size(), GRAIN, (from, to) -> {
@@ -397,54 +486,9 @@ final class ElementwiseOps {
         });
     }
 
-    // ---------------------------------------------------------------- softmax over the last dim
-
-    static void softmaxScalar(Tensor out, Tensor x) {
-        float[] o = out.f32(), xs = x.f32();
-        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
-        for (int r = 0; r < rows; r++) {
-            int ro = oo + r * c, rx = xo + r * c;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int i = 0; i < c; i++) max = Math.max(max, xs[rx + i]);
-            float sum = 0f;
-            for (int i = 0; i < c; i++) {
-                float e = (float) Math.exp(xs[rx + i] - max);
-                o[ro + i] = e;
-                sum += e;
-            }
-            float inv = 1f / sum;
-            for (int i = 0; i < c; i++) o[ro + i] *= inv;
-        }
-    }
-
-    static void softmaxVector(Tensor out, Tensor x, ComputePool pool) {
-        float[] o = out.f32(), xs = x.f32();
-        int oo = out.offset(), xo = x.offset(), c = x.dim(-1), rows = Check.rows(x);
-        if (c == 0) return;
-        Parallel.range(pool, rows, Math.max(1, GRAIN / c), (from, to) -> {
-            for (int r = from; r < to; r++) {
-                int ro = oo + r * c;
-                float max = Vec.max(xs, xo + r * c, c);
-                if (o != xs || ro != xo + r * c) System.arraycopy(xs, xo + r * c, o, ro, c);
-                float sum = Vec.expShiftSum(o, ro, max, c);
-                Vec.scale(o, ro, 1f / sum, c);
-            }
-        });
-    }
-
     // ---------------------------------------------------------------- fill, copy, cast
 
-    static void fill(Tensor t, float value) {
-        int o = t.offset(), n = t.size();
-        switch (t.dtype()) {
-            case F32 -> Arrays.fill(t.f32(), o, o + n, value);
-            case F16 -> Arrays.fill(t.bits16(), o, o + n, DType.floatToF16(value));
-            case BF16 -> Arrays.fill(t.bits16(), o, o + n, DType.floatToBf16(value));
-            default -> throw new IllegalArgumentException("fill: needs a floating tensor, got " + t.dtype() + " " + t.shapeString());
-        }
-    }
-
-    static void copy(Tensor dst, Tensor src) {
+    private static void copy(Tensor dst, Tensor src) {
         int n = dst.size();
         switch (dst.dtype()) {
             case F32 -> System.arraycopy(src.f32(), src.offset(), dst.f32(), dst.offset(), n);
@@ -455,7 +499,7 @@ final class ElementwiseOps {
     }
 
     /** Element-by-element conversion through F32; each conversion rounds to nearest even. */
-    static void castScalar(Tensor dst, Tensor src) {
+    private static void castScalar(Tensor dst, Tensor src) {
         if (dst.dtype() == src.dtype()) {
             copy(dst, src);
             return;
@@ -485,7 +529,7 @@ final class ElementwiseOps {
     }
 
     /** The same conversions, chunked over the pool. */
-    static void castParallel(Tensor dst, Tensor src, ComputePool pool) {
+    private static void castParallel(Tensor dst, Tensor src, ComputePool pool) {
         if (dst.dtype() == src.dtype()) {
             copy(dst, src);
             return;

@@ -1,13 +1,16 @@
 package org.clipj.runtime.cpu;
 
-
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import org.clipj.runtime.Tensor;
 
-/** LayerNorm over the last dim, F32, biased variance (as torch.nn.LayerNorm). */
+/**
+ * The layernorm family (layernorm.cu): LayerNorm over the last dim, F32, biased variance (as
+ * torch.nn.LayerNorm), forward and backward, scalar reference and vector path side by side.
+ * Arguments are checked by {@link org.clipj.runtime.OpChecks}.
+ */
 final class LayerNormOps {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
@@ -15,9 +18,20 @@ final class LayerNormOps {
 
     private LayerNormOps() {}
 
+    static void layerNormForward(OpContext cx, Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
+        if (cx.vector()) forwardVector(out, mean, rstd, x, w, b, eps, cx.pool());
+        else forwardScalar(out, mean, rstd, x, w, b, eps);
+    }
+
+    static void layerNormBackward(OpContext cx, Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean,
+                                  Tensor rstd) {
+        if (cx.vector()) backwardVector(dx, dw, db, dout, x, w, mean, rstd, cx.pool());
+        else backwardScalar(dx, dw, db, dout, x, w, mean, rstd);
+    }
+
     /** out (N, C), mean (N) and rstd (N) (both may be null), x (N, C), w (C), b (C). */
-    static void forwardScalar(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
-        int c = x.dim(-1), rows = Check.rows(x);
+    private static void forwardScalar(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] o = out.f32(), xs = x.f32(), ws = w.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), wo = w.offset(), bo = b.offset();
         for (int r = 0; r < rows; r++) {
@@ -42,9 +56,9 @@ final class LayerNormOps {
      * Rows split over the pool. The vector loops live in per-row methods: a long loop with a
      * loop-carried vector inside a lambda gets only an OSR compilation, which keeps vectors boxed.
      */
-    static void forwardVector(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps,
+    private static void forwardVector(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps,
                               ComputePool pool) {
-        int c = x.dim(-1), rows = Check.rows(x);
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] o = out.f32(), xs = x.f32(), ws = w.f32(), bs = b.f32();
         int oo = out.offset(), xo = x.offset(), wo = w.offset(), bo = b.offset();
         float[] ms = mean == null ? null : mean.f32(), rs = rstd == null ? null : rstd.f32();
@@ -89,8 +103,8 @@ final class LayerNormOps {
     }
 
     /** dx (N, C) +=, dw (C) +=, db (C) += (each may be null), as llm.c's layernorm_backward. */
-    static void backwardScalar(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
-        int c = x.dim(-1), rows = Check.rows(x);
+    private static void backwardScalar(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] g = dout.f32(), xs = x.f32(), ws = w.f32(), ms = mean.f32(), rs = rstd.f32();
         int go = dout.offset(), xo = x.offset(), wo = w.offset();
         for (int r = 0; r < rows; r++) {
@@ -116,9 +130,9 @@ final class LayerNormOps {
     }
 
     /** Rows split over the pool; dw/db go through one partial buffer per chunk, merged in chunk order. */
-    static void backwardVector(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd,
+    private static void backwardVector(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd,
                                ComputePool pool) {
-        int c = x.dim(-1), rows = Check.rows(x);
+        int c = x.dim(-1), rows = Shapes.rows(x);
         float[] g = dout.f32(), xs = x.f32(), ws = w.f32(), ms = mean.f32(), rs = rstd.f32();
         int go = dout.offset(), xo = x.offset(), wo = w.offset(), mo = mean.offset(), so = rstd.offset();
         int chunks = Parallel.chunks(pool, rows, Math.max(1, GRAIN / Math.max(1, c)));

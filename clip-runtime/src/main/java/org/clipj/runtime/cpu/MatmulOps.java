@@ -1,25 +1,29 @@
 package org.clipj.runtime.cpu;
 
+import java.util.Collections;
+import java.util.Map;
+import java.util.WeakHashMap;
 
 import org.clipj.runtime.Activation;
 import org.clipj.runtime.Tensor;
 
 /**
- * matmul and linear layers on top of {@link Sgemm}. The scalar reference path uses
+ * The matmul family (cuBLASLt on CUDA, no .cu file): matmul and the linear layers on top of {@link Sgemm},
+ * and the packed panels of {@code prepareWeight}. The scalar reference path uses
  * {@link Sgemm#sgemmReference} (a plain triple loop accumulating in double).
  */
 final class MatmulOps {
     private MatmulOps() {}
 
     /** c = alpha op(a) op(b) + beta c for one row-major matrix product; !vector: the scalar reference. */
-    static void gemm(ComputePool pool, boolean vector, boolean transA, boolean transB, int m, int n, int k, float alpha,
+    static void gemm(OpContext cx, boolean transA, boolean transB, int m, int n, int k, float alpha,
                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
-        if (vector) Sgemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, pool);
+        if (cx.vector()) Sgemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, cx.pool());
         else Sgemm.sgemmReference(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
     }
 
     /** c (batch, M, N) from a (batch, M, K) or (batch, K, M) and b (batch, K, N) or (batch, N, K); batch 1 for 2-D. */
-    static void matmul(ComputePool pool, boolean vector, Tensor c, Tensor a, boolean transA, Tensor b, boolean transB,
+    static void matmul(OpContext cx, Tensor c, Tensor a, boolean transA, Tensor b, boolean transB,
                        float alpha, float beta) {
         int r = c.rank();
         int batch = r == 3 ? c.dim(0) : 1;
@@ -28,7 +32,7 @@ final class MatmulOps {
         int lda = a.dim(-1), ldb = b.dim(-1);
         float[] av = a.f32(), bv = b.f32(), cv = c.f32();
         for (int i = 0; i < batch; i++) {
-            gemm(pool, vector, transA, transB, m, n, k, alpha,
+            gemm(cx, transA, transB, m, n, k, alpha,
                     av, a.offset() + i * m * k, lda, bv, b.offset() + i * k * n, ldb,
                     beta, cv, c.offset() + i * m * n, n);
         }
@@ -40,12 +44,13 @@ final class MatmulOps {
      * fast path applies bias, activation and residual to each GEMM tile as it finishes (Sgemm's
      * epilogue); the scalar reference after the whole product.
      */
-    static void linearForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
+    static void linearForward(OpContext cx, Tensor out, Tensor x, Tensor w, Sgemm.PackedB packed,
                               Tensor bias, Activation activation, Tensor residual) {
-        int o = w.dim(0), in = w.dim(1), rows = Check.rows(x);
+        int o = w.dim(0), in = w.dim(1), rows = Shapes.rows(x);
         float[] ov = out.f32();
         int oo = out.offset();
-        if (vector) {
+        if (cx.vector()) {
+            ComputePool pool = cx.pool();
             Sgemm.Epilogue epilogue = bias == null && activation == null && residual == null ? null
                     : new Sgemm.Epilogue(bias == null ? null : bias.f32(), bias == null ? 0 : bias.offset(), activation,
                             residual == null ? null : residual.f32(), residual == null ? 0 : residual.offset(), o);
@@ -70,21 +75,57 @@ final class MatmulOps {
     }
 
     /** dx (N, I) += dout (N, O) @ w (O, I); dw (O, I) += dout^T @ x; dbias (O) += sum_rows(dout). */
-    static void linearBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dw, Tensor dbias, Tensor dout,
+    static void linearBackward(OpContext cx, Tensor dx, Tensor dw, Tensor dbias, Tensor dout,
                                Tensor x, Tensor w) {
-        int o = w.dim(0), in = w.dim(1), rows = Check.rows(dout);
+        int o = w.dim(0), in = w.dim(1), rows = Shapes.rows(dout);
         float[] g = dout.f32();
         int go = dout.offset();
         if (dx != null) {
-            gemm(pool, vector, false, false, rows, in, o, 1f, g, go, o, w.f32(), w.offset(), in, 1f, dx.f32(), dx.offset(), in);
+            gemm(cx, false, false, rows, in, o, 1f, g, go, o, w.f32(), w.offset(), in, 1f, dx.f32(), dx.offset(), in);
         }
         if (dw != null) {
-            gemm(pool, vector, true, false, o, in, rows, 1f, g, go, o, x.f32(), x.offset(), in, 1f, dw.f32(), dw.offset(), in);
+            gemm(cx, true, false, o, in, rows, 1f, g, go, o, x.f32(), x.offset(), in, 1f, dw.f32(), dw.offset(), in);
         }
         if (dbias != null) {
-            Tensor flat = dout.reshape(rows, o);
-            if (vector) ElementwiseOps.broadcastAddBackwardVector(dbias, flat, pool);
-            else ElementwiseOps.broadcastAddBackwardScalar(dbias, flat);
+            ElementwiseOps.broadcastAddBackward(cx, dbias, dout.reshape(rows, o));
+        }
+    }
+
+    /**
+     * The weights given to prepareWeight on the vector path: each gets a new view of itself (its
+     * identity is the key) whose GEMM panels are packed on first use, so linearForward and
+     * patchEmbedForward on that view skip packing. An entry goes when its view is unreachable.
+     */
+    static final class PreparedWeights {
+        private final Map<Tensor, Prepared> views = Collections.synchronizedMap(new WeakHashMap<>());
+
+        Tensor view(Tensor w) {
+            Tensor view = w.reshape(w.shape());
+            views.put(view, new Prepared());
+            return view;
+        }
+
+        /** w's packed panels when w is a view from {@link #view} (packing them on first use), else null. */
+        Sgemm.PackedB panels(Tensor w) {
+            Prepared prepared = views.get(w);
+            return prepared == null ? null : prepared.panels(w);
+        }
+    }
+
+    /** The packed form of one prepared weight, made once by the first call that needs it. */
+    private static final class Prepared {
+        private volatile Sgemm.PackedB panels;   // (O, I...) as op(B) = w^T (I, O)
+
+        Sgemm.PackedB panels(Tensor w) {
+            Sgemm.PackedB p = panels;
+            if (p != null) return p;
+            synchronized (this) {
+                if (panels == null) {
+                    int o = w.dim(0), in = (int) (w.numel() / o);
+                    panels = Sgemm.pack(true, o, in, w.f32(), w.offset(), in);
+                }
+                return panels;
+            }
         }
     }
 }

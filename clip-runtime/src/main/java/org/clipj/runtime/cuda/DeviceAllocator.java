@@ -165,10 +165,6 @@ final class DeviceAllocator implements AutoCloseable {
         }
     }
 
-    synchronized long allocatedBytes() {
-        return allocatedBytes;
-    }
-
     synchronized long cachedBytes() {
         drainReturned();
         return cachedBytes;

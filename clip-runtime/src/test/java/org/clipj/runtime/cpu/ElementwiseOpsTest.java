@@ -61,7 +61,6 @@ class ElementwiseOpsTest {
         compare("geluBackward", (be, out, a, b) -> be.geluBackward(out, b, a), 6f, 1e-6);
         compare("reluForward", (be, out, a, b) -> be.reluForward(out, a), 1f, 0);
         compare("reluBackward", (be, out, a, b) -> be.reluBackward(out, b, a), 1f, 0);
-        compare("softmaxForward", (be, out, a, b) -> be.softmaxForward(out, a), 20f, 1e-6);
     }
 
     @Test
@@ -115,20 +114,6 @@ class ElementwiseOpsTest {
         SCALAR.broadcastAdd(out, x, b);
         assertEquals(x.f32()[17] + b.f32()[5], out.f32()[17]);
         assertThrows(IllegalArgumentException.class, () -> FAST.broadcastAdd(out, x, random(rng, 1f, 4, 3)));
-    }
-
-    @Test
-    void softmaxRowsSumToOneAndSurviveLargeLogits() {
-        Tensor x = Tensor.of(new float[] {1000f, 1001f, 1002f, -1e30f, 0f, 0f}, 2, 3);
-        for (Backend be : new Backend[] {SCALAR, FAST}) {
-            Tensor out = Tensor.zeros(DType.F32, 2, 3);
-            be.softmaxForward(out, x);
-            float[] o = out.f32();
-            assertEquals(1.0, o[0] + o[1] + o[2], 1e-6);
-            assertEquals(Math.exp(-2) / (1 + Math.exp(-1) + Math.exp(-2)), o[0], 1e-6);
-            assertEquals(0f, o[3]);
-            assertEquals(0.5f, o[4], 1e-7);
-        }
     }
 
     @Test
@@ -288,8 +273,10 @@ class ElementwiseOpsTest {
             Tensor bf = Tensor.zeros(DType.BF16, F16_INPUTS.length);
             be.cast(bf, h);
             assertEquals((short) 0x3f80, bf.bits16()[0]);
-            assertFalse(be.hasNonFinite(bf.slice(0, 2)));
-            assertTrue(be.hasNonFinite(bf));
+            Tensor bfBack = Tensor.zeros(DType.F32, F16_INPUTS.length);
+            be.cast(bfBack, bf);
+            assertFalse(be.hasNonFinite(bfBack.slice(0, 2)));
+            assertTrue(be.hasNonFinite(bfBack), "f16 -> bf16 keeps the NaN and the infinity");
         }
     }
 

@@ -24,16 +24,16 @@ class CudaBackendSimTest extends CudaParityChecks {
         // The simulator reports sm_90's 227 KiB opt-in: at T = 257 (ViT-H/g/bigG/e at 224 px / 14) a whole
         // head fits up to hd 104 in F32 (216 KiB forward, 223 KiB backward) and at every width in BF16.
         for (int hd : new int[] {64, 80, 88, 104}) {
-            assertEquals(257, cuda.attentionKeyTile("attention_forward", hd, 257), "forward hd " + hd);
-            assertEquals(257, cuda.attentionKeyTile("attention_backward", hd, 257), "backward hd " + hd);
+            assertEquals(257, cuda.cx.attention.keyTile("attention_forward", hd, 257), "forward hd " + hd);
+            assertEquals(257, cuda.cx.attention.keyTile("attention_backward", hd, 257), "backward hd " + hd);
         }
-        assertEquals(64, cuda.attentionKeyTile("attention_forward", 112, 257));
-        assertEquals(64, cuda.attentionKeyTile("attention_backward", 112, 257));
+        assertEquals(64, cuda.cx.attention.keyTile("attention_forward", 112, 257));
+        assertEquals(64, cuda.cx.attention.keyTile("attention_backward", 112, 257));
         for (int hd : new int[] {64, 80, 88, 104, 112, 128}) {
-            assertEquals(257, cuda.attentionKeyTile("attention_forward_mma_bf16", hd, 257), "mma hd " + hd);
+            assertEquals(257, cuda.cx.attention.keyTile("attention_forward_mma_bf16", hd, 257), "mma hd " + hd);
         }
-        assertEquals(221_508, CudaBackend.attentionSharedBytes("attention_forward", 104, 257));
-        assertEquals(228_164, CudaBackend.attentionSharedBytes("attention_backward", 104, 257));
-        assertEquals(130_560, CudaBackend.attentionSharedBytes("attention_forward_mma_bf16", 112, 257));
+        assertEquals(221_508, AttentionKernels.sharedBytes("attention_forward", 104, 257));
+        assertEquals(228_164, AttentionKernels.sharedBytes("attention_backward", 104, 257));
+        assertEquals(130_560, AttentionKernels.sharedBytes("attention_forward_mma_bf16", 112, 257));
     }
 }

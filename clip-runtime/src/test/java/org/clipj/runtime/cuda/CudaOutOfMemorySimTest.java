@@ -30,9 +30,9 @@ class CudaOutOfMemorySimTest {
             Tensor[] held = new Tensor[4];
             for (int i = 0; i < held.length; i++) held[i] = cuda.empty(DType.F32, (int) (3 * MIB / 4));
             for (Tensor t : held) cuda.release(t);
-            assertEquals(12 * MIB, cuda.cachedBytes());
+            assertEquals(12 * MIB, cuda.cx.memory.cachedBytes());
             Tensor six = cuda.zeros(DType.F32, (int) (6 * MIB / 4));
-            assertEquals(0, cuda.cachedBytes(), "the cache was released for the retry");
+            assertEquals(0, cuda.cx.memory.cachedBytes(), "the cache was released for the retry");
 
             CudaOutOfMemoryException e = assertThrows(CudaOutOfMemoryException.class,
                     () -> cuda.upload(Tensor.zeros(DType.F32, (int) (12 * MIB / 4))));

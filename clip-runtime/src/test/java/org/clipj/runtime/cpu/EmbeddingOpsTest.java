@@ -18,8 +18,8 @@ import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 import org.junit.jupiter.api.Test;
 
-/** Embedding gather / scatter-add and per-batch row gather. */
-class GatherOpsTest {
+/** The embedding family: embedding gather / scatter-add and per-batch row gather. */
+class EmbeddingOpsTest {
 
     @Test
     void embeddingFastMatchesScalarWithRepeatedIds() {

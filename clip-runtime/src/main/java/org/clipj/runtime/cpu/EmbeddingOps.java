@@ -1,16 +1,40 @@
 package org.clipj.runtime.cpu;
 
-
 import org.clipj.runtime.Tensor;
 
-/** Embedding lookup / scatter-add and per-batch row gather (EOT or class token). */
-final class GatherOps {
+/**
+ * The embedding family (embedding.cu): embedding lookup and scatter-add, and the per-batch row gather
+ * (EOT or class token) and its backward, scalar reference and vector path. Shapes are checked by
+ * {@link org.clipj.runtime.OpChecks}; the ids themselves here, before anything is written.
+ */
+final class EmbeddingOps {
     private static final int GRAIN = 1 << 13;
 
-    private GatherOps() {}
+    private EmbeddingOps() {}
+
+    static void embeddingForward(OpContext cx, Tensor out, Tensor ids, Tensor table) {
+        checkIds("embeddingForward", ids, table.dim(0));
+        embeddingForward(cx.parallel(), out, ids, table);
+    }
+
+    static void embeddingBackward(OpContext cx, Tensor dtable, Tensor dout, Tensor ids) {
+        checkIds("embeddingBackward", ids, dtable.dim(0));
+        if (cx.vector()) embeddingBackwardVector(dtable, dout, ids, cx.pool());
+        else embeddingBackwardScalar(dtable, dout, ids);
+    }
+
+    static void gatherRowsForward(OpContext cx, Tensor out, Tensor x, Tensor index) {
+        checkIds("gatherRowsForward", index, x.dim(1));
+        gatherRowsForward(out, x, index);
+    }
+
+    static void gatherRowsBackward(OpContext cx, Tensor dx, Tensor dout, Tensor index) {
+        checkIds("gatherRowsBackward", index, dx.dim(1));
+        gatherRowsBackward(cx.vector(), dx, dout, index);
+    }
 
     /** Every id in [0, limit), checked before anything is written. */
-    static void checkIds(String op, Tensor ids, int limit) {
+    private static void checkIds(String op, Tensor ids, int limit) {
         int[] a = ids.i32();
         int o = ids.offset(), n = ids.size();
         for (int i = 0; i < n; i++) {
@@ -23,7 +47,7 @@ final class GatherOps {
     }
 
     /** out (N, C) = table (V, C) rows at ids (N); pool null: serial. */
-    static void embeddingForward(ComputePool pool, Tensor out, Tensor ids, Tensor table) {
+    private static void embeddingForward(ComputePool pool, Tensor out, Tensor ids, Tensor table) {
         int c = table.dim(1), n = ids.size();
         int[] id = ids.i32();
         float[] o = out.f32(), tb = table.f32();
@@ -35,7 +59,7 @@ final class GatherOps {
         else Parallel.range(pool, n, Math.max(1, GRAIN / Math.max(1, c)), body);
     }
 
-    static void embeddingBackwardScalar(Tensor dtable, Tensor dout, Tensor ids) {
+    private static void embeddingBackwardScalar(Tensor dtable, Tensor dout, Tensor ids) {
         int c = dtable.dim(1), n = ids.size();
         int[] id = ids.i32();
         float[] d = dtable.f32(), g = dout.f32();
@@ -46,7 +70,7 @@ final class GatherOps {
     }
 
     /** Parallel over column chunks: each chunk scatters every token, so repeated ids never race. */
-    static void embeddingBackwardVector(Tensor dtable, Tensor dout, Tensor ids, ComputePool pool) {
+    private static void embeddingBackwardVector(Tensor dtable, Tensor dout, Tensor ids, ComputePool pool) {
         int c = dtable.dim(1), n = ids.size();
         int[] id = ids.i32();
         float[] d = dtable.f32(), g = dout.f32();
@@ -57,7 +81,7 @@ final class GatherOps {
     }
 
     /** out (B, C) = x (B, T, C) at row index[b]. */
-    static void gatherRowsForward(Tensor out, Tensor x, Tensor index) {
+    private static void gatherRowsForward(Tensor out, Tensor x, Tensor index) {
         int b = x.dim(0), t = x.dim(1), c = x.dim(2);
         for (int bi = 0; bi < b; bi++) {
             int row = index.i32()[index.offset() + bi];
@@ -66,7 +90,7 @@ final class GatherOps {
     }
 
     /** dx (B, T, C) += dout (B, C) at row index[b]. */
-    static void gatherRowsBackward(boolean vector, Tensor dx, Tensor dout, Tensor index) {
+    private static void gatherRowsBackward(boolean vector, Tensor dx, Tensor dout, Tensor index) {
         int b = dx.dim(0), t = dx.dim(1), c = dx.dim(2);
         float[] d = dx.f32(), g = dout.f32();
         for (int bi = 0; bi < b; bi++) {

@@ -1,24 +1,27 @@
 package org.clipj.runtime.cpu;
 
-
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 
 import org.clipj.runtime.Tensor;
 
-/** BatchNorm2d (train and eval) and row-wise L2 normalization. */
-final class NormOps {
-    static final float L2_EPS = 1e-12f; // F.normalize's eps: x / max(||x||, eps)
+/**
+ * The batchnorm family (batchnorm.cu): BatchNorm2d in train and eval mode and its backward, scalar
+ * reference and vector path per channel. Arguments are checked by {@link org.clipj.runtime.OpChecks}.
+ */
+final class BatchNormOps {
     private static final int GRAIN = 1 << 13;
 
-    private NormOps() {}
+    private BatchNormOps() {}
 
     // ---------------------------------------------------------------- BatchNorm2d on (B, C, H, W)
 
-    /** pool == null or !vector: serial scalar loops; otherwise channels in parallel with vector inner loops. */
-    static void batchNormForward(ComputePool pool, boolean vector, Tensor out, Tensor x, Tensor gamma, Tensor beta,
+    /** !vector: serial scalar loops; otherwise channels in parallel with vector inner loops. */
+    static void batchNormForward(OpContext cx, Tensor out, Tensor x, Tensor gamma, Tensor beta,
                                  Tensor runningMean, Tensor runningVar, Tensor saveMean, Tensor saveRstd,
                                  boolean train, float momentum, float eps) {
+        boolean vector = cx.vector();
+        ComputePool pool = cx.pool();
         int b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
         Parallel.Range body = (from, to) -> {
             for (int ch = from; ch < to; ch++) {
@@ -84,8 +87,10 @@ final class NormOps {
     }
 
     /** dx (B, C, H, W) +=, dgamma (C) +=, dbeta (C) += for train-mode BatchNorm. */
-    static void batchNormBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout,
+    static void batchNormBackward(OpContext cx, Tensor dx, Tensor dgamma, Tensor dbeta, Tensor dout,
                                   Tensor x, Tensor gamma, Tensor saveMean, Tensor saveRstd) {
+        boolean vector = cx.vector();
+        ComputePool pool = cx.pool();
         int b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
         float[] xs = x.f32(), g = dout.f32();
         int xo = x.offset(), go = dout.offset();
@@ -137,67 +142,5 @@ final class NormOps {
         };
         if (vector) Parallel.range(pool, c, Math.max(1, GRAIN / Math.max(1, b * hw)), body);
         else body.run(0, c);
-    }
-
-    // ---------------------------------------------------------------- L2 normalization of rows
-
-    static void l2NormalizeForward(ComputePool pool, boolean vector, Tensor out, Tensor norms, Tensor x) {
-        int d = x.dim(-1), rows = Check.rows(x);
-        float[] o = out.f32(), xs = x.f32();
-        int oo = out.offset(), xo = x.offset();
-        Parallel.Range body = (from, to) -> {
-            for (int r = from; r < to; r++) {
-                int rx = xo + r * d, ro = oo + r * d;
-                float sq;
-                if (vector) {
-                    sq = Vec.dot(xs, rx, xs, rx, d);
-                } else {
-                    sq = 0f;
-                    for (int i = 0; i < d; i++) sq += xs[rx + i] * xs[rx + i];
-                }
-                float norm = (float) Math.sqrt(sq);
-                float inv = 1f / Math.max(norm, L2_EPS);
-                if (vector) {
-                    if (o != xs || ro != rx) System.arraycopy(xs, rx, o, ro, d);
-                    Vec.scale(o, ro, inv, d);
-                } else {
-                    for (int i = 0; i < d; i++) o[ro + i] = xs[rx + i] * inv;
-                }
-                if (norms != null) norms.f32()[norms.offset() + r] = norm;
-            }
-        };
-        if (vector) Parallel.range(pool, rows, Math.max(1, GRAIN / Math.max(1, d)), body);
-        else body.run(0, rows);
-    }
-
-    /** dx += (dout - out (dout . out)) / ||x|| per row; below eps the denominator is the constant eps. */
-    static void l2NormalizeBackward(ComputePool pool, boolean vector, Tensor dx, Tensor dout, Tensor out, Tensor norms) {
-        int d = out.dim(-1), rows = Check.rows(out);
-        float[] dxs = dx.f32(), g = dout.f32(), y = out.f32(), ns = norms.f32();
-        int dxo = dx.offset(), go = dout.offset(), yo = out.offset(), no = norms.offset();
-        Parallel.Range body = (from, to) -> {
-            for (int r = from; r < to; r++) {
-                int rg = go + r * d, ry = yo + r * d, rd = dxo + r * d;
-                float norm = ns[no + r];
-                if (norm <= L2_EPS) {
-                    float inv = 1f / L2_EPS;
-                    for (int i = 0; i < d; i++) dxs[rd + i] += g[rg + i] * inv;
-                    continue;
-                }
-                float inv = 1f / norm;
-                float dot;
-                if (vector) {
-                    dot = Vec.dot(g, rg, y, ry, d);
-                    Vec.axpy(inv, g, rg, dxs, rd, d);
-                    Vec.axpy(-dot * inv, y, ry, dxs, rd, d);
-                } else {
-                    dot = 0f;
-                    for (int i = 0; i < d; i++) dot += g[rg + i] * y[ry + i];
-                    for (int i = 0; i < d; i++) dxs[rd + i] += (g[rg + i] - y[ry + i] * dot) * inv;
-                }
-            }
-        };
-        if (vector) Parallel.range(pool, rows, Math.max(1, GRAIN / Math.max(1, d)), body);
-        else body.run(0, rows);
     }
 }

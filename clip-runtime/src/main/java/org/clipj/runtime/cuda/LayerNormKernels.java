@@ -1,0 +1,52 @@
+package org.clipj.runtime.cuda;
+
+import static org.clipj.runtime.cuda.KernelLauncher.address;
+
+import java.util.List;
+
+import org.clipj.runtime.Tensor;
+
+/** layernorm.cu: layer norm over the last dim (C) of N rows; rows one warp each, parameter gradients one thread per column. */
+final class LayerNormKernels {
+    static final String LAYERNORM_FORWARD = "layernorm_forward";
+    static final String LAYERNORM_BACKWARD = "layernorm_backward";
+    static final String LAYERNORM_BACKWARD_PARAMS = "layernorm_backward_params";
+    static final List<String> KERNELS = List.of(LAYERNORM_FORWARD, LAYERNORM_BACKWARD, LAYERNORM_BACKWARD_PARAMS);
+
+    private final KernelLauncher launcher;
+
+    LayerNormKernels(KernelLauncher launcher) {
+        this.launcher = launcher;
+    }
+
+    /** out = (x - mean) * rstd * w + b per row; mean and rstd (N) are saved when not null. */
+    void layernormForward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
+        int c = x.dim(-1), n = rows(x);
+        launcher.rows(LAYERNORM_FORWARD, n, launcher.args().ptr(out.deviceAddress()).ptr(address(mean)).ptr(address(rstd))
+                .ptr(x.deviceAddress()).ptr(w.deviceAddress()).ptr(b.deviceAddress()).i32(n).i32(c).f32(eps));
+    }
+
+    /** dx, dw, db += the gradients (each may be null). */
+    void layerNormBackward(Tensor dx, Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
+        if (dx != null) layernormBackward(dx, dout, x, w, mean, rstd);
+        if (dw != null || db != null) layernormBackwardParams(dw, db, dout, x, mean, rstd);
+    }
+
+    /** dx += the input gradient. */
+    void layernormBackward(Tensor dx, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
+        int c = x.dim(-1), n = rows(x);
+        launcher.rows(LAYERNORM_BACKWARD, n, launcher.args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress()).ptr(x.deviceAddress())
+                .ptr(w.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
+    }
+
+    /** dw, db (C) += the parameter gradients; either may be null. */
+    void layernormBackwardParams(Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor mean, Tensor rstd) {
+        int c = x.dim(-1), n = rows(x);
+        launcher.elementwise(LAYERNORM_BACKWARD_PARAMS, c, launcher.args().ptr(address(dw)).ptr(address(db)).ptr(dout.deviceAddress())
+                .ptr(x.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
+    }
+
+    private static int rows(Tensor x) {
+        return Math.toIntExact(x.numel() / Math.max(x.dim(-1), 1));
+    }
+}
