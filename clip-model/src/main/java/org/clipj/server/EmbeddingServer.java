@@ -39,6 +39,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.Semaphore;
@@ -98,10 +99,12 @@ public final class EmbeddingServer implements AutoCloseable {
     private final Options options;
     private final HttpServer http;
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
-    // exchange attributes: the endpoint a request counts under, when it arrived (nanoTime), whether it was counted
-    private static final String ENDPOINT = "clipj.endpoint";
-    private static final String STARTED = "clipj.started";
-    private static final String COUNTED = "clipj.counted";
+    // the requests being handled: the endpoint each counts under, when it arrived, whether it was counted
+    // (not exchange attributes: the JDK's HttpServer keeps those per context, shared by every exchange)
+    private record InFlight(String endpoint, long startNanos, AtomicBoolean counted) {
+    }
+
+    private final Map<HttpExchange, InFlight> inFlight = new ConcurrentHashMap<>();
     private final Map<String, Map<Integer, LongAdder>> requestCounts = new ConcurrentHashMap<>();
     private final Map<String, Histogram> requestSeconds = new ConcurrentHashMap<>();
     private volatile Model model;          // null until ready
@@ -151,8 +154,7 @@ public final class EmbeddingServer implements AutoCloseable {
 
     private void handle(HttpExchange exchange) {
         String path = exchange.getRequestURI().getPath();
-        exchange.setAttribute(ENDPOINT, List.of(ENDPOINTS).contains(path) ? path : "other");
-        exchange.setAttribute(STARTED, System.nanoTime());
+        inFlight.put(exchange, new InFlight(List.of(ENDPOINTS).contains(path) ? path : "other", System.nanoTime(), new AtomicBoolean()));
         try (exchange) {
             try {
                 switch (path) {
@@ -170,6 +172,8 @@ public final class EmbeddingServer implements AutoCloseable {
             }
         } catch (IOException e) {
             count(exchange, 499);   // the client went away before a response was begun
+        } finally {
+            inFlight.remove(exchange);
         }
     }
 
@@ -178,14 +182,13 @@ public final class EmbeddingServer implements AutoCloseable {
      * so a client that has its answer finds it in /metrics.
      */
     private void count(HttpExchange exchange, int status) {
-        if (exchange.getAttribute(COUNTED) != null) {
+        InFlight request = inFlight.get(exchange);
+        if (request == null || !request.counted().compareAndSet(false, true)) {
             return;
         }
-        exchange.setAttribute(COUNTED, Boolean.TRUE);
-        String endpoint = (String) exchange.getAttribute(ENDPOINT);
-        requestCounts.computeIfAbsent(endpoint, k -> new ConcurrentHashMap<>())
+        requestCounts.computeIfAbsent(request.endpoint(), k -> new ConcurrentHashMap<>())
                 .computeIfAbsent(status, k -> new LongAdder()).increment();
-        requestSeconds.get(endpoint).observe((System.nanoTime() - (long) exchange.getAttribute(STARTED)) / 1e9);
+        requestSeconds.get(request.endpoint()).observe((System.nanoTime() - request.startNanos()) / 1e9);
     }
 
     /** A POST handler that reads a body and holds its results in memory. */

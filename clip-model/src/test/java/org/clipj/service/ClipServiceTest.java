@@ -7,6 +7,8 @@ import org.clipj.runtime.InvalidInputException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -60,13 +62,14 @@ class ClipServiceTest {
         assertTrue(e.getMessage().contains("token row 1 has " + (ctx - 1) + " ids"), e.getMessage());
     }
 
-    @Test
-    void concurrentCallersGetTheUnbatchedEmbeddingsInBatches() throws Exception {
+    @ParameterizedTest(name = "{0} batch thread(s)")
+    @ValueSource(ints = {1, 2})
+    void concurrentCallersGetTheUnbatchedEmbeddingsInBatches(int batchThreads) throws Exception {
         float[][] textRef = new float[TEXTS.size()][];
         for (int i = 0; i < TEXTS.size(); i++) textRef[i] = clip.encodeTexts(List.of(TEXTS.get(i)))[0];
         float[][] imageRef = new float[IMAGES.size()][];
         for (int i = 0; i < IMAGES.size(); i++) imageRef[i] = clip.encodeImages(List.of(image(IMAGES.get(i))))[0];
-        ClipService.Options options = new ClipService.Options(8, Duration.ofMillis(50), 64, 2);
+        ClipService.Options options = new ClipService.Options(8, Duration.ofMillis(50), 64, 2, batchThreads);
         ExecutorService callers = Executors.newFixedThreadPool(6);
         try (ClipService service = new ClipService(clip, options)) {
             List<Future<?>> done = new ArrayList<>();
