@@ -387,15 +387,28 @@ public final class Clip implements AutoCloseable {
 
     /** L2-normalized embeddings (N, E) of texts (truncated to the context length). */
     public float[][] encodeTexts(List<String> texts) {
-        int n = texts.size();
+        return encodeTokens(tokenizer().tokenize(texts, model.config().contextLength(), true));
+    }
+
+    /**
+     * L2-normalized embeddings (N, E) of already tokenized texts: rows of the context length, as
+     * {@code tokenizer().tokenize(texts, config().contextLength(), true)} gives them (a service tokenizes on its
+     * callers' threads and batches the ids).
+     */
+    public float[][] encodeTokens(int[][] tokens) {
+        int n = tokens.length;
         int ctx = model.config().contextLength();
+        for (int i = 0; i < n; i++) {
+            if (tokens[i].length != ctx) {
+                throw new InvalidInputException("token row " + i + " has " + tokens[i].length + " ids; " + model.config().name()
+                        + " takes rows of its context length " + ctx);
+            }
+        }
         float[][] out = new float[n][];
-        ClipTokenizer tok = tokenizer();
         for (int start = 0; start < n; start += options.batchSize()) {
             int count = Math.min(options.batchSize(), n - start);
-            int[][] ids = tok.tokenize(texts.subList(start, start + count), ctx, true);
             int[] flat = new int[count * ctx];
-            for (int i = 0; i < count; i++) System.arraycopy(ids[i], 0, flat, i * ctx, ctx);
+            for (int i = 0; i < count; i++) System.arraycopy(tokens[start + i], 0, flat, i * ctx, ctx);
             Tensor features = model.encodeText(backend.upload(Tensor.of(flat, count, ctx)));
             copyNormalizedRows(backend.download(features), out, start);
         }

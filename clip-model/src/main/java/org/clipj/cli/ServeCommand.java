@@ -57,6 +57,10 @@ public final class ServeCommand extends CliCommand {
     @Option(names = "--decode-threads", paramLabel = "N", description = "Threads that decode images (default: min(4, cores)).")
     Integer decodeThreads;
 
+    @Option(names = "--batch-threads", paramLabel = "N",
+            description = "Batches of texts (and of images) that may run at once (default: min(2, cores)).")
+    Integer batchThreads;
+
     @Override
     public Integer call() throws InterruptedException {
         if (spec.commandLine().getParseResult().hasMatchedOption("--batch")) {
@@ -65,8 +69,10 @@ public final class ServeCommand extends CliCommand {
         if (maxBodyMb < 1 || maxBodyMb > 1024) {
             throw new InvalidInputException("--max-body-mb must be between 1 and 1024, got " + maxBodyMb);
         }
+        ClipService.Options defaults = ClipService.Options.defaults();
         ClipService.Options serviceOptions = new ClipService.Options(maxBatch, Duration.ofMillis(maxWaitMs), maxQueue,
-                decodeThreads != null ? decodeThreads : ClipService.Options.defaults().decodeThreads());
+                decodeThreads != null ? decodeThreads : defaults.decodeThreads(),
+                batchThreads != null ? batchThreads : defaults.batchThreads());
         EmbeddingServer.Options serverOptions = new EmbeddingServer.Options(host, port, (long) maxBodyMb << 20,
                 Duration.ofMillis(requestTimeoutMs));
         PrintWriter err = err();

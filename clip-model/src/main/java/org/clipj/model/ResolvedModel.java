@@ -24,7 +24,7 @@ import java.util.stream.Stream;
  *
  * @param checkpoint     the weights
  * @param config         the architecture
- * @param configSource   where it came from ("--arch ViT-B-32", "open_clip_config.json beside ...", ...)
+ * @param configSource   where it came from ("arch ViT-B-32 (given)", "open_clip_config.json beside ...", ...)
  * @param preprocess     how images are prepared for it
  * @param zooMatches     open_clip names whose tensors have exactly these shapes
  * @param warnings       what was assumed (each also logged once by the caller)
@@ -64,10 +64,10 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
         String metadataConfig = ckpt.metadata().get(ClipConfig.METADATA_KEY);
         if (arch != null && !arch.isBlank()) {
             config = ClipConfig.named(arch.strip());
-            source = "--arch " + arch.strip();
+            source = "arch " + arch.strip() + " (given)";
             if (ckpt.format() == Checkpoint.Format.TORCHSCRIPT
                     && config.variant().visionActivation() == ClipConfig.Activation.GELU) {
-                warnings.add(weights + " is an OpenAI TorchScript archive, trained with QuickGELU, but --arch " + arch
+                warnings.add(weights + " is an OpenAI TorchScript archive, trained with QuickGELU, but the arch given, " + arch.strip() + ","
                         + " uses exact GELU: its embeddings will be slightly off (use the -quickgelu name)");
             }
         } else if (metadataConfig != null) {
@@ -94,9 +94,9 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
             } else {
                 List<String> matches = OpenClipZoo.matching(ckpt.tensors());
                 source = INFERRED;
-                warnings.add("no architecture config for " + weights + " (no --arch, no " + OPEN_CLIP_CONFIG + " or "
+                warnings.add("no architecture config for " + weights + " (no arch given, no " + OPEN_CLIP_CONFIG + " or "
                         + HF_CONFIG + " beside it): assuming openai/CLIP's architecture (QuickGELU, heads of 64);"
-                        + " open_clip/LAION weights need --arch NAME"
+                        + " open_clip/LAION weights need their arch (an open_clip model name)"
                         + (matches.isEmpty() ? "" : " (open_clip names matching these tensors: " + String.join(", ", matches) + ")"));
             }
         }
@@ -104,7 +104,7 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
         if (preprocess == null) {
             preprocess = defaultPreprocess(config, hfNaming ? folder.resolve(HF_PREPROCESSOR) : null, arch);
             if (arch != null && !arch.isBlank() && OpenClipZoo.knows(arch.strip())) {
-                warnings.add("no preprocess_cfg for --arch " + arch.strip() + ": using " + preprocess.describe()
+                warnings.add("no preprocess_cfg for arch " + arch.strip() + ": using " + preprocess.describe()
                         + "; some pretrained weights of this architecture were trained otherwise (DFN: resize_mode squash):"
                         + " put their " + OPEN_CLIP_CONFIG + " beside them to be exact");
             }
@@ -116,13 +116,13 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
         return new ResolvedModel(ckpt, config, source, preprocess, OpenClipZoo.matching(ckpt.tensors()), warnings);
     }
 
-    /** openai/CLIP's build_model reading of the shapes, with an error that points at --arch when it cannot. */
+    /** openai/CLIP's build_model reading of the shapes, with an error that points at the arch option when it cannot. */
     private static ClipConfig inferred(Checkpoint ckpt) {
         try {
             return ClipConfig.infer(ckpt.tensors());
         } catch (InvalidInputException e) {
-            throw new InvalidInputException(ckpt.path() + ": " + e.getMessage() + "; if this is an open_clip model, pass"
-                    + " --arch NAME or put its " + OPEN_CLIP_CONFIG + " beside it", e);
+            throw new InvalidInputException(ckpt.path() + ": " + e.getMessage() + "; if this is an open_clip model, give"
+                    + " its arch (an open_clip model name) or put its " + OPEN_CLIP_CONFIG + " beside it", e);
         }
     }
 
@@ -134,7 +134,7 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
             List<String> matches = OpenClipZoo.matching(ckpt.tensors());
             throw new InvalidInputException(ckpt.path() + " does not fit the architecture " + config.name() + " (" + source
                     + "): " + e.getMessage() + (matches.isEmpty() ? "" : "; open_clip names matching these tensors: "
-                    + String.join(", ", matches)) + (inferred ? "; for open_clip/LAION weights pass --arch NAME or put"
+                    + String.join(", ", matches)) + (inferred ? "; for open_clip/LAION weights give their arch (an open_clip model name) or put"
                     + " their " + OPEN_CLIP_CONFIG + " beside them" : ""), e);
         }
     }

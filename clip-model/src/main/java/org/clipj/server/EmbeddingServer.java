@@ -39,6 +39,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.Semaphore;
@@ -98,6 +99,12 @@ public final class EmbeddingServer implements AutoCloseable {
     private final Options options;
     private final HttpServer http;
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
+    // the requests being handled: the endpoint each counts under, when it arrived, whether it was counted
+    // (not exchange attributes: the JDK's HttpServer keeps those per context, shared by every exchange)
+    private record InFlight(String endpoint, long startNanos, AtomicBoolean counted) {
+    }
+
+    private final Map<HttpExchange, InFlight> inFlight = new ConcurrentHashMap<>();
     private final Map<String, Map<Integer, LongAdder>> requestCounts = new ConcurrentHashMap<>();
     private final Map<String, Histogram> requestSeconds = new ConcurrentHashMap<>();
     private volatile Model model;          // null until ready
@@ -146,31 +153,42 @@ public final class EmbeddingServer implements AutoCloseable {
     }
 
     private void handle(HttpExchange exchange) {
-        long start = System.nanoTime();
         String path = exchange.getRequestURI().getPath();
-        String endpoint = List.of(ENDPOINTS).contains(path) ? path : "other";
-        int status;
+        inFlight.put(exchange, new InFlight(List.of(ENDPOINTS).contains(path) ? path : "other", System.nanoTime(), new AtomicBoolean()));
         try (exchange) {
             try {
-                status = switch (path) {
+                switch (path) {
                     case "/v1/embeddings" -> withBodySlot(exchange, this::embeddings);
                     case "/v1/zero-shot" -> withBodySlot(exchange, this::zeroShot);
                     case "/health" -> health(exchange);
                     case "/metrics" -> metrics(exchange);
                     default -> throw new HttpError(404, "not_found", "no endpoint " + path + " (POST /v1/embeddings, "
                             + "POST /v1/zero-shot, GET /health, GET /metrics)", null, null, null);
-                };
+                }
             } catch (HttpError e) {
-                status = sendError(exchange, e);
+                sendError(exchange, e);
             } catch (RuntimeException e) {
-                status = sendError(exchange, new HttpError(500, "internal_error", "internal: " + describe(e), null, null, null));
+                sendError(exchange, new HttpError(500, "internal_error", "internal: " + describe(e), null, null, null));
             }
         } catch (IOException e) {
-            status = 499;   // the client went away before the response was written
+            count(exchange, 499);   // the client went away before a response was begun
+        } finally {
+            inFlight.remove(exchange);
         }
-        requestCounts.computeIfAbsent(endpoint, k -> new ConcurrentHashMap<>())
+    }
+
+    /**
+     * Counts a request once, by endpoint and status, with its time so far: before its response is written,
+     * so a client that has its answer finds it in /metrics.
+     */
+    private void count(HttpExchange exchange, int status) {
+        InFlight request = inFlight.get(exchange);
+        if (request == null || !request.counted().compareAndSet(false, true)) {
+            return;
+        }
+        requestCounts.computeIfAbsent(request.endpoint(), k -> new ConcurrentHashMap<>())
                 .computeIfAbsent(status, k -> new LongAdder()).increment();
-        requestSeconds.get(endpoint).observe((System.nanoTime() - start) / 1e9);
+        requestSeconds.get(request.endpoint()).observe((System.nanoTime() - request.startNanos()) / 1e9);
     }
 
     /** A POST handler that reads a body and holds its results in memory. */
@@ -519,7 +537,8 @@ public final class EmbeddingServer implements AutoCloseable {
 
     // ---------------------------------------------------------------- responses
 
-    private static int send(HttpExchange exchange, int status, String contentType, byte[] body) throws IOException {
+    private int send(HttpExchange exchange, int status, String contentType, byte[] body) throws IOException {
+        count(exchange, status);
         exchange.getResponseHeaders().set("Content-Type", contentType);
         exchange.sendResponseHeaders(status, body.length == 0 ? -1 : body.length);
         try (OutputStream out = exchange.getResponseBody()) {
@@ -528,7 +547,7 @@ public final class EmbeddingServer implements AutoCloseable {
         return status;
     }
 
-    private static int sendError(HttpExchange exchange, HttpError e) {
+    private int sendError(HttpExchange exchange, HttpError e) {
         Map<String, Object> error = new LinkedHashMap<>();
         error.put("message", e.getMessage());
         error.put("type", e.type);

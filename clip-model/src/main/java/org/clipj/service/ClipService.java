@@ -24,10 +24,11 @@ import java.util.function.Supplier;
 /**
  * Dynamic batching in front of a {@link Clip}: many threads submit single texts or images and get a
  * {@link CompletableFuture} of the L2-normalized embedding, the same as an unbatched {@code Clip} call
- * gives; one dispatcher thread per kind (texts, images) runs what has queued as one forward pass.
+ * gives; dispatcher threads per kind (texts, images; {@code batchThreads} of each) run what has queued
+ * as forward passes.
  *
- * <p>A dispatcher takes the first waiting request, waits at most {@code maxWait} from its arrival for
- * {@code maxBatch} requests of its kind, and runs them; requests that arrive while a batch runs make
+ * <p>A free dispatcher takes the first waiting request, waits at most {@code maxWait} from its arrival for
+ * {@code maxBatch} requests of its kind, and runs them; requests that arrive while batches run make
  * the next one. The queue is bounded: {@code maxQueue} requests (both kinds together, those still
  * decoding included) may wait; a submission that does not fit is refused whole with a
  * {@link QueueFullException}, never buffered. A request whose deadline has passed when its batch is
@@ -49,8 +50,12 @@ public final class ClipService implements AutoCloseable {
      * @param maxWait       how long a dispatcher waits, from the first request's arrival, for a full batch
      * @param maxQueue      requests that may wait (both kinds together); more is refused
      * @param decodeThreads threads that decode and preprocess images
+     * @param batchThreads  batches of one kind that may run at once, each on its own dispatcher thread: on a
+     *                      CPU, two batches side by side (the second on its own thread, the first on the
+     *                      backend's pool) keep the cores busier than one batch whose serial parts leave
+     *                      a core idle
      */
-    public record Options(int maxBatch, Duration maxWait, int maxQueue, int decodeThreads) {
+    public record Options(int maxBatch, Duration maxWait, int maxQueue, int decodeThreads, int batchThreads) {
         public Options {
             if (maxBatch < 1) {
                 throw new InvalidInputException("max batch must be >= 1, got " + maxBatch);
@@ -64,23 +69,43 @@ public final class ClipService implements AutoCloseable {
             if (decodeThreads < 1) {
                 throw new InvalidInputException("decode threads must be >= 1, got " + decodeThreads);
             }
+            if (batchThreads < 1) {
+                throw new InvalidInputException("batch threads must be >= 1, got " + batchThreads);
+            }
         }
 
-        /** Batches of up to 32 after at most 5 ms, 256 waiting requests, min(4, cores) decode threads. */
+        /** One batch of each kind at a time. */
+        public Options(int maxBatch, Duration maxWait, int maxQueue, int decodeThreads) {
+            this(maxBatch, maxWait, maxQueue, decodeThreads, 1);
+        }
+
+        /**
+         * Batches of up to 32 after at most 5 ms, 256 waiting requests, min(4, cores) decode threads,
+         * min(2, cores) batches of a kind at once.
+         */
         public static Options defaults() {
-            return new Options(32, Duration.ofMillis(5), 256, Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors())));
+            int cores = Runtime.getRuntime().availableProcessors();
+            return new Options(32, Duration.ofMillis(5), 256, Math.max(1, Math.min(4, cores)), Math.max(1, Math.min(2, cores)));
         }
 
         public Options withMaxBatch(int n) {
-            return new Options(n, maxWait, maxQueue, decodeThreads);
+            return new Options(n, maxWait, maxQueue, decodeThreads, batchThreads);
         }
 
         public Options withMaxWait(Duration d) {
-            return new Options(maxBatch, d, maxQueue, decodeThreads);
+            return new Options(maxBatch, d, maxQueue, decodeThreads, batchThreads);
         }
 
         public Options withMaxQueue(int n) {
-            return new Options(maxBatch, maxWait, n, decodeThreads);
+            return new Options(maxBatch, maxWait, n, decodeThreads, batchThreads);
+        }
+
+        public Options withDecodeThreads(int n) {
+            return new Options(maxBatch, maxWait, maxQueue, n, batchThreads);
+        }
+
+        public Options withBatchThreads(int n) {
+            return new Options(maxBatch, maxWait, maxQueue, decodeThreads, n);
         }
     }
 
@@ -116,7 +141,7 @@ public final class ClipService implements AutoCloseable {
         final CompletableFuture<float[]> future = new CompletableFuture<>();
         final long submitNanos;
         final long timeoutNanos;       // not computed once this long after submission; Long.MAX_VALUE: never
-        String text;                   // TEXT
+        int[] tokens;                  // TEXT: (contextLength) ids, tokenized on the caller's thread
         float[] pixels;                // IMAGE: (3, R, R), once decoded
         long enqueuedNanos;            // when it entered its lane
 
@@ -204,10 +229,7 @@ public final class ClipService implements AutoCloseable {
             for (Input in : inputs) {
                 Request r = new Request(now, timeoutNanos);
                 switch (in) {
-                    case Text t -> {
-                        r.text = t.text();
-                        textLane.add(r);
-                    }
+                    case Text t -> tokenize(r, t.text());
                     case Image i -> decodePool.execute(() -> decode(r, i.name(), () -> clip.preprocess().apply(i.image())));
                     case EncodedImage e -> decodePool.execute(() -> decode(r, e.name(),
                             () -> clip.preprocess().apply(ImageLoader.readOriginal(e.bytes(), e.name()))));
@@ -226,6 +248,22 @@ public final class ClipService implements AutoCloseable {
 
     private static Kind kindOf(Input in) {
         return in instanceof Text ? Kind.TEXT : Kind.IMAGE;
+    }
+
+    /**
+     * On the caller's thread, so the dispatcher's thread runs forward passes only: tokenizes one text and
+     * queues it, or fails its request (a model without a tokenizer, say) as a decoding failure fails an image's.
+     */
+    private void tokenize(Request r, String text) {
+        try {
+            r.tokens = clip.tokenizer().tokenize(List.of(text), clip.config().contextLength(), true)[0];
+        } catch (RuntimeException e) {
+            slots.release();
+            metrics.count(Kind.TEXT, ServiceMetrics.Outcome.FAILED, 1);
+            r.future.completeExceptionally(e);
+            return;
+        }
+        textLane.add(r);
     }
 
     /** On a decode thread: preprocesses one image and queues it, or fails its request. */
@@ -286,7 +324,7 @@ public final class ClipService implements AutoCloseable {
         metrics.batchSize(kind).observe(live.size());
         float[][] out;
         try {
-            out = kind == Kind.TEXT ? clip.encodeTexts(live.stream().map(r -> r.text).toList()) : encodePixels(live);
+            out = kind == Kind.TEXT ? clip.encodeTokens(live.stream().map(r -> r.tokens).toArray(int[][]::new)) : encodePixels(live);
         } catch (Throwable t) {   // the dispatcher lives on, so every accepted request is still answered
             metrics.count(kind, ServiceMetrics.Outcome.FAILED, live.size());
             for (Request r : live) r.future.completeExceptionally(t);
@@ -344,12 +382,14 @@ public final class ClipService implements AutoCloseable {
         textLane.close();
         imageLane.close();
         for (Lane lane : List.of(textLane, imageLane)) {
-            while (true) {
-                try {
-                    lane.worker.join();
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true;
+            for (Thread worker : lane.workers) {
+                while (true) {
+                    try {
+                        worker.join();
+                        break;
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                    }
                 }
             }
         }
@@ -364,14 +404,18 @@ public final class ClipService implements AutoCloseable {
         final ArrayDeque<Request> queue = new ArrayDeque<>();
         final ReentrantLock lock = new ReentrantLock();
         final Condition changed = lock.newCondition();
-        final Thread worker;
+        final List<Thread> workers = new ArrayList<>();
         boolean closed;
+        boolean collecting;   // a dispatcher is waiting for a batch to fill
 
         Lane(Kind kind) {
             this.kind = kind;
-            this.worker = new Thread(this::dispatch, "clip-service-" + kind.name().toLowerCase(Locale.ROOT));
-            worker.setDaemon(true);
-            worker.start();
+            for (int i = 0; i < options.batchThreads(); i++) {
+                Thread worker = new Thread(this::dispatch, "clip-service-" + kind.name().toLowerCase(Locale.ROOT) + "-" + (i + 1));
+                worker.setDaemon(true);
+                worker.start();
+                workers.add(worker);
+            }
         }
 
         void add(Request r) {
@@ -382,7 +426,7 @@ public final class ClipService implements AutoCloseable {
                 }
                 r.enqueuedNanos = System.nanoTime();
                 queue.addLast(r);
-                changed.signal();
+                changed.signalAll();   // the collecting dispatcher, whichever thread waits
             } finally {
                 lock.unlock();
             }
@@ -405,32 +449,41 @@ public final class ClipService implements AutoCloseable {
             }
         }
 
-        /** The next batch; null once closed and empty. Closing flushes a partial batch at once. */
+        /**
+         * The next batch; null once closed and empty. Closing flushes a partial batch at once. One dispatcher
+         * at a time collects (waits for a batch to fill); the others wait for it to take its batch.
+         */
         private List<Request> next() {
             lock.lock();
             try {
-                while (queue.isEmpty()) {
-                    if (closed) {
+                while (queue.isEmpty() || collecting) {
+                    if (closed && queue.isEmpty()) {
                         return null;
                     }
                     changed.awaitUninterruptibly();
                 }
-                long flushAt = queue.peekFirst().enqueuedNanos + options.maxWait().toNanos();
-                while (queue.size() < options.maxBatch() && !closed) {
-                    long left = flushAt - System.nanoTime();
-                    if (left <= 0) {
-                        break;
+                collecting = true;
+                try {
+                    long flushAt = queue.peekFirst().enqueuedNanos + options.maxWait().toNanos();
+                    while (queue.size() < options.maxBatch() && !closed) {
+                        long left = flushAt - System.nanoTime();
+                        if (left <= 0) {
+                            break;
+                        }
+                        try {
+                            changed.awaitNanos(left);
+                        } catch (InterruptedException e) {
+                            break;   // nobody interrupts the dispatcher; run what is there
+                        }
                     }
-                    try {
-                        changed.awaitNanos(left);
-                    } catch (InterruptedException e) {
-                        break;   // nobody interrupts the dispatcher; run what is there
-                    }
+                    int n = Math.min(options.maxBatch(), queue.size());
+                    List<Request> batch = new ArrayList<>(n);
+                    for (int i = 0; i < n; i++) batch.add(queue.pollFirst());
+                    return batch;
+                } finally {
+                    collecting = false;
+                    changed.signalAll();   // the next dispatcher may collect what is left or arrives
                 }
-                int n = Math.min(options.maxBatch(), queue.size());
-                List<Request> batch = new ArrayList<>(n);
-                for (int i = 0; i < n; i++) batch.add(queue.pollFirst());
-                return batch;
             } finally {
                 lock.unlock();
             }

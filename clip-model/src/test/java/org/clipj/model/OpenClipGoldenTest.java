@@ -111,7 +111,7 @@ class OpenClipGoldenTest {
         Files.copy(caseDir("B-32-gelu-openclip").resolve("open_clip_pytorch_model.bin"), weights);
         ResolvedModel r = ResolvedModel.resolve(weights, null);
         assertEquals(1, r.warnings().size(), r.warnings().toString());
-        assertTrue(r.warnings().getFirst().contains("--arch"), r.warnings().getFirst());
+        assertTrue(r.warnings().getFirst().contains("need their arch (an open_clip model name)"), r.warnings().getFirst());
         assertEquals(ClipConfig.Activation.QUICK_GELU, r.config().variant().textActivation());
         assertTrue(r.configSource().contains("build_model"), r.configSource());
     }
@@ -120,7 +120,7 @@ class OpenClipGoldenTest {
     void configThatContradictsTheTensorsIsAnErrorNamingBoth() {
         InvalidInputException e = assertThrows(InvalidInputException.class,
                 () -> ResolvedModel.resolve(caseDir("B-32-gelu-openclip"), "ViT-B-32"));
-        assertTrue(e.getMessage().contains("ViT-B-32") && e.getMessage().contains("--arch ViT-B-32")
+        assertTrue(e.getMessage().contains("ViT-B-32") && e.getMessage().contains("arch ViT-B-32 (given)")
                 && e.getMessage().contains("expects"), e.getMessage());
     }
 
@@ -129,7 +129,7 @@ class OpenClipGoldenTest {
         Path weights = tmp.resolve("ls.safetensors");
         Files.copy(caseDir("M-16-alt-ls-openclip-st").resolve("open_clip_model.safetensors"), weights);
         InvalidInputException e = assertThrows(InvalidInputException.class, () -> ResolvedModel.resolve(weights, null));
-        assertTrue(e.getMessage().contains("ls_1.gamma") && e.getMessage().contains("--arch"), e.getMessage());
+        assertTrue(e.getMessage().contains("ls_1.gamma") && e.getMessage().contains("give their arch"), e.getMessage());
     }
 
     @Test

@@ -7,6 +7,8 @@ import org.clipj.runtime.InvalidInputException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -50,12 +52,24 @@ class ClipServiceTest {
     }
 
     @Test
-    void concurrentCallersGetTheUnbatchedEmbeddingsInBatches() throws Exception {
+    void tokensTokenizedAheadEmbedAsTheTexts() {
+        int ctx = clip.config().contextLength();
+        float[][] fromTexts = clip.encodeTexts(TEXTS);
+        float[][] fromTokens = clip.encodeTokens(clip.tokenizer().tokenize(TEXTS, ctx, true));
+        for (int i = 0; i < TEXTS.size(); i++) assertArrayEquals(fromTexts[i], fromTokens[i], 0f, TEXTS.get(i));
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> clip.encodeTokens(new int[][]{new int[ctx], new int[ctx - 1]}));
+        assertTrue(e.getMessage().contains("token row 1 has " + (ctx - 1) + " ids"), e.getMessage());
+    }
+
+    @ParameterizedTest(name = "{0} batch thread(s)")
+    @ValueSource(ints = {1, 2})
+    void concurrentCallersGetTheUnbatchedEmbeddingsInBatches(int batchThreads) throws Exception {
         float[][] textRef = new float[TEXTS.size()][];
         for (int i = 0; i < TEXTS.size(); i++) textRef[i] = clip.encodeTexts(List.of(TEXTS.get(i)))[0];
         float[][] imageRef = new float[IMAGES.size()][];
         for (int i = 0; i < IMAGES.size(); i++) imageRef[i] = clip.encodeImages(List.of(image(IMAGES.get(i))))[0];
-        ClipService.Options options = new ClipService.Options(8, Duration.ofMillis(50), 64, 2);
+        ClipService.Options options = new ClipService.Options(8, Duration.ofMillis(50), 64, 2, batchThreads);
         ExecutorService callers = Executors.newFixedThreadPool(6);
         try (ClipService service = new ClipService(clip, options)) {
             List<Future<?>> done = new ArrayList<>();

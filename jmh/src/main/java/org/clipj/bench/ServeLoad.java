@@ -26,6 +26,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Matcher;
@@ -36,6 +37,8 @@ import java.util.regex.Pattern;
  * is answered) of single texts and single images, (1) over HTTP against {@code clip serve} started on
  * a free loopback port in a child JVM, with batching (--max-batch B) and without (--max-batch 1), and
  * (2) in this JVM, {@link ClipService} against the same client threads calling {@link Clip} directly.
+ * Over HTTP each client keeps one blocking keep-alive connection ({@link KeepAliveConnection}, as wrk
+ * does), so the load generator's own cost stays small beside the server's on the shared cores.
  * Each phase warms up, then measures for a bounded time or number of requests. Prints one JSON record
  * per comparison on stdout (bench/emit.py adds speedup etc.); progress on stderr.
  *
@@ -198,11 +201,11 @@ public final class ServeLoad {
     }
 
     private Call httpText(ChildServer server) {
-        return (c, i) -> server.embed("{\"input\": " + JSON.writeValueAsString(texts.get(pick(c, i, texts.size()))) + "}");
+        return (c, i) -> server.embed(c, "{\"input\": " + JSON.writeValueAsString(texts.get(pick(c, i, texts.size()))) + "}");
     }
 
     private Call httpImage(ChildServer server) {
-        return (c, i) -> server.embed("{\"input\": [{\"image\": \"" + imagesBase64.get(pick(c, i, imagesBase64.size())) + "\"}]}");
+        return (c, i) -> server.embed(c, "{\"input\": [{\"image\": \"" + imagesBase64.get(pick(c, i, imagesBase64.size())) + "\"}]}");
     }
 
     /** Warm-up, then the measured closed loop; bounded by --seconds and --max-requests. */
@@ -273,10 +276,14 @@ public final class ServeLoad {
         private final Process process;
         private final String base;
         private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
+        // the measured requests: one keep-alive connection per client (health and metrics go through http)
+        private final Map<Integer, KeepAliveConnection> connections = new ConcurrentHashMap<>();
+        private final int port;
 
         private ChildServer(Process process, int port) {
             this.process = process;
             this.base = "http://127.0.0.1:" + port;
+            this.port = port;
         }
 
         static ChildServer start(Map<String, String> args, int maxBatch, int maxWaitMs, int maxQueue) throws Exception {
@@ -325,12 +332,11 @@ public final class ServeLoad {
             return http.send(HttpRequest.newBuilder(URI.create(base + path)).build(), HttpResponse.BodyHandlers.ofString());
         }
 
-        void embed(String body) throws IOException, InterruptedException {
-            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/embeddings"))
-                    .POST(HttpRequest.BodyPublishers.ofString(body)).header("Content-Type", "application/json").build(),
-                    HttpResponse.BodyHandlers.ofString());
-            if (r.statusCode() != 200) {
-                throw new IOException("HTTP " + r.statusCode() + ": " + r.body());
+        /** One request on client {@code client}'s own connection (a client sends one request at a time). */
+        void embed(int client, String body) throws IOException {
+            KeepAliveConnection.Response r = connections.computeIfAbsent(client, c -> new KeepAliveConnection("127.0.0.1", port)).exchange("POST", "/v1/embeddings", body.getBytes(StandardCharsets.UTF_8));
+            if (r.status() != 200) {
+                throw new IOException("HTTP " + r.status() + ": " + r.text());
             }
         }
 
@@ -356,6 +362,7 @@ public final class ServeLoad {
         /** SIGTERM: the server drains and must exit 0. */
         @Override
         public void close() throws InterruptedException {
+            connections.values().forEach(KeepAliveConnection::close);
             process.destroy();
             if (!process.waitFor(60, TimeUnit.SECONDS)) {
                 process.destroyForcibly();
