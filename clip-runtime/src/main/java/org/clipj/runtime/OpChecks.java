@@ -95,6 +95,13 @@ public final class OpChecks {
         if (bias != null) shape(device, op, "bias", bias, "w", w, w.dim(0));
     }
 
+    /** A backend without device memory of its own (the CPU's) takes and gives back tensors already on it. */
+    public static Tensor onHost(String op, String name, Tensor t) {
+        if (t != null && t.device() == Device.CPU) return t;
+        throw new IllegalArgumentException(op + ": " + name + (t == null ? " is null"
+                : " " + t.shapeString() + " is on " + t.device() + ", the CPU backend needs CPU tensors"));
+    }
+
     public static void prepareWeight(Device device, Tensor w) {
         String op = "prepareWeight";
         on(device, op, "w", w);

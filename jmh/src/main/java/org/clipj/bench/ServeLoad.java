@@ -43,7 +43,7 @@ import java.util.regex.Pattern;
  * per comparison on stdout (bench/emit.py adds speedup etc.); progress on stderr.
  *
  * <p>Options: --model M --vocab V [--clients 16] [--seconds 10] [--warmup-seconds 3] [--max-requests 20000]
- * [--max-batch CLIENTS] [--max-wait-ms 5]
+ * [--max-batch CLIENTS] [--max-wait-ms 5] [--device cpu|cuda]
  */
 public final class ServeLoad {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -148,7 +148,7 @@ public final class ServeLoad {
             System.out.println(JSON.writeValueAsString(rec));
         }
 
-        Clip.Options options = Clip.Options.defaults().withVocab(Path.of(args.get("vocab"))).withDevice("cpu").withBatchSize(maxBatch);
+        Clip.Options options = Clip.Options.defaults().withVocab(Path.of(args.get("vocab"))).withDevice(device(args)).withBatchSize(maxBatch);
         try (Clip clip = Clip.load(Path.of(args.get("model")), options)) {
             for (String kind : List.of("text", "image")) {
                 Result service;
@@ -167,6 +167,11 @@ public final class ServeLoad {
                 System.out.println(JSON.writeValueAsString(record("inprocess-" + kind + "-c" + clients, service, direct, peer, model)));
             }
         }
+    }
+
+    /** The backend both sides run on: cpu unless --device says otherwise. */
+    static String device(Map<String, String> args) {
+        return args.getOrDefault("device", "cpu");
     }
 
     private Map<String, Object> record(String name, Result clipj, Result peer, String peerName, String model) {
@@ -188,6 +193,9 @@ public final class ServeLoad {
         rec.put("max_batch", maxBatch);
         rec.put("max_wait_ms", maxWaitMs);
         rec.put("model", model);
+        if (!device(args).equals("cpu")) {
+            rec.put("device", device(args));   // replaces the script's "cpu N cores"
+        }
         return rec;
     }
 
@@ -291,7 +299,7 @@ public final class ServeLoad {
             command.add(ProcessHandle.current().info().command().orElse("java"));
             command.addAll(JVM_FLAGS);
             command.addAll(List.of("-cp", System.getProperty("java.class.path"), "org.clipj.cli.Main", "serve",
-                    "--model", args.get("model"), "--vocab", args.get("vocab"), "--device", "cpu", "--port", "0",
+                    "--model", args.get("model"), "--vocab", args.get("vocab"), "--device", device(args), "--port", "0",
                     "--max-batch", Integer.toString(maxBatch), "--max-wait-ms", Integer.toString(maxWaitMs),
                     "--max-queue", Integer.toString(maxQueue)));
             Process process = new ProcessBuilder(command).redirectErrorStream(true).start();

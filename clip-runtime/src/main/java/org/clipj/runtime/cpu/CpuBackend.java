@@ -87,24 +87,15 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Tensor upload(Tensor host) {
-        return onCpu("upload", "host", host);
+        return OpChecks.onHost("upload", "host", host);
     }
 
     @Override
     public Tensor download(Tensor t) {
-        return onCpu("download", "t", t);
+        return OpChecks.onHost("download", "t", t);
     }
 
-    private static Tensor onCpu(String op, String name, Tensor t) {
-        if (t != null && t.device() == Device.CPU) return t;
-        throw new IllegalArgumentException(op + ": " + name + (t == null ? " is null"
-                : " " + t.shapeString() + " is on " + t.device() + ", the CPU backend needs CPU tensors"));
-    }
-
-    /**
-     * Vector path: a view of w whose GEMM panels are packed on first use (see {@link MatmulOps.PreparedWeights});
-     * a BF16 linear weight is packed now for the native BF16 kernels ({@link Bf16LinearOps}).
-     */
+    /** F32 (vector path): a view whose GEMM panels pack on first use; BF16: packed now for {@link Bf16LinearOps}. */
     @Override
     public Tensor prepareWeight(Tensor w) {
         OpChecks.prepareWeight(Device.CPU, w);
