@@ -6,12 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
-import java.nio.file.Path;
 
 import org.clipj.cuda.CudaErrors;
 import org.clipj.cuda.CudaException;
@@ -34,10 +31,7 @@ class SimChecksTest {
 
     @BeforeAll
     static void open() {
-        String library = System.getProperty("clip.sim.test.library");
-        assumeTrue(library != null && Files.isRegularFile(Path.of(library)),
-                "simulator test library not built (no g++?): " + library + "; " + Kernels.simLibraryUnavailableReason());
-        driver = new SimCudaDriver(Path.of(library));
+        driver = SimTestLibrary.open();
         module = driver.moduleLoadData(new byte[0]);
     }
 
@@ -47,11 +41,7 @@ class SimChecksTest {
     }
 
     private static long upload(float[] data) {
-        long d = driver.memAlloc(data.length * 4L, "test");
-        MemorySegment host = ARENA.allocate(JAVA_FLOAT, data.length);
-        MemorySegment.copy(data, 0, host, JAVA_FLOAT, 0, data.length);
-        driver.memcpyHtoD(d, host, data.length * 4L, 0, "upload");
-        return d;
+        return SimTestLibrary.upload(driver, ARENA, data);
     }
 
     private static float[] download(long d, int n) {
