@@ -7,9 +7,11 @@ import org.clipj.io.AtomicFiles;
 import org.clipj.io.Checkpoints;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
+import org.clipj.model.Precision;
 import org.clipj.model.ResolvedModel;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.Backends;
+import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.text.BpeTrainer;
 import org.clipj.text.ClipTokenizer;
@@ -24,6 +26,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /** {@code clip train}: contrastive training from scratch (--model) or from a checkpoint (--init). */
@@ -113,6 +116,16 @@ public final class TrainCommand extends CliCommand {
     @Option(names = "--device", paramLabel = "D", converter = DeviceName.class, description = DeviceName.DESCRIPTION)
     String device;
 
+    @Option(names = "--precision", paramLabel = "P", converter = PrecisionName.class, description = "GEMM precision of"
+            + " training: bf16 or f16 (CUDA; autocast: 16-bit copies of the linear weights and their inputs, F32 master"
+            + " weights, optimizer, layernorm, attention and loss; f16 adds dynamic loss scaling) or f32. Default: bf16 on"
+            + " cuda (F32's exponent range, so no loss scaling and no skipped steps, and tensor-core GEMMs), f32 on cpu.")
+    Precision precision;
+
+    @Option(names = "--tf32", description = "Run the F32 GEMMs on TF32 tensor cores (cuda; the f32 precision's GEMMs, and"
+            + " the final projections and convolutions at any precision). Off by default: F32 stays exact F32.")
+    boolean tf32;
+
     @Option(names = "--save-on-interrupt", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "On SIGINT/SIGTERM stop at the next step, save a checkpoint and exit 130/143 (default;"
                     + " --no-save-on-interrupt keeps only the periodic ones). A second signal quits at once.")
@@ -136,7 +149,7 @@ public final class TrainCommand extends CliCommand {
         String dataName = data.equals("synthetic") ? "synthetic:" + syntheticSize : Path.of(data).toAbsolutePath().toString();
         int totalSteps = steps != null ? steps
                 : epochs != null ? (int) Math.max(1, Math.ceil(epochs * dataset.size() / ((double) batch * accum))) : 1000;
-        Trainer.Options options = new Trainer.Options(batch, accum, lr, wd, warmup, totalSteps,
+        Trainer.Options f32Options = new Trainer.Options(batch, accum, lr, wd, warmup, totalSteps,
                 LrSchedule.parseKind(schedule), gradClip, !noAugment, !noShuffle, seed, saveEvery,
                 dataThreads, 2);
         TrainCheckpoints.Loaded resumed = resume == null ? null : TrainCheckpoints.load(TrainCheckpoints.resolve(resume));
@@ -145,7 +158,17 @@ public final class TrainCommand extends CliCommand {
                     ? resumed.dir().getParent().getParent() : Path.of("train-out");
         }
         Files.createDirectories(out);
-        try (Backend backend = Backends.select(device, "--device " + device)) {
+        try (Backend backend = Backends.select(device, "--device " + device, tf32)) {
+            if (tf32 && backend.device() != Device.CUDA) {
+                throw new InvalidInputException("--tf32 needs the CUDA backend (this run has " + backend.name() + ")");
+            }
+            Precision trainPrecision = precision != null ? precision
+                    : backend.device() == Device.CUDA ? Precision.BF16 : Precision.F32;
+            if (trainPrecision != Precision.F32 && backend.device() != Device.CUDA) {
+                throw new InvalidInputException("--precision " + trainPrecision.name().toLowerCase(Locale.ROOT)
+                        + ": training in 16 bits needs --device cuda (the cpu backend trains in f32)");
+            }
+            Trainer.Options options = f32Options.withPrecision(trainPrecision);
             ClipModel model;
             ClipTokenizer tokenizer;
             Path vocabFile;
@@ -186,8 +209,9 @@ public final class TrainCommand extends CliCommand {
                 throw new InvalidInputException("vocab " + vocabFile + " has " + tokenizer.vocabSize()
                         + " tokens, the model's embedding only " + model.config().vocabSize());
             }
-            err().printf("training %s on %s (%d examples) with %s: %d steps of %d x %d images%n", modelLabel, dataName,
-                    dataset.size(), backend.description(), totalSteps, batch, accum);
+            err().printf("training %s on %s (%d examples) with %s, %s: %d steps of %d x %d images%n", modelLabel, dataName,
+                    dataset.size(), backend.description(), trainPrecision.name().toLowerCase(Locale.ROOT), totalSteps, batch,
+                    accum);
             long start = System.nanoTime();
             Map<String, Object> result = new LinkedHashMap<>();
             try (Trainer trainer = new Trainer(model, tokenizer, vocabFile, dataset, dataName, modelLabel, options, out,
@@ -209,6 +233,11 @@ public final class TrainCommand extends CliCommand {
                 result.put("final_loss", last.loss());
                 result.put("logit_scale", last.logitScale());
                 result.put("images_per_s", last.imagesPerSecond());
+                result.put("precision", trainPrecision.name().toLowerCase(Locale.ROOT));
+                if (trainPrecision == Precision.F16) {
+                    result.put("loss_scale", trainer.lossScale());
+                    result.put("skipped_steps", trainer.skippedSteps());
+                }
                 result.put("skipped_images", trainer.skipped());
                 result.put("skipped_examples", trainer.skippedReports());
                 result.put("metrics", out.resolve("metrics.jsonl").toAbsolutePath().toString());

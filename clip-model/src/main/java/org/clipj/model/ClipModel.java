@@ -44,13 +44,16 @@ public final class ClipModel {
     private final Backend backend;
     private final TowerStorage visual;           // visual.* parameters, gradients, BatchNorm statistics
     private final TowerStorage text;             // text tower parameters, gradients and logit_scale
-    private final VisionTower vision;            // over parameter views
-    private final TextTransformer textTower;     // over parameter views
+    private VisionTower vision;                  // over parameter views (or their 16-bit copies: mixedPrecision)
+    private TextTransformer textTower;           // over parameter views (or their 16-bit copies: mixedPrecision)
     private final Tensor logitScale;             // (1) log of the logit scale
     private Gradients gradients;                 // made by the first call that needs gradients
     // The towers encodeImage/encodeText run: the trainable ones, or (set once by the factory, before
     // the model is returned) ones over prepared and possibly 16-bit copies of the GEMM weights.
     private Precision precision = Precision.F32;
+    private Precision trainingPrecision = Precision.F32;
+    private Function<String, Tensor> visualCopies;   // mixed-precision training: name -> 16-bit copy or F32 value
+    private Function<String, Tensor> textCopies;
     private boolean inferenceOnly;
     private VisionTower inferenceVision;
     private TextTransformer inferenceText;
@@ -98,6 +101,45 @@ public final class ClipModel {
                 : text.castCopies(backend, p.dtype(), castable);
         inferenceVision = VisionTower.of(backend, prepared(visualWeights), config);
         inferenceText = new TextTransformer(backend, prepared(textWeights), config);
+    }
+
+    /**
+     * Mixed-precision training (PyTorch autocast's semantics for the linear layers, with F32 master weights): the
+     * weights of the linear layers get a 16-bit copy (BF16 or F16) made now from the current values, and
+     * {@link #forwardImage}/{@link #forwardText} and their backwards multiply those copies (inputs and output
+     * gradients rounded to the same type, F32 accumulation, F32 gradients of the master weights); layernorm,
+     * attention, softmax, the loss, embeddings, convolutions and the final projections stay F32. The copies follow
+     * the master weights only through the optimizer's {@link Backend#adamwUpdateCopy} with {@link #trainingCopy}:
+     * set this after the weights are loaded and write them no other way. CUDA only; F32 does nothing.
+     */
+    public void trainIn(Precision p) {
+        requireTrainable("trainIn");
+        if (p == Precision.F32 || p == trainingPrecision) return;
+        if (backend.device() != Device.CUDA) {
+            throw new InvalidInputException("precision " + p.name().toLowerCase(java.util.Locale.ROOT)
+                    + " training needs the CUDA backend (the CPU backend trains in f32)");
+        }
+        if (trainingPrecision != Precision.F32) {
+            throw new IllegalStateException("trainIn(" + p + "): this model already trains in " + trainingPrecision);
+        }
+        Predicate<TensorSpec> linear = s -> feedsGemm(s) && s.shape().length == 2;
+        visualCopies = visual.castCopies(backend, p.dtype(), linear);
+        textCopies = text.castCopies(backend, p.dtype(), linear);
+        vision = VisionTower.of(backend, visualCopies, config);
+        textTower = new TextTransformer(backend, textCopies, config);
+        trainingPrecision = p;
+    }
+
+    /** The precision of the training GEMMs ({@link #trainIn}); F32 unless set. */
+    public Precision trainingPrecision() {
+        return trainingPrecision;
+    }
+
+    /** The 16-bit copy of parameter {@code name} that mixed-precision training multiplies, or null (none). */
+    public Tensor trainingCopy(String name) {
+        if (trainingPrecision == Precision.F32) return null;
+        Tensor t = (name.startsWith("visual.") ? visualCopies : textCopies).apply(name);
+        return t.dtype() == trainingPrecision.dtype() ? t : null;
     }
 
     /** weights, with the ones linearForward or patchEmbedForward multiply by passed through prepareWeight. */
@@ -280,6 +322,14 @@ public final class ClipModel {
      */
     public List<Parameter> parameters() {
         return gradients().parameters();
+    }
+
+    /**
+     * The gradient storage: one flat F32 tensor per tower (vision, then text with logit_scale), together every
+     * parameter's gradient and nothing else (for whole-model reductions such as the global gradient norm).
+     */
+    public List<Tensor> gradientBuffers() {
+        return List.of(visual.gradients(), text.gradients());
     }
 
     /** Zeroes every gradient. */

@@ -18,8 +18,14 @@ import java.util.Map;
  */
 public final class AdamW {
 
-    /** One trainable tensor and its gradient, both on the backend. */
-    public record Param(String name, Tensor value, Tensor grad) {
+    /**
+     * One trainable tensor and its gradient, both on the backend; copy, when not null, is the 16-bit GEMM copy
+     * of the value (mixed-precision training) that every update rewrites in the same pass.
+     */
+    public record Param(String name, Tensor value, Tensor grad, Tensor copy) {
+        public Param(String name, Tensor value, Tensor grad) {
+            this(name, value, grad, null);
+        }
     }
 
     private final Backend backend;
@@ -69,13 +75,21 @@ public final class AdamW {
         return step;
     }
 
-    /** One update of every parameter with learning rate lr; every gradient is multiplied by gradScale first. */
+    /**
+     * One update of every parameter with learning rate lr (and of its 16-bit copy, if any); every gradient is
+     * multiplied by gradScale first.
+     */
     public void update(float lr, float gradScale) {
         step++;
         for (int i = 0; i < params.size(); i++) {
             Param p = params.get(i);
-            backend.adamwUpdate(p.value(), p.grad(), m.get(i), v.get(i), lr, beta1, beta2, eps,
-                    decay[i] ? weightDecay : 0f, step, gradScale);
+            float wd = decay[i] ? weightDecay : 0f;
+            if (p.copy() != null) {
+                backend.adamwUpdateCopy(p.value(), p.copy(), p.grad(), m.get(i), v.get(i), lr, beta1, beta2, eps, wd, step,
+                        gradScale);
+            } else {
+                backend.adamwUpdate(p.value(), p.grad(), m.get(i), v.get(i), lr, beta1, beta2, eps, wd, step, gradScale);
+            }
         }
     }
 

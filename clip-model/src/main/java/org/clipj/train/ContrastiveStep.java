@@ -27,6 +27,14 @@ public final class ContrastiveStep {
      * @param tokens per micro-batch (b_j, ctx) I32 on the model's backend
      */
     public static float lossAndGradients(ClipModel model, List<Tensor> pixels, List<Tensor> tokens) {
+        return lossAndGradients(model, pixels, tokens, 1f);
+    }
+
+    /**
+     * As {@link #lossAndGradients(ClipModel, List, List)}, with every gradient that of {@code lossScale * loss}
+     * (F16 loss scaling: the caller divides them back); the loss returned is not scaled.
+     */
+    public static float lossAndGradients(ClipModel model, List<Tensor> pixels, List<Tensor> tokens, float lossScale) {
         Backend be = model.backend();
         Tensor dLogitScale = model.logitScaleGrad();
         int k = pixels.size();
@@ -37,7 +45,8 @@ public final class ContrastiveStep {
             Tensor txtFeatures = txt.features(); // (B, E)
             Tensor dImg = be.zeros(DType.F32, imgFeatures.shape());
             Tensor dTxt = be.zeros(DType.F32, txtFeatures.shape());
-            float loss = lossAndFeatureGradients(be, imgFeatures, txtFeatures, model.logitScale(), dImg, dTxt, dLogitScale);
+            float loss = lossAndFeatureGradients(be, imgFeatures, txtFeatures, model.logitScale(), dImg, dTxt, dLogitScale,
+                    lossScale);
             model.backwardImage(img, dImg);
             model.backwardText(txt, dTxt);
             return loss;
@@ -58,7 +67,8 @@ public final class ContrastiveStep {
         }
         Tensor dImgAll = be.zeros(DType.F32, n, e);
         Tensor dTxtAll = be.zeros(DType.F32, n, e);
-        float loss = lossAndFeatureGradients(be, imgAll, txtAll, model.logitScale(), dImgAll, dTxtAll, dLogitScale);
+        float loss = lossAndFeatureGradients(be, imgAll, txtAll, model.logitScale(), dImgAll, dTxtAll, dLogitScale,
+                lossScale);
         row = 0;
         for (int j = 0; j < k; j++) {
             int b = pixels.get(j).dim(0);
@@ -73,10 +83,10 @@ public final class ContrastiveStep {
 
     /**
      * Symmetric CE on L2-normalized features; dImg/dTxt (N, E) and dLogitScale (1) accumulate the
-     * gradients with respect to the unnormalized features and the log scale.
+     * gradients of {@code lossScale * loss} with respect to the unnormalized features and the log scale.
      */
     static float lossAndFeatureGradients(Backend be, Tensor img, Tensor txt, Tensor logitScale,
-                                         Tensor dImg, Tensor dTxt, Tensor dLogitScale) {
+                                         Tensor dImg, Tensor dTxt, Tensor dLogitScale, float lossScale) {
         int n = img.dim(0);
         int e = img.dim(1);
         Tensor imgNorm = be.zeros(DType.F32, n, e);  // (N, E)
@@ -87,7 +97,7 @@ public final class ContrastiveStep {
         be.l2NormalizeForward(txtNorm, txtLen, txt);
         Tensor dImgNorm = be.zeros(DType.F32, n, e);
         Tensor dTxtNorm = be.zeros(DType.F32, n, e);
-        float loss = be.contrastiveLoss(imgNorm, txtNorm, logitScale, dImgNorm, dTxtNorm, dLogitScale, 1f);
+        float loss = be.contrastiveLoss(imgNorm, txtNorm, logitScale, dImgNorm, dTxtNorm, dLogitScale, lossScale);
         be.l2NormalizeBackward(dImg, dImgNorm, imgNorm, imgLen);
         be.l2NormalizeBackward(dTxt, dTxtNorm, txtNorm, txtLen);
         return loss;

@@ -10,13 +10,12 @@ public final class GradClip {
     private GradClip() {
     }
 
-    /** sqrt of the sum of squares of every gradient. */
+    /**
+     * sqrt of the sum of squares of every gradient, by {@link Backend#sumOfSquaresAll} (on CUDA one reduction and
+     * one read back for all of them); NaN or infinite when any gradient element is.
+     */
     public static double globalNorm(Backend backend, List<Tensor> grads) {
-        double sum = 0;
-        for (Tensor g : grads) {
-            sum += backend.sumOfSquares(g);
-        }
-        return Math.sqrt(sum);
+        return Math.sqrt(backend.sumOfSquaresAll(grads));
     }
 
     /**

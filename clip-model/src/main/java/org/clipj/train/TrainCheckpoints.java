@@ -39,9 +39,16 @@ public final class TrainCheckpoints {
     /**
      * Everything besides tensors that resume needs: the optimizer step, the data stream position
      * (the random streams are pure functions of seed and position, so this is also the RNG state),
-     * images skipped so far, and the run's options (validated on resume).
+     * images skipped so far, and the run's options (validated on resume); with mixed precision also the
+     * AdamW step (behind {@code step} by the steps F16 loss scaling skipped) and the loss scaler (null
+     * without F16).
      */
-    public record TrainState(int step, long dataPosition, long skipped, Map<String, Object> run) {
+    public record TrainState(int step, long dataPosition, long skipped, Map<String, Object> run, int optimizerStep,
+                             LossScaler.State lossScale) {
+        /** A state without skipped optimizer steps or loss scaling. */
+        public TrainState(int step, long dataPosition, long skipped, Map<String, Object> run) {
+            this(step, dataPosition, skipped, run, step, null);
+        }
     }
 
     /** A checkpoint read back. */
@@ -128,6 +135,11 @@ public final class TrainCheckpoints {
         m.put("data_position", s.dataPosition());
         m.put("skipped", s.skipped());
         m.put("run", s.run());
+        m.put("optimizer_step", s.optimizerStep());
+        if (s.lossScale() != null) {
+            m.put("loss_scale", s.lossScale().scale());
+            m.put("loss_scale_good_steps", s.lossScale().goodSteps());
+        }
         return m;
     }
 
@@ -192,8 +204,18 @@ public final class TrainCheckpoints {
         }
         @SuppressWarnings("unchecked")
         Map<String, Object> run = (Map<String, Object>) m.get("run");
-        TrainState s = new TrainState(((Number) m.get("step")).intValue(), ((Number) m.get("data_position")).longValue(),
-                m.get("skipped") instanceof Number n ? n.longValue() : 0, run);
+        int step = ((Number) m.get("step")).intValue();
+        LossScaler.State lossScale = null;
+        if (m.containsKey("loss_scale")) {
+            if (!(m.get("loss_scale") instanceof Number scale) || !(m.get("loss_scale_good_steps") instanceof Number good)) {
+                throw new InvalidInputException(dir.resolve(STATE_FILE) + ": training state has loss_scale " + m.get("loss_scale")
+                        + " with loss_scale_good_steps " + m.get("loss_scale_good_steps") + " (expected two numbers)");
+            }
+            lossScale = new LossScaler.State(scale.floatValue(), good.intValue());
+        }
+        TrainState s = new TrainState(step, ((Number) m.get("data_position")).longValue(),
+                m.get("skipped") instanceof Number n ? n.longValue() : 0, run,
+                m.get("optimizer_step") instanceof Number o ? o.intValue() : step, lossScale);
         Path vocab = dir.resolve(VOCAB_FILE);
         SafeTensors.Contents model = SafeTensors.readContents(dir.resolve(MODEL_FILE));
         String config = model.metadata().get(ClipConfig.METADATA_KEY);

@@ -8,6 +8,7 @@ import org.clipj.io.SafeTensors;
 import org.clipj.io.WriteFailedException;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Parameter;
+import org.clipj.model.Precision;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
@@ -44,8 +45,17 @@ public final class Trainer implements AutoCloseable {
      */
     public record Options(int batch, int accum, double lr, double weightDecay, int warmup, int steps,
                           LrSchedule.Kind schedule, double gradClip, boolean augment, boolean shuffle, long seed,
-                          int saveEvery, int dataThreads, int keepCheckpoints) {
+                          int saveEvery, int dataThreads, int keepCheckpoints, Precision precision) {
+        /** F32 training. */
+        public Options(int batch, int accum, double lr, double weightDecay, int warmup, int steps,
+                       LrSchedule.Kind schedule, double gradClip, boolean augment, boolean shuffle, long seed,
+                       int saveEvery, int dataThreads, int keepCheckpoints) {
+            this(batch, accum, lr, weightDecay, warmup, steps, schedule, gradClip, augment, shuffle, seed, saveEvery,
+                    dataThreads, keepCheckpoints, Precision.F32);
+        }
+
         public Options {
+            Objects.requireNonNull(precision, "precision");
             if (batch < 1) {
                 throw new InvalidInputException("--batch must be >= 1, got " + batch);
             }
@@ -58,6 +68,12 @@ public final class Trainer implements AutoCloseable {
             if (steps < 1) {
                 throw new InvalidInputException("--steps must be >= 1, got " + steps);
             }
+        }
+
+        /** These options with another training precision. */
+        public Options withPrecision(Precision p) {
+            return new Options(batch, accum, lr, weightDecay, warmup, steps, schedule, gradClip, augment, shuffle, seed,
+                    saveEvery, dataThreads, keepCheckpoints, p);
         }
 
         /** The options that must match when resuming (the steps may grow). */
@@ -76,12 +92,17 @@ public final class Trainer implements AutoCloseable {
             m.put("augment", augment);
             m.put("shuffle", shuffle);
             m.put("seed", seed);
+            m.put("precision", precision.name().toLowerCase(java.util.Locale.ROOT));
             return m;
         }
     }
 
-    /** What one optimizer step did. */
-    public record StepResult(int step, float loss, double lr, double logitScale, double gradNorm, double imagesPerSecond) {
+    /**
+     * What one optimizer step did. gradNorm is the unscaled global norm; lossScale the F16 loss scale the step ran
+     * at (1 without F16); skipped: its gradients overflowed, so the optimizer did not step (F16 only).
+     */
+    public record StepResult(int step, float loss, double lr, double logitScale, double gradNorm, double imagesPerSecond,
+                             float lossScale, boolean skipped) {
     }
 
     private final ClipModel model;
@@ -93,7 +114,9 @@ public final class Trainer implements AutoCloseable {
     private final Map<String, Object> run;
     private final LrSchedule schedule;
     private final AdamW optimizer;
-    private final List<Tensor> grads = new ArrayList<>();
+    private final List<Tensor> grads;                 // the model's flat gradient buffers
+    private final LossScaler scaler;                  // F16 only, else null
+    private int skippedSteps;                         // optimizer steps F16 loss scaling skipped in this process
     private final BatchLoader loader;
     private final MetricsLog metrics;
     private final ProgressBar progress;
@@ -123,16 +146,19 @@ public final class Trainer implements AutoCloseable {
         this.schedule = new LrSchedule(options.schedule(), options.lr(), options.warmup(), options.steps());
         this.resolution = model.config().imageResolution();
         this.context = model.config().contextLength();
+        model.trainIn(options.precision());
         List<AdamW.Param> params = new ArrayList<>();
         for (Parameter p : model.parameters()) {
-            params.add(new AdamW.Param(p.name(), p.value(), p.grad()));
-            grads.add(p.grad());
+            params.add(new AdamW.Param(p.name(), p.value(), p.grad(), model.trainingCopy(p.name())));
         }
+        this.grads = model.gradientBuffers();
         this.optimizer = new AdamW(backend, params, 0.9f, 0.98f, 1e-6f, (float) options.weightDecay());
+        this.scaler = options.precision() == Precision.F16
+                ? new LossScaler(resume == null ? null : resume.state().lossScale()) : null;
         long startPosition = 0;
         if (resume != null) {
             checkSameRun(resume);
-            optimizer.loadState(resume.optimizer(), resume.state().step(), resume.dir().toString());
+            optimizer.loadState(resume.optimizer(), resume.state().optimizerStep(), resume.dir().toString());
             step = resume.state().step();
             startPosition = resume.state().dataPosition();
             skippedBefore = resume.state().skipped();
@@ -254,13 +280,25 @@ public final class Trainer implements AutoCloseable {
             tokens.add(backend.upload(tokenize(b.captions())));
         }
         model.zeroGrad();
-        float loss = ContrastiveStep.lossAndGradients(model, pixels, tokens);
+        float lossScale = scaler == null ? 1f : scaler.scale();
+        float loss = ContrastiveStep.lossAndGradients(model, pixels, tokens, lossScale);
         if (!Float.isFinite(loss)) {
             throw new IllegalStateException("loss is " + loss + " at step " + (step + 1) + "; lower --lr or set --grad-clip");
         }
-        double norm = GradClip.globalNorm(backend, grads);
+        // one reduction and one read back; an inf or NaN anywhere in the gradients makes the norm non-finite
+        double norm = GradClip.globalNorm(backend, grads) / lossScale;
+        boolean finite = Double.isFinite(norm);
+        if (scaler == null && !finite) {
+            throw new IllegalStateException("gradient norm is " + norm + " at step " + (step + 1) + " (loss " + loss
+                    + "); lower --lr or set --grad-clip");
+        }
         double lr = schedule.lr(step);
-        optimizer.update((float) lr, GradClip.scaleFor(norm, options.gradClip()));
+        boolean apply = scaler == null || scaler.update(finite);
+        if (apply) {
+            optimizer.update((float) lr, GradClip.scaleFor(norm, options.gradClip()) / lossScale);
+        } else {
+            skippedSteps++;
+        }
         clampLogitScale();
         step++;
         double seconds = (System.nanoTime() - start) / 1e9;
@@ -275,7 +313,7 @@ public final class Trainer implements AutoCloseable {
         if (step == options.steps() || (options.saveEvery() > 0 && step % options.saveEvery() == 0)) {
             saveCheckpoint();
         }
-        return new StepResult(step, loss, lr, scale, norm, imagesPerSecond);
+        return new StepResult(step, loss, lr, scale, norm, imagesPerSecond, lossScale, !apply);
     }
 
     /** Steps until {@code untilStep} (at most the configured total); returns every step's result. */
@@ -335,7 +373,7 @@ public final class Trainer implements AutoCloseable {
 
     private void saveCheckpoint() {
         TrainCheckpoints.TrainState state = new TrainCheckpoints.TrainState(step, loader.position(),
-                skippedBefore + loader.skipped(), run);
+                skippedBefore + loader.skipped(), run, optimizer.step(), scaler == null ? null : scaler.state());
         Map<String, Tensor> weights = model.stateDict();
         Map<String, Tensor> moments = optimizer.stateTensors();
         checkSpace(TrainCheckpoints.bytesNeeded(weights, model.config(), moments, vocabFile), false);
@@ -364,6 +402,16 @@ public final class Trainer implements AutoCloseable {
         }
         LossCurve.write(outDir.resolve("loss.png"), metrics.entries(), "training loss");
         return weights;
+    }
+
+    /** Optimizer steps that F16 loss scaling skipped (gradient overflow) in this process. */
+    public int skippedSteps() {
+        return skippedSteps;
+    }
+
+    /** The current F16 loss scale, or 1 without F16. */
+    public float lossScale() {
+        return scaler == null ? 1f : scaler.scale();
     }
 
     public long skipped() {

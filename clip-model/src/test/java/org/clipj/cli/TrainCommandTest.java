@@ -35,6 +35,47 @@ class TrainCommandTest {
     }
 
     @Test
+    void sixteenBitTrainingAndTf32NeedCuda(@TempDir Path dir) {
+        String[] common = {"train", "--model", "tiny", "--synthetic-size", "8", "--batch", "4", "--steps", "1",
+                "--bpe-merges", "20", "--device", "cpu", "--out", dir.toString()};
+        Result bf16 = run(concat(common, new String[]{"--precision", "bf16"}));
+        assertEquals(2, bf16.status(), bf16.err());
+        assertTrue(bf16.err().contains("--precision bf16: training in 16 bits needs --device cuda"), bf16.err());
+        Result tf32 = run(concat(common, new String[]{"--tf32"}));
+        assertEquals(2, tf32.status(), tf32.err());
+        assertTrue(tf32.err().contains("--tf32 needs the CUDA backend"), tf32.err());
+        Result bad = run(concat(common, new String[]{"--precision", "f8"}));
+        assertEquals(2, bad.status(), bad.err());
+        assertTrue(bad.err().contains("--precision") && bad.err().contains("unknown precision 'f8'"), bad.err());
+    }
+
+    /** --device cuda on the simulator: bf16 by default, f16 with its loss scale in the result, tf32 said in the log. */
+    @Test
+    void trainsOnCudaInEachPrecision(@TempDir Path dir) throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(org.clipj.kernels.Kernels.simLibrary().isPresent(),
+                "simulator library not built: " + org.clipj.kernels.Kernels.simLibraryUnavailableReason());
+        String previous = System.getProperty("clip.cuda.binding");
+        System.setProperty("clip.cuda.binding", "sim");
+        try {
+            for (String[] extra : new String[][] {{}, {"--precision", "f16"}, {"--precision", "f32", "--tf32"}}) {
+                String[] args = concat(new String[]{"train", "--model", "tiny", "--synthetic-size", "8", "--batch", "4",
+                        "--steps", "1", "--bpe-merges", "20", "--device", "cuda", "--out",
+                        dir.resolve("run" + extra.length).toString()}, extra);
+                Result r = run(args);
+                assertEquals(0, r.status(), r.err());
+                JsonNode json = JSON.readTree(r.out());
+                String expected = extra.length == 0 ? "bf16" : extra[1];
+                assertEquals(expected, json.get("precision").asText(), r.out());
+                assertEquals(expected.equals("f16"), json.has("loss_scale"), r.out());
+                assertEquals(expected.equals("f32"), r.err().contains("TF32 GEMMs"), r.err());
+            }
+        } finally {
+            if (previous == null) System.clearProperty("clip.cuda.binding");
+            else System.setProperty("clip.cuda.binding", previous);
+        }
+    }
+
+    @Test
     void fromScratchOnSyntheticDataThenResume(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("run");
         String[] common = {"--model", "tiny", "--synthetic-size", "40", "--batch", "4", "--accum", "2", "--warmup", "1",

@@ -19,8 +19,9 @@ import org.clipj.train.ContrastiveStep;
  * op through its {@link org.clipj.runtime.Backend} method at ViT-B/32's shapes (batch 1 and 256: 50 image
  * tokens, 77 causal text tokens, width 768, 12 heads of 64, MLP 3072; RN50's attention pool; the contrastive
  * loss at N = 256 and 4096), then the ViT-B/32 image and text encoders (BF16 weights, the CUDA default) at
- * batch 1 and 256, the image encoder at batch 1 as a replayed CUDA graph, and one F32 training step at
- * batch 256 (forward, backward, AdamW). scripts/gpu-peer.py runs the same rows in PyTorch under the same names.
+ * batch 1 and 256, the image encoder at batch 1 as a replayed CUDA graph, and one training step at
+ * batch 256 (forward, backward, AdamW) in F32 and in BF16 autocast (16-bit linear-weight copies, F32 masters;
+ * the row named as PyTorch's autocast step). scripts/gpu-peer.py runs the same rows in PyTorch under the same names.
  *
  * <p>One JSON object per line (suite "gpu", DESIGN.md section 13): a rate row has {@code unit} TFLOP/s or
  * GB/s, {@code clipj} the rate from the nominal FLOPs or bytes of {@link #main}'s comments, {@code ms} the
@@ -211,11 +212,22 @@ public final class ClipGpuBench {
             time(sizes.model + "-text-b" + b, () -> finite(inference.encodeText(tokens)));
         }
         int b = sizes.trainBatch;
-        List<AdamW.Param> params = new ArrayList<>();
-        for (Parameter p : trainable.parameters()) params.add(new AdamW.Param(p.name(), p.value(), p.grad()));
-        AdamW optimizer = new AdamW(cuda, params, 0.9f, 0.98f, 1e-6f, 0.1f);
         List<Tensor> pixels = List.of(pixels(b, config)), tokens = List.of(tokens(b, config));
-        time(sizes.model + "-train-step-b" + b, () -> {
+        trainStep(sizes.model + "-train-step-f32-b" + b, trainable, pixels, tokens);
+        ClipModel mixed = ClipModel.initialize(config, 0, cuda);
+        mixed.trainIn(Precision.BF16);
+        // the default training precision on CUDA, under the name of gpu-peer.py's autocast step
+        trainStep(sizes.model + "-train-step-b" + b, mixed, pixels, tokens);
+    }
+
+    /** One training step (forward, backward, AdamW; no clipping) of a model at its training precision. */
+    private void trainStep(String name, ClipModel trainable, List<Tensor> pixels, List<Tensor> tokens) {
+        List<AdamW.Param> params = new ArrayList<>();
+        for (Parameter p : trainable.parameters()) {
+            params.add(new AdamW.Param(p.name(), p.value(), p.grad(), trainable.trainingCopy(p.name())));
+        }
+        AdamW optimizer = new AdamW(cuda, params, 0.9f, 0.98f, 1e-6f, 0.1f);
+        time(name, () -> {
             trainable.zeroGrad();
             float loss = ContrastiveStep.lossAndGradients(trainable, pixels, tokens);
             if (!Float.isFinite(loss)) throw new IllegalStateException("training step: loss " + loss);

@@ -75,7 +75,8 @@ class ClipGpuBenchTest {
         }
         names.add("contrastive-fwd-bwd-f32-n16-d64");
         names.add("contrastive-fwd-bwd-f32-n64-d64");
-        names.addAll(List.of("tiny-image-b1-graph", "tiny-text-b1", "tiny-image-b2", "tiny-text-b2", "tiny-train-step-b2"));
+        names.addAll(List.of("tiny-image-b1-graph", "tiny-text-b1", "tiny-image-b2", "tiny-text-b2", "tiny-train-step-f32-b2",
+                "tiny-train-step-b2"));
         return names;
     }
 

@@ -1,5 +1,7 @@
 package org.clipj.runtime;
 
+import java.util.List;
+
 /**
  * The op set. Every tensor argument lives on this backend's device. Unless stated otherwise,
  * tensors are F32 and contiguous; shapes are given as comments ({@code (B, T, C)}).
@@ -108,7 +110,9 @@ public interface Backend extends AutoCloseable {
 
     /**
      * dx (N, I) += dout (N, O) @ w (O, I); dw (O, I) += dout^T @ x (N, I); dbias (O) += sum_rows(dout).
-     * Each of dx, dw, dbias may be null.
+     * Each of dx, dw, dbias may be null. w is F32, or on CUDA the BF16/F16 copy of an F32 master weight
+     * (mixed-precision training): dout and x are then rounded to w's type for the GEMMs, which accumulate in
+     * F32 into the F32 dx and dw (shaped as x and w).
      */
     void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w);
 
@@ -287,8 +291,31 @@ public interface Backend extends AutoCloseable {
     void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                      float weightDecay, int step, float gradScale);
 
+    /**
+     * {@link #adamwUpdate}, then copy = param rounded to copy's dtype (BF16 or F16, param's numel): the 16-bit GEMM
+     * copy of an F32 master weight in mixed-precision training. CUDA writes both in one pass.
+     */
+    default void adamwUpdateCopy(Tensor param, Tensor copy, Tensor grad, Tensor m, Tensor v, float lr, float beta1,
+                                 float beta2, float eps, float weightDecay, int step, float gradScale) {
+        OpChecks.adamwUpdateCopy(device(), param, copy, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+        adamwUpdate(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+        cast(copy, param);
+    }
+
     /** Sum of squares of all elements, in double (for the global gradient norm). */
     double sumOfSquares(Tensor t);
+
+    /**
+     * The sum of {@link #sumOfSquares} over every tensor (F32) of the list, in double: the global gradient
+     * norm squared, NaN or infinite when any element is (loss scaling's overflow check comes with it). CUDA
+     * reduces every tensor in one launch and reads one number back (one sync per step, not one per tensor).
+     */
+    default double sumOfSquaresAll(List<Tensor> tensors) {
+        OpChecks.sumOfSquaresAll(device(), tensors);
+        double sum = 0;
+        for (Tensor t : tensors) sum += sumOfSquares(t);
+        return sum;
+    }
 
     /** True when any element is NaN or infinite (loss scaling). */
     boolean hasNonFinite(Tensor t);

@@ -44,13 +44,22 @@ public final class Backends {
      * the environment names (see {@link #fromEnvironment()}). {@code source} says where the name came from.
      */
     public static Backend select(String requested, String source) {
-        return requested == null ? fromEnvironment() : create(requested, source);
+        return select(requested, source, false);
+    }
+
+    /**
+     * As {@link #select(String, String)}; tf32 = true opens a CUDA backend whose F32 GEMMs run on TF32 tensor cores
+     * (see {@link CudaBackend#open(String, boolean)}); the CPU backend ignores it.
+     */
+    public static Backend select(String requested, String source, boolean tf32) {
+        Request request = requested == null ? requestFromEnvironment() : new Request(requested, source);
+        return create(request.name(), request.source(), tf32);
     }
 
     /** The backend named by {@code clip.backend}, else env {@code CLIP_BACKEND}, else {@code auto}. */
     public static Backend fromEnvironment() {
         Request request = requestFromEnvironment();
-        return create(request.name(), request.source());
+        return create(request.name(), request.source(), false);
     }
 
     /** What {@link #fromEnvironment()} would create, unchecked (a process that hands the name on, e.g. to Spark executors). */
@@ -67,15 +76,15 @@ public final class Backends {
 
     /** A backend by name: "cpu", "cuda" or "auto" (case-insensitive). */
     public static Backend create(String name) {
-        return create(name, "requested by name");
+        return create(name, "requested by name", false);
     }
 
-    private static Backend create(String name, String source) {
+    private static Backend create(String name, String source, boolean tf32) {
         return switch (key(name)) {
             case "cpu" -> log(new CpuBackend(), source);
             case "cuda" -> {
                 try {
-                    yield log(openCuda(), source);
+                    yield log(openCuda(tf32), source);
                 } catch (RuntimeException e) {
                     throw new InvalidInputException("CUDA backend not available: " + e.getMessage()
                             + " (backend 'cuda' " + source + ")", e);
@@ -88,7 +97,7 @@ public final class Backends {
                 }
                 Backend cuda;
                 try {
-                    cuda = openCuda();
+                    cuda = openCuda(tf32);
                 } catch (RuntimeException e) {
                     yield log(new CpuBackend(), source + "; auto chose cpu because CUDA cannot start: " + e.getMessage());
                 }
@@ -107,8 +116,8 @@ public final class Backends {
     }
 
     /** CUDA through the driver binding of {@code clip.cuda.binding} (panama, jcuda or sim; default panama). */
-    private static Backend openCuda() {
-        return CudaBackend.open(CudaDrivers.configuredBinding());
+    private static Backend openCuda(boolean tf32) {
+        return CudaBackend.open(CudaDrivers.configuredBinding(), tf32);
     }
 
     private static Backend log(Backend backend, String why) {

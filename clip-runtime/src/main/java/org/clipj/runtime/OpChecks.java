@@ -1,6 +1,7 @@
 package org.clipj.runtime;
 
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * The argument rules of every {@link Backend} op, written once: each backend calls the method named
@@ -112,13 +113,13 @@ public final class OpChecks {
 
     public static void linearBackward(Device device, Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
         String op = "linearBackward";
-        f32(device, op, "w", w);
+        gemmWeight(device, op, w);
         rank(op, "w", w, 2);
         f32(device, op, "x", x);
         argument(op, x.rank() >= 1 && x.dim(-1) == w.dim(1), "x " + x.shapeString() + " does not end in w's input size, w " + w.shapeString());
         shape(device, op, "dout", dout, "x @ w^T for w", w, lastReplaced(x, w.dim(0)));
         if (dx != null) sameShape(device, op, "dx", dx, "x", x);
-        if (dw != null) sameShape(device, op, "dw", dw, "w", w);
+        if (dw != null) shape(device, op, "dw", dw, "w", w, w.shape());
         if (dbias != null) shape(device, op, "dbias", dbias, "w", w, w.dim(0));
     }
 
@@ -491,6 +492,25 @@ public final class OpChecks {
         sameNumel(device, op, "m", m, "param", param);
         sameNumel(device, op, "v", v, "param", param);
         argument(op, step >= 1, "step is 1-based, got " + step);
+    }
+
+    public static void adamwUpdateCopy(Device device, Tensor param, Tensor copy, Tensor grad, Tensor m, Tensor v, float lr,
+                                       float beta1, float beta2, float eps, float weightDecay, int step, float gradScale) {
+        String op = "adamwUpdateCopy";
+        sameNumel(device, op, "grad", grad, "param", param);
+        sameNumel(device, op, "m", m, "param", param);
+        sameNumel(device, op, "v", v, "param", param);
+        argument(op, step >= 1, "step is 1-based, got " + step);
+        on(device, op, "copy", copy);
+        argument(op, copy.dtype() == DType.BF16 || copy.dtype() == DType.F16,
+                "copy must be BF16 or F16, got " + copy.dtype() + " " + copy.shapeString());
+        argument(op, copy.numel() == param.numel(), "copy " + copy.shapeString() + " and param " + param.shapeString()
+                + " must have the same number of elements");
+    }
+
+    public static void sumOfSquaresAll(Device device, List<Tensor> tensors) {
+        argument("sumOfSquaresAll", tensors != null, "tensors is null");
+        for (int i = 0; i < tensors.size(); i++) f32(device, "sumOfSquaresAll", "tensors[" + i + "]", tensors.get(i));
     }
 
     public static void sumOfSquares(Device device, Tensor t) {

@@ -38,7 +38,8 @@ class BackendContractTest {
     private static final Set<String> NOT_OPS = Set.of("name", "device", "description", "zeros", "empty", "release", "upload",
             "download", "synchronize", "close");
     /** Ops whose contract has no shape rule: one tensor, any shape. */
-    private static final Set<String> SHAPELESS = Set.of("fill", "scale", "sumOfSquares", "hasNonFinite");
+    private static final Set<String> SHAPELESS = Set.of("fill", "scale", "sumOfSquares", "sumOfSquaresAll",
+            "hasNonFinite");
     /** Ops whose Backend documentation forbids an overlap. */
     private static final Set<String> NO_OVERLAP = Set.of("linearActivationForward", "linearResidualForward");
 
@@ -357,7 +358,16 @@ class BackendContractTest {
                 (be, t) -> be.adamwUpdate(t.f32(6), t.bf16(6), t.f32(6), t.f32(6), 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1, 1f)));
         l.add(c("adamwUpdate", argument, "step 0",
                 (be, t) -> be.adamwUpdate(t.f32(6), t.f32(6), t.f32(6), t.f32(6), 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 0, 1f)));
+        l.add(c("adamwUpdateCopy", shape, "copy of 5 for param of 6",
+                (be, t) -> be.adamwUpdateCopy(t.f32(6), t.bf16(5), t.f32(6), t.f32(6), t.f32(6), 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1, 1f)));
+        l.add(c("adamwUpdateCopy", dtype, "F32 copy",
+                (be, t) -> be.adamwUpdateCopy(t.f32(6), t.f32(6), t.f32(6), t.f32(6), t.f32(6), 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1, 1f)));
+        l.add(c("adamwUpdateCopy", dtype, "BF16 m",
+                (be, t) -> be.adamwUpdateCopy(t.f32(6), t.bf16(6), t.f32(6), t.bf16(6), t.f32(6), 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1, 1f)));
         l.add(c("sumOfSquares", dtype, "BF16", (be, t) -> be.sumOfSquares(t.bf16(6))));
+        l.add(c("sumOfSquaresAll", dtype, "BF16 second tensor",
+                (be, t) -> be.sumOfSquaresAll(java.util.List.of(t.f32(3), t.bf16(6)))));
+        l.add(c("sumOfSquaresAll", argument, "null list", (be, t) -> be.sumOfSquaresAll(null)));
         l.add(c("hasNonFinite", dtype, "BF16", (be, t) -> be.hasNonFinite(t.bf16(6))));
         return l;
     }

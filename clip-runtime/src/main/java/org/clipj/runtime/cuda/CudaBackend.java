@@ -1,5 +1,6 @@
 package org.clipj.runtime.cuda;
 
+import java.util.List;
 import java.util.Optional;
 
 import org.clipj.cuda.CudaException;
@@ -14,10 +15,12 @@ import org.clipj.runtime.Tensor;
  * The CUDA backend: lifecycle, memory, and for each op of {@link Backend} its {@link OpChecks} call and one call into
  * its kernel family's class ({@code <Family>Kernels} for kernels/src/{@code <family>}.cu: the kernel names and the
  * launch arithmetic; {@link MatmulKernels} for cuBLASLt), all held by {@link CudaContext}. F32 forward and backward;
- * attention also takes BF16/F16 qkv (head dims up to 128), the GEMM forwards BF16/F16 weights (F32 accumulation).
+ * attention also takes BF16/F16 qkv (head dims up to 128), the linear layers BF16/F16 weights forward and backward
+ * (F32 accumulation).
  *
  * <p>Every op is asynchronous on the backend's one stream; {@link #synchronize}, {@link #download},
- * {@link #contrastiveLoss}, {@link #sumOfSquares} and {@link #hasNonFinite} are the sync points; with
+ * {@link #contrastiveLoss}, {@link #sumOfSquares}, {@link #sumOfSquaresAll} and {@link #hasNonFinite} are the sync
+ * points; with
  * {@code -Dclip.cuda.sync=true} every launch is followed by a sync, so that a fault names its op. Thread-safe as
  * {@link Backend} requires: the ops are synchronized on the backend and only enqueue work on the one stream.
  */
@@ -38,7 +41,16 @@ public final class CudaBackend implements Backend {
      * same kernels compiled for the host); a {@link CudaException} says why when the driver, GPU or kernels are missing.
      */
     public static CudaBackend open(String binding) {
-        return new CudaBackend(CudaContext.open(binding));
+        return open(binding, false);
+    }
+
+    /**
+     * As {@link #open(String)}; tf32 = true lets cuBLASLt run the F32 GEMMs on TF32 tensor cores (10-bit mantissa
+     * products, F32 accumulation: PyTorch's allow_tf32); off by default, as F32 stays exact F32. The simulator's
+     * GEMM ignores it.
+     */
+    public static CudaBackend open(String binding, boolean tf32) {
+        return new CudaBackend(CudaContext.open(binding, tf32));
     }
 
     @Override
@@ -382,6 +394,19 @@ public final class CudaBackend implements Backend {
                                          float weightDecay, int step, float gradScale) {
         OpChecks.adamwUpdate(Device.CUDA, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
         cx.adamw.adamwUpdate(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+    }
+
+    @Override
+    public synchronized void adamwUpdateCopy(Tensor param, Tensor copy, Tensor grad, Tensor m, Tensor v, float lr, float beta1,
+                                             float beta2, float eps, float weightDecay, int step, float gradScale) {
+        OpChecks.adamwUpdateCopy(Device.CUDA, param, copy, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+        cx.adamw.adamwUpdateCopy(param, copy, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+    }
+
+    @Override
+    public synchronized double sumOfSquaresAll(List<Tensor> tensors) {
+        OpChecks.sumOfSquaresAll(Device.CUDA, tensors);
+        return cx.reduce.sumOfSquaresAll(tensors);
     }
 
     @Override

@@ -51,7 +51,7 @@ final class CudaContext {
         this.contrastive = new ContrastiveKernels(launcher, memory);
         this.elementwise = new ElementwiseKernels(launcher, memory, stream);
         this.embedding = new EmbeddingKernels(launcher, memory, stream);
-        this.layerNorm = new LayerNormKernels(launcher);
+        this.layerNorm = new LayerNormKernels(launcher, memory);
         this.matmul = new MatmulKernels(stream, blas, memory, elementwise);
         this.normalize = new NormalizeKernels(launcher);
         this.reduce = new ReduceKernels(launcher, memory);
@@ -69,8 +69,8 @@ final class CudaContext {
         return kernels == null ? Optional.empty() : Optional.of("CUDA kernels not available: " + kernels);
     }
 
-    /** See {@link CudaBackend#open}. */
-    static CudaContext open(String binding) {
+    /** See {@link CudaBackend#open(String, boolean)}. */
+    static CudaContext open(String binding, boolean tf32) {
         byte[] image;
         CudaDriver driver;
         if ("sim".equals(binding)) {
@@ -84,10 +84,10 @@ final class CudaContext {
             driver = CudaDrivers.open(binding, 0);
         }
         try {
-            Blas blas = Blas.open(driver, false);
+            Blas blas = Blas.open(driver, tf32);
             CudaDriver.DeviceInfo info = driver.device();
             String description = "cuda (" + binding + "): " + info.name() + ", sm_" + info.computeMajor() + info.computeMinor()
-                    + ", " + info.multiprocessors() + " SMs, " + (info.totalMemoryBytes() >> 20) + " MiB";
+                    + ", " + info.multiprocessors() + " SMs, " + (info.totalMemoryBytes() >> 20) + " MiB" + (tf32 ? ", TF32 GEMMs" : "");
             return new CudaContext(driver, blas, image, description);
         } catch (RuntimeException e) {
             driver.close();

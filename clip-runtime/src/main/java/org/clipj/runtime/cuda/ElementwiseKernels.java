@@ -15,7 +15,8 @@ final class ElementwiseKernels {
     static final String ADD_SCALED = "add_scaled";
     static final String SCALE = "scale";
     static final String BROADCAST_ADD_FORWARD = "broadcast_add_forward";
-    static final String BROADCAST_ADD_BACKWARD = "broadcast_add_backward";
+    static final String BROADCAST_ADD_BACKWARD_PARTIALS = "broadcast_add_backward_partials";
+    static final String BROADCAST_ADD_BACKWARD_TOTAL = "broadcast_add_backward_total";
     static final String QUICKGELU_FORWARD = "quickgelu_forward";
     static final String QUICKGELU_FORWARD_BIAS = "quickgelu_forward_bias";
     static final String QUICKGELU_BACKWARD = "quickgelu_backward";
@@ -31,8 +32,8 @@ final class ElementwiseKernels {
     static final String CAST_BF16_F32 = "cast_bf16_f32";
     static final String CAST_F32_F16 = "cast_f32_f16";
     static final String CAST_F16_F32 = "cast_f16_f32";
-    static final List<String> KERNELS = List.of(FILL, ADD, ADD_SCALED, SCALE, BROADCAST_ADD_FORWARD, BROADCAST_ADD_BACKWARD,
-            QUICKGELU_FORWARD, QUICKGELU_FORWARD_BIAS, QUICKGELU_BACKWARD, GELU_FORWARD, GELU_FORWARD_BIAS, GELU_BACKWARD,
+    static final List<String> KERNELS = List.of(FILL, ADD, ADD_SCALED, SCALE, BROADCAST_ADD_FORWARD, BROADCAST_ADD_BACKWARD_PARTIALS,
+            BROADCAST_ADD_BACKWARD_TOTAL,            QUICKGELU_FORWARD, QUICKGELU_FORWARD_BIAS, QUICKGELU_BACKWARD, GELU_FORWARD, GELU_FORWARD_BIAS, GELU_BACKWARD,
             RELU_FORWARD, RELU_BACKWARD, CHANNEL_SCALE_FORWARD, CHANNEL_SCALE_BACKWARD_INPUT, CHANNEL_SCALE_BACKWARD_GAMMA,
             CAST_F32_BF16, CAST_BF16_F32, CAST_F32_F16, CAST_F16_F32);
 
@@ -98,12 +99,31 @@ final class ElementwiseKernels {
                 .ptr(b.deviceAddress()).i64(x.numel()).i32(Math.toIntExact(Math.max(b.numel(), 1))));
     }
 
-    /** db (M) += sum over the rows of dout (..., M): bias gradients; an empty db has nothing to accumulate. */
+    /**
+     * db (M) += sum over the rows of dout (..., M): bias gradients in two stages (per-chunk partial sums, then
+     * their sum per column, see {@link ColumnChunks}); an empty db has nothing to accumulate.
+     */
     void broadcastAddBackward(Tensor db, Tensor dout) {
         int m = Math.toIntExact(db.numel());
         if (m == 0) return;
-        launcher.elementwise(BROADCAST_ADD_BACKWARD, m, launcher.args().ptr(db.deviceAddress()).ptr(dout.deviceAddress())
-                .i32(Math.toIntExact(dout.numel() / m)).i32(m));
+        int rows = Math.toIntExact(dout.numel() / m);
+        ColumnChunks chunks = ColumnChunks.of(rows);
+        Tensor partial = memory.empty(DType.F32, chunks.parts(), m); // (P, M)
+        broadcastAddBackwardPartials(partial, dout, rows, m, chunks);
+        broadcastAddBackwardTotal(db, partial, chunks.parts(), m);
+        memory.release(partial);
+    }
+
+    /** partial (P, M) = the column sums of dout (rows, M) over each chunk of rows. */
+    void broadcastAddBackwardPartials(Tensor partial, Tensor dout, int rows, int m, ColumnChunks chunks) {
+        chunks.launch(launcher, BROADCAST_ADD_BACKWARD_PARTIALS, m, launcher.args().ptr(partial.deviceAddress())
+                .ptr(dout.deviceAddress()).i32(rows).i32(m).i32(chunks.rowsPerPart()));
+    }
+
+    /** db (M) += the sum of the P partial rows. */
+    void broadcastAddBackwardTotal(Tensor db, Tensor partial, int parts, int m) {
+        launcher.elementwise(BROADCAST_ADD_BACKWARD_TOTAL, m, launcher.args().ptr(db.deviceAddress())
+                .ptr(partial.deviceAddress()).i32(parts).i32(m));
     }
 
     void quickgeluForward(Tensor out, Tensor x) {

@@ -4,19 +4,24 @@ import static org.clipj.runtime.cuda.KernelLauncher.address;
 
 import java.util.List;
 
+import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
-/** layernorm.cu: layer norm over the last dim (C) of N rows; rows one warp each, parameter gradients one thread per column. */
+/** layernorm.cu: layer norm over the last dim (C) of N rows; rows one warp each, parameter gradients in two stages (row chunks, then columns). */
 final class LayerNormKernels {
     static final String LAYERNORM_FORWARD = "layernorm_forward";
     static final String LAYERNORM_BACKWARD = "layernorm_backward";
-    static final String LAYERNORM_BACKWARD_PARAMS = "layernorm_backward_params";
-    static final List<String> KERNELS = List.of(LAYERNORM_FORWARD, LAYERNORM_BACKWARD, LAYERNORM_BACKWARD_PARAMS);
+    static final String LAYERNORM_BACKWARD_PARAMS_PARTIALS = "layernorm_backward_params_partials";
+    static final String LAYERNORM_BACKWARD_PARAMS_TOTAL = "layernorm_backward_params_total";
+    static final List<String> KERNELS = List.of(LAYERNORM_FORWARD, LAYERNORM_BACKWARD, LAYERNORM_BACKWARD_PARAMS_PARTIALS,
+            LAYERNORM_BACKWARD_PARAMS_TOTAL);
 
     private final KernelLauncher launcher;
+    private final DeviceMemory memory;
 
-    LayerNormKernels(KernelLauncher launcher) {
+    LayerNormKernels(KernelLauncher launcher, DeviceMemory memory) {
         this.launcher = launcher;
+        this.memory = memory;
     }
 
     /** out = (x - mean) * rstd * w + b per row; mean and rstd (N) are saved when not null. */
@@ -32,6 +37,17 @@ final class LayerNormKernels {
         if (dw != null || db != null) layernormBackwardParams(dw, db, dout, x, mean, rstd);
     }
 
+    /** dw, db (C) += the parameter gradients (either may be null), in two stages (see {@link ColumnChunks}). */
+    void layernormBackwardParams(Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor mean, Tensor rstd) {
+        int c = x.dim(-1), n = rows(x);
+        if (c == 0) return;
+        ColumnChunks chunks = ColumnChunks.of(n);
+        Tensor partial = memory.empty(DType.F32, 2, chunks.parts(), c); // dw's, then db's (P, C) partial sums
+        layernormBackwardParamsPartials(partial, dout, x, mean, rstd, n, c, chunks);
+        layernormBackwardParamsTotal(dw, db, partial, chunks.parts(), c);
+        memory.release(partial);
+    }
+
     /** dx += the input gradient. */
     void layernormBackward(Tensor dx, Tensor dout, Tensor x, Tensor w, Tensor mean, Tensor rstd) {
         int c = x.dim(-1), n = rows(x);
@@ -39,11 +55,18 @@ final class LayerNormKernels {
                 .ptr(w.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
     }
 
-    /** dw, db (C) += the parameter gradients; either may be null. */
-    void layernormBackwardParams(Tensor dw, Tensor db, Tensor dout, Tensor x, Tensor mean, Tensor rstd) {
-        int c = x.dim(-1), n = rows(x);
-        launcher.elementwise(LAYERNORM_BACKWARD_PARAMS, c, launcher.args().ptr(address(dw)).ptr(address(db)).ptr(dout.deviceAddress())
-                .ptr(x.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress()).i32(n).i32(c));
+    /** partial (2, P, C) = the per-chunk column sums of dout * xhat, then of dout. */
+    void layernormBackwardParamsPartials(Tensor partial, Tensor dout, Tensor x, Tensor mean, Tensor rstd, int n, int c,
+                                         ColumnChunks chunks) {
+        chunks.launch(launcher, LAYERNORM_BACKWARD_PARAMS_PARTIALS, c, launcher.args().ptr(partial.deviceAddress())
+                .ptr(dout.deviceAddress()).ptr(x.deviceAddress()).ptr(mean.deviceAddress()).ptr(rstd.deviceAddress())
+                .i32(n).i32(c).i32(chunks.rowsPerPart()));
+    }
+
+    /** dw, db (C) += the sums of their P partial rows (either may be null). */
+    void layernormBackwardParamsTotal(Tensor dw, Tensor db, Tensor partial, int parts, int c) {
+        launcher.elementwise(LAYERNORM_BACKWARD_PARAMS_TOTAL, c, launcher.args().ptr(address(dw)).ptr(address(db))
+                .ptr(partial.deviceAddress()).i32(parts).i32(c));
     }
 
     private static int rows(Tensor x) {

@@ -7,8 +7,10 @@ import org.clipj.runtime.Tensor;
 
 /**
  * GEMMs through {@link Blas} (cuBLASLt; a plain C GEMM on the simulator), no kernels of our own: matmul and the
- * linear layers, whose forward takes BF16/F16 weights for mixed-precision inference (the F32 input is cast to
- * the weight's type, the GEMM accumulates in F32 and writes F32, + F32 bias).
+ * linear layers, whose forward and backward take BF16/F16 weights for mixed-precision inference and training (the
+ * F32 operands are cast to the weight's type, the GEMM accumulates in F32 and writes F32, + F32 bias). F32 GEMMs
+ * run in full F32 unless the backend was opened with TF32 (cuBLASLt's COMPUTE_32F_FAST_TF32; the simulator's GEMM
+ * stays F32).
  */
 final class MatmulKernels {
     private final CudaStream stream;
@@ -62,18 +64,28 @@ final class MatmulKernels {
         elementwise.add(out, out, residual);
     }
 
-    /** dx += dout @ w, dw += dout^T @ x, dbias += column sums of dout (each may be null); F32. */
+    /**
+     * dx += dout @ w, dw += dout^T @ x, dbias += column sums of dout (each may be null). w F32, or the BF16/F16 copy
+     * of mixed-precision training: then dout and x are cast to w's type for the GEMMs (PyTorch autocast's operands),
+     * which accumulate in F32 and add F32 results straight into the F32 dx and dw (no rounding of the gradients,
+     * no cast pass after); dbias sums the F32 dout.
+     */
     void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dout, Tensor x, Tensor w) {
         int o = w.dim(0), in = w.dim(1), n = Math.toIntExact(x.numel() / in);
         String op = "linearBackward";
+        Blas.Type type = gemmInputType(w);
+        Tensor doutW = dx != null || dw != null ? elementwise.castLike(dout, w) : dout;
         if (dx != null) {
-            gemm(op, false, false, n, in, o, 1f, dout.deviceAddress(), o, 0, w.deviceAddress(), in, 0, 1f, dx.deviceAddress(), in, 0,
-                    0, 1, Blas.Type.F32);
+            gemm(op, false, false, n, in, o, 1f, doutW.deviceAddress(), o, 0, w.deviceAddress(), in, 0, 1f, dx.deviceAddress(), in, 0,
+                    0, 1, type);
         }
         if (dw != null) {
-            gemm(op, true, false, o, in, n, 1f, dout.deviceAddress(), o, 0, x.deviceAddress(), in, 0, 1f, dw.deviceAddress(), in, 0,
-                    0, 1, Blas.Type.F32);
+            Tensor xw = elementwise.castLike(x, w);
+            gemm(op, true, false, o, in, n, 1f, doutW.deviceAddress(), o, 0, xw.deviceAddress(), in, 0, 1f, dw.deviceAddress(), in, 0,
+                    0, 1, type);
+            if (xw != x) memory.release(xw);
         }
+        if (doutW != dout) memory.release(doutW);
         if (dbias != null) elementwise.broadcastAddBackward(dbias, dout);
     }
 

@@ -84,6 +84,74 @@ class CudaMixedPrecisionSimTest {
         assertClose("patchEmbedForward " + dtype, expected, cuda.download(out).toFloatArray());
     }
 
+    /** Mixed-precision training's linear backward: dout and x rounded to w's type, F32 accumulation into F32 dx, dw. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void linearBackwardWith16BitWeights(DType dtype) {
+        Random rng = new Random(4);
+        for (int[] s : new int[][] {{1, 1, 1}, {7, 37, 13}, {50, 64, 33}}) {
+            int n = s[0], in = s[1], o = s[2];
+            float[] x = random(rng, n * in), w = random(rng, o * in), dout = random(rng, n * o);
+            float[] dx0 = random(rng, n * in), dw0 = random(rng, o * in), db0 = random(rng, o);
+            Tensor dx = cuda.upload(Tensor.of(dx0, n, in)), dw = cuda.upload(Tensor.of(dw0, o, in));
+            Tensor db = cuda.upload(Tensor.of(db0, o));
+            cuda.linearBackward(dx, dw, db, cuda.upload(Tensor.of(dout, n, o)), cuda.upload(Tensor.of(x, n, in)),
+                    weights(w, dtype, o, in));
+            float[] xr = round(x, dtype), wr = round(w, dtype), gr = round(dout, dtype);
+            float[] ex = dx0.clone(), ew = dw0.clone(), eb = db0.clone();
+            for (int r = 0; r < n; r++) {
+                for (int i = 0; i < in; i++) {
+                    double sum = 0;
+                    for (int c = 0; c < o; c++) sum += (double) gr[r * o + c] * wr[c * in + i];
+                    ex[r * in + i] += (float) sum;
+                }
+            }
+            for (int c = 0; c < o; c++) {
+                for (int i = 0; i < in; i++) {
+                    double sum = 0;
+                    for (int r = 0; r < n; r++) sum += (double) gr[r * o + c] * xr[r * in + i];
+                    ew[c * in + i] += (float) sum;
+                }
+                double sum = 0;
+                for (int r = 0; r < n; r++) sum += dout[r * o + c]; // the bias gradient sums the F32 dout
+                eb[c] += (float) sum;
+            }
+            String shape = " " + dtype + " n=" + n + " in=" + in + " o=" + o;
+            assertClose("linearBackward dx" + shape, ex, cuda.download(dx).toFloatArray());
+            assertClose("linearBackward dw" + shape, ew, cuda.download(dw).toFloatArray());
+            assertClose("linearBackward dbias" + shape, eb, cuda.download(db).toFloatArray());
+        }
+    }
+
+    /** adamw_update_copy_*: the F32 step as adamw_update, and the copy exactly the updated parameter rounded. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void adamwUpdateWritesTheRoundedCopyInTheSamePass(DType dtype) {
+        Random rng = new Random(5);
+        int n = 1001;
+        float[] p = random(rng, n), g = random(rng, n), m = random(rng, n), v = random(rng, n);
+        for (int i = 0; i < n; i++) v[i] = Math.abs(v[i]);
+        Tensor fp = cuda.upload(Tensor.of(p, n)), fm = cuda.upload(Tensor.of(m, n)), fv = cuda.upload(Tensor.of(v, n));
+        Tensor cp = cuda.upload(Tensor.of(p, n)), cm = cuda.upload(Tensor.of(m, n)), cv = cuda.upload(Tensor.of(v, n));
+        Tensor grad = cuda.upload(Tensor.of(g, n)), copy = cuda.zeros(dtype, n);
+        for (int step = 1; step <= 3; step++) {
+            cuda.adamwUpdate(fp, grad, fm, fv, 1e-2f, 0.9f, 0.98f, 1e-6f, 0.2f, step, 0.5f);
+            cuda.adamwUpdateCopy(cp, copy, grad, cm, cv, 1e-2f, 0.9f, 0.98f, 1e-6f, 0.2f, step, 0.5f);
+        }
+        float[] params = cuda.download(cp).toFloatArray();
+        assertTrue(java.util.Arrays.equals(cuda.download(fp).toFloatArray(), params), "param as adamw_update");
+        assertTrue(java.util.Arrays.equals(cuda.download(fm).toFloatArray(), cuda.download(cm).toFloatArray()), "m");
+        assertTrue(java.util.Arrays.equals(cuda.download(fv).toFloatArray(), cuda.download(cv).toFloatArray()), "v");
+        float[] rounded = round(params, dtype), copied = cuda.download(copy).toFloatArray();
+        assertTrue(java.util.Arrays.equals(rounded, copied), "copy = the updated param rounded to " + dtype);
+        Tensor f32Copy = cuda.zeros(DType.F32, n);
+        assertThrows(IllegalArgumentException.class, () -> cuda.adamwUpdateCopy(cp, f32Copy, grad, cm, cv, 1e-2f, 0.9f,
+                0.98f, 1e-6f, 0.2f, 4, 1f));
+        Tensor shortCopy = cuda.zeros(dtype, n - 1);
+        assertThrows(IllegalArgumentException.class, () -> cuda.adamwUpdateCopy(cp, shortCopy, grad, cm, cv, 1e-2f, 0.9f,
+                0.98f, 1e-6f, 0.2f, 4, 1f));
+    }
+
     @Test
     void integerWeightsAreRejected() {
         Tensor out = cuda.zeros(DType.F32, 2, 3);

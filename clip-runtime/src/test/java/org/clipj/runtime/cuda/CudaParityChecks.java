@@ -716,7 +716,61 @@ abstract class CudaParityChecks {
         }
     }
 
+    /** The fused global norm: every tensor of a list (views and ragged sizes) in one reduction, inf/NaN kept. */
+    @Test
+    void sumOfSquaresOfAListOfTensors() {
+        Tensor flat = random(190, 100_301);
+        java.util.List<Tensor> hosts = java.util.List.of(random(191, 1), flat.slice(0, 300), flat.slice(300, 100_300),
+                random(192, 7, 5), flat.slice(100_300, 100_301));
+        double expected = 0;
+        for (Tensor t : hosts) expected += CPU.sumOfSquares(t);
+        Tensor device = up(flat);
+        java.util.List<Tensor> onDevice = java.util.List.of(up(hosts.get(0)), device.slice(0, 300), device.slice(300, 100_300),
+                up(hosts.get(3)), device.slice(100_300, 100_301));
+        assertEquals(expected, CPU.sumOfSquaresAll(hosts), 1e-12 * expected, "the CPU reference");
+        assertEquals(expected, cuda.sumOfSquaresAll(onDevice), 1e-9 * expected, "sumOfSquaresAll");
+        assertEquals(expected, cuda.sumOfSquaresAll(onDevice), 1e-9 * expected, "again (the cached tensor table)");
+        double firstTwo = CPU.sumOfSquares(hosts.get(0)) + CPU.sumOfSquares(hosts.get(1));
+        assertEquals(firstTwo, cuda.sumOfSquaresAll(onDevice.subList(0, 2)), 1e-9 * firstTwo, "another list");
+        assertEquals(0.0, cuda.sumOfSquaresAll(java.util.List.of()));
+        Tensor bad = random(193, 3001);
+        bad.f32()[2999] = Float.POSITIVE_INFINITY;
+        assertEquals(Double.POSITIVE_INFINITY, cuda.sumOfSquaresAll(java.util.List.of(device, up(bad))));
+        bad.f32()[2999] = Float.NaN;
+        assertTrue(Double.isNaN(cuda.sumOfSquaresAll(java.util.List.of(up(bad), device))));
+        assertThrows(IllegalArgumentException.class, () -> cuda.sumOfSquaresAll(java.util.List.of(cuda.zeros(DType.BF16, 4))));
+    }
+
     // ---------------------------------------------------------------- backward ops (accumulate into non-zero starts)
+
+    /**
+     * The two-stage column reductions (bias and layernorm parameter gradients) on ragged row counts around the
+     * 64-row chunk and up to 8192 rows, and ragged column counts around the 32-column tile.
+     */
+    @Test
+    void columnReductionsOnRaggedShapes() {
+        for (int[] s : new int[][] {{1, 1}, {5, 37}, {63, 32}, {64, 130}, {65, 3}, {777, 33}, {8192, 37}}) {
+            int n = s[0], c = s[1];
+            Tensor dout = random(240 + n, n, c), db = random(241, c), gdb = up(db);
+            CPU.broadcastAddBackward(db, dout);
+            cuda.broadcastAddBackward(gdb, up(dout));
+            assertClose("broadcastAddBackward n=" + n + " c=" + c, db, gdb, TOL);
+
+            Tensor x = random(242 + n, n, c), lw = random(243, c), lb = random(244, c), y = Tensor.zeros(DType.F32, n, c);
+            Tensor mean = Tensor.zeros(DType.F32, n), rstd = Tensor.zeros(DType.F32, n);
+            CPU.layerNormForward(y, mean, rstd, x, lw, lb, 1e-5f);
+            Tensor ldw = random(245, c), ldb = random(246, c), gldw = up(ldw), gldb = up(ldb);
+            Tensor gx = up(x), gdout = up(dout), gmean = up(mean), grstd = up(rstd);
+            CPU.layerNormBackward(null, ldw, ldb, dout, x, lw, mean, rstd);
+            cuda.layerNormBackward(null, gldw, gldb, gdout, gx, up(lw), gmean, grstd);
+            assertClose("layerNormBackward dw n=" + n + " c=" + c, ldw, gldw, TOL);
+            assertClose("layerNormBackward db n=" + n + " c=" + c, ldb, gldb, TOL);
+            Tensor onlyDb = random(247, c), gOnlyDb = up(onlyDb);
+            CPU.layerNormBackward(null, null, onlyDb, dout, x, lw, mean, rstd);
+            cuda.layerNormBackward(null, null, gOnlyDb, gdout, gx, up(lw), gmean, grstd);
+            assertClose("layerNormBackward db alone n=" + n + " c=" + c, onlyDb, gOnlyDb, TOL);
+        }
+    }
 
     @Test
     void elementwiseAndBiasBackward() {
