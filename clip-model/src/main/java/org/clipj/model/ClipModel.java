@@ -110,17 +110,18 @@ public final class ClipModel {
      * gradients rounded to the same type, F32 accumulation, F32 gradients of the master weights); layernorm,
      * attention, softmax, the loss, embeddings, convolutions and the final projections stay F32. The copies follow
      * the master weights only through the optimizer's {@link Backend#adamwUpdateCopy} with {@link #trainingCopy}:
-     * set this after the weights are loaded and write them no other way. CUDA only; F32 does nothing.
+     * set this after the weights are loaded and write them no other way. CUDA only; once set, it stays
+     * (F32 on an F32 model does nothing).
      */
     public void trainIn(Precision p) {
         requireTrainable("trainIn");
-        if (p == Precision.F32 || p == trainingPrecision) return;
+        if (p == trainingPrecision) return;
+        if (trainingPrecision != Precision.F32) {
+            throw new IllegalStateException("trainIn(" + p + "): this model already trains in " + trainingPrecision);
+        }
         if (backend.device() != Device.CUDA) {
             throw new InvalidInputException("precision " + p.name().toLowerCase(java.util.Locale.ROOT)
                     + " training needs the CUDA backend (the CPU backend trains in f32)");
-        }
-        if (trainingPrecision != Precision.F32) {
-            throw new IllegalStateException("trainIn(" + p + "): this model already trains in " + trainingPrecision);
         }
         Predicate<TensorSpec> linear = s -> feedsGemm(s) && s.shape().length == 2;
         visualCopies = visual.castCopies(backend, p.dtype(), linear);

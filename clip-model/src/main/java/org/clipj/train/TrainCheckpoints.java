@@ -135,7 +135,9 @@ public final class TrainCheckpoints {
         m.put("data_position", s.dataPosition());
         m.put("skipped", s.skipped());
         m.put("run", s.run());
-        m.put("optimizer_step", s.optimizerStep());
+        if (s.optimizerStep() != s.step()) {
+            m.put("optimizer_step", s.optimizerStep()); // behind step by the steps loss scaling skipped
+        }
         if (s.lossScale() != null) {
             m.put("loss_scale", s.lossScale().scale());
             m.put("loss_scale_good_steps", s.lossScale().goodSteps());

@@ -27,7 +27,9 @@ import java.util.function.BooleanSupplier;
 
 /**
  * The training loop: batches from a {@link BatchLoader}, loss and gradients by
- * {@link ContrastiveStep} (GradCache over --accum micro-batches), global-norm clipping, AdamW
+ * {@link ContrastiveStep} (GradCache over --accum micro-batches) at the options' precision (F32, or on CUDA
+ * BF16/F16 autocast of the linear layers, see {@link ClipModel#trainIn}; F16 with dynamic loss scaling, which
+ * skips a step whose gradients overflow), global-norm clipping (one reduction over all gradients), AdamW
  * with the warmup + cosine schedule, logit scale clamped to [0, ln 100] after every step,
  * metrics.jsonl, a progress line, checkpoints every saveEvery steps and at the end. Before the
  * first step and before each save it checks that a checkpoint fits the free space (an error
