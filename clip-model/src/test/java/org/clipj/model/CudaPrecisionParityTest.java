@@ -103,22 +103,24 @@ class CudaPrecisionParityTest {
                         throw e.getCause();
                     }
                 });
-        Map<String, Tensor> golden = GoldenData.golden("tiny-vit");
-        ClipModel model = ClipModel.fromStateDict(GoldenData.model("tiny-vit"), recording, Precision.BF16);
-        calls.clear();
-        Tensor image = cuda.download(model.encodeImage(GoldenData.get(golden, "input.image")));
-        Tensor text = cuda.download(model.encodeText(GoldenData.get(golden, "input.text")));
-        assertEquals(DType.F32, image.dtype());
-        assertEquals(DType.F32, text.dtype());
-        List<String> expected = List.of("attentionForward BF16", "layerNormForward F32 -> BF16", "linearForward BF16 -> BF16",
-                "linearActivationForward BF16 -> BF16", "linearResidualForward BF16 -> F32");
-        assertTrue(calls.containsAll(expected), "16-bit block ops " + expected + " among " + calls);
-        List<String> f32Activations = new ArrayList<>(List.of("attentionForward F32", "linearActivationForward F32 -> F32",
-                "linearResidualForward F32 -> F32"));
-        f32Activations.retainAll(calls);
-        assertEquals(List.of(), f32Activations, "F32 block activations in a BF16 model");
-        // the one zero-fill left: the class-token pooling's row index 0 (I32)
-        assertEquals(Set.of("zeros I32"), calls.stream().filter(c -> c.startsWith("zeros")).collect(Collectors.toSet()));
+        for (String name : new String[]{"tiny-vit", "tiny-rn"}) {   // a ResNet's text tower is a transformer too
+            Map<String, Tensor> golden = GoldenData.golden(name);
+            ClipModel model = ClipModel.fromStateDict(GoldenData.model(name), recording, Precision.BF16);
+            calls.clear();
+            Tensor image = cuda.download(model.encodeImage(GoldenData.get(golden, "input.image")));
+            Tensor text = cuda.download(model.encodeText(GoldenData.get(golden, "input.text")));
+            assertEquals(DType.F32, image.dtype());
+            assertEquals(DType.F32, text.dtype());
+            List<String> expected = List.of("attentionForward BF16", "layerNormForward F32 -> BF16", "linearForward BF16 -> BF16",
+                    "linearActivationForward BF16 -> BF16", "linearResidualForward BF16 -> F32");
+            assertTrue(calls.containsAll(expected), name + ": 16-bit block ops " + expected + " among " + calls);
+            List<String> f32Activations = new ArrayList<>(List.of("attentionForward F32", "linearActivationForward F32 -> F32",
+                    "linearResidualForward F32 -> F32"));
+            f32Activations.retainAll(calls);
+            assertEquals(List.of(), f32Activations, name + ": F32 block activations in a BF16 model");
+            // the one zero-fill left: the class-token / attention-pool query's row index 0 (I32)
+            assertEquals(Set.of("zeros I32"), calls.stream().filter(c -> c.startsWith("zeros")).collect(Collectors.toSet()), name);
+        }
     }
 
     private static DType dtype(Object tensor) {
