@@ -19,9 +19,10 @@ import java.util.function.Function;
  * attention runs on it (the tensor-core kernel for BF16), c_fc writes 16 bits and the activation runs in
  * place, and out_proj/c_proj read 16 bits and write the F32 residual stream with the residual added in the
  * GEMM. The residual stream stays F32, as under PyTorch's autocast of an F32 input (a BF16 linear output
- * added to an F32 residual promotes to F32): x is a sum of 2 x layers updates, and rounding it to 8
- * mantissa bits at every block would compound over the depth; it is (B, T, C) F32 against the 16-bit
- * (B, T, 3C) qkv and (B, T, H) hidden layer, a small part of the traffic.
+ * added to an F32 residual promotes to F32): it accumulates two updates per block, and rounding it to
+ * BF16's 8 mantissa bits after each would compound over the depth; F32 costs 2 more bytes per element on
+ * its six (B, T, C) passes per block (two layernorm reads, two GEMM C reads, two GEMM writes), next to the
+ * 16-bit (B, T, 3C) qkv and (B, T, H) hidden layer.
  */
 final class ResidualAttentionBlock {
     /**
