@@ -975,12 +975,13 @@ void storeAs(void* base, int type, size_t i, float v) {
 } // namespace
 
 // Row-major strided-batched GEMM with an optional bias epilogue, the contract of org.clipj.cuda.Blas:
-//   C[b] (m, n) = alpha * op(A[b]) (m, k) @ op(B[b]) (k, n) + beta * C[b] + bias (n), broadcast over rows
-// op(X) = X^T when transX. lda/ldb/ldc are row strides of the matrices as stored; stride* are the
-// element offsets between batch entries. beta == 0 never reads C (as cuBLAS); bias may be null.
+//   D[b] (m, n) = alpha * op(A[b]) (m, k) @ op(B[b]) (k, n) + beta * C[b] + bias (n), broadcast over rows
+// op(X) = X^T when transX. lda/ldb/ldc are row strides of the matrices as stored (C and D share ldc,
+// strideC and cType; C may be D); stride* are the element offsets between batch entries. beta == 0
+// never reads C (as cuBLAS); bias may be null.
 // Products accumulate in F32, in k order.
 SIM_EXPORT int sim_gemm(int transA, int transB, int m, int n, int k, float alpha, const void* a, int aType, long lda,
-                        long strideA, const void* b, int bType, long ldb, long strideB, float beta, void* c, int cType,
+                        long strideA, const void* b, int bType, long ldb, long strideB, float beta, const void* c, void* d, int cType,
                         long ldc, long strideC, const void* bias, int biasType, int batch) {
     if (m < 0 || n < 0 || k < 0 || batch < 0) {
         setError("sim_gemm: negative size m=%d n=%d k=%d batch=%d", m, n, k, batch);
@@ -993,7 +994,9 @@ SIM_EXPORT int sim_gemm(int transA, int transB, int m, int n, int k, float alpha
         size_t aEl = aType == 0 ? 4 : 2, bEl = bType == 0 ? 4 : 2;
         const void* ab = pa + (size_t) bi * strideA * aEl;
         const void* bb = pb + (size_t) bi * strideB * bEl;
-        void* cb = (char*) c + (size_t) bi * strideC * (cType == 0 ? 4 : 2);
+        size_t cEl = cType == 0 ? 4 : 2;
+        const void* cb = (const char*) c + (size_t) bi * strideC * cEl;
+        void* db = (char*) d + (size_t) bi * strideC * cEl;
         for (int i = 0; i < m; i++)
             for (int p = 0; p < k; p++)
                 opA[(size_t) i * k + p] = loadAs(ab, aType, transA ? (size_t) p * lda + i : (size_t) i * lda + p);
@@ -1010,7 +1013,7 @@ SIM_EXPORT int sim_gemm(int transA, int transB, int m, int n, int k, float alpha
                 float v = alpha * acc;
                 if (beta != 0.0f) v += beta * loadAs(cb, cType, ci);
                 if (bias != nullptr) v += loadAs(bias, biasType, j);
-                storeAs(cb, cType, ci, v);
+                storeAs(db, cType, ci, v);
             }
         }
     }

@@ -2,6 +2,11 @@
 // (two passes over the row held in registers/L1: mean first, then the centered variance, as the
 // CPU reference does, so large-offset rows do not lose precision). mean (N) and rstd (N) are
 // written when non-null (training keeps them for backward).
+//   layernorm_forward           x F32 -> out F32
+//   layernorm_forward_f32_bf16  x F32 -> out BF16 (the inference residual stream is F32, the GEMM input BF16)
+//   layernorm_forward_f32_f16   x F32 -> out F16
+//   layernorm_forward_bf16      x BF16 -> out BF16; layernorm_forward_f16 the same in F16
+//   (one template: loads widen to F32, the statistics and the affine map are F32, the store rounds once)
 // layernorm_backward: dx (N, C) += rstd (g - mean(g) - xhat mean(g xhat)), g = dout * w, xhat = (x - mean) rstd
 //   (one warp per row); the parameter gradients dw (C) += sum_rows dout xhat, db (C) += sum_rows dout in two
 //   stages: layernorm_backward_params_partials writes partial (2, P, C) (dw's then db's sums over row chunk p;
@@ -9,36 +14,48 @@
 //   layernorm_backward_params_total adds the P partials of each column in order (deterministic, no atomics).
 // Launch: one warp per row, 128 threads per block (4 rows), grid = ceil(N / 4); params: P = min(ceil(N / 64),
 //   1024) chunks, then 1-D over C.
-// Bound (ViT-B/32 training, N = 12800, C = 768): forward/backward ~40 MB each, ~12 us at ~3.3 TB/s; params
-//   stage 1 reads 2 x 39 MB over 4800 blocks (was C / 256 = 3 blocks, one thread per column: ~1 % of the
-//   bandwidth, plausibly ~2 ms per call).
-// Versions: v1 warp-per-row, three passes over global x (L1-resident for C <= 1024), params one thread per
-// column; v2 (this) two-stage params.
+// Bound (ViT-B/32 at batch 256: N = 12800 rows, C = 768): memory-bound, one read of x and one write of out from
+//   DRAM (the second and third passes hit L1): forward F32 -> BF16 moves 6 B per element, 59 MB, ~18 us at an
+//   H100's ~3.3 TB/s; F32 -> F32 79 MB, ~24 us; backward ~40 MB, ~12 us; params stage 1 reads 2 x 39 MB over
+//   4800 blocks (was C / 256 = 3 blocks, one thread per column: ~1 % of the bandwidth, plausibly ~2 ms per call).
+// Versions: v1 warp-per-row, three passes over global x (L1-resident for C <= 1024), F32 only, params one thread
+//   per column; v2 the forward templated over the input and output types for the BF16/F16 inference path;
+//   v3 (this) two-stage params.
 #include "../include/clip_common.cuh"
 
-extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
-                                             const float* b, int n, int c, float eps) {
+template <typename In, typename Out>
+__device__ __forceinline__ void layernorm_forward_impl(Out* out, float* mean, float* rstd, const In* x, const float* w,
+                                                       const float* b, int n, int c, float eps) {
     int warpsPerBlock = blockDim.x / CLIP_WARP;
     int row = blockIdx.x * warpsPerBlock + threadIdx.x / CLIP_WARP;
     int lane = threadIdx.x % CLIP_WARP;
     if (row >= n) return; // whole warp leaves together
-    const float* xr = x + (long)row * c;
+    const In* xr = x + (long)row * c;
     float sum = 0.0f;
-    for (int i = lane; i < c; i += CLIP_WARP) sum += xr[i];
+    for (int i = lane; i < c; i += CLIP_WARP) sum += to_f32(xr[i]);
     float mu = warp_sum(sum) / c;
     float sq = 0.0f;
     for (int i = lane; i < c; i += CLIP_WARP) {
-        float d = xr[i] - mu;
+        float d = to_f32(xr[i]) - mu;
         sq += d * d;
     }
     float rs = rsqrtf(warp_sum(sq) / c + eps);
-    float* outr = out + (long)row * c;
-    for (int i = lane; i < c; i += CLIP_WARP) outr[i] = (xr[i] - mu) * rs * w[i] + b[i];
+    Out* outr = out + (long)row * c;
+    for (int i = lane; i < c; i += CLIP_WARP) outr[i] = from_f32<Out>((to_f32(xr[i]) - mu) * rs * w[i] + b[i]);
     if (lane == 0) {
         if (mean != nullptr) mean[row] = mu;
         if (rstd != nullptr) rstd[row] = rs;
     }
 }
+
+#define LN_FORWARD_PARAMS(In, Out) Out* out, float* mean, float* rstd, const In* x, const float* w, const float* b, int n, int c, float eps
+#define LN_FORWARD_ARGS out, mean, rstd, x, w, b, n, c, eps
+
+extern "C" __global__ void layernorm_forward(LN_FORWARD_PARAMS(float, float)) { layernorm_forward_impl(LN_FORWARD_ARGS); }
+extern "C" __global__ void layernorm_forward_f32_bf16(LN_FORWARD_PARAMS(float, bf16)) { layernorm_forward_impl(LN_FORWARD_ARGS); }
+extern "C" __global__ void layernorm_forward_f32_f16(LN_FORWARD_PARAMS(float, f16)) { layernorm_forward_impl(LN_FORWARD_ARGS); }
+extern "C" __global__ void layernorm_forward_bf16(LN_FORWARD_PARAMS(bf16, bf16)) { layernorm_forward_impl(LN_FORWARD_ARGS); }
+extern "C" __global__ void layernorm_forward_f16(LN_FORWARD_PARAMS(f16, f16)) { layernorm_forward_impl(LN_FORWARD_ARGS); }
 
 extern "C" __global__ void layernorm_backward(float* dx, const float* dout, const float* x, const float* w,
                                               const float* mean, const float* rstd, int n, int c) {

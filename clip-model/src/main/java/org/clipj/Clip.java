@@ -62,7 +62,7 @@ public final class Clip implements AutoCloseable {
      *                  Hugging Face vocab.json + merges.txt); null: look next to the checkpoint, then $CLIP_VOCAB
      * @param device    cpu | cuda | auto; null: system property clip.backend, else env CLIP_BACKEND, else auto
      * @param batchSize images or texts per forward pass
-     * @param precision the GEMM weights' precision (see {@link Precision}); null: BF16 on CUDA, F32 on
+     * @param precision the model's precision (see {@link Precision}: what it stores in 16 bits on each backend); null: BF16 on CUDA, F32 on
      *                  the CPU. F16 with the CPU backend is an error, and so is BF16 on a CPU without
      *                  AVX512_BF16 (where it has them, BF16 runs the linear layers through native kernels)
      * @param arch      the architecture by name (open_clip's ViT-B-32, ViT-H-14-quickgelu, ..., or OpenAI's

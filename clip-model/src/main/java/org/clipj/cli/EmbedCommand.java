@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /** {@code clip embed}: L2-normalized image and text embeddings as JSON. */
@@ -39,6 +40,7 @@ public final class EmbedCommand extends CliCommand {
             Map<String, Object> result = new LinkedHashMap<>();
             result.put("model", modelOptions.model.toString());
             result.put("device", clip.backend().name());
+            result.put("precision", clip.model().precision().name().toLowerCase(Locale.ROOT));
             List<Map<String, Object>> imageRows = new ArrayList<>();
             for (int i = 0; i < images.size(); i++) {
                 Map<String, Object> row = new LinkedHashMap<>();

@@ -26,7 +26,9 @@ final class ModelOptions {
     String device;
 
     @Option(names = "--precision", paramLabel = "P", converter = PrecisionName.class,
-            description = "Precision of the GEMM weights: f32, bf16 or f16 (f16 needs --device cuda; bf16 on the cpu needs AVX512_BF16). Default: bf16 on cuda, f32 on cpu.")
+            description = "Precision: f32, bf16 or f16. On cuda bf16/f16 keep the GEMM weights and the transformer blocks' activations in 16 bits"
+                    + " (F32 accumulation, F32 residual stream and features); on the cpu bf16 keeps the linear layers' weights in BF16"
+                    + " (needs AVX512_BF16) and f16 is refused. Default: bf16 on cuda, f32 on cpu.")
     Precision precision;
 
     @Option(names = "--batch", defaultValue = "32", paramLabel = "N", description = "Images or texts per forward pass (default: ${DEFAULT-VALUE}).")

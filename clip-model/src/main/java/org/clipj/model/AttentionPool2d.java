@@ -72,28 +72,28 @@ final class AttentionPool2d {
         int b = x.dim(0);
         int hw = x.dim(2) * x.dim(3);
         int len = hw + 1;
-        Tensor mean = backend.zeros(DType.F32, b, channels);
+        Tensor mean = backend.empty(DType.F32, b, channels);
         backend.matmul(mean.reshape(b * channels, 1), x.reshape(b * channels, hw), false, ones(hw, 1), false,
                 1f / hw, 0f);
-        Tensor tokens = backend.zeros(DType.F32, b, len, channels);
+        Tensor tokens = backend.empty(DType.F32, b, len, channels);          // every row written below
         for (int i = 0; i < b; i++) {
             Tensor seq = tokens.get(i);                              // (L, C)
             backend.copy(seq.get(0), mean.get(i));
             backend.transpose(seq.slice(1, len).reshape(1, hw, channels), x.get(i).reshape(1, channels, hw), false);
         }
         backend.broadcastAdd(tokens, tokens, positionalEmbedding);
-        Tensor query = backend.zeros(DType.F32, b, channels);
+        Tensor query = backend.empty(DType.F32, b, channels);
         backend.gatherRowsForward(query, tokens, backend.zeros(DType.I32, b));
-        Tensor q = backend.zeros(DType.F32, b, channels);
+        Tensor q = backend.empty(DType.F32, b, channels);
         backend.linearForward(q, query, qWeight, qBias);
-        Tensor k = backend.zeros(DType.F32, b, len, channels);
+        Tensor k = backend.empty(DType.F32, b, len, channels);
         backend.linearForward(k, tokens, kWeight, kBias);
-        Tensor v = backend.zeros(DType.F32, b, len, channels);
+        Tensor v = backend.empty(DType.F32, b, len, channels);
         backend.linearForward(v, tokens, vWeight, vBias);
-        Tensor attn = backend.zeros(DType.F32, b, channels);
-        Tensor lse = cache != null ? backend.zeros(DType.F32, b, heads) : null;
+        Tensor attn = backend.empty(DType.F32, b, channels);
+        Tensor lse = cache != null ? backend.empty(DType.F32, b, heads) : null;
         backend.attentionPoolForward(attn, lse, q, k, v, heads);
-        Tensor out = backend.zeros(DType.F32, b, outDim);
+        Tensor out = backend.empty(DType.F32, b, outDim);
         backend.linearForward(out, attn, cWeight, cBias);
         if (cache != null) {
             cache.x = x;
@@ -139,7 +139,7 @@ final class AttentionPool2d {
     }
 
     private Tensor ones(int rows, int cols) {
-        Tensor t = backend.zeros(DType.F32, rows, cols);
+        Tensor t = backend.empty(DType.F32, rows, cols);
         backend.fill(t, 1f);
         return t;
     }

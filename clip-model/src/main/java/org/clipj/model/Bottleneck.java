@@ -65,7 +65,7 @@ final class Bottleneck {
         h = pool(h);
         Tensor main = conv3.forward(h, keep ? cache.c3 : null, train);
         Tensor identity = downsample != null ? downsample.forward(pool(x), keep ? cache.ds : null, train) : x;
-        Tensor out = backend.zeros(DType.F32, main.shape());
+        Tensor out = backend.empty(DType.F32, main.shape());
         backend.add(out, main, identity);
         backend.reluForward(out, out);
         if (keep) {
@@ -101,7 +101,7 @@ final class Bottleneck {
         if (stride == 1) {
             return x;
         }
-        Tensor out = backend.zeros(DType.F32, x.dim(0), x.dim(1), x.dim(2) / stride, x.dim(3) / stride);
+        Tensor out = backend.empty(DType.F32, x.dim(0), x.dim(1), x.dim(2) / stride, x.dim(3) / stride);
         backend.avgPool2dForward(out, x, stride);
         return out;
     }

@@ -32,7 +32,9 @@ import java.util.function.Predicate;
  * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
  * {@link Precision#BF16} or {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear
  * layers only) it also holds 16-bit copies of its linear and convolution weights, made once at load,
- * so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation. The training calls need a model from
+ * so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation; on
+ * CUDA the transformer blocks' activations are 16-bit too, around an F32 residual stream ({@link
+ * Precision} says what each precision stores). The training calls need a model from
  * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
  */
 public final class ClipModel {
@@ -63,8 +65,8 @@ public final class ClipModel {
         this.backend = backend;
         this.visual = new TowerStorage(backend, visualSpecs(config));
         this.text = new TowerStorage(backend, textSpecs(config));
-        vision = VisionTower.of(backend, visual::value, config);
-        textTower = new TextTransformer(backend, text::value, config);
+        vision = VisionTower.of(backend, visual::value, config, DType.F32);
+        textTower = new TextTransformer(backend, text::value, config, DType.F32);
         logitScale = text.value("logit_scale");
         inferenceVision = vision;
         inferenceText = textTower;
@@ -79,28 +81,32 @@ public final class ClipModel {
         if (gradients == null) {
             List<Parameter> all = new ArrayList<>(visual.parameterList());
             all.addAll(text.parameterList());
-            gradients = new Gradients(VisionTower.of(backend, visual::grad, config),
-                    new TextTransformer(backend, text::grad, config), Collections.unmodifiableList(all));
+            gradients = new Gradients(VisionTower.of(backend, visual::grad, config, DType.F32),
+                    new TextTransformer(backend, text::grad, config, DType.F32), Collections.unmodifiableList(all));
         }
         return gradients;
     }
 
     /**
      * Points encodeImage/encodeText at towers over prepared (and, below F32, 16-bit) copies of the
-     * GEMM weights, after the weights are loaded; the model is for inference only from then on.
+     * GEMM weights, after the weights are loaded; the model is for inference only from then on. On
+     * CUDA a 16-bit precision also makes the transformer blocks' activations 16-bit (see
+     * {@link Precision}), with 16-bit copies of the biases added to them.
      */
     private void prepareForInference(Precision p) {
         precision = p;
         inferenceOnly = true;
-        // the CPU multiplies 16-bit weights in its linear layers only: its convolutions stay F32
-        Predicate<TensorSpec> castable = backend.device() == Device.CPU ? s -> feedsGemm(s) && s.shape().length == 2
-                : ClipModel::feedsGemm;
+        boolean cuda = backend.device() == Device.CUDA;
+        // the CPU multiplies 16-bit weights in its linear layers only: its convolutions and activations stay F32
+        Predicate<TensorSpec> castable = cuda ? s -> feedsGemm(s) || ResidualAttentionBlock.hasActivationDtype(s.name())
+                : s -> feedsGemm(s) && s.shape().length == 2;
         Function<String, Tensor> visualWeights = p == Precision.F32 ? visual::value
                 : visual.castCopies(backend, p.dtype(), castable);
         Function<String, Tensor> textWeights = p == Precision.F32 ? text::value
                 : text.castCopies(backend, p.dtype(), castable);
-        inferenceVision = VisionTower.of(backend, prepared(visualWeights), config);
-        inferenceText = new TextTransformer(backend, prepared(textWeights), config);
+        DType activations = cuda ? p.dtype() : DType.F32;
+        inferenceVision = VisionTower.of(backend, prepared(visualWeights), config, activations);
+        inferenceText = new TextTransformer(backend, prepared(textWeights), config, activations);
     }
 
     /**
@@ -126,8 +132,8 @@ public final class ClipModel {
         Predicate<TensorSpec> linear = s -> feedsGemm(s) && s.shape().length == 2;
         visualCopies = visual.castCopies(backend, p.dtype(), linear);
         textCopies = text.castCopies(backend, p.dtype(), linear);
-        vision = VisionTower.of(backend, visualCopies, config);
-        textTower = new TextTransformer(backend, textCopies, config);
+        vision = VisionTower.of(backend, visualCopies, config, DType.F32);
+        textTower = new TextTransformer(backend, textCopies, config, DType.F32);
         trainingPrecision = p;
     }
 

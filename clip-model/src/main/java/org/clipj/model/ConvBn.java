@@ -63,11 +63,11 @@ final class ConvBn {
         int k = weight.dim(2);
         int ho = (x.dim(2) + 2 * padding - k) / stride + 1;
         int wo = (x.dim(3) + 2 * padding - k) / stride + 1;
-        Tensor conv = backend.zeros(DType.F32, b, co, ho, wo);
+        Tensor conv = backend.empty(DType.F32, b, co, ho, wo);
         backend.conv2dForward(conv, x, weight, null, stride, padding);
-        Tensor out = backend.zeros(DType.F32, b, co, ho, wo);
-        Tensor saveMean = train ? backend.zeros(DType.F32, co) : null;
-        Tensor saveRstd = train ? backend.zeros(DType.F32, co) : null;
+        Tensor out = backend.empty(DType.F32, b, co, ho, wo);
+        Tensor saveMean = train ? backend.empty(DType.F32, co) : null;
+        Tensor saveRstd = train ? backend.empty(DType.F32, co) : null;
         backend.batchNormForward(out, conv, gamma, beta, runningMean, runningVar, saveMean, saveRstd, train,
                 BN_MOMENTUM, BN_EPS);
         if (relu) {

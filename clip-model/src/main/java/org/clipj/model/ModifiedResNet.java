@@ -107,7 +107,7 @@ final class ModifiedResNet implements VisionTower {
         Tensor x = stem1.forward(pixels, keep ? cache.s1 : null, train);
         x = stem2.forward(x, keep ? cache.s2 : null, train);
         x = stem3.forward(x, keep ? cache.s3 : null, train);
-        Tensor pooled = backend.zeros(DType.F32, x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2);
+        Tensor pooled = backend.empty(DType.F32, x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2);
         backend.avgPool2dForward(pooled, x, 2);
         x = pooled;
         if (keep) {

@@ -9,12 +9,22 @@ import org.clipj.runtime.cpu.Bf16Gemm;
 import java.util.Locale;
 
 /**
- * The inference precision of a model's GEMM weights. F32: everything in F32. BF16/F16 (CUDA): the
- * weights of the linear layers and convolutions get a 16-bit copy on the device at load, each of
- * those GEMMs casts its F32 input to the same type and accumulates in F32 with an F32 output;
- * layernorm, softmax, attention, residuals, embeddings and the final projections stay F32. BF16 on the
- * CPU (a machine with AVX512_BF16): the same for the linear layers, through the native kernels of
- * {@link Bf16Gemm}; convolutions (patch embedding, ResNet) stay F32 there.
+ * The inference precision of a model: what its weights and activations are stored in.
+ * <ul>
+ * <li>F32: everything F32.</li>
+ * <li>BF16/F16 on CUDA: the weights of the linear layers and convolutions get a 16-bit copy on the
+ * device at load (as do the in_proj and c_fc biases, added in the GEMM's epilogue), and the
+ * transformer blocks keep their activations in that type between kernels: layernorm reads the F32
+ * residual stream and writes 16 bits, qkv, the attention output and the MLP hidden layer are 16-bit,
+ * every GEMM and kernel accumulates in F32, attention runs the tensor-core kernel (BF16), and the
+ * out_proj/c_proj GEMMs add the residual and write it F32. The residual stream, embeddings, ln_pre,
+ * ln_post/ln_final, the final projections, a ResNet's activations and the features stay F32; a
+ * ResNet's convolutions and attention-pool projections multiply 16-bit weights by their F32 input
+ * cast to 16 bits.</li>
+ * <li>BF16 on the CPU (a machine with AVX512_BF16): the linear layers' weights are BF16, their F32
+ * input is cast to BF16 and they accumulate in F32 with an F32 output, through the native kernels of
+ * {@link Bf16Gemm}; activations, convolutions (patch embedding, ResNet) and everything else stay F32.</li>
+ * </ul>
  */
 public enum Precision {
     F32(DType.F32), BF16(DType.BF16), F16(DType.F16);

@@ -13,6 +13,16 @@ import java.util.function.Function;
  * then x + ls_2(c_proj(act(c_fc(ln_2(x))))), act QuickGELU or exact GELU, ls_* open_clip's optional
  * LayerScale (identity when absent). One instance over the parameter views runs the forward; a second
  * instance over the gradient views receives the backward's accumulations.
+ *
+ * <p>Activations: F32, or (16-bit inference on CUDA) BF16/F16 between the kernels: ln_1/ln_2 read the F32
+ * residual stream and write 16 bits, in_proj writes 16-bit qkv (its bias, 16-bit, in the GEMM's epilogue),
+ * attention runs on it (the tensor-core kernel for BF16), c_fc writes 16 bits and the activation runs in
+ * place, and out_proj/c_proj read 16 bits and write the F32 residual stream with the residual added in the
+ * GEMM. The residual stream stays F32, as under PyTorch's autocast of an F32 input (a BF16 linear output
+ * added to an F32 residual promotes to F32): it accumulates two updates per block, and rounding it to
+ * BF16's 8 mantissa bits after each would compound over the depth; F32 costs 2 more bytes per element on
+ * its six (B, T, C) passes per block (two layernorm reads, two GEMM C reads, two GEMM writes), next to the
+ * 16-bit (B, T, 3C) qkv and (B, T, H) hidden layer.
  */
 final class ResidualAttentionBlock {
     /**
@@ -36,6 +46,7 @@ final class ResidualAttentionBlock {
     private final int mlp;           // H
     private final int heads;
     private final boolean causal;     // the text tower's additive causal mask
+    private final DType activations;  // F32, or BF16/F16 for 16-bit inference on CUDA (see the class comment)
     final Tensor ln1Weight;           // (C)
     final Tensor ln1Bias;             // (C)
     final Tensor inProjWeight;        // (3C, C) q | k | v rows
@@ -71,8 +82,13 @@ final class ResidualAttentionBlock {
         Tensor out;      // (B, T, C) block output
     }
 
-    ResidualAttentionBlock(Backend backend, Function<String, Tensor> lookup, String prefix, Shape shape) {
+    /**
+     * The block over the tensors lookup gives; with 16-bit activations, in_proj_bias and c_fc's bias must come
+     * in that dtype ({@link #hasActivationDtype}) and the linear weights too.
+     */
+    ResidualAttentionBlock(Backend backend, Function<String, Tensor> lookup, String prefix, Shape shape, DType activations) {
         this.backend = backend;
+        this.activations = activations;
         this.shape = shape;
         this.width = shape.width();
         this.mlp = shape.mlpWidth();
@@ -92,6 +108,15 @@ final class ResidualAttentionBlock {
         projBias = lookup.apply(prefix + "mlp.c_proj.bias");
         ls1Gamma = shape.layerScale() ? lookup.apply(prefix + "ls_1.gamma") : null;
         ls2Gamma = shape.layerScale() ? lookup.apply(prefix + "ls_2.gamma") : null;
+    }
+
+    /**
+     * Whether a block tensor is a bias of a linear layer whose output is an activation (in_proj's qkv, c_fc's
+     * hidden layer), so a block with 16-bit activations takes it in that dtype; out_proj's and c_proj's
+     * write the F32 residual stream and keep F32 biases.
+     */
+    static boolean hasActivationDtype(String name) {
+        return name.endsWith(".attn.in_proj_bias") || name.endsWith(".mlp.c_fc.bias");
     }
 
     /** The block's tensors in OpenAI's state-dict order (open_clip's layer scale after them). */
@@ -183,27 +208,32 @@ final class ResidualAttentionBlock {
     /**
      * The forward without a cache: bias, activation and (without layer scale) the residual add done
      * inside the GEMMs (linearActivationForward, linearResidualForward), and every intermediate taken
-     * with backend.empty and released before returning; the output reuses the attention buffer.
+     * with backend.empty and released before returning; in F32 the output reuses the attention buffer.
+     * x and the output are F32, ln, qkv, attn and fc of the block's activation dtype.
      */
     private Tensor infer(Tensor x) {
         int b = x.dim(0);
         int t = x.dim(1);
         int n = b * t;
-        Tensor ln = backend.empty(DType.F32, b, t, width);
+        Tensor ln = backend.empty(activations, b, t, width);
         backend.layerNormForward(ln.reshape(n, width), null, null, x.reshape(n, width), ln1Weight, ln1Bias, shape.lnEps());
-        Tensor qkv = backend.empty(DType.F32, b, t, 3 * width);
+        Tensor qkv = backend.empty(activations, b, t, 3 * width);
         backend.linearForward(qkv, ln, inProjWeight, inProjBias);
-        Tensor attn = backend.empty(DType.F32, b, t, width);
+        Tensor attn = backend.empty(activations, b, t, width);
         backend.attentionForward(attn, null, qkv, heads, causal);
         backend.release(qkv);
         Tensor x1 = backend.empty(DType.F32, b, t, width);
         residualLinear(x1, attn, outProjWeight, outProjBias, ls1Gamma, x);
         backend.layerNormForward(ln.reshape(n, width), null, null, x1.reshape(n, width), ln2Weight, ln2Bias, shape.lnEps());
-        Tensor fc = backend.empty(DType.F32, b, t, mlp);
+        Tensor fc = backend.empty(activations, b, t, mlp);
         backend.linearActivationForward(fc, ln, fcWeight, fcBias,
                 shape.activation() == ClipConfig.Activation.GELU ? Activation.GELU : Activation.QUICK_GELU);
         backend.release(ln);
         Tensor out = attn;   // read by out_proj above, free now
+        if (activations != DType.F32) {
+            backend.release(attn);
+            out = backend.empty(DType.F32, b, t, width);
+        }
         residualLinear(out, fc, projWeight, projBias, ls2Gamma, x1);
         backend.release(fc);
         backend.release(x1);

@@ -41,14 +41,15 @@ final class TextTransformer {
         Tensor features;                     // (B, E)
     }
 
-    TextTransformer(Backend backend, Function<String, Tensor> lookup, ClipConfig config) {
+    /** The tower over lookup's tensors; activations: the residual blocks' (F32, or BF16/F16 for 16-bit inference on CUDA). */
+    TextTransformer(Backend backend, Function<String, Tensor> lookup, ClipConfig config, DType activations) {
         this.backend = backend;
         this.width = config.textWidth();
         this.embed = config.embedDim();
         this.lnEps = config.variant().textLnEps();
         tokenEmbedding = lookup.apply("token_embedding.weight");
         positionalEmbedding = lookup.apply("positional_embedding");
-        transformer = new Transformer(backend, lookup, "transformer.", config.textLayers(), blockShape(config));
+        transformer = new Transformer(backend, lookup, "transformer.", config.textLayers(), blockShape(config), activations);
         lnFinalWeight = lookup.apply("ln_final.weight");
         lnFinalBias = lookup.apply("ln_final.bias");
         boolean bias = config.variant().textProjectionBias();
@@ -83,18 +84,18 @@ final class TextTransformer {
         int t = ids.dim(1);
         int n = b * t;
         boolean keep = cache != null;
-        Tensor x = backend.zeros(DType.F32, b, t, width);
+        Tensor x = backend.empty(DType.F32, b, t, width);
         backend.embeddingForward(x, ids, tokenEmbedding);
         backend.broadcastAdd(x, x, positionalEmbedding.slice(0, t));
         Tensor encoded = transformer.forward(x, keep ? cache.blocks : null);
-        Tensor lnFinal = backend.zeros(DType.F32, b, t, width);
-        Tensor mean = keep ? backend.zeros(DType.F32, n) : null;
-        Tensor rstd = keep ? backend.zeros(DType.F32, n) : null;
+        Tensor lnFinal = backend.empty(DType.F32, b, t, width);
+        Tensor mean = keep ? backend.empty(DType.F32, n) : null;
+        Tensor rstd = keep ? backend.empty(DType.F32, n) : null;
         backend.layerNormForward(lnFinal.reshape(n, width), mean, rstd, encoded.reshape(n, width), lnFinalWeight,
                 lnFinalBias, lnEps);
-        Tensor eot = backend.zeros(DType.F32, b, width);
+        Tensor eot = backend.empty(DType.F32, b, width);
         backend.gatherRowsForward(eot, lnFinal, eotIndex);
-        Tensor features = backend.zeros(DType.F32, b, embed);
+        Tensor features = backend.empty(DType.F32, b, embed);
         if (projectionBias != null) backend.linearForward(features, eot, textProjection, projectionBias);
         else backend.matmul(features, eot, false, textProjection, false, 1f, 0f);
         if (keep) {

@@ -1,6 +1,7 @@
 package org.clipj.model;
 
 import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
 import java.util.ArrayList;
@@ -13,11 +14,11 @@ final class Transformer {
     private final Backend backend;
 
     Transformer(Backend backend, Function<String, Tensor> lookup, String prefix, int layers,
-                ResidualAttentionBlock.Shape shape) {
+                ResidualAttentionBlock.Shape shape, DType activations) {
         this.backend = backend;
         List<ResidualAttentionBlock> list = new ArrayList<>(layers);
         for (int i = 0; i < layers; i++) {
-            list.add(new ResidualAttentionBlock(backend, lookup, prefix + "resblocks." + i + ".", shape));
+            list.add(new ResidualAttentionBlock(backend, lookup, prefix + "resblocks." + i + ".", shape, activations));
         }
         blocks = List.copyOf(list);
     }

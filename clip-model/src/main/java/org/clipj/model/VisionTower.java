@@ -1,6 +1,7 @@
 package org.clipj.model;
 
 import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
 import java.util.List;
@@ -24,9 +25,12 @@ interface VisionTower {
         Map<String, Tensor> intermediates();
     }
 
-    /** The tower of the config's architecture over the tensors {@code lookup} gives. */
-    static VisionTower of(Backend backend, Function<String, Tensor> lookup, ClipConfig config) {
-        return config.isVit() ? new VisionTransformer(backend, lookup, config) : new ModifiedResNet(backend, lookup, config);
+    /**
+     * The tower of the config's architecture over the tensors {@code lookup} gives; activations: those of a ViT's
+     * residual blocks (F32, or BF16/F16 for 16-bit inference on CUDA); a ResNet's stay F32.
+     */
+    static VisionTower of(Backend backend, Function<String, Tensor> lookup, ClipConfig config, DType activations) {
+        return config.isVit() ? new VisionTransformer(backend, lookup, config, activations) : new ModifiedResNet(backend, lookup, config);
     }
 
     /** Every visual.* tensor of the config's tower, in buffer order. */

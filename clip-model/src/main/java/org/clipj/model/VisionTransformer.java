@@ -71,7 +71,8 @@ final class VisionTransformer implements VisionTower {
         }
     }
 
-    VisionTransformer(Backend backend, Function<String, Tensor> lookup, ClipConfig config) {
+    /** The tower over lookup's tensors; activations: the residual blocks' (F32, or BF16/F16 for 16-bit inference on CUDA). */
+    VisionTransformer(Backend backend, Function<String, Tensor> lookup, ClipConfig config, DType activations) {
         this.backend = backend;
         this.width = config.visionWidth();
         this.tokens = config.grid() * config.grid() + 1;
@@ -85,7 +86,8 @@ final class VisionTransformer implements VisionTower {
         positionalEmbedding = lookup.apply("visual.positional_embedding");
         lnPreWeight = v.visionLnPre() ? lookup.apply("visual.ln_pre.weight") : null;
         lnPreBias = v.visionLnPre() ? lookup.apply("visual.ln_pre.bias") : null;
-        transformer = new Transformer(backend, lookup, "visual.transformer.", config.visionLayers(), blockShape(config));
+        transformer = new Transformer(backend, lookup, "visual.transformer.", config.visionLayers(), blockShape(config),
+                activations);
         lnPostWeight = lookup.apply("visual.ln_post.weight");
         lnPostBias = lookup.apply("visual.ln_post.bias");
         proj = lookup.apply("visual.proj");
@@ -123,9 +125,9 @@ final class VisionTransformer implements VisionTower {
         Cache cache = (Cache) kept;
         int b = pixels.dim(0);
         boolean keep = cache != null;
-        Tensor patches = backend.zeros(DType.F32, b, tokens - 1, width);
+        Tensor patches = backend.empty(DType.F32, b, tokens - 1, width);
         backend.patchEmbedForward(patches, pixels, conv1);
-        Tensor x = backend.zeros(DType.F32, b, tokens, width);
+        Tensor x = backend.empty(DType.F32, b, tokens, width);                  // every row written below
         for (int i = 0; i < b; i++) {
             Tensor row = x.get(i);                                   // (T, W)
             backend.copy(row.get(0), classEmbedding);
@@ -137,9 +139,9 @@ final class VisionTransformer implements VisionTower {
         Tensor lnPreMean = null;
         Tensor lnPreRstd = null;
         if (lnPreWeight != null) {
-            lnPre = backend.zeros(DType.F32, b, tokens, width);
-            lnPreMean = keep ? backend.zeros(DType.F32, n) : null;
-            lnPreRstd = keep ? backend.zeros(DType.F32, n) : null;
+            lnPre = backend.empty(DType.F32, b, tokens, width);
+            lnPreMean = keep ? backend.empty(DType.F32, n) : null;
+            lnPreRstd = keep ? backend.empty(DType.F32, n) : null;
             backend.layerNormForward(lnPre.reshape(n, width), lnPreMean, lnPreRstd, x.reshape(n, width),
                     lnPreWeight, lnPreBias, lnEps);
         }
@@ -148,26 +150,26 @@ final class VisionTransformer implements VisionTower {
         boolean lnEveryToken = pool == ClipConfig.VisionPool.AVG && !lnAfterPool;
         Tensor lnPostInput;
         if (pool == ClipConfig.VisionPool.TOKEN) {
-            lnPostInput = backend.zeros(DType.F32, b, width);
-            backend.gatherRowsForward(lnPostInput, encoded, backend.zeros(DType.I32, b));
+            lnPostInput = backend.empty(DType.F32, b, width);
+            backend.gatherRowsForward(lnPostInput, encoded, backend.zeros(DType.I32, b));   // row 0 of each image
         } else if (lnAfterPool) {
-            lnPostInput = backend.zeros(DType.F32, b, width);
+            lnPostInput = backend.empty(DType.F32, b, width);
             meanPatchTokens(lnPostInput, encoded);
         } else {
             lnPostInput = encoded;
         }
         int rows = lnEveryToken ? n : b;
-        Tensor lnPost = backend.zeros(DType.F32, lnPostInput.shape());
-        Tensor lnPostMean = keep ? backend.zeros(DType.F32, rows) : null;
-        Tensor lnPostRstd = keep ? backend.zeros(DType.F32, rows) : null;
+        Tensor lnPost = backend.empty(DType.F32, lnPostInput.shape());
+        Tensor lnPostMean = keep ? backend.empty(DType.F32, rows) : null;
+        Tensor lnPostRstd = keep ? backend.empty(DType.F32, rows) : null;
         backend.layerNormForward(lnPost.reshape(rows, width), lnPostMean, lnPostRstd, lnPostInput.reshape(rows, width),
                 lnPostWeight, lnPostBias, lnEps);
         Tensor pooled = lnPost;
         if (lnEveryToken) {
-            pooled = backend.zeros(DType.F32, b, width);
+            pooled = backend.empty(DType.F32, b, width);
             meanPatchTokens(pooled, lnPost);
         }
-        Tensor features = backend.zeros(DType.F32, b, embed);
+        Tensor features = backend.empty(DType.F32, b, embed);
         backend.matmul(features, pooled, false, proj, false, 1f, 0f);
         if (keep) {
             cache.pixels = pixels;

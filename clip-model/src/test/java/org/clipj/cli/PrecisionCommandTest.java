@@ -9,18 +9,21 @@ import org.clipj.TestAssets;
 import org.clipj.kernels.Kernels;
 import org.clipj.runtime.cpu.Bf16Gemm;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.IOException;
 
 /**
- * `clip embed --device cuda --precision bf16` end to end on the simulator binding, and `--device cpu
+ * `clip embed --device cuda --precision bf16|f16|f32` end to end on the simulator binding, and `--device cpu
  * --precision bf16` through the native AVX512_BF16 kernels: the embeddings match the CPU's F32 ones
  * (cosine >= 0.999); BF16 on a CPU without the instructions, and F16 on any CPU, are errors.
  */
 class PrecisionCommandTest {
 
-    @Test
-    void embedOnCudaInBf16MatchesTheCpu() throws IOException {
+    @ParameterizedTest
+    @ValueSource(strings = {"bf16", "f16", "f32"})
+    void embedOnCudaMatchesTheCpu(String precision) throws IOException {
         assumeTrue(Kernels.simLibrary().isPresent(), "simulator library not built: " + Kernels.simLibraryUnavailableReason());
         String[] inputs = {"--model", TestAssets.golden("tiny-vit", "model.safetensors").toString(),
                 "--vocab", TestAssets.vocab().toString(),
@@ -31,19 +34,21 @@ class PrecisionCommandTest {
         System.setProperty("clip.cuda.binding", "sim");
         InferenceCommandsTest.Run cuda;
         try {
-            cuda = InferenceCommandsTest.clip(concat(new String[]{"embed", "--device", "cuda", "--precision", "bf16"}, inputs));
+            cuda = InferenceCommandsTest.clip(concat(new String[]{"embed", "--device", "cuda", "--precision", precision}, inputs));
         } finally {
             if (previous == null) System.clearProperty("clip.cuda.binding");
             else System.setProperty("clip.cuda.binding", previous);
         }
         assertEquals(0, cuda.status(), cuda.err());
         assertEquals("cuda", cuda.json().get("device").asText());
+        assertEquals(precision, cuda.json().get("precision").asText());
+        assertEquals("f32", cpu.json().get("precision").asText());
         for (String kind : new String[]{"images", "texts"}) {
             JsonNode a = cpu.json().get(kind).get(0).get("embedding"), b = cuda.json().get(kind).get(0).get("embedding");
             assertEquals(a.size(), b.size());
             double dot = 0;
             for (int i = 0; i < a.size(); i++) dot += a.get(i).asDouble() * b.get(i).asDouble();
-            System.out.printf("embed --device cuda --precision bf16 (sim) %s cosine to cpu f32: %.6f%n", kind, dot);
+            System.out.printf("embed --device cuda --precision %s (sim) %s cosine to cpu f32: %.6f%n", precision, kind, dot);
             assertTrue(dot >= 0.999 && dot <= 1.0 + 1e-6, kind + " cosine " + dot);
         }
     }

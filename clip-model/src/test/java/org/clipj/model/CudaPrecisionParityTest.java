@@ -5,9 +5,19 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Proxy;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Collectors;
 
 import org.clipj.kernels.Kernels;
+import org.clipj.runtime.Backend;
+import org.clipj.runtime.DType;
 import org.clipj.runtime.InvalidInputException;
 import org.clipj.runtime.Tensor;
 import org.clipj.runtime.cpu.Bf16Gemm;
@@ -21,6 +31,8 @@ import org.junit.jupiter.api.Test;
  * Mixed-precision inference on the simulator binding: the tiny golden models with BF16 and F16 GEMM
  * weights give image and text features with cosine similarity >= 0.999 to openai/CLIP's F32 outputs
  * (per row), F32 stays within 1e-3; BF16 on the CPU backend and training on a 16-bit model are errors.
+ * A 16-bit model's blocks run on 16-bit activations around the F32 residual stream, and its forward
+ * zero-fills no buffer it then overwrites.
  */
 class CudaPrecisionParityTest {
     private static final double MIN_COSINE = 0.999;
@@ -69,6 +81,50 @@ class CudaPrecisionParityTest {
             System.out.printf("cuda-sim F32 %-8s max error image %.3e text %.3e%n", name, img, txt);
             assertTrue(img <= 1e-3f && txt <= 1e-3f, name + ": F32 max errors " + img + ", " + txt);
         }
+    }
+
+    @Test
+    void sixteenBitBlocksRunOn16BitActivationsAndNothingIsZeroFilled() {
+        Set<String> calls = Collections.synchronizedSet(new TreeSet<>());
+        Backend recording = (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[]{Backend.class},
+                (proxy, method, args) -> {
+                    String op = method.getName();
+                    switch (op) {
+                        case "zeros" -> calls.add("zeros " + args[0]);
+                        case "attentionForward" -> calls.add(op + " " + dtype(args[2]));
+                        case "layerNormForward" -> calls.add(op + " " + dtype(args[3]) + " -> " + dtype(args[0]));
+                        case "linearForward", "linearActivationForward", "linearResidualForward" ->
+                                calls.add(op + " " + dtype(args[1]) + " -> " + dtype(args[0]));
+                        default -> { }
+                    }
+                    try {
+                        return method.invoke(cuda, args);
+                    } catch (InvocationTargetException e) {
+                        throw e.getCause();
+                    }
+                });
+        for (String name : new String[]{"tiny-vit", "tiny-rn"}) {   // a ResNet's text tower is a transformer too
+            Map<String, Tensor> golden = GoldenData.golden(name);
+            ClipModel model = ClipModel.fromStateDict(GoldenData.model(name), recording, Precision.BF16);
+            calls.clear();
+            Tensor image = cuda.download(model.encodeImage(GoldenData.get(golden, "input.image")));
+            Tensor text = cuda.download(model.encodeText(GoldenData.get(golden, "input.text")));
+            assertEquals(DType.F32, image.dtype());
+            assertEquals(DType.F32, text.dtype());
+            List<String> expected = List.of("attentionForward BF16", "layerNormForward F32 -> BF16", "linearForward BF16 -> BF16",
+                    "linearActivationForward BF16 -> BF16", "linearResidualForward BF16 -> F32");
+            assertTrue(calls.containsAll(expected), name + ": 16-bit block ops " + expected + " among " + calls);
+            List<String> f32Activations = new ArrayList<>(List.of("attentionForward F32", "linearActivationForward F32 -> F32",
+                    "linearResidualForward F32 -> F32"));
+            f32Activations.retainAll(calls);
+            assertEquals(List.of(), f32Activations, name + ": F32 block activations in a BF16 model");
+            // the one zero-fill left: the class-token / attention-pool query's row index 0 (I32)
+            assertEquals(Set.of("zeros I32"), calls.stream().filter(c -> c.startsWith("zeros")).collect(Collectors.toSet()), name);
+        }
+    }
+
+    private static DType dtype(Object tensor) {
+        return ((Tensor) tensor).dtype();
     }
 
     @Test

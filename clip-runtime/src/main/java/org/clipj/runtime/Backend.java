@@ -80,7 +80,9 @@ public interface Backend extends AutoCloseable {
 
     /**
      * out (N, O) = x (N, I) @ w (O, I)^T + bias (O); bias may be null. x and out may have any
-     * leading shape that flattens to N rows (e.g. (B, T, I)).
+     * leading shape that flattens to N rows (e.g. (B, T, I)). w F32 or BF16 (F16 on CUDA); x and out
+     * F32, and on CUDA with a 16-bit w either may also be w's dtype (16-bit activations, F32
+     * accumulation); bias has out's dtype.
      */
     void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias);
 
@@ -88,7 +90,7 @@ public interface Backend extends AutoCloseable {
      * out (N, O) = activation(x (N, I) @ w (O, I)^T + bias (O)): {@link #linearForward} then
      * {@link #quickGeluForward} or {@link #geluForward} in one op (the MLP's c_fc in inference; the
      * CPU applies them to each GEMM tile while it is in cache). bias may be null; out must not
-     * overlap x.
+     * overlap x. Dtypes as {@link #linearForward}.
      */
     void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation);
 
@@ -96,6 +98,7 @@ public interface Backend extends AutoCloseable {
      * out (N, O) = x (N, I) @ w (O, I)^T + bias (O) + residual (N, O): {@link #linearForward} then
      * {@link #add} in one op (a residual block's out_proj and c_proj). bias may be null; out must
      * overlap neither x nor residual (a GEMM with several depth blocks keeps partial sums in out).
+     * Dtypes as {@link #linearForward}; residual has out's dtype.
      */
     void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual);
 
@@ -171,6 +174,8 @@ public interface Backend extends AutoCloseable {
     /**
      * out (N, C) = (x - mean) * rstd * w (C) + b (C) over the last dim, in F32.
      * mean (N) and rstd (N) receive the statistics for backward; both may be null in inference.
+     * x and out F32; on CUDA out may be BF16 or F16, with x F32 or out's dtype (F32 statistics,
+     * one rounding at the store); w, b, mean and rstd F32.
      */
     void layerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps);
 

@@ -81,19 +81,47 @@ public final class OpChecks {
     public static void linearResidualForward(Device device, Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
         String op = "linearResidualForward";
         linear(device, op, out, x, w, bias);
-        sameShape(device, op, "residual", residual, "out", out);
+        on(device, op, "residual", residual);
+        if (residual.dtype() != out.dtype() || !residual.sameShape(out)) {
+            throw new IllegalArgumentException(op + ": residual " + residual.dtype() + " " + residual.shapeString() + " must have out's dtype and shape, "
+                    + out.dtype() + " " + out.shapeString());
+        }
         disjoint(op, "out", out, "x", x);
         disjoint(op, "out", out, "residual", residual);
     }
 
-    /** out = x @ w^T (+ bias): shapes and dtypes, as every linear forward needs them. */
+    /**
+     * out = x @ w^T (+ bias): shapes and dtypes, as every linear forward needs them. x and out are F32; on CUDA
+     * with a 16-bit w either may also be w's dtype (the 16-bit activations of BF16/F16 inference); bias has out's dtype.
+     */
     private static void linear(Device device, String op, Tensor out, Tensor x, Tensor w, Tensor bias) {
         linearWeight(device, op, w);
         rank(op, "w", w, 2);
-        f32(device, op, "x", x);
+        linearActivation(device, op, "x", x, w);
         argument(op, x.rank() >= 1 && x.dim(-1) == w.dim(1), "x " + x.shapeString() + " does not end in w's input size, w " + w.shapeString());
-        shape(device, op, "out", out, "x @ w^T for w", w, lastReplaced(x, w.dim(0)));
-        if (bias != null) shape(device, op, "bias", bias, "w", w, w.dim(0));
+        linearActivation(device, op, "out", out, w);
+        int[] expected = lastReplaced(x, w.dim(0));
+        if (!Arrays.equals(out.shape(), expected)) {
+            throw new IllegalArgumentException(op + ": out has shape " + out.shapeString() + " but x @ w^T for w " + w.shapeString()
+                    + " needs " + Arrays.toString(expected));
+        }
+        if (bias != null) {
+            on(device, op, "bias", bias);
+            if (bias.dtype() != out.dtype() || !Arrays.equals(bias.shape(), new int[]{w.dim(0)})) {
+                throw new IllegalArgumentException(op + ": bias " + bias.dtype() + " " + bias.shapeString() + " must be "
+                        + out.dtype() + " (out's dtype) [" + w.dim(0) + "] for w " + w.shapeString());
+            }
+        }
+    }
+
+    /** A linear layer's input or output: F32, or on CUDA the dtype of a 16-bit w. */
+    private static void linearActivation(Device device, String op, String name, Tensor t, Tensor w) {
+        on(device, op, name, t);
+        boolean sixteenBit = device == Device.CUDA && w.dtype() != DType.F32 && t.dtype() == w.dtype();
+        if (t.dtype() != DType.F32 && !sixteenBit) {
+            throw new IllegalArgumentException(op + ": " + name + " must be F32 (or w's BF16/F16 dtype on CUDA), got " + t.dtype() + " "
+                    + t.shapeString() + " with w " + w.dtype());
+        }
     }
 
     /** A backend without device memory of its own (the CPU's) takes and gives back tensors already on it. */
@@ -204,7 +232,15 @@ public final class OpChecks {
 
     public static void layerNormForward(Device device, Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps) {
         String op = "layerNormForward";
-        sameShape(device, op, "out", out, "x", x);
+        on(device, op, "x", x);
+        on(device, op, "out", out);
+        boolean sixteenBitOnCuda = device == Device.CUDA && (out.dtype() == DType.BF16 || out.dtype() == DType.F16)
+                && (x.dtype() == DType.F32 || x.dtype() == out.dtype());
+        if (!(x.dtype() == DType.F32 && out.dtype() == DType.F32) && !sixteenBitOnCuda) {
+            throw new IllegalArgumentException(op + ": x " + x.dtype() + " and out " + out.dtype() + " must both be F32 (or on CUDA"
+                    + " out BF16/F16 with x F32 or out's dtype)");
+        }
+        argument(op, out.sameShape(x), "out " + out.shapeString() + " and x " + x.shapeString() + " must have the same shape");
         atLeastRank1(op, "x", x);
         int c = x.dim(-1), rows = rows(x);
         shape(device, op, "w", w, "x", x, c);

@@ -184,6 +184,9 @@ class BackendContractTest {
         l.add(c("linearForward", shape, "w of rank 3", (be, t) -> be.linearForward(t.f32(4, 5), t.f32(4, 6), t.f32(5, 6, 1), null)));
         l.add(c("linearForward", dtype, "I32 x", (be, t) -> be.linearForward(t.f32(4, 5), t.i32(4, 6), t.f32(5, 6), null)));
         l.add(c("linearForward", dtype, "I32 w", (be, t) -> be.linearForward(t.f32(4, 5), t.f32(4, 6), t.i32(5, 6), null)));
+        l.add(c("linearForward", dtype, "BF16 x for an F32 w", (be, t) -> be.linearForward(t.f32(4, 5), t.bf16(4, 6), t.f32(5, 6), null)));
+        l.add(c("linearForward", dtype, "BF16 bias for an F32 out",
+                (be, t) -> be.linearForward(t.f32(4, 5), t.f32(4, 6), t.f32(5, 6), t.bf16(5))));
         l.add(c("linearActivationForward", shape, "bias (4) for w (5, 6)",
                 (be, t) -> be.linearActivationForward(t.f32(4, 5), t.f32(4, 6), t.f32(5, 6), t.f32(4), Activation.GELU)));
         l.add(c("linearActivationForward", dtype, "I32 out",
@@ -198,6 +201,8 @@ class BackendContractTest {
                 (be, t) -> be.linearResidualForward(t.f32(4, 5), t.f32(4, 6), t.f32(5, 6), null, t.f32(4, 6))));
         l.add(c("linearResidualForward", dtype, "I32 residual",
                 (be, t) -> be.linearResidualForward(t.f32(4, 5), t.f32(4, 6), t.f32(5, 6), null, t.i32(4, 5))));
+        l.add(c("linearResidualForward", dtype, "BF16 residual for an F32 out",
+                (be, t) -> be.linearResidualForward(t.f32(4, 5), t.f32(4, 6), t.f32(5, 6), null, t.bf16(4, 5))));
         l.add(c("linearResidualForward", alias, "out is residual", (be, t) -> {
             Tensor out = t.f32(4, 5);
             be.linearResidualForward(out, t.f32(4, 6), t.f32(5, 6), null, out);
@@ -252,6 +257,8 @@ class BackendContractTest {
                 (be, t) -> be.layerNormForward(t.f32(4, 5), null, null, t.f32(4, 5), t.f32(5), t.f32(4), 1e-5f)));
         l.add(c("layerNormForward", dtype, "I32 w",
                 (be, t) -> be.layerNormForward(t.f32(4, 5), null, null, t.f32(4, 5), t.i32(5), t.f32(5), 1e-5f)));
+        l.add(c("layerNormForward", dtype, "BF16 x into an F32 out",
+                (be, t) -> be.layerNormForward(t.f32(4, 5), null, null, t.bf16(4, 5), t.f32(5), t.f32(5), 1e-5f)));
         l.add(c("layerNormBackward", shape, "rstd (5) for x (4, 5)",
                 (be, t) -> be.layerNormBackward(t.f32(4, 5), null, null, t.f32(4, 5), t.f32(4, 5), t.f32(5), t.f32(4), t.f32(5))));
         l.add(c("layerNormBackward", dtype, "I32 dw",

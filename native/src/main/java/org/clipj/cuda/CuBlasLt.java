@@ -20,7 +20,8 @@ import java.util.Map;
 /**
  * {@link Blas} over cuBLASLt (libcublasLt.so.13, else .12) with FFM. Row-major C = op(A) @ op(B) is issued
  * as the column-major C^T = op(B)^T @ op(A)^T, so B goes first and the bias epilogue (a vector over the
- * rows of the column-major D) is a vector over the row-major columns n. One plan per distinct shape and
+ * rows of the column-major D) is a vector over the row-major columns n; C and D share one layout (cuBLASLt reads
+ * C and writes D, so a separate C adds a residual in the GEMM). One plan per distinct shape and
  * type (matmul descriptor, three layouts, the heuristic's best algorithm) is cached; a call sets the bias
  * pointer and runs cublasLtMatmul with a 32 MiB workspace.
  */
@@ -222,12 +223,12 @@ public final class CuBlasLt implements Blas {
 
     @Override
     public synchronized void matmul(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
-                                    long b, int ldb, float beta, long c, int ldc, long bias, Type in, Type out, int batch,
+                                    long b, int ldb, float beta, long c, long d, int ldc, long bias, Type in, Type out, int batch,
                                     long strideA, long strideB, long strideC, long stream, String op) {
         if (in == Type.F32 && out != Type.F32)
             throw new IllegalArgumentException(op + ": F32 inputs need an F32 output (got " + out + ")");
         Key key = new Key(transA, transB, m, n, k, lda, ldb, ldc, bias != 0, in, out, batch, strideA, strideB, strideC,
-                alignment(a), alignment(b), alignment(c));
+                alignment(a), alignment(b), Math.min(alignment(c), alignment(d)));
         try {
             Plan plan = plan(key, op);
             if (bias != 0) {
@@ -238,7 +239,7 @@ public final class CuBlasLt implements Blas {
             scalars.setAtIndex(JAVA_FLOAT, 0, alpha);
             scalars.setAtIndex(JAVA_FLOAT, 1, beta);
             check((int) cublasLtMatmul.invokeExact(handle, plan.desc(), scalars, b, plan.layoutB(), a, plan.layoutA(),
-                    scalars.asSlice(4), c, plan.layoutC(), c, plan.layoutC(), plan.algo(), workspace, WORKSPACE_BYTES, stream),
+                    scalars.asSlice(4), c, plan.layoutC(), d, plan.layoutC(), plan.algo(), workspace, WORKSPACE_BYTES, stream),
                     "cublasLtMatmul", op);
         } catch (Throwable t) {
             throw wrap(t, "cublasLtMatmul");

@@ -93,7 +93,7 @@ public final class SimCudaDriver implements CudaDriver {
         simKernelParams = handle(lookup, "sim_kernel_params", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
         simGemm = handle(lookup, "sim_gemm", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_FLOAT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG,
-                JAVA_LONG, JAVA_FLOAT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT));
+                JAVA_LONG, JAVA_FLOAT, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT));
         simMemUsable = handle(lookup, "sim_mem_usable", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
         simMemoryInUse = handle(lookup, "sim_memory_in_use", FunctionDescriptor.of(JAVA_LONG));
         simMarkWritten = handle(lookup, "sim_mark_written", FunctionDescriptor.ofVoid(JAVA_LONG, JAVA_LONG));
@@ -509,13 +509,13 @@ public final class SimCudaDriver implements CudaDriver {
 
     @Override public String errorName(int status) { return CudaErrors.name(status); }
 
-    /** Row-major strided-batched GEMM in the simulator library (see {@link SimBlas}); 0 on success. */
+    /** Row-major strided-batched GEMM in the simulator library (see {@link SimBlas}), d = ... + beta c; 0 on success. */
     int gemm(int transA, int transB, int m, int n, int k, float alpha, long a, int aType, long lda, long strideA, long b,
-             int bType, long ldb, long strideB, float beta, long c, int cType, long ldc, long strideC, long bias,
+             int bType, long ldb, long strideB, float beta, long c, long d, int cType, long ldc, long strideC, long bias,
              int biasType, int batch) {
         try {
             return (int) simGemm.invokeExact(transA, transB, m, n, k, alpha, a, aType, lda, strideA, b, bType, ldb, strideB,
-                    beta, c, cType, ldc, strideC, bias, biasType, batch);
+                    beta, c, d, cType, ldc, strideC, bias, biasType, batch);
         } catch (Throwable t) {
             throw new CudaException("sim_gemm: " + t, t);
         }

@@ -15,8 +15,9 @@ import org.clipj.runtime.Tensor;
  * The CUDA backend: lifecycle, memory, and for each op of {@link Backend} its {@link OpChecks} call and one call into
  * its kernel family's class ({@code <Family>Kernels} for kernels/src/{@code <family>}.cu: the kernel names and the
  * launch arithmetic; {@link MatmulKernels} for cuBLASLt), all held by {@link CudaContext}. F32 forward and backward;
- * attention also takes BF16/F16 qkv (head dims up to 128), the linear layers BF16/F16 weights forward and backward
- * (F32 accumulation).
+ * attention also takes BF16/F16 qkv (head dims up to 128); the linear layers take BF16/F16 weights forward and
+ * backward, and for 16-bit inference with them 16-bit inputs, outputs, biases and residuals; the layernorm forward
+ * writes BF16/F16 from F32 or 16-bit rows (F32 accumulation everywhere).
  *
  * <p>Every op is asynchronous on the backend's one stream; {@link #synchronize}, {@link #download},
  * {@link #contrastiveLoss}, {@link #sumOfSquares}, {@link #sumOfSquaresAll} and {@link #hasNonFinite} are the sync

@@ -18,9 +18,13 @@ final class ElementwiseKernels {
     static final String BROADCAST_ADD_BACKWARD_PARTIALS = "broadcast_add_backward_partials";
     static final String BROADCAST_ADD_BACKWARD_TOTAL = "broadcast_add_backward_total";
     static final String QUICKGELU_FORWARD = "quickgelu_forward";
+    static final String QUICKGELU_FORWARD_BF16 = "quickgelu_forward_bf16";
+    static final String QUICKGELU_FORWARD_F16 = "quickgelu_forward_f16";
     static final String QUICKGELU_FORWARD_BIAS = "quickgelu_forward_bias";
     static final String QUICKGELU_BACKWARD = "quickgelu_backward";
     static final String GELU_FORWARD = "gelu_forward";
+    static final String GELU_FORWARD_BF16 = "gelu_forward_bf16";
+    static final String GELU_FORWARD_F16 = "gelu_forward_f16";
     static final String GELU_FORWARD_BIAS = "gelu_forward_bias";
     static final String GELU_BACKWARD = "gelu_backward";
     static final String RELU_FORWARD = "relu_forward";
@@ -32,8 +36,10 @@ final class ElementwiseKernels {
     static final String CAST_BF16_F32 = "cast_bf16_f32";
     static final String CAST_F32_F16 = "cast_f32_f16";
     static final String CAST_F16_F32 = "cast_f16_f32";
-    static final List<String> KERNELS = List.of(FILL, ADD, ADD_SCALED, SCALE, BROADCAST_ADD_FORWARD, BROADCAST_ADD_BACKWARD_PARTIALS,
-            BROADCAST_ADD_BACKWARD_TOTAL,            QUICKGELU_FORWARD, QUICKGELU_FORWARD_BIAS, QUICKGELU_BACKWARD, GELU_FORWARD, GELU_FORWARD_BIAS, GELU_BACKWARD,
+    static final List<String> KERNELS = List.of(FILL, ADD, ADD_SCALED, SCALE, BROADCAST_ADD_FORWARD,
+            BROADCAST_ADD_BACKWARD_PARTIALS, BROADCAST_ADD_BACKWARD_TOTAL,
+            QUICKGELU_FORWARD, QUICKGELU_FORWARD_BF16, QUICKGELU_FORWARD_F16, QUICKGELU_FORWARD_BIAS, QUICKGELU_BACKWARD,
+            GELU_FORWARD, GELU_FORWARD_BF16, GELU_FORWARD_F16, GELU_FORWARD_BIAS, GELU_BACKWARD,
             RELU_FORWARD, RELU_BACKWARD, CHANNEL_SCALE_FORWARD, CHANNEL_SCALE_BACKWARD_INPUT, CHANNEL_SCALE_BACKWARD_GAMMA,
             CAST_F32_BF16, CAST_BF16_F32, CAST_F32_F16, CAST_F16_F32);
 
@@ -126,8 +132,9 @@ final class ElementwiseKernels {
                 .ptr(partial.deviceAddress()).i32(parts).i32(m));
     }
 
+    /** out = quickgelu(x), out and x of one dtype: F32, BF16 or F16 (16-bit in place after a 16-bit GEMM). */
     void quickgeluForward(Tensor out, Tensor x) {
-        unary(QUICKGELU_FORWARD, out, x);
+        unary(byDType(x, QUICKGELU_FORWARD, QUICKGELU_FORWARD_BF16, QUICKGELU_FORWARD_F16), out, x);
     }
 
     /** out = quickgelu(x + bias), bias (C) over the last dim of x (the MLP's c_fc bias fused in). */
@@ -139,8 +146,9 @@ final class ElementwiseKernels {
         backward(QUICKGELU_BACKWARD, dx, dout, x);
     }
 
+    /** out = gelu(x), out and x of one dtype: F32, BF16 or F16. */
     void geluForward(Tensor out, Tensor x) {
-        unary(GELU_FORWARD, out, x);
+        unary(byDType(x, GELU_FORWARD, GELU_FORWARD_BF16, GELU_FORWARD_F16), out, x);
     }
 
     /** out = gelu(x + bias), bias (C) over the last dim of x. */
@@ -212,6 +220,16 @@ final class ElementwiseKernels {
     private void backward(String kernel, Tensor dx, Tensor dout, Tensor saved) {
         launcher.elementwise(kernel, saved.numel(), launcher.args().ptr(dx.deviceAddress()).ptr(dout.deviceAddress())
                 .ptr(saved.deviceAddress()).i64(saved.numel()));
+    }
+
+    /** The variant of a kernel for t's dtype. */
+    private static String byDType(Tensor t, String f32, String bf16, String f16) {
+        return switch (t.dtype()) {
+            case F32 -> f32;
+            case BF16 -> bf16;
+            case F16 -> f16;
+            default -> throw new IllegalArgumentException(f32 + ": no kernel for " + t.dtype() + " " + t.shapeString());
+        };
     }
 
     private static String castKernel(DType from, DType to) {

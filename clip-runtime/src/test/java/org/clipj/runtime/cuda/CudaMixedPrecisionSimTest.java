@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import java.util.Random;
 
 import org.clipj.kernels.Kernels;
+import org.clipj.runtime.Activation;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 import org.junit.jupiter.api.AfterAll;
@@ -17,7 +18,10 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * linearForward, conv2dForward and patchEmbedForward with BF16/F16 weights on the simulator, on ragged
- * shapes, against a scalar double reference over the same 16-bit-rounded inputs and weights.
+ * shapes, against a scalar double reference over the same 16-bit-rounded inputs and weights; and the ops
+ * of the 16-bit inference path with 16-bit activations (layerNormForward F32/16-bit -> 16-bit, the linear
+ * forwards with 16-bit input, output, bias and residual), on ragged and real (ViT-B/32 block) shapes,
+ * against the same reference rounded where the kernels round.
  */
 class CudaMixedPrecisionSimTest {
     private static final float TOL = 1e-4f;   // F32 accumulation of exactly representable products
@@ -152,6 +156,102 @@ class CudaMixedPrecisionSimTest {
                 0.98f, 1e-6f, 0.2f, 4, 1f));
     }
 
+    /** (rows, width): ragged (C not a multiple of the warp) and ViT-B/32's (T = 50 tokens, C = 768). */
+    private static final int[][] LAYER_NORM_SHAPES = {{7, 37}, {50, 768}};
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void layerNormForwardWrites16BitFromF32And16BitRows(DType dtype) {
+        Random rng = new Random(4);
+        for (int[] shape : LAYER_NORM_SHAPES) {
+            int n = shape[0], c = shape[1];
+            float[] x = random(rng, n * c), w = random(rng, c), b = random(rng, c);
+            for (int i = 0; i < x.length; i++) x[i] = 3f + 2f * x[i];   // an offset, as a residual stream has
+            for (DType in : new DType[]{DType.F32, dtype}) {
+                float[] xr = in == DType.F32 ? x : round(x, dtype);
+                Tensor out = cuda.empty(dtype, n, c);
+                cuda.layerNormForward(out, null, null, device(x, in, n, c), cuda.upload(Tensor.of(w, c)),
+                        cuda.upload(Tensor.of(b, c)), 1e-5f);
+                float[] expected = new float[n * c];
+                for (int r = 0; r < n; r++) {
+                    double mean = 0, var = 0;
+                    for (int i = 0; i < c; i++) mean += xr[r * c + i];
+                    mean /= c;
+                    for (int i = 0; i < c; i++) var += (xr[r * c + i] - mean) * (xr[r * c + i] - mean);
+                    double rstd = 1 / Math.sqrt(var / c + 1e-5);
+                    for (int i = 0; i < c; i++) expected[r * c + i] = (float) ((xr[r * c + i] - mean) * rstd * w[i] + b[i]);
+                }
+                assertWithinUlps("layerNormForward " + in + " -> " + dtype + " " + n + "x" + c, round(expected, dtype),
+                        cuda.download(out).toFloatArray(), dtype, 1);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void linearForwardWith16BitActivations(DType dtype) {
+        Random rng = new Random(5);
+        for (int[] shape : new int[][]{{7, 37, 13}, {50, 768, 2304}}) {   // ragged; ViT-B/32's in_proj on one image
+            int n = shape[0], in = shape[1], o = shape[2];
+            float[] x = random(rng, n * in), w = random(rng, o * in), bias = random(rng, o);
+            Tensor out = cuda.empty(dtype, n, o);
+            cuda.linearForward(out, device(x, dtype, n, in), weights(w, dtype, o, in), device(bias, dtype, o));
+            float[] expected = linear(round(x, dtype), round(w, dtype), round(bias, dtype), n, in, o);
+            assertWithinUlps("linearForward " + dtype + " " + n + "x" + in + "x" + o, round(expected, dtype),
+                    cuda.download(out).toFloatArray(), dtype, 1);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void linearActivationForwardWith16BitOutput(DType dtype) {
+        Random rng = new Random(6);
+        int n = 7, in = 37, o = 19;
+        float[] x = random(rng, n * in), w = random(rng, o * in), bias = random(rng, o);
+        for (Activation activation : Activation.values()) {
+            for (boolean withBias : new boolean[]{true, false}) {
+                Tensor out = cuda.empty(dtype, n, o);
+                cuda.linearActivationForward(out, device(x, dtype, n, in), weights(w, dtype, o, in),
+                        withBias ? device(bias, dtype, o) : null, activation);
+                // the GEMM rounds its output (bias included) to 16 bits, the activation rounds again
+                float[] pre = round(linear(round(x, dtype), round(w, dtype), withBias ? round(bias, dtype) : new float[o], n, in, o), dtype);
+                float[] expected = new float[pre.length];
+                for (int i = 0; i < pre.length; i++) {
+                    double v = pre[i];
+                    expected[i] = (float) (activation == Activation.QUICK_GELU ? v / (1 + Math.exp(-1.702 * v)) : gelu(v));
+                }
+                assertWithinUlps("linearActivationForward " + dtype + " " + activation + (withBias ? " with bias" : ""),
+                        round(expected, dtype), cuda.download(out).toFloatArray(), dtype, 2);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void linearResidualForwardFrom16BitInputIntoTheF32ResidualStream(DType dtype) {
+        Random rng = new Random(7);
+        for (int[] shape : new int[][]{{7, 37, 13}, {50, 768, 768}}) {   // ragged; ViT-B/32's out_proj on one image
+            int n = shape[0], in = shape[1], o = shape[2];
+            float[] x = random(rng, n * in), w = random(rng, o * in), bias = random(rng, o), residual = random(rng, n * o);
+            float[] product = linear(round(x, dtype), round(w, dtype), bias, n, in, o);
+            float[] expected = new float[n * o];
+            for (int i = 0; i < expected.length; i++) expected[i] = product[i] + residual[i];
+            Tensor out = cuda.empty(DType.F32, n, o);
+            cuda.linearResidualForward(out, device(x, dtype, n, in), weights(w, dtype, o, in), cuda.upload(Tensor.of(bias, o)),
+                    cuda.upload(Tensor.of(residual, n, o)));
+            assertClose("linearResidualForward " + dtype + " -> F32 " + n + "x" + in + "x" + o, expected, cuda.download(out).toFloatArray());
+            // all 16-bit: the residual read and the output written in the GEMM's type
+            float[] residual16 = round(residual, dtype), bias16 = round(bias, dtype);
+            float[] product16 = linear(round(x, dtype), round(w, dtype), bias16, n, in, o);
+            for (int i = 0; i < expected.length; i++) expected[i] = product16[i] + residual16[i];
+            Tensor out16 = cuda.empty(dtype, n, o);
+            cuda.linearResidualForward(out16, device(x, dtype, n, in), weights(w, dtype, o, in), device(bias, dtype, o),
+                    device(residual, dtype, n, o));
+            assertWithinUlps("linearResidualForward " + dtype + " -> " + dtype, round(expected, dtype),
+                    cuda.download(out16).toFloatArray(), dtype, 1);
+        }
+    }
+
     @Test
     void integerWeightsAreRejected() {
         Tensor out = cuda.zeros(DType.F32, 2, 3);
@@ -165,6 +265,47 @@ class CudaMixedPrecisionSimTest {
         Tensor copy = cuda.zeros(dtype, shape);
         cuda.cast(copy, cuda.upload(Tensor.of(w, shape)));
         return copy;
+    }
+
+    /** values uploaded (F32) and cast to dtype on the device (F32: as they are). */
+    private static Tensor device(float[] values, DType dtype, int... shape) {
+        Tensor f32 = cuda.upload(Tensor.of(values, shape));
+        if (dtype == DType.F32) return f32;
+        Tensor t = cuda.empty(dtype, shape);
+        cuda.cast(t, f32);
+        return t;
+    }
+
+    /** x (n, in) @ w (o, in)^T + bias (o), in double, rounded once to F32. */
+    private static float[] linear(float[] x, float[] w, float[] bias, int n, int in, int o) {
+        float[] out = new float[n * o];
+        for (int r = 0; r < n; r++) {
+            for (int c = 0; c < o; c++) {
+                double s = bias[c];
+                for (int i = 0; i < in; i++) s += (double) x[r * in + i] * w[c * in + i];
+                out[r * o + c] = (float) s;
+            }
+        }
+        return out;
+    }
+
+    /** Exact GELU, x Phi(x), through erf's Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7, far below a 16-bit ulp). */
+    private static double gelu(double x) {
+        double z = Math.abs(x) / Math.sqrt(2), t = 1 / (1 + 0.3275911 * z);
+        double erf = 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+                * Math.exp(-z * z);
+        return 0.5 * x * (1 + Math.signum(x) * erf);
+    }
+
+    /** Each value within {@code ulps} units in the last place of dtype (relative to max(1, |expected|)). */
+    private static void assertWithinUlps(String what, float[] expected, float[] actual, DType dtype, int ulps) {
+        float ulp = dtype == DType.BF16 ? 0x1p-7f : 0x1p-10f;
+        float worst = 0;
+        for (int i = 0; i < expected.length; i++) {
+            float err = Math.abs(expected[i] - actual[i]) / Math.max(1f, Math.abs(expected[i]));
+            if (!(err <= worst)) worst = Float.isNaN(err) ? Float.POSITIVE_INFINITY : err;
+        }
+        assertTrue(worst <= ulps * ulp, what + ": max relative error " + worst + " > " + ulps + " ulp of " + dtype);
     }
 
     private static float[] conv(float[] x, float[] w, int b, int ci, int h, int co, int k, int stride, int pad) {
