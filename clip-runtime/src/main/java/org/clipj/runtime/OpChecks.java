@@ -428,6 +428,9 @@ public final class OpChecks {
             if (lse != null) shape(device, op, "lse", lse, "k (B, L, C)", k, k.dim(0), heads);
             return;
         }
+        if (k.dtype() != DType.F32) {
+            throw new IllegalArgumentException(op + ": k must be F32 (or BF16 on CUDA), got " + k.dtype() + " " + k.shapeString());
+        }
         poolAttention(device, op, q, k, v, lse, heads);
         sameShape(device, op, "out", out, "q", q);
     }
