@@ -50,14 +50,14 @@ build_fatbin() {
     local nvcc
     nvcc="$(find_nvcc || true)"
     if [[ "${CLIP_SKIP_NVCC:-0}" == 1 ]]; then
-        echo "fatbin not built: CLIP_SKIP_NVCC=1" > "$out/clipkernels.fatbin.missing"; rm -f "$out/clipkernels.fatbin"; return
+        echo "fatbin not built: CLIP_SKIP_NVCC=1" > "$out/clipkernels.fatbin.missing"; rm -f "$out/clipkernels.fatbin" "$target/ptx/clipkernels.sm_90a.ptx"; return
     fi
     if [[ -z "$nvcc" ]]; then
         echo "fatbin not built: nvcc not found (CUDA_HOME, PATH, /usr/local/cuda/bin)" > "$out/clipkernels.fatbin.missing"
-        rm -f "$out/clipkernels.fatbin"; return
+        rm -f "$out/clipkernels.fatbin" "$target/ptx/clipkernels.sm_90a.ptx"; return
     fi
     if [[ ${#sources[@]} -eq 0 ]]; then
-        echo "fatbin not built: no kernels/src/*.cu" > "$out/clipkernels.fatbin.missing"; rm -f "$out/clipkernels.fatbin"; return
+        echo "fatbin not built: no kernels/src/*.cu" > "$out/clipkernels.fatbin.missing"; rm -f "$out/clipkernels.fatbin" "$target/ptx/clipkernels.sm_90a.ptx"; return
     fi
     # One translation unit: the shared headers first, then each .cu in its own namespace so file-local
     # helpers of different files never collide (extern "C" kernels keep their plain names; nvcc's warning
@@ -81,12 +81,18 @@ build_fatbin() {
     fi
     mv "$unity.tmp" "$unity"
     local start=$SECONDS
-    "$nvcc" -fatbin -std=c++17 -O3 --threads "$jobs" -Xptxas -v -diag-suppress 1556 \
+    # -keep: nvcc's intermediate files, of which the sm_90a PTX is kept as target/ptx/clipkernels.sm_90a.ptx (read by
+    # PtxInstructionsTest: which kernels use mma.sync, ldmatrix, cp.async); the rest is deleted.
+    local keep="$target/fatbin/keep"
+    rm -rf "$keep" && mkdir -p "$keep" "$target/ptx"
+    "$nvcc" -fatbin -std=c++17 -O3 --threads "$jobs" -Xptxas -v -diag-suppress 1556 -keep -keep-dir "$keep" \
         -gencode arch=compute_80,code=sm_80 \
         -gencode arch=compute_90a,code=sm_90a \
         -gencode arch=compute_90,code=compute_90 \
         -I "$here/include" -o "$target/fatbin/clipkernels.fatbin" "$unity" 2> "$target/ptxas-report.txt" || {
-            cat "$target/ptxas-report.txt" >&2; exit 1; }
+            cat "$target/ptxas-report.txt" >&2; rm -rf "$keep"; exit 1; }
+    cp "$keep/clipkernels_all.compute_90a.ptx" "$target/ptx/clipkernels.sm_90a.ptx"
+    rm -rf "$keep"
     cp "$target/fatbin/clipkernels.fatbin" "$out/clipkernels.fatbin"
     echo "$hash" > "$target/fatbin/clipkernels.fatbin.sha1"
     echo "fatbin: ${#sources[@]} files, $(stat -c %s "$out/clipkernels.fatbin") bytes, $((SECONDS - start)) s (nvcc, sm_80 sm_90a compute_90)"

@@ -58,3 +58,125 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const unsigned a[4
           "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 #endif
 }
+
+// ---- shared-memory fragment loads and asynchronous copies (sm_80+) ----
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: four 8x8 matrices of 16-bit elements, each row 16
+// contiguous bytes in shared memory, 16-byte aligned; lane l gives the address of row l % 8 of matrix
+// l / 8. Lane l receives, per matrix i, r[i] = (with group = l / 4, quad = l % 4, lower index in the low half):
+//   ldmatrix_x4:        M_i[group][2 quad], M_i[group][2 quad + 1]     (row-major fragment: an A row or a B column)
+//   ldmatrix_x4_trans:  M_i[2 quad][group], M_i[2 quad + 1][group]     (the transposed matrix's fragment)
+// Under CLIP_SIM the lanes exchange their row addresses by shuffles and read shared memory directly (checked
+// like any other access; a misaligned row traps, as it faults on the GPU). Every lane of the warp must call.
+#ifndef CLIP_SIM
+__device__ __forceinline__ unsigned clip_shared_address(const void* p) { return (unsigned) __cvta_generic_to_shared(p); }
+#endif
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned r[4], const unsigned short* row) {
+#ifdef CLIP_SIM
+    unsigned long long mine = (unsigned long long) (uintptr_t) row;
+    if (mine % 16 != 0) clip_sim_trap("ldmatrix: row address not 16-byte aligned");
+    int lane = threadIdx.x % CLIP_WARP, group = lane / 4, quad = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        const unsigned short* src = (const unsigned short*) (uintptr_t) __shfl_sync(CLIP_FULL_MASK, mine, i * 8 + group);
+        r[i] = (unsigned) src[2 * quad] | ((unsigned) src[2 * quad + 1] << 16);
+    }
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(clip_shared_address(row)));
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned r[4], const unsigned short* row) {
+#ifdef CLIP_SIM
+    unsigned long long mine = (unsigned long long) (uintptr_t) row;
+    if (mine % 16 != 0) clip_sim_trap("ldmatrix.trans: row address not 16-byte aligned");
+    int lane = threadIdx.x % CLIP_WARP, group = lane / 4, quad = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        const unsigned short* lo = (const unsigned short*) (uintptr_t) __shfl_sync(CLIP_FULL_MASK, mine, i * 8 + 2 * quad);
+        const unsigned short* hi = (const unsigned short*) (uintptr_t) __shfl_sync(CLIP_FULL_MASK, mine, i * 8 + 2 * quad + 1);
+        r[i] = (unsigned) lo[group] | ((unsigned) hi[group] << 16);
+    }
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(clip_shared_address(row)));
+#endif
+}
+
+// cp.async.cg.shared.global: 16 bytes global -> shared without passing through registers (L2 only);
+// both addresses 16-byte aligned. cp_async_commit closes the thread's group of copies issued so far,
+// cp_async_wait_all waits for all of them (a __syncthreads after it publishes them to the block).
+// Under CLIP_SIM the copy happens at issue as four checked 32-bit loads and stores (a misaligned address traps).
+__device__ __forceinline__ void cp_async_16(void* shared, const void* global) {
+#ifdef CLIP_SIM
+    if ((uintptr_t) shared % 16 != 0 || (uintptr_t) global % 16 != 0) clip_sim_trap("cp.async: address not 16-byte aligned");
+    const unsigned* src = (const unsigned*) global;
+    unsigned* dst = (unsigned*) shared;
+    for (int i = 0; i < 4; i++) dst[i] = src[i];
+#else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(clip_shared_address(shared)), "l"(global) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#ifndef CLIP_SIM
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+#ifndef CLIP_SIM
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// ---- tiles and fragments built from the above ----
+
+// Rows [first, first + rows) of a BF16 matrix (row stride `stride` elements), columns [0, cols), into a shared tile
+// (padded rows, rowStride elements a row) at dst: columns cols..width and rows rows..padded are zeros. 16-byte
+// cp.async copies where every row starts 16-byte aligned (cols, stride multiples of 8, base aligned), else scalar.
+// Commits the copies as one group; the caller waits (cp_async_wait_all) and syncs.
+__device__ __forceinline__ void load_tile_bf16(unsigned short* dst, const bf16* base, long stride, int first, int rows, int padded,
+                                               int cols, int width, int rowStride) {
+    if (cols % 8 == 0 && stride % 8 == 0 && (unsigned long long) base % 16 == 0) {
+        int chunks = width / 8; // 16-byte chunks per shared row (width is a multiple of 16)
+        for (int i = threadIdx.x; i < padded * chunks; i += blockDim.x) {
+            int j = i / chunks, d = (i % chunks) * 8;
+            unsigned short* s = dst + j * rowStride + d;
+            if (j < rows && d < cols) {
+                cp_async_16(s, base + (long)(first + j) * stride + d);
+            } else {
+                for (int e = 0; e < 8; e += 2) *(unsigned*)(s + e) = 0u;
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < padded * width; i += blockDim.x) {
+            int j = i / width, d = i % width;
+            dst[j * rowStride + d] = j < rows && d < cols ? __bfloat16_as_ushort(base[(long)(first + j) * stride + d]) : (unsigned short)0;
+        }
+    }
+    cp_async_commit();
+}
+
+// Lane addresses for ldmatrix over a 16 x 16 block at (row, col) of a shared tile of rowStride elements a row.
+// ldm_rows_b: matrices (rows 0-7, cols 0-7), (0-7, 8-15), (8-15, 0-7), (8-15, 8-15); with ldmatrix_x4 the
+// B fragments (n = the tile's rows, k = its columns) of two 8-row halves as {r[0], r[1]} and {r[2], r[3]}.
+__device__ __forceinline__ const unsigned short* ldm_rows_b(const unsigned short* tile, int rowStride, int row, int col) {
+    int lane = threadIdx.x % CLIP_WARP;
+    return tile + (long)(row + (lane / 16) * 8 + lane % 8) * rowStride + col + ((lane / 8) & 1) * 8;
+}
+
+// ldm_rows_a: matrices (rows 0-7, cols 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15); with ldmatrix_x4 the A
+// fragment of the block (a[0..3]), with ldmatrix_x4_trans the B fragments (k = the tile's rows, n = its
+// columns) of two 8-column blocks as {r[0], r[1]} and {r[2], r[3]}.
+__device__ __forceinline__ const unsigned short* ldm_rows_a(const unsigned short* tile, int rowStride, int row, int col) {
+    int lane = threadIdx.x % CLIP_WARP;
+    return tile + (long)(row + ((lane / 8) & 1) * 8 + lane % 8) * rowStride + col + (lane / 16) * 8;
+}
+
+// The A fragment of a 16 x 16 block held as two m16n8 accumulators (16 rows x 2 x 8 columns), rounded to BF16.
+__device__ __forceinline__ void pack_a_fragment(unsigned a[4], const float s[2][4]) {
+    a[0] = pack_bf16x2(s[0][0], s[0][1]);
+    a[1] = pack_bf16x2(s[0][2], s[0][3]);
+    a[2] = pack_bf16x2(s[1][0], s[1][1]);
+    a[3] = pack_bf16x2(s[1][2], s[1][3]);
+}

@@ -242,13 +242,16 @@ public interface Backend extends AutoCloseable {
      */
     void attentionForward(Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal);
 
-    /** dqkv (B, T, 3C) += the gradient of {@link #attentionForward}; out and lse from the forward. */
+    /**
+     * dqkv (B, T, 3C) += the gradient of {@link #attentionForward}; out and lse (F32) from the forward. dqkv, dout,
+     * qkv and out are F32, or all BF16 on CUDA (F32 accumulation inside; the CPU backward is F32 only).
+     */
     void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads, boolean causal);
 
     /**
      * One-query attention (ModifiedResNet's AttentionPool2d after its q/k/v projections):
      * q (B, C), k (B, L, C), v (B, L, C) -> out (B, C), per head softmax(q k^T / sqrt(headDim)) v;
-     * lse (B, heads) may be null in inference.
+     * lse (B, heads) may be null in inference. q, k, v, out F32, or all BF16 on CUDA (lse F32).
      */
     void attentionPoolForward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads);
 

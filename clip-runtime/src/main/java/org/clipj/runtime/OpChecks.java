@@ -420,12 +420,27 @@ public final class OpChecks {
     public static void attentionBackward(Device device, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int heads,
                                          boolean causal) {
         String op = "attentionBackward";
-        f32(device, op, "qkv", qkv);
+        on(device, op, "qkv", qkv);
+        DType dtype = qkv.dtype();
+        if (dtype != DType.F32 && !(dtype == DType.BF16 && device == Device.CUDA)) {
+            throw new IllegalArgumentException(op + ": qkv must be F32 (or BF16 on CUDA; the CPU backward is F32 only), got " + dtype
+                    + " " + qkv.shapeString());
+        }
         int c = attentionWidth(device, op, qkv, lse, heads);
         argument(op, lse != null, "lse from the forward is required");
-        sameShape(device, op, "dqkv", dqkv, "qkv", qkv);
-        shape(device, op, "out", out, "qkv (B, T, 3C)", qkv, qkv.dim(0), qkv.dim(1), c);
-        sameShape(device, op, "dout", dout, "out", out);
+        attentionOperand(device, op, "dqkv", dqkv, dtype, "qkv " + qkv.shapeString(), qkv.shape());
+        int[] rows = {qkv.dim(0), qkv.dim(1), c};
+        attentionOperand(device, op, "out", out, dtype, "qkv (B, T, 3C) " + qkv.shapeString(), rows);
+        attentionOperand(device, op, "dout", dout, dtype, "qkv (B, T, 3C) " + qkv.shapeString(), rows);
+    }
+
+    /** A tensor of the attention backward: qkv's dtype (F32, or BF16 on CUDA) and the expected shape. */
+    private static void attentionOperand(Device device, String op, String name, Tensor t, DType dtype, String ref, int[] expected) {
+        on(device, op, name, t);
+        if (t.dtype() != dtype || !Arrays.equals(t.shape(), expected)) {
+            throw new IllegalArgumentException(op + ": " + name + " " + t.dtype() + " " + t.shapeString() + " but " + ref + " needs "
+                    + dtype + " " + Arrays.toString(expected));
+        }
     }
 
     /** C = heads * headDim of qkv (B, T, 3C) (dtype already checked), with lse (B, heads, T) when given. */
@@ -439,6 +454,20 @@ public final class OpChecks {
 
     public static void attentionPoolForward(Device device, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int heads) {
         String op = "attentionPoolForward";
+        on(device, op, "k", k);
+        if (k.dtype() == DType.BF16 && device == Device.CUDA) { // BF16 inference on CUDA: q, k, v, out BF16, lse F32
+            rank(op, "k", k, 3);
+            argument(op, heads >= 1 && k.dim(2) % heads == 0, "k " + k.shapeString() + " channels not divisible by heads = " + heads);
+            attentionOperand(device, op, "v", v, DType.BF16, "k " + k.shapeString(), k.shape());
+            int[] query = {k.dim(0), k.dim(2)};
+            attentionOperand(device, op, "q", q, DType.BF16, "k (B, L, C) " + k.shapeString(), query);
+            attentionOperand(device, op, "out", out, DType.BF16, "k (B, L, C) " + k.shapeString(), query);
+            if (lse != null) shape(device, op, "lse", lse, "k (B, L, C)", k, k.dim(0), heads);
+            return;
+        }
+        if (k.dtype() != DType.F32) {
+            throw new IllegalArgumentException(op + ": k must be F32 (or BF16 on CUDA), got " + k.dtype() + " " + k.shapeString());
+        }
         poolAttention(device, op, q, k, v, lse, heads);
         sameShape(device, op, "out", out, "q", q);
     }

@@ -157,6 +157,14 @@ class BackendContractTest {
         e = assertThrows(IllegalArgumentException.class,
                 () -> cpu.attentionForward(cpu.zeros(DType.BF16, 1, 3, 4), null, cpu.zeros(DType.BF16, 1, 3, 12), 2, false));
         assertEquals("attentionForward: qkv must be F32 (or BF16, F16 on CUDA), got BF16 [1, 3, 12]", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> cpu.attentionBackward(cpu.zeros(DType.BF16, 1, 3, 12),
+                cpu.zeros(DType.BF16, 1, 3, 4), cpu.zeros(DType.BF16, 1, 3, 12), cpu.zeros(DType.BF16, 1, 3, 4), cpu.zeros(DType.F32, 1, 2, 3),
+                2, false));
+        assertEquals("attentionBackward: qkv must be F32 (or BF16 on CUDA; the CPU backward is F32 only), got BF16 [1, 3, 12]",
+                e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> cpu.attentionPoolForward(cpu.zeros(DType.BF16, 1, 4), null,
+                cpu.zeros(DType.BF16, 1, 4), cpu.zeros(DType.BF16, 1, 3, 4), cpu.zeros(DType.BF16, 1, 3, 4), 2));
+        assertEquals("attentionPoolForward: k must be F32 (or BF16 on CUDA), got BF16 [1, 3, 4]", e.getMessage());
     }
 
     private static Case c(String op, Kind kind, String what, Call call) {

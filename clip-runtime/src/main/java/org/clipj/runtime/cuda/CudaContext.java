@@ -45,7 +45,7 @@ final class CudaContext {
         this.launcher = new KernelLauncher(stream, image);
         this.memory = new DeviceMemory(stream);
         this.adamw = new AdamwKernels(launcher);
-        this.attention = new AttentionKernels(launcher);
+        this.attention = new AttentionKernels(launcher, memory);
         this.attnPool = new AttnPoolKernels(launcher);
         this.batchNorm = new BatchNormKernels(launcher, memory);
         this.contrastive = new ContrastiveKernels(launcher, memory);

@@ -9,14 +9,15 @@ import org.clipj.runtime.Device;
 import org.clipj.runtime.Tensor;
 
 /**
- * similarity.cu: the mixed-precision similarity matrix, 16 x 16 output tiles. Not a {@link org.clipj.runtime.Backend}
- * op yet: tests check it against the CPU; issue 19 moves it to tensor cores and makes it one (with its OpChecks).
+ * similarity.cu: the mixed-precision similarity matrix: F32 and F16 in 16 x 16 output tiles, BF16 on tensor cores in
+ * 64 x 64 tiles. Not a {@link org.clipj.runtime.Backend} op yet: tests check it against the CPU.
  */
 final class SimilarityKernels {
     static final String SIMILARITY = "similarity";
-    static final String SIMILARITY_BF16 = "similarity_bf16";
+    static final String SIMILARITY_MMA_BF16 = "similarity_mma_bf16";
     static final String SIMILARITY_F16 = "similarity_f16";
-    static final List<String> KERNELS = List.of(SIMILARITY, SIMILARITY_BF16, SIMILARITY_F16);
+    static final List<String> KERNELS = List.of(SIMILARITY, SIMILARITY_MMA_BF16, SIMILARITY_F16);
+    private static final int MMA_TILE = 64;
 
     private final KernelLauncher launcher;
 
@@ -48,11 +49,16 @@ final class SimilarityKernels {
         int n = a.dim(0), m = b.dim(0), d = a.dim(1);
         String kernel = switch (a.dtype()) {
             case F32 -> SIMILARITY;
-            case BF16 -> SIMILARITY_BF16;
+            case BF16 -> SIMILARITY_MMA_BF16;
             case F16 -> SIMILARITY_F16;
             default -> throw new IllegalArgumentException("similarity: a must be F32, BF16 or F16, got " + a.dtype());
         };
-        launcher.launch(kernel, ceilDiv(m, 16), ceilDiv(n, 16), 1, 16, 16, 1, 0, launcher.args().ptr(out.deviceAddress())
-                .ptr(a.deviceAddress()).ptr(b.deviceAddress()).i32(n).i32(m).i32(d).f32(scale).i32(normalize ? 1 : 0));
+        var args = launcher.args().ptr(out.deviceAddress()).ptr(a.deviceAddress()).ptr(b.deviceAddress()).i32(n).i32(m).i32(d).f32(scale)
+                .i32(normalize ? 1 : 0);
+        if (kernel.equals(SIMILARITY_MMA_BF16)) {
+            launcher.launch(kernel, ceilDiv(m, MMA_TILE), ceilDiv(n, MMA_TILE), 1, KernelLauncher.ROW_THREADS, 1, 1, 0, args);
+        } else {
+            launcher.launch(kernel, ceilDiv(m, 16), ceilDiv(n, 16), 1, 16, 16, 1, 0, args);
+        }
     }
 }

@@ -26,12 +26,17 @@ class CudaBackendSimTest extends CudaParityChecks {
         for (int hd : new int[] {64, 80, 88, 104}) {
             assertEquals(257, cuda.cx.attention.keyTile("attention_forward", hd, 257), "forward hd " + hd);
             assertEquals(257, cuda.cx.attention.keyTile("attention_backward", hd, 257), "backward hd " + hd);
+            assertEquals(257, cuda.cx.attention.keyTile("attention_backward_dkdv", hd, 257), "backward dK/dV hd " + hd);
         }
         assertEquals(64, cuda.cx.attention.keyTile("attention_forward", 112, 257));
         assertEquals(64, cuda.cx.attention.keyTile("attention_backward", 112, 257));
+        assertEquals(64, cuda.cx.attention.keyTile("attention_backward_dkdv", 112, 257));
         for (int hd : new int[] {64, 80, 88, 104, 112, 128}) {
             assertEquals(257, cuda.cx.attention.keyTile("attention_forward_mma_bf16", hd, 257), "mma hd " + hd);
+            assertEquals(257, cuda.cx.attention.keyTile("attention_backward_dkdv_mma_bf16", hd, 257), "mma dK/dV hd " + hd);
         }
+        assertEquals(231_248, AttentionKernels.sharedBytes("attention_backward_dkdv", 104, 257));
+        assertEquals(132_736, AttentionKernels.sharedBytes("attention_backward_dkdv_mma_bf16", 112, 257));
         assertEquals(221_508, AttentionKernels.sharedBytes("attention_forward", 104, 257));
         assertEquals(228_164, AttentionKernels.sharedBytes("attention_backward", 104, 257));
         assertEquals(130_560, AttentionKernels.sharedBytes("attention_forward_mma_bf16", 112, 257));

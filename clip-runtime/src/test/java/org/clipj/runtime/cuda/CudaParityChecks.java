@@ -530,7 +530,7 @@ abstract class CudaParityChecks {
                 assertClose("attention tiled lse " + what, lse, dLse, TOL);
                 Tensor dout = random(321 + hd, b, t, hd), dqkv = random(322 + hd, b, t, 3 * hd), gdqkv = up(dqkv);
                 CPU.attentionBackward(dqkv, dout, qkv, out, lse, heads, causal);
-                cuda.cx.attention.attentionBackward(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal, 32);
+                cuda.cx.attention.attentionBackward(gdqkv, up(dout), up(qkv), up(out), up(lse), heads, causal, 32, 32);
                 assertClose("attentionBackward tiled " + what, dqkv, gdqkv, TOL);
 
                 Tensor q16 = cuda.zeros(DType.BF16, b, t, 3 * hd), o16 = cuda.zeros(DType.BF16, b, t, hd);
@@ -543,6 +543,61 @@ abstract class CudaParityChecks {
                 assertClose("tensor-core attention tiled " + what, out, o32, 1e-2f);
             }
         }
+    }
+
+    /**
+     * The BF16 backward (tensor-core kernels) against the CPU's F32 backward on the same BF16-rounded qkv, out, dout
+     * and starting dqkv, lse from the CPU forward; queryTile/keyTile 0 = through the public entry point. The result
+     * is stored in BF16 and P, dS enter the tensor cores in BF16: ~1e-2 of the largest gradient.
+     */
+    static void assertBf16BackwardMatchesCpu(CudaBackend be, String what, long seed, int b, int t, int heads, int hd, boolean causal,
+                                             int queryTile, int keyTile) {
+        int c = heads * hd;
+        Tensor qkv = random(seed, b, t, 3 * c);
+        CPU.scale(qkv, 2f);
+        Tensor[] q = bf16(be, qkv);
+        Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
+        CPU.attentionForward(out, lse, q[1], heads, causal);
+        Tensor[] o = bf16(be, out), g = bf16(be, random(seed + 1, b, t, c)), d = bf16(be, random(seed + 2, b, t, 3 * c));
+        Tensor expected = d[1].copy();
+        CPU.attentionBackward(expected, g[1], q[1], o[1], lse, heads, causal);
+        Tensor gLse = be.upload(lse);
+        if (queryTile == 0) {
+            be.attentionBackward(d[0], g[0], q[0], o[0], gLse, heads, causal);
+        } else {
+            be.cx.attention.attentionBackwardMma(d[0], g[0], q[0], o[0], gLse, heads, causal, queryTile, keyTile);
+        }
+        float[] e = expected.toFloatArray(), a = be.download(d[0]).toFloatArray();
+        float scale = 1f;
+        for (float v : e) scale = Math.max(scale, Math.abs(v));
+        for (int i = 0; i < e.length; i++) {
+            if (!(Math.abs(e[i] - a[i]) <= 1.5e-2f * scale)) {
+                throw new AssertionError("BF16 attentionBackward " + what + ": element " + i + " (token " + i / (3 * c) + ", "
+                        + "qkv".charAt(i % (3 * c) / c) + " dim " + i % c + ") expected " + e[i] + " got " + a[i] + " (scale " + scale + ")");
+            }
+        }
+    }
+
+    /** x on the device as BF16, and its rounded values as an F32 host tensor. */
+    private static Tensor[] bf16(CudaBackend be, Tensor x) {
+        Tensor x16 = be.zeros(DType.BF16, x.shape()), rounded = be.zeros(DType.F32, x.shape());
+        be.cast(x16, be.upload(x));
+        be.cast(rounded, x16);
+        return new Tensor[] {x16, be.download(rounded)};
+    }
+
+    @Test
+    void attentionBackwardBf16MatchesCpu() {
+        // (B, T, heads, hd): ragged T, zoo widths, an odd width (the scalar-load path) and a tiny one
+        for (int[] s : new int[][] {{2, 13, 2, 64}, {1, 50, 1, 80}, {1, 77, 1, 104}, {1, 21, 1, 33}, {2, 13, 3, 8}}) {
+            for (boolean causal : new boolean[] {false, true}) {
+                assertBf16BackwardMatchesCpu(cuda, java.util.Arrays.toString(s) + (causal ? " causal" : ""), 350 + s[1] + s[3], s[0],
+                        s[1], s[2], s[3], causal, 0, 0);
+            }
+        }
+        // ragged query and key tiles (40 + 37): the streaming paths of both kernels
+        assertBf16BackwardMatchesCpu(cuda, "T=77 hd 88 tiles 40 causal", 360, 1, 77, 1, 88, true, 40, 40);
+        assertBf16BackwardMatchesCpu(cuda, "T=77 hd 64 tiles 40", 361, 1, 77, 1, 64, false, 40, 40);
     }
 
     @Test
@@ -592,9 +647,10 @@ abstract class CudaParityChecks {
 
     @Test
     void attentionPoolMatchesCpu() {
-        // (B, L, C, heads): head dims 64, 20, 64, and 80/88/104/112 at ResNet's L = 50 (224 px)
+        // (B, L, C, heads): head dims 64, 20, 64, and 80/88/104/112 at ResNet's L = 50 (224 px); odd 21 (scalar
+        // loads) and 600 (wider than two dims per thread: one key group striding over the pairs)
         for (int[] s : new int[][] {{1, 5, 64, 1}, {3, 17, 60, 3}, {2, 50, 512, 8}, {1, 50, 160, 2}, {2, 50, 88, 1},
-                                    {1, 50, 208, 2}, {1, 50, 112, 1}}) {
+                                    {1, 50, 208, 2}, {1, 50, 112, 1}, {2, 7, 21, 1}, {1, 3, 600, 1}}) {
             int b = s[0], l = s[1], c = s[2], heads = s[3];
             Tensor q = random(140, b, c), k = random(141, b, l, c), v = random(142, b, l, c);
             Tensor out = Tensor.zeros(DType.F32, b, c), lse = Tensor.zeros(DType.F32, b, heads);
@@ -610,6 +666,29 @@ abstract class CudaParityChecks {
             assertClose("attentionPoolBackward dq", dq, gdq, TOL);
             assertClose("attentionPoolBackward dk", dk, gdk, TOL);
             assertClose("attentionPoolBackward dv", dv, gdv, TOL);
+            assertBf16PoolMatchesCpu(cuda, java.util.Arrays.toString(s), q, k, v, heads);
+        }
+    }
+
+    /** The BF16 attention pooling forward against the CPU on the same BF16-rounded q, k, v (output rounded to BF16). */
+    static void assertBf16PoolMatchesCpu(CudaBackend be, String what, Tensor q, Tensor k, Tensor v, int heads) {
+        Tensor[] q16 = bf16(be, q), k16 = bf16(be, k), v16 = bf16(be, v);
+        int b = q.dim(0), c = q.dim(1);
+        Tensor out = Tensor.zeros(DType.F32, b, c), lse = Tensor.zeros(DType.F32, b, heads);
+        CPU.attentionPoolForward(out, lse, q16[1], k16[1], v16[1], heads);
+        Tensor o16 = be.zeros(DType.BF16, b, c), gLse = be.zeros(DType.F32, b, heads), o32 = be.zeros(DType.F32, b, c);
+        be.attentionPoolForward(o16, gLse, q16[0], k16[0], v16[0], heads);
+        be.cast(o32, o16);
+        float[] e = out.toFloatArray(), a = be.download(o32).toFloatArray(), el = lse.toFloatArray(), al = be.download(gLse).toFloatArray();
+        for (int i = 0; i < e.length; i++) {
+            if (!(Math.abs(e[i] - a[i]) <= 8e-3f * Math.max(1f, Math.abs(e[i])))) {
+                throw new AssertionError("BF16 attentionPool " + what + ": element " + i + " expected " + e[i] + " got " + a[i]);
+            }
+        }
+        for (int i = 0; i < el.length; i++) {
+            if (!(Math.abs(el[i] - al[i]) <= 1e-4f * Math.max(1f, Math.abs(el[i])))) {
+                throw new AssertionError("BF16 attentionPool lse " + what + ": element " + i + " expected " + el[i] + " got " + al[i]);
+            }
         }
     }
 
@@ -643,7 +722,8 @@ abstract class CudaParityChecks {
 
     @Test
     void similarityMixedPrecision() {
-        for (int[] s : new int[][] {{1, 1, 1}, {19, 23, 37}, {4, 40, 64}}) {
+        // BF16 on tensor cores: 64 x 64 tiles, D in 64-wide slices; ragged N, M, D (37: scalar loads), ViT-B/32's D = 512
+        for (int[] s : new int[][] {{1, 1, 1}, {19, 23, 37}, {4, 40, 64}, {70, 131, 512}}) {
             int n = s[0], m = s[1], d = s[2];
             Tensor a = random(160, n, d), b = random(161, m, d);
             Tensor na = Tensor.zeros(DType.F32, n, d), nb = Tensor.zeros(DType.F32, m, d), expected = Tensor.zeros(DType.F32, n, m);
@@ -658,6 +738,13 @@ abstract class CudaParityChecks {
             cuda.cast(b16, up(b));
             cuda.cx.similarity.similarity(actual, a16, b16, 100f, true);
             assertClose("similarity BF16 " + java.util.Arrays.toString(s), expected, actual, 2e-2f);
+            // unnormalized, against the CPU on the same BF16-rounded inputs
+            Tensor ra = cuda.zeros(DType.F32, n, d), rb = cuda.zeros(DType.F32, m, d);
+            cuda.cast(ra, a16);
+            cuda.cast(rb, b16);
+            CPU.matmul(expected, cuda.download(ra), false, cuda.download(rb), true, 0.5f, 0f);
+            cuda.cx.similarity.similarity(actual, a16, b16, 0.5f, false);
+            assertClose("similarity BF16 unnormalized " + java.util.Arrays.toString(s), expected, actual, 1e-4f);
         }
     }
 
@@ -998,11 +1085,11 @@ abstract class CudaParityChecks {
 
     @Test
     void sharedMemoryBeyondTheDeviceIsRefusedWithTheKernelName() {
-        int l = 60_000; // attention pooling over 60000 keys: 240 KB of scores and query, more than any GPU's opt-in
+        int l = 60_000; // attention pooling over 60000 keys: 241 KB of scores, query and P V partials, more than any GPU's opt-in
         Tensor q = cuda.zeros(DType.F32, 1, 64), k = cuda.zeros(DType.F32, 1, l, 64), out = cuda.zeros(DType.F32, 1, 64);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> cuda.attentionPoolForward(out, null, q, k, k, 1));
-        assertTrue(e.getMessage().startsWith("attention_pool_forward: needs 240256 bytes of shared memory"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("attention_pool_forward: needs 241280 bytes of shared memory"), e.getMessage());
     }
 
     @Test

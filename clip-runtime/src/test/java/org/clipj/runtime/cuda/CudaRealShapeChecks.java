@@ -11,9 +11,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The attention, attention-pooling and contrastive kernels at CLIP's real shapes (one image or text, one or
- * two heads of width 64, to keep the simulator quick): the sequence lengths of ViT-B/32 (50), the text
+ * two heads, to keep the simulator quick): the sequence lengths of ViT-B/32 (50), the text
  * tower (77, causal), ViT-B/16 (197) and ViT-L/14 (257), whose key tiles need the >48 KiB shared-memory
- * opt-in; RN50's attention pool (7x7+1 tokens, 2048 channels, 32 heads); the contrastive loss at the batch
+ * opt-in, at head width 64 and the zoo's 80, 88, 104; forward and backward in F32 and BF16; RN50's attention pool (7x7+1 tokens, 2048 channels, 32 heads); the contrastive loss at the batch
  * {@link #contrastiveBatch} gives (4096 on a GPU).
  */
 abstract class CudaRealShapeChecks {
@@ -46,10 +46,12 @@ abstract class CudaRealShapeChecks {
 
     @Test
     void attentionForwardAndBackwardAtClipSequenceLengths() {
-        for (int t : new int[] {50, 77, 197, 257}) {
+        // (T, hd): every T at width 64, then the zoo's 80 (ViT-H), 88 (ViT-g), 104 (ViT-bigG) at the longer T
+        for (int[] shape : new int[][] {{50, 64}, {77, 64}, {197, 64}, {257, 64}, {77, 80}, {197, 88}, {257, 104}}) {
+            int t = shape[0], hd = shape[1];
             boolean causal = t == 77;
-            int b = 1, heads = t == 50 ? 2 : 1, c = heads * 64;
-            String what = "T=" + t + " H=" + heads + (causal ? " causal" : "");
+            int b = 1, heads = t == 50 ? 2 : 1, c = heads * hd;
+            String what = "T=" + t + " H=" + heads + " hd " + hd + (causal ? " causal" : "");
             Tensor qkv = random(300 + t, b, t, 3 * c);
             CPU.scale(qkv, 2f);
             Tensor out = Tensor.zeros(DType.F32, b, t, c), lse = Tensor.zeros(DType.F32, b, heads, t);
@@ -74,6 +76,7 @@ abstract class CudaRealShapeChecks {
             cuda.attentionForward(o16, null, q16, heads, causal);
             cuda.cast(o32, o16);
             assertClose("attention BF16 " + what, out16, o32, 1e-2f);
+            CudaParityChecks.assertBf16BackwardMatchesCpu(cuda, what, 800 + t + hd, b, t, heads, hd, causal, 0, 0);
         }
     }
 
@@ -87,6 +90,7 @@ abstract class CudaRealShapeChecks {
         CPU.attentionPoolForward(out, lse, q, k, v, heads);
         cuda.attentionPoolForward(gOut, gLse, gq, gk, gv, heads);
         assertClose("attentionPool RN50", out, gOut, 1e-4f);
+        CudaParityChecks.assertBf16PoolMatchesCpu(cuda, "RN50", q, k, v, heads);
         Tensor g = random(603, b, c), dq = random(604, b, c), dk = random(605, b, l, c), dv = random(606, b, l, c);
         Tensor gdq = cuda.upload(dq), gdk = cuda.upload(dk), gdv = cuda.upload(dv);
         CPU.attentionPoolBackward(dq, dk, dv, g, q, k, v, out, lse, heads);
