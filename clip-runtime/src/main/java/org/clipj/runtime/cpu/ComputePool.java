@@ -12,8 +12,14 @@ import java.util.concurrent.locks.LockSupport;
  * forward pass issues them: a worker spins for {@link #SPIN_NANOS} after its last task before it
  * parks, so the next op starts on every thread at once. (A ForkJoinPool woke its second worker
  * 100-250 us late on this 2-core VM, so half the batch-1 GEMMs of 1 ms ran on one thread.)
- * Tasks are claimed from a shared counter, which balances uneven tiles. A second op submitted while
- * one runs (another caller thread), and any op submitted from inside a task, runs on its caller alone.
+ * Tasks are claimed from a shared counter, which balances uneven tiles. The caller, its share done,
+ * spins for the workers' last tasks only as long as a running worker could still need (twice its
+ * own mean task time), then parks: a worker later than that has lost its CPU (to a JIT or GC thread
+ * on a 2-core machine), and a parked caller lets the scheduler run it on the freed core at once,
+ * where a spinning one kept that core busy until the worker's next time slice (bench/RESULTS.md,
+ * tail latency). Such waits are JFR events (org.clipj.ComputePoolWait, off unless a recording
+ * enables them). A second op submitted while one runs (another caller thread), and any op
+ * submitted from inside a task, runs on its caller alone.
  * The workers stop at {@link #close()}, or when the pool becomes unreachable without it.
  */
 public final class ComputePool implements AutoCloseable {
@@ -25,6 +31,8 @@ public final class ComputePool implements AutoCloseable {
     }
 
     private static final long SPIN_NANOS = 200_000;   // covers the gaps between the ops of a forward pass
+    private static final long MIN_WAIT_SPIN_NANOS = 20_000;      // the caller's spin for the workers' last tasks: at least
+    private static final long MAX_WAIT_SPIN_NANOS = 1_000_000;   // ... and at most, before it parks
     private static final Cleaner CLEANER = Cleaner.create();
     private static final ThreadLocal<Shared> RUNNING = new ThreadLocal<>();   // the pool whose task this thread runs
 
@@ -83,18 +91,47 @@ public final class ComputePool implements AutoCloseable {
             this.body = body;
         }
 
-        /** Runs tasks until none is left to claim. */
-        void work() {
-            for (int t = next.getAndIncrement(); t < tasks; t = next.getAndIncrement()) {
+        volatile Thread waiter;   // the caller, once it parks for the last tasks
+
+        /** Runs tasks until none is left to claim; returns how many this thread ran. */
+        int work() {
+            int ran = 0;
+            for (int t = next.getAndIncrement(); t < tasks; t = next.getAndIncrement(), ran++) {
                 try {
                     if (failure.get() == null) body.run(t);
                 } catch (Throwable e) {
                     failure.compareAndSet(null, e);
                 } finally {
-                    done.incrementAndGet();
+                    if (done.incrementAndGet() == tasks) {
+                        Thread w = waiter;   // read after the increment: a caller that set it re-checks done before parking
+                        if (w != null) LockSupport.unpark(w);
+                    }
                 }
             }
+            return ran;
         }
+
+        /** The caller, no task left to claim, waits for the rest: spins for spinNanos, then parks until the last one ends. */
+        void awaitRest(long spinNanos) {
+            long spinUntil = System.nanoTime() + spinNanos;
+            while (done.get() < tasks && System.nanoTime() < spinUntil) Thread.onSpinWait();
+            if (done.get() < tasks) {
+                waiter = Thread.currentThread();
+                while (done.get() < tasks) LockSupport.park(this);
+            }
+        }
+    }
+
+    /** JFR event: the caller waited for the workers to finish an op's last tasks (scripts/bench tail reads it). */
+    @jdk.jfr.Name("org.clipj.ComputePoolWait")
+    @jdk.jfr.Label("Compute pool wait")
+    @jdk.jfr.Category("clipj")
+    @jdk.jfr.Enabled(false)
+    static final class WaitEvent extends jdk.jfr.Event {
+        @jdk.jfr.Label("Tasks")
+        int tasks;
+        @jdk.jfr.Label("Workers parked at dispatch")
+        int parkedWorkers;
     }
 
     public ComputePool(int parallelism, String name) {
@@ -134,18 +171,26 @@ public final class ComputePool implements AutoCloseable {
         try {
             s.current.set(job);
             s.generation++;   // volatile write after the job is published: a worker that sees it finds the job
-            if (s.parked.get() > 0) {
+            int parked = s.parked.get();
+            if (parked > 0) {
                 for (Thread w : s.workers) LockSupport.unpark(w);
             }
             RUNNING.set(s);
+            long start = System.nanoTime();
+            int ran;
             try {
-                job.work();
+                ran = job.work();
             } finally {
                 RUNNING.remove();
             }
-            for (int spins = 0; job.done.get() < tasks; spins++) {
-                if (spins < 1 << 16) Thread.onSpinWait();
-                else Thread.yield();
+            if (job.done.get() < tasks) {
+                WaitEvent wait = new WaitEvent();
+                wait.begin();
+                long perTask = (System.nanoTime() - start) / Math.max(1, ran);
+                job.awaitRest(Math.min(MAX_WAIT_SPIN_NANOS, Math.max(MIN_WAIT_SPIN_NANOS, 2 * perTask)));
+                wait.tasks = tasks;
+                wait.parkedWorkers = parked;
+                wait.commit();
             }
         } finally {
             s.current.set(null);
