@@ -70,6 +70,7 @@ public final class TailLatency {
         long allocatedBytes;
         long gcPauseNs;
         long poolWaitNs;       // the caller waiting for the workers' last tasks of its ops
+        int callerParks;       // ... and how often it parked for them (a worker off its CPU, most likely)
         long hostStallNs;      // time the VM's CPUs did not run although the guest thought they did (StallWatch)
         long safepointNs;
         long compileNs;        // compiler-thread time overlapping the iteration
@@ -249,7 +250,10 @@ public final class TailLatency {
                         }
                     }
                     case "jdk.Deoptimization" -> s.deoptimizations++;
-                    case "org.clipj.ComputePoolWait" -> s.poolWaitNs += overlap;
+                    case "org.clipj.ComputePoolWait" -> {
+                        s.poolWaitNs += overlap;
+                        if (e.getBoolean("parked")) s.callerParks++;
+                    }
                     default -> { }
                 }
             }
@@ -309,6 +313,7 @@ public final class TailLatency {
         c.put("caller run-queue ms", s -> s.callerRunqueueNs / 1e6);
         c.put("caller off-CPU ms", s -> s.callerOffCpuNs() / 1e6);
         c.put("caller waiting for workers ms", s -> s.poolWaitNs / 1e6);
+        c.put("caller parks for workers", s -> s.callerParks);
         c.put("workers CPU ms", s -> s.workerCpuNs / 1e6);
         c.put("workers page faults", s -> s.workerFaults);
         c.put("workers run-queue ms", s -> s.workerRunqueueNs / 1e6);

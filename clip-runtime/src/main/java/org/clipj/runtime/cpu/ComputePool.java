@@ -31,8 +31,10 @@ public final class ComputePool implements AutoCloseable {
     }
 
     private static final long SPIN_NANOS = 200_000;   // covers the gaps between the ops of a forward pass
-    private static final long MIN_WAIT_SPIN_NANOS = 20_000;      // the caller's spin for the workers' last tasks: at least
-    private static final long MAX_WAIT_SPIN_NANOS = 1_000_000;   // ... and at most, before it parks
+    // The caller's spin for the workers' last tasks before it parks: at least what waking it costs
+    // (100-250 us on a 2-vCPU VM), at most 1 ms.
+    private static final long MIN_WAIT_SPIN_NANOS = 100_000;
+    private static final long MAX_WAIT_SPIN_NANOS = 1_000_000;
     private static final Cleaner CLEANER = Cleaner.create();
     private static final ThreadLocal<Shared> RUNNING = new ThreadLocal<>();   // the pool whose task this thread runs
 
@@ -111,14 +113,17 @@ public final class ComputePool implements AutoCloseable {
             return ran;
         }
 
-        /** The caller, no task left to claim, waits for the rest: spins for spinNanos, then parks until the last one ends. */
-        void awaitRest(long spinNanos) {
+        /**
+         * The caller, no task left to claim, waits for the rest: spins for spinNanos, then parks until
+         * the last one ends. Returns whether it parked.
+         */
+        boolean awaitRest(long spinNanos) {
             long spinUntil = System.nanoTime() + spinNanos;
             while (done.get() < tasks && System.nanoTime() < spinUntil) Thread.onSpinWait();
-            if (done.get() < tasks) {
-                waiter = Thread.currentThread();
-                while (done.get() < tasks) LockSupport.park(this);
-            }
+            if (done.get() == tasks) return false;
+            waiter = Thread.currentThread();
+            while (done.get() < tasks) LockSupport.park(this);
+            return true;
         }
     }
 
@@ -132,6 +137,8 @@ public final class ComputePool implements AutoCloseable {
         int tasks;
         @jdk.jfr.Label("Workers parked at dispatch")
         int parkedWorkers;
+        @jdk.jfr.Label("Caller parked")
+        boolean parked;
     }
 
     public ComputePool(int parallelism, String name) {
@@ -187,7 +194,7 @@ public final class ComputePool implements AutoCloseable {
                 WaitEvent wait = new WaitEvent();
                 wait.begin();
                 long perTask = (System.nanoTime() - start) / Math.max(1, ran);
-                job.awaitRest(Math.min(MAX_WAIT_SPIN_NANOS, Math.max(MIN_WAIT_SPIN_NANOS, 2 * perTask)));
+                wait.parked = job.awaitRest(Math.min(MAX_WAIT_SPIN_NANOS, Math.max(MIN_WAIT_SPIN_NANOS, 2 * perTask)));
                 wait.tasks = tasks;
                 wait.parkedWorkers = parked;
                 wait.commit();

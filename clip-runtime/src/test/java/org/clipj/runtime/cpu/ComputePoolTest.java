@@ -157,7 +157,7 @@ class ComputePoolTest {
         assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
             try (ComputePool pool = new ComputePool(3, "test-pool")) {
                 for (int round = 0; round < 3000; round++) {
-                    long workerNanos = (round * 7919L) % 60_000;   // 0-60 us: either side of the caller's 20 us minimum spin
+                    long workerNanos = (round * 7919L) % 300_000;   // 0-300 us: either side of the caller's 100 us minimum spin
                     int tasks = 2 + round % 5;
                     AtomicIntegerArray counts = new AtomicIntegerArray(tasks);
                     Thread caller = Thread.currentThread();
@@ -190,6 +190,7 @@ class ComputePoolTest {
                     .filter(e -> e.getEventType().getName().equals("org.clipj.ComputePoolWait")).toList();
             assertTrue(!waits.isEmpty(), "no ComputePoolWait event in 20 ops whose worker tasks take 2 ms");
             for (RecordedEvent e : waits) assertEquals(4, e.getInt("tasks"));
+            assertTrue(waits.stream().anyMatch(e -> e.getBoolean("parked")), "the caller never parked for a 2 ms task");
         } finally {
             Files.deleteIfExists(file);
         }
