@@ -15,9 +15,11 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.function.ToDoubleFunction;
 
 import jdk.jfr.Recording;
 import jdk.jfr.consumer.RecordedEvent;
+import jdk.jfr.consumer.RecordedMethod;
 import jdk.jfr.consumer.RecordingFile;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
@@ -261,7 +263,7 @@ public final class TailLatency {
     }
 
     private static String methodName(RecordedEvent e) {
-        jdk.jfr.consumer.RecordedMethod m = e.getValue("method");
+        RecordedMethod m = e.getValue("method");
         if (m == null) return "?";
         String type = m.getType().getName();
         return type.substring(type.lastIndexOf('.') + 1) + "." + m.getName();
@@ -274,9 +276,9 @@ public final class TailLatency {
         List<Sample> normal = samples.stream().filter(s -> s.wallNs / 1e6 <= SLOW * p50).toList();
         System.err.printf(Locale.ROOT, "tail: %s: %d iterations, p50 %.2f ms, p90 %.2f, p99 %.2f (%.2fx p50), max %.2f;"
                 + " %d slow (> %.1fx p50)%n", name, ms.length, p50, p90, p99, p99 / p50, max, slow.size(), SLOW);
-        Map<String, java.util.function.ToDoubleFunction<Sample>> columns = columns();
+        Map<String, ToDoubleFunction<Sample>> columns = columns();
         System.err.printf("%-34s %12s %12s%n", "mean per iteration", "slow", "others");
-        for (Map.Entry<String, java.util.function.ToDoubleFunction<Sample>> c : columns.entrySet()) {
+        for (Map.Entry<String, ToDoubleFunction<Sample>> c : columns.entrySet()) {
             System.err.printf(Locale.ROOT, "%-34s %12.2f %12.2f%n", c.getKey(), mean(slow, c.getValue()), mean(normal, c.getValue()));
         }
         StringBuilder timeline = new StringBuilder();
@@ -297,7 +299,7 @@ public final class TailLatency {
         StringBuilder json = new StringBuilder(String.format(Locale.ROOT,
                 "{\"case\": \"%s\", \"iterations\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f,"
                         + " \"p99_over_p50\": %.3f, \"slow\": %d", name, ms.length, p50, p90, p99, max, p99 / p50, slow.size()));
-        for (Map.Entry<String, java.util.function.ToDoubleFunction<Sample>> c : columns.entrySet()) {
+        for (Map.Entry<String, ToDoubleFunction<Sample>> c : columns.entrySet()) {
             String key = c.getKey().replaceAll("[^a-zA-Z0-9]+", "_").replaceAll("_$", "").toLowerCase(Locale.ROOT);
             json.append(String.format(Locale.ROOT, ", \"slow_%s\": %.3f, \"others_%s\": %.3f", key, mean(slow, c.getValue()),
                     key, mean(normal, c.getValue())));
@@ -305,8 +307,8 @@ public final class TailLatency {
         System.out.println(json.append('}'));
     }
 
-    private static Map<String, java.util.function.ToDoubleFunction<Sample>> columns() {
-        Map<String, java.util.function.ToDoubleFunction<Sample>> c = new LinkedHashMap<>();
+    private static Map<String, ToDoubleFunction<Sample>> columns() {
+        Map<String, ToDoubleFunction<Sample>> c = new LinkedHashMap<>();
         c.put("wall ms", s -> s.wallNs / 1e6);
         c.put("caller CPU ms", s -> s.callerCpuNs / 1e6);
         c.put("caller page faults", s -> s.callerFaults);
@@ -331,7 +333,7 @@ public final class TailLatency {
         return c;
     }
 
-    private static double mean(List<Sample> samples, java.util.function.ToDoubleFunction<Sample> f) {
+    private static double mean(List<Sample> samples, ToDoubleFunction<Sample> f) {
         return samples.isEmpty() ? 0 : samples.stream().mapToDouble(f).average().orElse(0);
     }
 

@@ -10,8 +10,10 @@ import java.util.concurrent.locks.LockSupport;
  * CpuBackend's threads: the calling thread plus {@code parallelism - 1} daemon workers that run the
  * numbered tasks of one op at a time. Built for ops of 20 us to a few ms, back to back, as a
  * forward pass issues them: a worker spins for {@link #SPIN_NANOS} after its last task before it
- * parks, so the next op starts on every thread at once. (A ForkJoinPool woke its second worker
- * 100-250 us late on this 2-core VM, so half the batch-1 GEMMs of 1 ms ran on one thread.)
+ * parks, so the next op starts on every thread at once (a ForkJoinPool woke its second worker
+ * 100-250 us late on this 2-core VM, so half the batch-1 GEMMs of 1 ms ran on one thread); not when
+ * the pool has more threads than the JVM has processors, where a spinning worker only takes a core
+ * from a thread with work.
  * Tasks are claimed from a shared counter, which balances uneven tiles. The caller, its share done,
  * spins for the workers' last tasks only as long as a running worker could still need (twice its
  * own mean task time), then parks: a worker later than that has lost its CPU (to a JIT or GC thread
@@ -48,11 +50,13 @@ public final class ComputePool implements AutoCloseable {
         final AtomicBoolean busy = new AtomicBoolean();
         final AtomicReference<Job> current = new AtomicReference<>();
         final AtomicInteger parked = new AtomicInteger();
+        final long spinNanos;            // SPIN_NANOS, or 0 when the pool's threads outnumber the processors
         volatile long generation;        // bumped once per dispatched job
         volatile boolean closed;
 
-        Shared(int workers) {
+        Shared(int workers, long spinNanos) {
             this.workers = new Thread[workers];
+            this.spinNanos = spinNanos;
         }
 
         /** Closes: the workers exit after their current task. */
@@ -66,7 +70,7 @@ public final class ComputePool implements AutoCloseable {
             RUNNING.set(this);
             long seen = generation;
             while (!closed) {
-                long spinUntil = System.nanoTime() + SPIN_NANOS;
+                long spinUntil = System.nanoTime() + spinNanos;
                 while (generation == seen && !closed && System.nanoTime() < spinUntil) Thread.onSpinWait();
                 if (generation == seen && !closed) {
                     parked.incrementAndGet();   // before the re-check: a dispatcher that misses it sees the new generation here
@@ -144,7 +148,7 @@ public final class ComputePool implements AutoCloseable {
     public ComputePool(int parallelism, String name) {
         if (parallelism < 1) throw new IllegalArgumentException("ComputePool: parallelism must be >= 1, got " + parallelism);
         this.parallelism = parallelism;
-        this.shared = new Shared(parallelism - 1);
+        this.shared = new Shared(parallelism - 1, parallelism > Runtime.getRuntime().availableProcessors() ? 0 : SPIN_NANOS);
         Shared s = shared;
         for (int i = 0; i < s.workers.length; i++) {
             s.workers[i] = Thread.ofPlatform().name(name + "-" + (i + 1)).daemon(true).unstarted(s::workerLoop);

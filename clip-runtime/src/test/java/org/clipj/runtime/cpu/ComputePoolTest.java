@@ -200,4 +200,23 @@ class ComputePoolTest {
         long until = System.nanoTime() + nanos;
         while (System.nanoTime() < until) Thread.onSpinWait();
     }
+
+    @Test
+    void workersOfAPoolLargerThanTheMachineDoNotSpin() {
+        ThreadMXBean threads = ManagementFactory.getThreadMXBean();
+        String name = "oversubscribed-pool-" + System.nanoTime();
+        try (ComputePool pool = new ComputePool(Runtime.getRuntime().availableProcessors() + 2, name)) {
+            pool.run(64, t -> { });
+            List<Long> workers = Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> t.getName().startsWith(name)).map(Thread::threadId).toList();
+            long cpu0 = workers.stream().mapToLong(threads::getThreadCpuTime).sum();
+            for (int op = 0; op < 200; op++) {
+                pool.run(64, t -> { });
+                busy(500_000);   // a gap a spinning worker fills with 200 us of CPU
+            }
+            long cpu = workers.stream().mapToLong(threads::getThreadCpuTime).sum() - cpu0;
+            assertTrue(cpu < 25_000_000, workers.size() + " workers used " + cpu / 1_000_000
+                    + " ms of CPU over 200 gaps of 500 us: they spin although the pool outnumbers the processors");
+        }
+    }
 }
