@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-LOWER_IS_BETTER = {"ns", "us", "ms", "s", "MB"}   # times and memory
+LOWER_IS_BETTER = {"ns", "us", "ms", "s", "MB", "p99/p50"}   # times, memory, tail-latency ratios
 
 
 def main():

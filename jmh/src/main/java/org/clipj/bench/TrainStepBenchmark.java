@@ -31,7 +31,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * and backward of both towers with the symmetric contrastive loss (ContrastiveStep, one
  * micro-batch), AdamW update (betas 0.9/0.98, eps 1e-6, wd 0.1 on open_clip's decay group).
  * {@code spec} is CONFIG@BATCH; CONFIG is a ClipConfig name, "tiny:V" for tiny with vocabulary V
- * (the demo's learned BPE). scripts/bench train turns the step time into images/s.
+ * (the demo's learned BPE). scripts/bench train turns the step time into images/s. Setup warms
+ * the step up until the JIT is quiet ({@link JitQuiet}): JMH's 3 warm-up steps left C2 compiling
+ * into the timed ones.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SingleShotTime)
@@ -81,6 +83,7 @@ public class TrainStepBenchmark {
         }
         pixels = List.of(Tensor.of(px, batch, 3, r, r));
         tokens = List.of(Tensor.of(ids, batch, ctx));
+        JitQuiet.warmUp("train " + spec, this::step, 10, 3, 180_000);
     }
 
     @TearDown(Level.Trial)

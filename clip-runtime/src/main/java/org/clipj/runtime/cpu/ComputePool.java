@@ -10,10 +10,18 @@ import java.util.concurrent.locks.LockSupport;
  * CpuBackend's threads: the calling thread plus {@code parallelism - 1} daemon workers that run the
  * numbered tasks of one op at a time. Built for ops of 20 us to a few ms, back to back, as a
  * forward pass issues them: a worker spins for {@link #SPIN_NANOS} after its last task before it
- * parks, so the next op starts on every thread at once. (A ForkJoinPool woke its second worker
- * 100-250 us late on this 2-core VM, so half the batch-1 GEMMs of 1 ms ran on one thread.)
- * Tasks are claimed from a shared counter, which balances uneven tiles. A second op submitted while
- * one runs (another caller thread), and any op submitted from inside a task, runs on its caller alone.
+ * parks, so the next op starts on every thread at once (a ForkJoinPool woke its second worker
+ * 100-250 us late on this 2-core VM, so half the batch-1 GEMMs of 1 ms ran on one thread); not when
+ * the pool has more threads than the JVM has processors, where a spinning worker only takes a core
+ * from a thread with work.
+ * Tasks are claimed from a shared counter, which balances uneven tiles. The caller, its share done,
+ * spins for the workers' last tasks only as long as a running worker could still need (twice its
+ * own mean task time), then parks: a worker later than that has lost its CPU (to a JIT or GC thread
+ * on a 2-core machine), and a parked caller lets the scheduler run it on the freed core at once,
+ * where a spinning one kept that core busy until the worker's next time slice (bench/RESULTS.md,
+ * tail latency). Such waits are JFR events (org.clipj.ComputePoolWait, off unless a recording
+ * enables them). A second op submitted while one runs (another caller thread), and any op
+ * submitted from inside a task, runs on its caller alone.
  * The workers stop at {@link #close()}, or when the pool becomes unreachable without it.
  */
 public final class ComputePool implements AutoCloseable {
@@ -25,6 +33,10 @@ public final class ComputePool implements AutoCloseable {
     }
 
     private static final long SPIN_NANOS = 200_000;   // covers the gaps between the ops of a forward pass
+    // The caller's spin for the workers' last tasks before it parks: at least what waking it costs
+    // (100-250 us on a 2-vCPU VM), at most 1 ms.
+    private static final long MIN_WAIT_SPIN_NANOS = 100_000;
+    private static final long MAX_WAIT_SPIN_NANOS = 1_000_000;
     private static final Cleaner CLEANER = Cleaner.create();
     private static final ThreadLocal<Shared> RUNNING = new ThreadLocal<>();   // the pool whose task this thread runs
 
@@ -38,11 +50,13 @@ public final class ComputePool implements AutoCloseable {
         final AtomicBoolean busy = new AtomicBoolean();
         final AtomicReference<Job> current = new AtomicReference<>();
         final AtomicInteger parked = new AtomicInteger();
+        final long spinNanos;            // SPIN_NANOS, or 0 when the pool's threads outnumber the processors
         volatile long generation;        // bumped once per dispatched job
         volatile boolean closed;
 
-        Shared(int workers) {
+        Shared(int workers, long spinNanos) {
             this.workers = new Thread[workers];
+            this.spinNanos = spinNanos;
         }
 
         /** Closes: the workers exit after their current task. */
@@ -56,7 +70,7 @@ public final class ComputePool implements AutoCloseable {
             RUNNING.set(this);
             long seen = generation;
             while (!closed) {
-                long spinUntil = System.nanoTime() + SPIN_NANOS;
+                long spinUntil = System.nanoTime() + spinNanos;
                 while (generation == seen && !closed && System.nanoTime() < spinUntil) Thread.onSpinWait();
                 if (generation == seen && !closed) {
                     parked.incrementAndGet();   // before the re-check: a dispatcher that misses it sees the new generation here
@@ -83,24 +97,58 @@ public final class ComputePool implements AutoCloseable {
             this.body = body;
         }
 
-        /** Runs tasks until none is left to claim. */
-        void work() {
-            for (int t = next.getAndIncrement(); t < tasks; t = next.getAndIncrement()) {
+        volatile Thread waiter;   // the caller, once it parks for the last tasks
+
+        /** Runs tasks until none is left to claim; returns how many this thread ran. */
+        int work() {
+            int ran = 0;
+            for (int t = next.getAndIncrement(); t < tasks; t = next.getAndIncrement(), ran++) {
                 try {
                     if (failure.get() == null) body.run(t);
                 } catch (Throwable e) {
                     failure.compareAndSet(null, e);
                 } finally {
-                    done.incrementAndGet();
+                    if (done.incrementAndGet() == tasks) {
+                        Thread w = waiter;   // read after the increment: a caller that set it re-checks done before parking
+                        if (w != null) LockSupport.unpark(w);
+                    }
                 }
             }
+            return ran;
         }
+
+        /**
+         * The caller, no task left to claim, waits for the rest: spins for spinNanos, then parks until
+         * the last one ends. Returns whether it parked.
+         */
+        boolean awaitRest(long spinNanos) {
+            long spinUntil = System.nanoTime() + spinNanos;
+            while (done.get() < tasks && System.nanoTime() < spinUntil) Thread.onSpinWait();
+            if (done.get() == tasks) return false;
+            waiter = Thread.currentThread();
+            while (done.get() < tasks) LockSupport.park(this);
+            return true;
+        }
+    }
+
+    /** JFR event: the caller waited for the workers to finish an op's last tasks (scripts/bench tail reads it). */
+    @jdk.jfr.Name("org.clipj.ComputePoolWait")
+    @jdk.jfr.Label("Compute pool wait")
+    @jdk.jfr.Category("clipj")
+    @jdk.jfr.Enabled(false)
+    static final class WaitEvent extends jdk.jfr.Event {
+        @jdk.jfr.Label("Tasks")
+        int tasks;
+        @jdk.jfr.Label("Workers parked at dispatch")
+        int parkedWorkers;
+        @jdk.jfr.Label("Caller parked")
+        boolean parked;
     }
 
     public ComputePool(int parallelism, String name) {
         if (parallelism < 1) throw new IllegalArgumentException("ComputePool: parallelism must be >= 1, got " + parallelism);
         this.parallelism = parallelism;
-        this.shared = new Shared(parallelism - 1);
+        this.shared = new Shared(parallelism - 1, parallelism > Runtime.getRuntime().availableProcessors() ? 0 : SPIN_NANOS);
         Shared s = shared;
         for (int i = 0; i < s.workers.length; i++) {
             s.workers[i] = Thread.ofPlatform().name(name + "-" + (i + 1)).daemon(true).unstarted(s::workerLoop);
@@ -134,18 +182,26 @@ public final class ComputePool implements AutoCloseable {
         try {
             s.current.set(job);
             s.generation++;   // volatile write after the job is published: a worker that sees it finds the job
-            if (s.parked.get() > 0) {
+            int parked = s.parked.get();
+            if (parked > 0) {
                 for (Thread w : s.workers) LockSupport.unpark(w);
             }
             RUNNING.set(s);
+            long start = System.nanoTime();
+            int ran;
             try {
-                job.work();
+                ran = job.work();
             } finally {
                 RUNNING.remove();
             }
-            for (int spins = 0; job.done.get() < tasks; spins++) {
-                if (spins < 1 << 16) Thread.onSpinWait();
-                else Thread.yield();
+            if (job.done.get() < tasks) {
+                WaitEvent wait = new WaitEvent();
+                wait.begin();
+                long perTask = (System.nanoTime() - start) / Math.max(1, ran);
+                wait.parked = job.awaitRest(Math.min(MAX_WAIT_SPIN_NANOS, Math.max(MIN_WAIT_SPIN_NANOS, 2 * perTask)));
+                wait.tasks = tasks;
+                wait.parkedWorkers = parked;
+                wait.commit();
             }
         } finally {
             s.current.set(null);
