@@ -31,7 +31,7 @@ import java.util.function.Predicate;
  * Precision)}) is for inference only. Its linear and patch-embedding weights are handed to
  * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
  * {@link Precision#BF16} or {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear
- * layers only) it also holds 16-bit copies of its linear and convolution weights, made once at load,
+ * layers and the ViT patch embedding only) it also holds 16-bit copies of its linear and convolution weights, made once at load,
  * so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation. The training calls need a model from
  * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
  */
@@ -89,8 +89,9 @@ public final class ClipModel {
     private void prepareForInference(Precision p) {
         precision = p;
         inferenceOnly = true;
-        // the CPU multiplies 16-bit weights in its linear layers only: its convolutions stay F32
-        Predicate<TensorSpec> castable = backend.device() == Device.CPU ? s -> feedsGemm(s) && s.shape().length == 2
+        // the CPU multiplies 16-bit weights in its linear layers and the ViT patch embedding only: ResNet convolutions stay F32
+        Predicate<TensorSpec> castable = backend.device() == Device.CPU
+                ? s -> feedsGemm(s) && (s.shape().length == 2 || VisionTower.isPatchEmbedding(config, s.name()))
                 : ClipModel::feedsGemm;
         Function<String, Tensor> visualWeights = p == Precision.F32 ? visual::value
                 : visual.castCopies(backend, p.dtype(), castable);

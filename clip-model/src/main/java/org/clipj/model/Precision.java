@@ -13,8 +13,8 @@ import java.util.Locale;
  * weights of the linear layers and convolutions get a 16-bit copy on the device at load, each of
  * those GEMMs casts its F32 input to the same type and accumulates in F32 with an F32 output;
  * layernorm, softmax, attention, residuals, embeddings and the final projections stay F32. BF16 on the
- * CPU (a machine with AVX512_BF16): the same for the linear layers, through the native kernels of
- * {@link Bf16Gemm}; convolutions (patch embedding, ResNet) stay F32 there.
+ * CPU (a machine with AVX512_BF16): the same for the linear layers and the ViT patch embedding, through
+ * the native kernels of {@link Bf16Gemm}; ResNet convolutions stay F32 there.
  */
 public enum Precision {
     F32(DType.F32), BF16(DType.BF16), F16(DType.F16);
