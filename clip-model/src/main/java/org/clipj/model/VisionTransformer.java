@@ -123,27 +123,32 @@ final class VisionTransformer implements VisionTower {
         Cache cache = (Cache) kept;
         int b = pixels.dim(0);
         boolean keep = cache != null;
-        Tensor patches = backend.zeros(DType.F32, b, tokens - 1, width);
+        // Activations written in full come from backend.empty (no zero-fill); without a cache
+        // (inference) each goes back to the backend once read, for the blocks' next empty.
+        Tensor patches = backend.empty(DType.F32, b, tokens - 1, width);
         backend.patchEmbedForward(patches, pixels, conv1);
-        Tensor x = backend.zeros(DType.F32, b, tokens, width);
+        Tensor x = backend.empty(DType.F32, b, tokens, width);
         for (int i = 0; i < b; i++) {
-            Tensor row = x.get(i);                                   // (T, W)
+            Tensor row = x.get(i);                                   // (T, W): the class token, then the patches
             backend.copy(row.get(0), classEmbedding);
             backend.copy(row.slice(1, tokens), patches.get(i));
         }
+        backend.release(patches);
         backend.broadcastAdd(x, x, positionalEmbedding);
         int n = b * tokens;
         Tensor lnPre = x;
         Tensor lnPreMean = null;
         Tensor lnPreRstd = null;
         if (lnPreWeight != null) {
-            lnPre = backend.zeros(DType.F32, b, tokens, width);
+            lnPre = backend.empty(DType.F32, b, tokens, width);
             lnPreMean = keep ? backend.zeros(DType.F32, n) : null;
             lnPreRstd = keep ? backend.zeros(DType.F32, n) : null;
             backend.layerNormForward(lnPre.reshape(n, width), lnPreMean, lnPreRstd, x.reshape(n, width),
                     lnPreWeight, lnPreBias, lnEps);
+            if (!keep) backend.release(x);
         }
         Tensor encoded = transformer.forward(lnPre, keep ? cache.blocks : null);
+        if (!keep && encoded != lnPre) backend.release(lnPre);
         // ln_post over what is pooled (token 0, or the token mean when AVG pools first), or over every token
         boolean lnEveryToken = pool == ClipConfig.VisionPool.AVG && !lnAfterPool;
         Tensor lnPostInput;
@@ -169,6 +174,10 @@ final class VisionTransformer implements VisionTower {
         }
         Tensor features = backend.zeros(DType.F32, b, embed);
         backend.matmul(features, pooled, false, proj, false, 1f, 0f);
+        if (!keep) {
+            if (lnEveryToken) backend.release(lnPost);   // (B, T, W); otherwise (B, W), small
+            backend.release(encoded);
+        }
         if (keep) {
             cache.pixels = pixels;
             cache.tokens = x;
