@@ -31,8 +31,8 @@ import java.util.function.Predicate;
  * Precision)}) is for inference only. Its linear and patch-embedding weights are handed to
  * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
  * {@link Precision#BF16} or {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear
- * layers only) it also holds 16-bit copies of its linear and convolution weights, made once at load,
- * so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation; on
+ * layers and the ViT patch embedding only) it also holds 16-bit copies of its linear and convolution weights, made
+ * once at load, so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation; on
  * CUDA the transformer blocks' activations are 16-bit too, around an F32 residual stream ({@link
  * Precision} says what each precision stores). The training calls need a model from
  * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
@@ -96,15 +96,16 @@ public final class ClipModel {
     private void prepareForInference(Precision p) {
         precision = p;
         inferenceOnly = true;
-        boolean cuda = backend.device() == Device.CUDA;
-        // the CPU multiplies 16-bit weights in its linear layers only: its convolutions and activations stay F32
-        Predicate<TensorSpec> castable = cuda ? s -> feedsGemm(s) || ResidualAttentionBlock.hasActivationDtype(s.name())
-                : s -> feedsGemm(s) && s.shape().length == 2;
+        // the CPU multiplies 16-bit weights in its linear layers and the ViT patch embedding only: ResNet
+        // convolutions and all activations stay F32 there
+        Predicate<TensorSpec> castable = backend.device() == Device.CPU
+                ? s -> feedsGemm(s) && (s.shape().length == 2 || VisionTower.isPatchEmbedding(config, s.name()))
+                : s -> feedsGemm(s) || ResidualAttentionBlock.hasActivationDtype(s.name());
         Function<String, Tensor> visualWeights = p == Precision.F32 ? visual::value
                 : visual.castCopies(backend, p.dtype(), castable);
         Function<String, Tensor> textWeights = p == Precision.F32 ? text::value
                 : text.castCopies(backend, p.dtype(), castable);
-        DType activations = cuda ? p.dtype() : DType.F32;
+        DType activations = backend.device() == Device.CUDA ? p.dtype() : DType.F32;
         inferenceVision = VisionTower.of(backend, prepared(visualWeights), config, activations);
         inferenceText = new TextTransformer(backend, prepared(textWeights), config, activations);
     }

@@ -21,9 +21,10 @@ import java.util.Locale;
  * ln_post/ln_final, the final projections, a ResNet's activations and the features stay F32; a
  * ResNet's convolutions and attention-pool projections multiply 16-bit weights by their F32 input
  * cast to 16 bits.</li>
- * <li>BF16 on the CPU (a machine with AVX512_BF16): the linear layers' weights are BF16, their F32
- * input is cast to BF16 and they accumulate in F32 with an F32 output, through the native kernels of
- * {@link Bf16Gemm}; activations, convolutions (patch embedding, ResNet) and everything else stay F32.</li>
+ * <li>BF16 on the CPU (a machine with AVX512_BF16): the weights of the linear layers and the ViT patch
+ * embedding are BF16, their F32 input is cast to BF16 and they accumulate in F32 with an F32 output,
+ * through the native kernels of {@link Bf16Gemm}; activations, ResNet convolutions and everything else
+ * stay F32.</li>
  * </ul>
  */
 public enum Precision {

@@ -84,17 +84,22 @@ final class TextTransformer {
         int t = ids.dim(1);
         int n = b * t;
         boolean keep = cache != null;
+        // Activations written in full come from backend.empty (no zero-fill); without a cache
+        // (inference) each goes back to the backend once read, for the blocks' next empty.
         Tensor x = backend.empty(DType.F32, b, t, width);
         backend.embeddingForward(x, ids, tokenEmbedding);
         backend.broadcastAdd(x, x, positionalEmbedding.slice(0, t));
         Tensor encoded = transformer.forward(x, keep ? cache.blocks : null);
+        if (!keep && encoded != x) backend.release(x);
         Tensor lnFinal = backend.empty(DType.F32, b, t, width);
         Tensor mean = keep ? backend.empty(DType.F32, n) : null;
         Tensor rstd = keep ? backend.empty(DType.F32, n) : null;
         backend.layerNormForward(lnFinal.reshape(n, width), mean, rstd, encoded.reshape(n, width), lnFinalWeight,
                 lnFinalBias, lnEps);
+        if (!keep) backend.release(encoded);
         Tensor eot = backend.empty(DType.F32, b, width);
         backend.gatherRowsForward(eot, lnFinal, eotIndex);
+        if (!keep) backend.release(lnFinal);
         Tensor features = backend.empty(DType.F32, b, embed);
         if (projectionBias != null) backend.linearForward(features, eot, textProjection, projectionBias);
         else backend.matmul(features, eot, false, textProjection, false, 1f, 0f);

@@ -125,14 +125,17 @@ final class VisionTransformer implements VisionTower {
         Cache cache = (Cache) kept;
         int b = pixels.dim(0);
         boolean keep = cache != null;
+        // Activations written in full come from backend.empty (no zero-fill); without a cache
+        // (inference) each goes back to the backend once read, for the blocks' next empty.
         Tensor patches = backend.empty(DType.F32, b, tokens - 1, width);
         backend.patchEmbedForward(patches, pixels, conv1);
         Tensor x = backend.empty(DType.F32, b, tokens, width);                  // every row written below
         for (int i = 0; i < b; i++) {
-            Tensor row = x.get(i);                                   // (T, W)
+            Tensor row = x.get(i);                                   // (T, W): the class token, then the patches
             backend.copy(row.get(0), classEmbedding);
             backend.copy(row.slice(1, tokens), patches.get(i));
         }
+        backend.release(patches);
         backend.broadcastAdd(x, x, positionalEmbedding);
         int n = b * tokens;
         Tensor lnPre = x;
@@ -144,8 +147,10 @@ final class VisionTransformer implements VisionTower {
             lnPreRstd = keep ? backend.empty(DType.F32, n) : null;
             backend.layerNormForward(lnPre.reshape(n, width), lnPreMean, lnPreRstd, x.reshape(n, width),
                     lnPreWeight, lnPreBias, lnEps);
+            if (!keep) backend.release(x);
         }
         Tensor encoded = transformer.forward(lnPre, keep ? cache.blocks : null);
+        if (!keep && encoded != lnPre) backend.release(lnPre);
         // ln_post over what is pooled (token 0, or the token mean when AVG pools first), or over every token
         boolean lnEveryToken = pool == ClipConfig.VisionPool.AVG && !lnAfterPool;
         Tensor lnPostInput;
@@ -171,6 +176,10 @@ final class VisionTransformer implements VisionTower {
         }
         Tensor features = backend.empty(DType.F32, b, embed);
         backend.matmul(features, pooled, false, proj, false, 1f, 0f);
+        if (!keep) {
+            if (lnEveryToken) backend.release(lnPost);   // (B, T, W); otherwise (B, W), small
+            backend.release(encoded);
+        }
         if (keep) {
             cache.pixels = pixels;
             cache.tokens = x;

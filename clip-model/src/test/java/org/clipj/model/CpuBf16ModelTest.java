@@ -24,7 +24,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Test;
 
 /**
- * Whole models with BF16 linear layers on the CPU (native AVX512_BF16 kernels) against the same
+ * Whole models with BF16 linear layers and patch embedding on the CPU (native AVX512_BF16 kernels) against the same
  * models in F32: embeddings at cosine >= 0.999 and the same zero-shot label for every golden image,
  * on open_clip's exact-GELU ViT-B-32 and the layer-scale model (QuickGELU), and on the ModifiedResNet
  * (its AttentionPool2d projections in BF16, convolutions in F32).

@@ -107,7 +107,8 @@ public interface Backend extends AutoCloseable {
      * {@link #patchEmbedForward} (w (O, Ci, p, p)), in the form this backend multiplies fastest.
      * The result is a view of w usable wherever w is; the backend may keep a prepared copy for it
      * (CPU: GEMM panels, so a call does no packing) that does NOT follow later writes to w. A BF16
-     * copy of a linear weight is prepared for BF16 GEMMs (CUDA; the CPU where it has AVX512_BF16).
+     * copy of a linear or patch embedding weight is prepared for BF16 GEMMs (CUDA; the CPU where it has
+     * AVX512_BF16).
      */
     Tensor prepareWeight(Tensor w);
 

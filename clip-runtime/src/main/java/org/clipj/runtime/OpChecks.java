@@ -13,7 +13,7 @@ import java.util.List;
  * documents (nothing silently broadcasts); scalar arguments (stride, heads, step); the aliasing
  * Backend forbids. Not checked here: data (token ids in range, read on the device that holds them) and
  * a backend's own limits (the CUDA attention kernels' widest head). 16-bit GEMM weights and
- * attention inputs are a CUDA capability, except BF16 linear weights, which the CPU multiplies too:
+ * attention inputs are a CUDA capability, except BF16 linear and patch embedding weights, which the CPU multiplies too:
  * on the CPU the others are rejected here, saying so.
  */
 public final class OpChecks {
@@ -134,8 +134,7 @@ public final class OpChecks {
     public static void prepareWeight(Device device, Tensor w) {
         String op = "prepareWeight";
         on(device, op, "w", w);
-        if (w.rank() == 2) linearWeight(device, op, w);
-        else gemmWeight(device, op, w);
+        linearWeight(device, op, w);
         argument(op, w.rank() == 2 || w.rank() == 4, "w " + w.shapeString() + " is neither (O, I) nor (O, Ci, p, p)");
     }
 
@@ -351,7 +350,7 @@ public final class OpChecks {
 
     public static void patchEmbedForward(Device device, Tensor out, Tensor x, Tensor w) {
         String op = "patchEmbedForward";
-        gemmWeight(device, op, w);
+        linearWeight(device, op, w);
         patches(device, op, x, w, out, "out");
     }
 
@@ -623,8 +622,10 @@ public final class OpChecks {
         }
     }
 
-    /** A GEMM weight: F32, or BF16/F16 on CUDA (the 16-bit copies of mixed-precision inference). */
-    /** A linear layer's weight: F32 or BF16 on both backends (the CPU's through its native AVX512_BF16 kernels), F16 on CUDA. */
+    /**
+     * A linear layer's or the patch embedding's weight: F32 or BF16 on both backends (the CPU's through
+     * its native AVX512_BF16 kernels), F16 on CUDA.
+     */
     private static void linearWeight(Device device, String op, Tensor w) {
         on(device, op, "w", w);
         DType d = w.dtype();
@@ -633,6 +634,7 @@ public final class OpChecks {
         }
     }
 
+    /** A GEMM weight: F32, or BF16/F16 on CUDA (the 16-bit copies of mixed-precision inference). */
     private static void gemmWeight(Device device, String op, Tensor w) {
         on(device, op, "w", w);
         DType d = w.dtype();

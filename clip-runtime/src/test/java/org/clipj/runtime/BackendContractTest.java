@@ -148,12 +148,16 @@ class BackendContractTest {
 
     @Test
     void sixteenBitWeightsAreACudaCapabilityThatTheCpuRejectsSayingSo() {
-        // BF16 linear weights are the exception: the CPU multiplies them with its native kernels (Bf16LinearOpsTest)
+        // BF16 linear and patch embedding weights are the exception: the CPU multiplies them with its native
+        // kernels (Bf16LinearOpsTest); its other convolutions take F32 weights only
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> cpu.linearForward(cpu.zeros(DType.F32, 4, 5), cpu.zeros(DType.F32, 4, 6), cpu.zeros(DType.F16, 5, 6), null));
         assertEquals("linearForward: w must be F32 or BF16 (or F16 on CUDA), got F16 [5, 6]", e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> cpu.prepareWeight(cpu.zeros(DType.BF16, 4, 3, 2, 2)));
-        assertEquals("prepareWeight: w must be F32 (or BF16, F16 on CUDA), got BF16 [4, 3, 2, 2]", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> cpu.prepareWeight(cpu.zeros(DType.F16, 4, 3, 2, 2)));
+        assertEquals("prepareWeight: w must be F32 or BF16 (or F16 on CUDA), got F16 [4, 3, 2, 2]", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> cpu.conv2dForward(cpu.zeros(DType.F32, 1, 4, 2, 2),
+                cpu.zeros(DType.F32, 1, 3, 4, 4), cpu.zeros(DType.BF16, 4, 3, 3, 3), null, 1, 0));
+        assertEquals("conv2dForward: w must be F32 (or BF16, F16 on CUDA), got BF16 [4, 3, 3, 3]", e.getMessage());
         e = assertThrows(IllegalArgumentException.class,
                 () -> cpu.attentionForward(cpu.zeros(DType.BF16, 1, 3, 4), null, cpu.zeros(DType.BF16, 1, 3, 12), 2, false));
         assertEquals("attentionForward: qkv must be F32 (or BF16, F16 on CUDA), got BF16 [1, 3, 12]", e.getMessage());

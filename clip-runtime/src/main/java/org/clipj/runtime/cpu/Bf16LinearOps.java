@@ -10,7 +10,8 @@ import org.clipj.runtime.Tensor;
 
 /**
  * Linear layers with BF16 weights on the CPU: out (N, O) = epilogue(x (N, I) @ w (O, I)^T) with x and
- * out F32, w BF16, products of BF16 values accumulated in F32. The fast path runs the native
+ * out F32, w BF16, products of BF16 values accumulated in F32; the ViT patch embedding's GEMM (w
+ * (O, Ci, p, p) seen as (O, Ci p p), {@link ConvOps#patchEmbedForwardBf16}) runs through it too. The fast path runs the native
  * AVX512_BF16 kernel ({@link Bf16Gemm}) on tiles of out spread over the ComputePool, with bias,
  * activation and residual applied in its registers; the scalar reference rounds x to BF16, widens w
  * and runs the F32 reference ({@link MatmulOps#linearForward} on the scalar path), which is exactly
@@ -30,8 +31,15 @@ final class Bf16LinearOps {
         return view;
     }
 
+    /** w (O, ...) as (O, the rest): a linear weight, or a patch embedding's (O, Ci, p, p). */
     private static Bf16Gemm.PackedWeight pack(Tensor w) {
-        return Bf16Gemm.pack(w.bits16(), w.offset(), w.dim(0), w.dim(1));
+        return Bf16Gemm.pack(w.bits16(), w.offset(), w.dim(0), Math.toIntExact(w.numel() / w.dim(0)));
+    }
+
+    /** w's panels from prepare, or packed now for one call when w did not come from prepare. */
+    Bf16Gemm.PackedWeight panels(Tensor w) {
+        Bf16Gemm.PackedWeight pw = packed.get(w);
+        return pw != null ? pw : pack(w);
     }
 
     /** The linear ops' shared body for a BF16 w; arguments were checked by OpChecks. */
@@ -40,14 +48,18 @@ final class Bf16LinearOps {
             reference(out, x, w, bias, activation, residual);
             return;
         }
-        Bf16Gemm.PackedWeight pw = packed.get(w);
-        if (pw == null) pw = pack(w);   // not from prepareWeight: packed for this call only
-        Bf16Gemm.PackedWeight weights = pw;
-        int m = Shapes.rows(x), n = w.dim(0), k = w.dim(1);
-        float[] xv = x.f32(), ov = out.f32();
         float[] bv = bias == null ? null : bias.f32(), rv = residual == null ? null : residual.f32();
-        int xo = x.offset(), oo = out.offset(), bo = bias == null ? 0 : bias.offset(), ro = residual == null ? 0 : residual.offset();
-        ComputePool pool = cx.pool();
+        multiply(cx.pool(), x.f32(), x.offset(), Shapes.rows(x), panels(w), out.f32(), out.offset(),
+                bv, bias == null ? 0 : bias.offset(), rv, residual == null ? 0 : residual.offset(), activation);
+    }
+
+    /**
+     * out (m, n) = epilogue(x (m, k) @ w^T) on the pool, for x from x[xo] with row stride k and out from
+     * out[oo] with row stride n (n, k: the packed weight's); bias and residual may be null.
+     */
+    static void multiply(ComputePool pool, float[] xv, int xo, int m, Bf16Gemm.PackedWeight weights, float[] ov, int oo,
+                         float[] bv, int bo, float[] rv, int ro, Activation activation) {
+        int n = weights.n(), k = weights.k();
         int threads = pool.parallelism();
         if (threads <= 1 || 2L * m * n * k < SERIAL_FLOPS) {
             Bf16Gemm.tile(xv, xo, weights, ov, oo, bv, bo, rv, ro, activation, 0, m, 0, n);
@@ -84,13 +96,22 @@ final class Bf16LinearOps {
 
     /** The scalar reference: the F32 reference linear on BF16-rounded x and the widened w. */
     static void reference(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation, Tensor residual) {
+        MatmulOps.linearForward(new OpContext(null, false), out, roundedToBf16(x), widened(w), null, bias, activation, residual);
+    }
+
+    /** A contiguous F32 copy of x with every value rounded to BF16 (what the kernel multiplies). */
+    static Tensor roundedToBf16(Tensor x) {
         float[] xs = x.f32();
         float[] rounded = new float[x.size()];
         for (int i = 0; i < rounded.length; i++) rounded[i] = DType.bf16ToFloat(DType.floatToBf16(xs[x.offset() + i]));
+        return Tensor.of(rounded, x.shape());
+    }
+
+    /** A contiguous F32 copy of the BF16 w, same shape. */
+    static Tensor widened(Tensor w) {
         short[] bits = w.bits16();
         float[] wide = new float[w.size()];
         for (int i = 0; i < wide.length; i++) wide[i] = DType.bf16ToFloat(bits[w.offset() + i]);
-        MatmulOps.linearForward(new OpContext(null, false), out, Tensor.of(rounded, x.shape()), Tensor.of(wide, w.shape()), null,
-                bias, activation, residual);
+        return Tensor.of(wide, w.shape());
     }
 }

@@ -95,7 +95,7 @@ public final class CpuBackend implements Backend {
         return OpChecks.onHost("download", "t", t);
     }
 
-    /** F32 (vector path): a view whose GEMM panels pack on first use; BF16: packed now for {@link Bf16LinearOps}. */
+    /** F32 (vector path): a view whose GEMM panels pack on first use; BF16 (linear or patch embedding): packed now for {@link Bf16LinearOps}. */
     @Override
     public Tensor prepareWeight(Tensor w) {
         OpChecks.prepareWeight(Device.CPU, w);
@@ -293,7 +293,8 @@ public final class CpuBackend implements Backend {
     @Override
     public void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
         OpChecks.patchEmbedForward(Device.CPU, out, x, w);
-        ConvOps.patchEmbedForward(cx, out, x, w, prepared.panels(w));
+        if (w.dtype() == DType.BF16) ConvOps.patchEmbedForwardBf16(cx, out, x, w, bf16);
+        else ConvOps.patchEmbedForward(cx, out, x, w, prepared.panels(w));
     }
 
     @Override

@@ -392,9 +392,16 @@ public final class Sgemm {
             if (transA) {
                 for (int p = 0; p < kc; p++) System.arraycopy(a, aOff + (pc + p) * lda + i, dst, d + p * MR, rows);
             } else {
+                int p = 0;
+                if (L == 16 && MR == 8 && rows == MR) {
+                    // 8 rows x 32 depths at a time through registers: the scalar interleave weighed on
+                    // small products, attention's q k^T and p v at T = 50 (bench/RESULTS.md)
+                    int src = aOff + i * lda + pc;
+                    for (; p + 2 * L <= kc; p += 2 * L) transpose16(a, src + p, src + p + L, lda, dst, d + p * MR, L, true);
+                }
                 for (int r = 0; r < rows; r++) {
                     int src = aOff + (i + r) * lda + pc;
-                    for (int p = 0; p < kc; p++) dst[d + p * MR + r] = a[src + p];
+                    for (int q = p; q < kc; q++) dst[d + q * MR + r] = a[src + q];
                 }
             }
             if (rows < MR) {
@@ -485,14 +492,25 @@ public final class Sgemm {
      * a scratch block in memory (which made B^T packing 20 % of an nt product with M = 50).
      */
     static void transpose16(float[] x, int xi, int ldx, float[] y, int yi, int ldy) {
+        transpose16(x, xi, xi + 8 * ldx, ldx, y, yi, ldy, false);
+    }
+
+    /**
+     * transpose16 of the (16, 16) block whose rows 0-7 start at x[xi + r * ldx] and rows 8-15 at
+     * x[xh + (r - 8) * ldx]. With pairHalves the transposed rows u_q (q < 16) are not stored as they
+     * are: y row j gets [u_2j's low half, u_2j+1's low half] and row 8 + j their high halves (stage 0's
+     * permute). Rows 8-15 taken 16 columns to the right of rows 0-7 and ldy = 16, that writes 8 rows x
+     * 32 depths of A as packed A panels want them, (32, 8) row-major.
+     */
+    private static void transpose16(float[] x, int xi, int xh, int ldx, float[] y, int yi, int ldy, boolean pairHalves) {
         FloatVector r0 = FloatVector.fromArray(S, x, xi), r1 = FloatVector.fromArray(S, x, xi + ldx);
         FloatVector r2 = FloatVector.fromArray(S, x, xi + 2 * ldx), r3 = FloatVector.fromArray(S, x, xi + 3 * ldx);
         FloatVector r4 = FloatVector.fromArray(S, x, xi + 4 * ldx), r5 = FloatVector.fromArray(S, x, xi + 5 * ldx);
         FloatVector r6 = FloatVector.fromArray(S, x, xi + 6 * ldx), r7 = FloatVector.fromArray(S, x, xi + 7 * ldx);
-        FloatVector r8 = FloatVector.fromArray(S, x, xi + 8 * ldx), r9 = FloatVector.fromArray(S, x, xi + 9 * ldx);
-        FloatVector r10 = FloatVector.fromArray(S, x, xi + 10 * ldx), r11 = FloatVector.fromArray(S, x, xi + 11 * ldx);
-        FloatVector r12 = FloatVector.fromArray(S, x, xi + 12 * ldx), r13 = FloatVector.fromArray(S, x, xi + 13 * ldx);
-        FloatVector r14 = FloatVector.fromArray(S, x, xi + 14 * ldx), r15 = FloatVector.fromArray(S, x, xi + 15 * ldx);
+        FloatVector r8 = FloatVector.fromArray(S, x, xh), r9 = FloatVector.fromArray(S, x, xh + ldx);
+        FloatVector r10 = FloatVector.fromArray(S, x, xh + 2 * ldx), r11 = FloatVector.fromArray(S, x, xh + 3 * ldx);
+        FloatVector r12 = FloatVector.fromArray(S, x, xh + 4 * ldx), r13 = FloatVector.fromArray(S, x, xh + 5 * ldx);
+        FloatVector r14 = FloatVector.fromArray(S, x, xh + 6 * ldx), r15 = FloatVector.fromArray(S, x, xh + 7 * ldx);
         FloatVector lo, hi;
         // stage 0: rows i, i + 8
         lo = FloatVector.fromArray(S, TRANSPOSE_INDEX, 0 * L); hi = FloatVector.fromArray(S, TRANSPOSE_INDEX, 1 * L);
@@ -534,6 +552,18 @@ public final class Sgemm {
         { FloatVector t = lo.selectFrom(r10, r11); r11 = hi.selectFrom(r10, r11); r10 = t; }
         { FloatVector t = lo.selectFrom(r12, r13); r13 = hi.selectFrom(r12, r13); r12 = t; }
         { FloatVector t = lo.selectFrom(r14, r15); r15 = hi.selectFrom(r14, r15); r14 = t; }
+        if (pairHalves) {   // written out: the same with a helper method taking the vectors measured slower
+            lo = FloatVector.fromArray(S, TRANSPOSE_INDEX, 0 * L); hi = FloatVector.fromArray(S, TRANSPOSE_INDEX, 1 * L);
+            lo.selectFrom(r0, r1).intoArray(y, yi); hi.selectFrom(r0, r1).intoArray(y, yi + 8 * ldy);
+            lo.selectFrom(r2, r3).intoArray(y, yi + ldy); hi.selectFrom(r2, r3).intoArray(y, yi + 9 * ldy);
+            lo.selectFrom(r4, r5).intoArray(y, yi + 2 * ldy); hi.selectFrom(r4, r5).intoArray(y, yi + 10 * ldy);
+            lo.selectFrom(r6, r7).intoArray(y, yi + 3 * ldy); hi.selectFrom(r6, r7).intoArray(y, yi + 11 * ldy);
+            lo.selectFrom(r8, r9).intoArray(y, yi + 4 * ldy); hi.selectFrom(r8, r9).intoArray(y, yi + 12 * ldy);
+            lo.selectFrom(r10, r11).intoArray(y, yi + 5 * ldy); hi.selectFrom(r10, r11).intoArray(y, yi + 13 * ldy);
+            lo.selectFrom(r12, r13).intoArray(y, yi + 6 * ldy); hi.selectFrom(r12, r13).intoArray(y, yi + 14 * ldy);
+            lo.selectFrom(r14, r15).intoArray(y, yi + 7 * ldy); hi.selectFrom(r14, r15).intoArray(y, yi + 15 * ldy);
+            return;
+        }
         r0.intoArray(y, yi); r1.intoArray(y, yi + ldy);
         r2.intoArray(y, yi + 2 * ldy); r3.intoArray(y, yi + 3 * ldy);
         r4.intoArray(y, yi + 4 * ldy); r5.intoArray(y, yi + 5 * ldy);

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import java.util.Arrays;
 import java.util.SplittableRandom;
 
 import org.clipj.runtime.Activation;
@@ -102,6 +103,35 @@ class Bf16LinearOpsTest {
         assertClose("unprepared bf16 linear", expected, actual, 1e-5, 2e-4);
     }
 
+    /** w (c, ci, p, p) as BF16, rounded from uniform values in [-scale, scale]. */
+    private static Tensor bf16Conv(SplittableRandom rng, float scale, int c, int ci, int p) {
+        Tensor w = Tensor.zeros(DType.BF16, c, ci, p, p);
+        FAST.cast(w, random(rng, scale, c, ci, p, p));
+        return w;
+    }
+
+    @Test
+    void patchEmbeddingInBf16MatchesScalarReference() {
+        assumeBf16();
+        SplittableRandom rng = new SplittableRandom(19);
+        // b, ci, h, w, c, p: odd depth (ci p p = 9), ragged width, ViT-L/14's depth 588, ViT-B/16's 768, ViT-B/32's
+        // 3072 at its full width and resolution
+        int[][] shapes = {{3, 1, 9, 6, 7, 3}, {2, 3, 28, 28, 50, 14}, {1, 3, 32, 16, 100, 16}, {1, 3, 224, 224, 768, 32}};
+        for (int[] s : shapes) {
+            int b = s[0], ci = s[1], h = s[2], wd = s[3], c = s[4], p = s[5], patches = (h / p) * (wd / p);
+            Tensor x = random(rng, 2f, b, ci, h, wd);
+            Tensor w = bf16Conv(rng, 0.05f, c, ci, p);
+            Tensor expected = Tensor.zeros(DType.F32, b, patches, c);
+            Tensor prepared = FAST.empty(DType.F32, b, patches, c), unprepared = FAST.empty(DType.F32, b, patches, c);
+            SCALAR.patchEmbedForward(expected, x, w);
+            FAST.patchEmbedForward(prepared, x, FAST.prepareWeight(w));
+            FAST.patchEmbedForward(unprepared, x, w);
+            String what = "bf16 patch embedding " + Arrays.toString(s);
+            assertClose(what, expected, prepared, 1e-5, 2e-5 * Math.sqrt(ci * p * p));
+            assertClose(what + " unprepared", expected, unprepared, 1e-5, 2e-5 * Math.sqrt(ci * p * p));
+        }
+    }
+
     @Test
     void bf16IsCloseToF32() {
         assumeBf16();
@@ -135,8 +165,8 @@ class Bf16LinearOpsTest {
 
     @Test
     void badBf16WeightsNameTheOp() {
-        Tensor conv = Tensor.zeros(DType.BF16, 4, 3, 2, 2);
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FAST.prepareWeight(conv));
+        Tensor rank3 = Tensor.zeros(DType.BF16, 4, 3, 2);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FAST.prepareWeight(rank3));
         assertTrue(e.getMessage().startsWith("prepareWeight:"), e.getMessage());
         Tensor f16 = Tensor.zeros(DType.F16, 4, 4);
         e = assertThrows(IllegalArgumentException.class,
