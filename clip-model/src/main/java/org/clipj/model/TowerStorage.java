@@ -9,7 +9,6 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.function.Function;
 import java.util.function.Predicate;
 
 /**
@@ -17,7 +16,8 @@ import java.util.function.Predicate;
  * every parameter is a view (slice + reshape) into ONE flat F32 buffer, every gradient a view into
  * a second flat buffer of the same layout, and the buffers (BatchNorm running statistics) views
  * into a third. The gradient buffer is allocated by the first call that needs it, so a model that
- * only runs inference never holds it.
+ * only runs inference never holds it. An inference model keeps its GEMM weights apart, in the form its
+ * kernels read (prepared, maybe 16-bit): those tensors have no place in these buffers.
  */
 final class TowerStorage {
     final List<TensorSpec> specs;          // in state-dict order
@@ -30,11 +30,15 @@ final class TowerStorage {
     private Map<String, Tensor> grads;     // name -> view into gradients
     private List<Parameter> parameterList;
 
-    TowerStorage(Backend backend, List<TensorSpec> specs) {
+    /** heldApart: the tensors kept elsewhere (an inference model's prepared weights), given no storage here. */
+    TowerStorage(Backend backend, List<TensorSpec> specs, Predicate<TensorSpec> heldApart) {
         this.specs = List.copyOf(specs);
         int p = 0;
         int q = 0;
         for (TensorSpec s : specs) {
+            if (heldApart.test(s)) {
+                continue;
+            }
             if (s.buffer()) {
                 q += s.numel();
             } else {
@@ -48,6 +52,9 @@ final class TowerStorage {
         int qOff = 0;
         for (TensorSpec s : specs) {
             int n = s.numel();
+            if (heldApart.test(s)) {
+                continue;
+            }
             if (s.buffer()) {
                 values.put(s.name(), buffers.slice(qOff, qOff + n).reshape(s.shape()));
                 qOff += n;
@@ -97,34 +104,6 @@ final class TowerStorage {
         grads = views;
         parameterList = Collections.unmodifiableList(list);
         gradients = all;
-    }
-
-    /**
-     * Copies of the parameters that {@code feedsGemm} selects, cast to {@code dtype} (F16 or BF16) into
-     * one new buffer on the backend; each copy starts at a multiple of 8 elements (16 bytes) for the
-     * GEMM library. Returns a lookup that gives the copy for those names and the F32 view otherwise.
-     * The copies do not follow later updates of the parameters.
-     */
-    Function<String, Tensor> castCopies(Backend backend, DType dtype, Predicate<TensorSpec> feedsGemm) {
-        List<TensorSpec> selected = specs.stream().filter(s -> !s.buffer() && feedsGemm.test(s)).toList();
-        int total = 0;
-        for (TensorSpec s : selected) {
-            total += align(s.numel());
-        }
-        Tensor storage = backend.zeros(dtype, Math.max(total, 1));   // (total) every copy of the tower
-        Map<String, Tensor> copies = new LinkedHashMap<>();
-        int off = 0;
-        for (TensorSpec s : selected) {
-            Tensor copy = storage.slice(off, off + s.numel()).reshape(s.shape());
-            backend.cast(copy, value(s.name()));
-            copies.put(s.name(), copy);
-            off += align(s.numel());
-        }
-        return name -> copies.containsKey(name) ? copies.get(name) : value(name);
-    }
-
-    private static int align(int n) {
-        return (n + 7) & ~7;
     }
 
     synchronized List<Parameter> parameterList() {

@@ -1,9 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.Collections;
-import java.util.Map;
-import java.util.WeakHashMap;
-
 import org.clipj.runtime.Activation;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
@@ -19,15 +15,11 @@ import org.clipj.runtime.Tensor;
 final class Bf16LinearOps {
     private static final long SERIAL_FLOPS = 1L << 21;   // below this one thread is faster (as Sgemm)
 
-    // prepareWeight's BF16 views -> their packed panels; an entry goes when its view is unreachable
-    private final Map<Tensor, Bf16Gemm.PackedWeight> packed = Collections.synchronizedMap(new WeakHashMap<>());
+    private Bf16LinearOps() {}
 
-    /** A view of w (BF16 (O, I), checked by OpChecks) whose panels are packed now, once; the scalar reference path returns w. */
-    Tensor prepare(OpContext cx, Tensor w) {
-        if (!cx.vector()) return w;
-        Tensor view = w.reshape(w.shape());
-        packed.put(view, pack(w));
-        return view;
+    /** w (BF16 (O, I), checked by OpChecks) packed now, once: a prepared tensor holding only the native panels. */
+    static Tensor prepare(Tensor w) {
+        return Tensor.prepared(DType.BF16, pack(w), w.shape());
     }
 
     private static Bf16Gemm.PackedWeight pack(Tensor w) {
@@ -35,14 +27,13 @@ final class Bf16LinearOps {
     }
 
     /** The linear ops' shared body for a BF16 w; arguments were checked by OpChecks. */
-    void forward(OpContext cx, Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation, Tensor residual) {
+    static void forward(OpContext cx, Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation, Tensor residual) {
         if (!cx.vector()) {
             reference(out, x, w, bias, activation, residual);
             return;
         }
-        Bf16Gemm.PackedWeight pw = packed.get(w);
-        if (pw == null) pw = pack(w);   // not from prepareWeight: packed for this call only
-        Bf16Gemm.PackedWeight weights = pw;
+        // not from prepareWeight: packed for this call only
+        Bf16Gemm.PackedWeight weights = w.preparedForm() instanceof Bf16Gemm.PackedWeight pw ? pw : pack(w);
         int m = Shapes.rows(x), n = w.dim(0), k = w.dim(1);
         float[] xv = x.f32(), ov = out.f32();
         float[] bv = bias == null ? null : bias.f32(), rv = residual == null ? null : residual.f32();
