@@ -11,6 +11,15 @@ CLIP_JVM_FLAGS="--add-modules jdk.incubator.vector --enable-native-access=ALL-UN
 # (a ViT-B/32 load spent most of its time in page faults without it; bench/RESULTS.md).
 if [ "$(uname -s)" = Linux ]; then CLIP_JVM_FLAGS="$CLIP_JVM_FLAGS -XX:+UseTransparentHugePages"; fi
 export CLIP_JVM_FLAGS
+# Added by scripts/clip for the one-shot commands (all but serve, train and demo: they load a model, use
+# it once and exit): the serial collector. G1 grows its heap under a load's burst of large short-lived
+# arrays (the checkpoint's tensors, consumed one by one) to more than twice the live set, and keeps
+# it; the serial heap stays near the live set and runs no concurrent GC threads. Peak RSS of one
+# `clip embed` of ViT-B/32 from its F16 TorchScript archive: G1 about 2.4 GB, serial about 1.15 GB
+# (F32) and 0.88 GB (--precision bf16); PyTorch 1.11 GB (bench/RESULTS.md, `scripts/bench load`).
+# A heap limit helps only when tight (-Xmx750m: 0.80 GB) and would fail larger models or batches.
+CLIP_CLI_JVM_FLAGS="-XX:+UseSerialGC"
+export CLIP_CLI_JVM_FLAGS
 
 clip_java_feature() { # prints the feature version of the JDK at $1 (0 when not a JDK)
   local v

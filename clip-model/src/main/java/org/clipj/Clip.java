@@ -30,7 +30,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.Deque;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -154,11 +156,18 @@ public final class Clip implements AutoCloseable {
         resolved.warnings().forEach(LOG::warn);
         LOG.info("architecture {} from {}; preprocessing {}", resolved.config().name(), resolved.configSource(),
                 resolved.preprocess().describe());
+        ClipConfig config = resolved.config();
+        PreprocessConfig preprocess = resolved.preprocess();
+        String configSource = resolved.configSource();
+        // the checkpoint's tensors are handed over and each is dropped as its weight is built: nothing
+        // here may keep the checkpoint, so that the peak stays near one model
+        Map<String, Tensor> weights = new LinkedHashMap<>(resolved.checkpoint().tensors());
+        resolved = null;
         Backend backend = Backends.select(options.device(), "requested device " + options.device());
         try {
             Precision precision = options.precision() != null ? options.precision() : Precision.defaultFor(backend);
-            ClipModel clipModel = ClipModel.fromStateDict(resolved.checkpoint().tensors(), resolved.config(), backend, precision);
-            return new Clip(model, options, backend, clipModel, resolved.preprocess(), resolved.configSource());
+            ClipModel clipModel = ClipModel.consumeStateDict(weights, config, backend, precision);
+            return new Clip(model, options, backend, clipModel, preprocess, configSource);
         } catch (RuntimeException e) {
             backend.close();
             throw e;

@@ -34,9 +34,10 @@ import java.util.stream.IntStream;
  * {@code <archive>/data/<key>} raw storages, optional {@code <archive>/byteorder}) and TorchScript
  * archives (the same layout plus {@code code/} and {@code constants.pkl}; data.pkl holds the
  * {@code __torch__.*} module graph). The pickle is read with {@link Unpickler}, the tensors found in
- * it are named by their attribute path, and only then are their storages read: the file is
- * memory-mapped and each tensor is copied straight from its stored entry (torch.save never
- * compresses) into its own array, tensors in parallel.
+ * it are named by their attribute path, and only then are their storages read: each tensor is copied
+ * straight from its stored entry (torch.save never compresses) into its own array, tensors in
+ * parallel, through a mapping of that entry alone that is unmapped after the copy, so the file's
+ * pages do not stay resident beside the tensors read from them.
  */
 final class TorchArchive {
     /** What an archive holds: its kind and its tensors by (raw) name, in pickle order. */
@@ -61,7 +62,7 @@ final class TorchArchive {
             Map<String, TensorRef> refs = new LinkedHashMap<>();
             collect(stateDictRoot(root, file), "", refs, Collections.newSetFromMap(new IdentityHashMap<>()), file);
             refs.keySet().removeIf(name -> !keep.test(name));
-            return new Contents(torchScript, materialize(zip, prefix, order, refs, file));
+            return new Contents(torchScript, materialize(channel, zip, prefix, order, refs, file));
         } catch (IOException e) {
             throw new InvalidInputException(file + ": cannot read the zip archive: " + e.getMessage(), e);
         }
@@ -164,11 +165,11 @@ final class TorchArchive {
         return prefix.isEmpty() ? key : prefix + "." + key;
     }
 
-    /** One tensor to copy out: its view of a storage's bytes (a slice of the mapping when stored). */
-    private record Copy(String name, TensorRef ref, DType dtype, MemorySegment storage, boolean contiguous) {
+    /** One tensor to copy out of a storage's entry: mapped for the copy when stored, else inflated (null). */
+    private record Copy(String name, TensorRef ref, DType dtype, ZipIndex.Entry entry, byte[] inflated, boolean contiguous) {
     }
 
-    private static Map<String, Tensor> materialize(ZipIndex zip, String prefix, ByteOrder order,
+    private static Map<String, Tensor> materialize(FileChannel channel, ZipIndex zip, String prefix, ByteOrder order,
                                                    Map<String, TensorRef> refs, Path file) {
         Map<String, List<String>> byStorage = new LinkedHashMap<>();
         for (Map.Entry<String, TensorRef> e : refs.entrySet()) {
@@ -191,19 +192,18 @@ final class TorchArchive {
                 throw new InvalidInputException(file + ": storage data/" + key + " of tensor '" + firstTensor + "' has "
                         + entry.size() + " bytes, " + needed + " expected (" + storage.numel() + " " + dtype + ")");
             }
-            MemorySegment bytes = ZipIndex.isStored(entry) ? zip.slice(entry)
-                    : MemorySegment.ofArray(zip.bytes(entry, Integer.MAX_VALUE - 8));
+            byte[] inflated = ZipIndex.isStored(entry) ? null : zip.bytes(entry, Integer.MAX_VALUE - 8);
             for (String name : group.getValue()) {
                 TensorRef ref = refs.get(name);
                 if (!ref.storage().equals(storage)) {
                     throw new InvalidInputException(file + ": tensor '" + name + "' views storage data/" + key
                             + " as " + ref.storage().storageType() + " but another tensor as " + storage.storageType());
                 }
-                copies.add(new Copy(name, ref, dtype, bytes, checkView(ref, file + ": tensor '" + name + "'")));
+                copies.add(new Copy(name, ref, dtype, entry, inflated, checkView(ref, file + ": tensor '" + name + "'")));
             }
         }
         Tensor[] tensors = new Tensor[copies.size()];
-        IntStream.range(0, tensors.length).parallel().forEach(i -> tensors[i] = copyOut(copies.get(i), order));
+        IntStream.range(0, tensors.length).parallel().forEach(i -> tensors[i] = copyOut(channel, copies.get(i), order, file));
         Map<String, Tensor> byName = new LinkedHashMap<>();
         for (int i = 0; i < tensors.length; i++) {
             byName.put(copies.get(i).name(), tensors[i]);
@@ -261,14 +261,23 @@ final class TorchArchive {
         return contiguous;
     }
 
-    /** Copies a checked view of a storage into a new contiguous tensor. */
-    private static Tensor copyOut(Copy c, ByteOrder order) {
+    /** Copies a checked view of a storage into a new contiguous tensor; a stored entry is mapped for the copy only. */
+    private static Tensor copyOut(FileChannel channel, Copy c, ByteOrder order, Path file) {
+        if (c.inflated() != null) return copyOut(c, MemorySegment.ofArray(c.inflated()), order);
+        try (Arena arena = Arena.ofConfined()) {
+            ZipIndex.Entry e = c.entry();
+            return copyOut(c, channel.map(FileChannel.MapMode.READ_ONLY, e.dataOffset(), e.size(), arena), order);
+        } catch (IOException ex) {
+            throw new InvalidInputException(file + ": cannot read storage " + c.entry().name() + ": " + ex.getMessage(), ex);
+        }
+    }
+
+    private static Tensor copyOut(Copy c, MemorySegment storage, ByteOrder order) {
         TensorRef ref = c.ref();
         int[] shape = ref.shape();
         long[] stride = ref.stride();
         long numel = Tensor.numel(shape);
         DType dtype = c.dtype();
-        MemorySegment storage = c.storage();
         Tensor t = Tensor.zeros(dtype, shape);
         MemorySegment dst = t.segment();
         ValueLayout src = switch (dtype) {

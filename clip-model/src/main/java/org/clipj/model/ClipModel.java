@@ -14,7 +14,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import java.util.function.Function;
 import java.util.function.Predicate;
 
 /**
@@ -28,14 +27,16 @@ import java.util.function.Predicate;
  * ({@link #forwardImage}, {@link #backwardImage}, ...) are for one thread.
  *
  * <p>Inference models: a model loaded with a {@link Precision} ({@link #fromStateDict(Map, Backend,
- * Precision)}) is for inference only. Its linear and patch-embedding weights are handed to
- * {@link Backend#prepareWeight} (CPU: GEMM panels packed once instead of on every call), and with
- * {@link Precision#BF16} or {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear
- * layers and the ViT patch embedding only) it also holds 16-bit copies of its linear and convolution weights, made
- * once at load, so {@link #encodeImage}/{@link #encodeText} run those GEMMs in that type with F32 accumulation; on
- * CUDA the transformer blocks' activations are 16-bit too, around an F32 residual stream ({@link
- * Precision} says what each precision stores). The training calls need a model from
- * {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
+ * Precision)}) is for inference only and holds ONE copy of each GEMM weight, in the form its kernel
+ * reads: its linear and patch-embedding weights are handed to {@link Backend#prepareWeight} (CPU: GEMM
+ * panels packed once, and nothing else of them kept), and with {@link Precision#BF16} or
+ * {@link Precision#F16} (CUDA; BF16 also on a CPU with AVX512_BF16, linear layers and the ViT patch
+ * embedding only) its linear and convolution weights are cast to that type first, so
+ * {@link #encodeImage}/{@link #encodeText} run those GEMMs in it with F32 accumulation; on CUDA the
+ * transformer blocks' activations are 16-bit too, around an F32 residual stream ({@link Precision} says
+ * what each precision stores). No F32 copy of those weights is kept beside them; the other tensors
+ * (norms, biases, embeddings, projections) stay in the towers' F32 buffers. The training calls need a
+ * model from {@link #fromStateDict(Map, Backend)} or {@link #initialize}.
  */
 public final class ClipModel {
     /** Checkpoint entries that carry no weights (constants, counters, cached masks). */
@@ -46,30 +47,38 @@ public final class ClipModel {
     private final Backend backend;
     private final TowerStorage visual;           // visual.* parameters, gradients, BatchNorm statistics
     private final TowerStorage text;             // text tower parameters, gradients and logit_scale
-    private VisionTower vision;                  // over parameter views (or their 16-bit copies: mixedPrecision)
-    private TextTransformer textTower;           // over parameter views (or their 16-bit copies: mixedPrecision)
     private final Tensor logitScale;             // (1) log of the logit scale
+    private final Precision precision;           // of encodeImage/encodeText's GEMMs
+    private final boolean inferenceOnly;
+    // An inference model's GEMM weights (name -> the one copy, prepared and maybe 16-bit), filled by
+    // the factory before the model is returned; empty for a model that trains.
+    private final Map<String, Tensor> gemmWeights = new LinkedHashMap<>();
+    private VisionTower vision;                  // the trainable towers over parameter views (null for inference)
+    private TextTransformer textTower;
     private Gradients gradients;                 // made by the first call that needs gradients
-    // The towers encodeImage/encodeText run: the trainable ones, or (set once by the factory, before
-    // the model is returned) ones over prepared and possibly 16-bit copies of the GEMM weights.
-    private Precision precision = Precision.F32;
     private Precision trainingPrecision = Precision.F32;
     private Function<String, Tensor> visualCopies;   // mixed-precision training: name -> 16-bit copy or F32 value
     private Function<String, Tensor> textCopies;
-    private boolean inferenceOnly;
+    // The towers encodeImage/encodeText run: the trainable ones, or ones over the inference weights
+    // (set once by the factory, before the model is returned).
     private VisionTower inferenceVision;
     private TextTransformer inferenceText;
 
-    private ClipModel(ClipConfig config, Backend backend) {
+    private ClipModel(ClipConfig config, Backend backend, Precision precision, boolean inferenceOnly) {
         this.config = config;
         this.backend = backend;
-        this.visual = new TowerStorage(backend, visualSpecs(config));
-        this.text = new TowerStorage(backend, textSpecs(config));
-        vision = VisionTower.of(backend, visual::value, config, DType.F32);
-        textTower = new TextTransformer(backend, text::value, config, DType.F32);
+        this.precision = precision;
+        this.inferenceOnly = inferenceOnly;
+        Predicate<TensorSpec> heldApart = inferenceOnly ? this::heldApart : s -> false;
+        this.visual = new TowerStorage(backend, visualSpecs(config), heldApart);
+        this.text = new TowerStorage(backend, textSpecs(config), heldApart);
         logitScale = text.value("logit_scale");
-        inferenceVision = vision;
-        inferenceText = textTower;
+        if (!inferenceOnly) {
+            vision = VisionTower.of(backend, visual::value, config, DType.F32);
+            textTower = new TextTransformer(backend, text::value, config, DType.F32);
+            inferenceVision = vision;
+            inferenceText = textTower;
+        }
     }
 
     /** The towers over the gradient views and the parameter list. */
@@ -78,6 +87,7 @@ public final class ClipModel {
 
     /** The gradient towers, allocating the gradient buffers (zeros) on first use. */
     private synchronized Gradients gradients() {
+        requireTrainable("gradients");
         if (gradients == null) {
             List<Parameter> all = new ArrayList<>(visual.parameterList());
             all.addAll(text.parameterList());
@@ -88,26 +98,14 @@ public final class ClipModel {
     }
 
     /**
-     * Points encodeImage/encodeText at towers over prepared (and, below F32, 16-bit) copies of the
-     * GEMM weights, after the weights are loaded; the model is for inference only from then on. On
-     * CUDA a 16-bit precision also makes the transformer blocks' activations 16-bit (see
-     * {@link Precision}), with 16-bit copies of the biases added to them.
+     * Points encodeImage/encodeText at towers over the GEMM weights and the F32 buffers, once every weight is loaded.
+     * On CUDA a 16-bit precision also makes the transformer blocks' activations 16-bit (see {@link Precision}), with
+     * 16-bit copies of the biases added to them.
      */
-    private void prepareForInference(Precision p) {
-        precision = p;
-        inferenceOnly = true;
-        // the CPU multiplies 16-bit weights in its linear layers and the ViT patch embedding only: ResNet
-        // convolutions and all activations stay F32 there
-        Predicate<TensorSpec> castable = backend.device() == Device.CPU
-                ? s -> feedsGemm(s) && (s.shape().length == 2 || VisionTower.isPatchEmbedding(config, s.name()))
-                : s -> feedsGemm(s) || ResidualAttentionBlock.hasActivationDtype(s.name());
-        Function<String, Tensor> visualWeights = p == Precision.F32 ? visual::value
-                : visual.castCopies(backend, p.dtype(), castable);
-        Function<String, Tensor> textWeights = p == Precision.F32 ? text::value
-                : text.castCopies(backend, p.dtype(), castable);
-        DType activations = backend.device() == Device.CUDA ? p.dtype() : DType.F32;
-        inferenceVision = VisionTower.of(backend, prepared(visualWeights), config, activations);
-        inferenceText = new TextTransformer(backend, prepared(textWeights), config, activations);
+    private void buildInferenceTowers() {
+        DType activations = backend.device() == Device.CUDA ? precision.dtype() : DType.F32;
+        inferenceVision = VisionTower.of(backend, this::inferenceWeight, config, activations);
+        inferenceText = new TextTransformer(backend, this::inferenceWeight, config, activations);
     }
 
     /**
@@ -150,14 +148,53 @@ public final class ClipModel {
         return t.dtype() == trainingPrecision.dtype() ? t : null;
     }
 
-    /** weights, with the ones linearForward or patchEmbedForward multiply by passed through prepareWeight. */
-    private Function<String, Tensor> prepared(Function<String, Tensor> weights) {
-        return name -> {
-            Tensor w = weights.apply(name);
-            boolean linear = w.rank() == 2 && feedsGemm(name, 2);
-            boolean patchEmbed = VisionTower.isPatchEmbedding(config, name);
-            return linear || patchEmbed ? backend.prepareWeight(w) : w;
-        };
+    private Tensor inferenceWeight(String name) {
+        Tensor w = gemmWeights.get(name);
+        return w != null ? w : value(name);
+    }
+
+    /** Whether an inference model of this precision keeps s apart from the F32 buffers: prepared or 16-bit. */
+    private boolean heldApart(TensorSpec s) {
+        return prepared(s) || sixteenBit(s);
+    }
+
+    /** The weights linearForward or patchEmbedForward multiply by: passed through prepareWeight. */
+    private boolean prepared(TensorSpec s) {
+        boolean linear = s.shape().length == 2 && feedsGemm(s);
+        return !s.buffer() && (linear || VisionTower.isPatchEmbedding(config, s.name()));
+    }
+
+    /**
+     * The tensors stored in 16 bits below F32: on CUDA every GEMM weight and the biases added to 16-bit activations;
+     * on the CPU the linear layers and the ViT patch embedding only (ResNet convolutions and activations stay F32).
+     */
+    private boolean sixteenBit(TensorSpec s) {
+        if (precision == Precision.F32 || s.buffer()) return false;
+        if (backend.device() == Device.CPU) {
+            return feedsGemm(s) && (s.shape().length == 2 || VisionTower.isPatchEmbedding(config, s.name()));
+        }
+        return feedsGemm(s) || ResidualAttentionBlock.hasActivationDtype(s.name());
+    }
+
+    /**
+     * The one copy of an inference GEMM weight: stored (a CPU tensor of the checkpoint, any floating
+     * dtype) cast to F32 or to the precision's type on the backend, then prepared where it is multiplied
+     * by linearForward or patchEmbedForward. A prepared form that holds its own copy (the CPU's packed
+     * panels) leaves the cast tensor in {@code scratch} for the next weight of its dtype and shape, so
+     * a load allocates one such tensor per shape instead of one per weight.
+     */
+    private Tensor gemmWeight(TensorSpec s, Tensor stored, Map<String, Tensor> scratch) {
+        DType dtype = sixteenBit(s) ? precision.dtype() : DType.F32;
+        String key = dtype + Arrays.toString(s.shape());
+        Tensor source = backend.upload(stored.reshape(s.shape()));
+        Tensor w = scratch.remove(key);
+        if (w == null) w = backend.empty(dtype, s.shape());
+        if (source.dtype() == dtype) backend.copy(w, source);
+        else backend.cast(w, source);
+        if (!prepared(s)) return w;
+        Tensor form = backend.prepareWeight(w);
+        if (form != w) scratch.put(key, w);
+        return form;
     }
 
     /**
@@ -236,19 +273,41 @@ public final class ClipModel {
         return load(openAiNamed, config, backend, precision, true);
     }
 
+    /**
+     * As {@link #fromStateDict(Map, ClipConfig, Backend, Precision)}, taking each tensor out of
+     * {@code openAiNamed} (a mutable map the caller gives up; it ends empty but for the weightless
+     * entries) as its weight is built, so a stored tensor can be collected as soon as it is consumed:
+     * the peak stays near one model instead of the checkpoint plus the model.
+     */
+    public static ClipModel consumeStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
+                                             Precision precision) {
+        return load(openAiNamed, config, backend, precision, true, true);
+    }
+
     private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
                                   Precision precision, boolean inference) {
+        return load(openAiNamed, config, backend, precision, inference, false);
+    }
+
+    private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
+                                  Precision precision, boolean inference, boolean consume) {
         precision.requireSupportedBy(backend);
         List<TensorSpec> specs = specs(config);
         verifyTensors(openAiNamed, config);
-        ClipModel model = new ClipModel(config, backend);
+        ClipModel model = new ClipModel(config, backend, precision, inference);
+        Map<String, Tensor> scratch = new LinkedHashMap<>();   // cast tensors free for reuse, by dtype and shape
         for (TensorSpec s : specs) {
+            Tensor stored = consume ? openAiNamed.remove(s.name()) : openAiNamed.get(s.name());
+            if (inference && model.heldApart(s)) {
+                model.gemmWeights.put(s.name(), model.gemmWeight(s, stored, scratch));
+                continue;
+            }
             // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
-            Tensor stored = backend.upload(openAiNamed.get(s.name()).reshape(s.shape()));
-            if (stored.dtype() == DType.F32) backend.copy(model.value(s.name()), stored);
-            else backend.cast(model.value(s.name()), stored);
+            Tensor source = backend.upload(stored.reshape(s.shape()));
+            if (source.dtype() == DType.F32) backend.copy(model.value(s.name()), source);
+            else backend.cast(model.value(s.name()), source);
         }
-        if (inference) model.prepareForInference(precision);
+        if (inference) model.buildInferenceTowers();
         return model;
     }
 
@@ -290,7 +349,7 @@ public final class ClipModel {
 
     /** A freshly initialized model (OpenAI's initialize_parameters), deterministic for a seed. */
     public static ClipModel initialize(ClipConfig config, long seed, Backend backend) {
-        ClipModel model = new ClipModel(config, backend);
+        ClipModel model = new ClipModel(config, backend, Precision.F32, false);
         Initializer init = new Initializer(config, seed);
         for (TensorSpec s : specs(config)) {
             Tensor host = Tensor.of(init.values(s), s.shape());
@@ -342,12 +401,17 @@ public final class ClipModel {
 
     /** Zeroes every gradient. */
     public void zeroGrad() {
+        requireTrainable("zeroGrad");
         backend.fill(visual.gradients(), 0f);
         backend.fill(text.gradients(), 0f);
     }
 
-    /** CPU F32 copies of every parameter and buffer (BatchNorm running statistics), OpenAI naming. */
+    /**
+     * CPU F32 copies of every parameter and buffer (BatchNorm running statistics), OpenAI naming; a
+     * model that trains only (an inference model keeps its GEMM weights in their kernels' form alone).
+     */
     public Map<String, Tensor> stateDict() {
+        requireTrainable("stateDict");
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (TowerStorage tower : List.of(visual, text)) {
             for (TensorSpec s : tower.specs) {
@@ -431,6 +495,7 @@ public final class ClipModel {
 
     /** The gradient of {@link #logitScale()} (1). */
     public Tensor logitScaleGrad() {
+        requireTrainable("logitScaleGrad");
         return text.grad("logit_scale");
     }
 
@@ -439,7 +504,8 @@ public final class ClipModel {
     private void requireTrainable(String what) {
         if (inferenceOnly) {
             throw new IllegalStateException(what + ": this model was loaded for " + precision
-                    + " inference; training runs on a model from fromStateDict(weights, backend) or initialize");
+                    + " inference (its GEMM weights are kept only in their kernels' form); training runs on a model from"
+                    + " fromStateDict(weights, backend) or initialize");
         }
     }
 

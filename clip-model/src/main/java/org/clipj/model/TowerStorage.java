@@ -17,7 +17,8 @@ import java.util.function.Predicate;
  * every parameter is a view (slice + reshape) into ONE flat F32 buffer, every gradient a view into
  * a second flat buffer of the same layout, and the buffers (BatchNorm running statistics) views
  * into a third. The gradient buffer is allocated by the first call that needs it, so a model that
- * only runs inference never holds it.
+ * only runs inference never holds it. An inference model keeps its GEMM weights apart, in the form its
+ * kernels read (prepared, maybe 16-bit): those tensors have no place in these buffers.
  */
 final class TowerStorage {
     final List<TensorSpec> specs;          // in state-dict order
@@ -30,11 +31,15 @@ final class TowerStorage {
     private Map<String, Tensor> grads;     // name -> view into gradients
     private List<Parameter> parameterList;
 
-    TowerStorage(Backend backend, List<TensorSpec> specs) {
+    /** heldApart: the tensors kept elsewhere (an inference model's prepared weights), given no storage here. */
+    TowerStorage(Backend backend, List<TensorSpec> specs, Predicate<TensorSpec> heldApart) {
         this.specs = List.copyOf(specs);
         int p = 0;
         int q = 0;
         for (TensorSpec s : specs) {
+            if (heldApart.test(s)) {
+                continue;
+            }
             if (s.buffer()) {
                 q += s.numel();
             } else {
@@ -48,6 +53,9 @@ final class TowerStorage {
         int qOff = 0;
         for (TensorSpec s : specs) {
             int n = s.numel();
+            if (heldApart.test(s)) {
+                continue;
+            }
             if (s.buffer()) {
                 values.put(s.name(), buffers.slice(qOff, qOff + n).reshape(s.shape()));
                 qOff += n;
@@ -101,9 +109,9 @@ final class TowerStorage {
 
     /**
      * Copies of the parameters that {@code feedsGemm} selects, cast to {@code dtype} (F16 or BF16) into
-     * one new buffer on the backend; each copy starts at a multiple of 8 elements (16 bytes) for the
-     * GEMM library. Returns a lookup that gives the copy for those names and the F32 view otherwise.
-     * The copies do not follow later updates of the parameters.
+     * one new buffer on the backend (mixed-precision training's GEMM weights); each copy starts at a
+     * multiple of 8 elements (16 bytes) for the GEMM library. Returns a lookup that gives the copy for
+     * those names and the F32 view otherwise. The copies do not follow later updates of the parameters.
      */
     Function<String, Tensor> castCopies(Backend backend, DType dtype, Predicate<TensorSpec> feedsGemm) {
         List<TensorSpec> selected = specs.stream().filter(s -> !s.buffer() && feedsGemm.test(s)).toList();

@@ -51,7 +51,7 @@ class ClipModelGradientTest {
     private void checkBottleneck(int inplanes, int planes, int stride) {
         List<TensorSpec> specs = new ArrayList<>();
         Bottleneck.specs("b.", inplanes, planes, stride, specs);
-        TowerStorage storage = new TowerStorage(backend, specs);
+        TowerStorage storage = new TowerStorage(backend, specs, s -> false);
         SplittableRandom rng = new SplittableRandom(inplanes * 31L + stride);
         for (TensorSpec spec : specs) {
             Tensor t = storage.value(spec.name());

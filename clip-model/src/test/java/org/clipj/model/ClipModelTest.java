@@ -127,6 +127,34 @@ class ClipModelTest {
         }
     }
 
+    /**
+     * An inference model keeps one copy of each GEMM weight (prepared) and none of the state dict:
+     * consumeStateDict empties the map it is given (but for weightless entries) and encodes exactly as
+     * fromStateDict and as the trainable model; the training calls and stateDict refuse it by name.
+     */
+    @Test
+    void inferenceModelsConsumeTheStateDictAndRefuseTraining() {
+        for (String name : new String[] {"tiny-vit", "tiny-rn"}) {
+            Map<String, Tensor> golden = GoldenData.golden(name);
+            Tensor image = GoldenData.get(golden, "input.image"), text = GoldenData.get(golden, "input.text");
+            ClipModel trainable = ClipModel.fromStateDict(GoldenData.model(name), backend);
+            ClipModel loaded = ClipModel.fromStateDict(GoldenData.model(name), backend, Precision.F32);
+            Map<String, Tensor> handedOver = new HashMap<>(GoldenData.model(name));
+            handedOver.put("transformer.resblocks.0.attn_mask", Tensor.zeros(DType.F32, 77, 77));
+            ClipModel consumed = ClipModel.consumeStateDict(handedOver, loaded.config(), backend, Precision.F32);
+            assertEquals(List.of("transformer.resblocks.0.attn_mask"), List.copyOf(handedOver.keySet()), name);
+            for (ClipModel m : List.of(loaded, consumed)) {
+                assertArrayEquals(trainable.encodeImage(image).f32(), m.encodeImage(image).f32(), name + " image");
+                assertArrayEquals(trainable.encodeText(text).f32(), m.encodeText(text).f32(), name + " text");
+                IllegalStateException e = assertThrows(IllegalStateException.class, m::stateDict);
+                assertTrue(e.getMessage().startsWith("stateDict: this model was loaded for F32 inference"), e.getMessage());
+                assertThrows(IllegalStateException.class, m::parameters);
+                assertThrows(IllegalStateException.class, m::zeroGrad);
+                assertThrows(IllegalStateException.class, () -> m.forwardImage(image, false));
+            }
+        }
+    }
+
     @Test
     void initializeIsDeterministicAndFollowsOpenAi() {
         ClipConfig tiny = ClipConfig.named("tiny").withVocabSize(500);

@@ -103,12 +103,14 @@ public interface Backend extends AutoCloseable {
     void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual);
 
     /**
-     * A weight that stays constant from now on, for {@link #linearForward} (w (O, I)) or
-     * {@link #patchEmbedForward} (w (O, Ci, p, p)), in the form this backend multiplies fastest.
-     * The result is a view of w usable wherever w is; the backend may keep a prepared copy for it
-     * (CPU: GEMM panels, so a call does no packing) that does NOT follow later writes to w. A BF16
-     * copy of a linear or patch embedding weight is prepared for BF16 GEMMs (CUDA; the CPU where it has
-     * AVX512_BF16).
+     * A weight that stays constant from now on, for {@link #linearForward} and its fused variants
+     * (w (O, I)) or {@link #patchEmbedForward} (w (O, Ci, p, p)), in the form this backend multiplies
+     * fastest. The result may be w itself (CUDA; the CPU's scalar reference) or a tensor holding only
+     * that form (the CPU's vector path: GEMM panels packed now, so a call does no packing), which keeps
+     * nothing of w (the caller may drop w: the prepared weight is then the one copy) and does not
+     * follow later writes to it; such a tensor serves only as the weight of those forward ops (host
+     * reads and other ops refuse it). A BF16 copy of a linear or patch embedding weight is prepared for
+     * BF16 GEMMs (CUDA; the CPU where it has AVX512_BF16).
      */
     Tensor prepareWeight(Tensor w);
 

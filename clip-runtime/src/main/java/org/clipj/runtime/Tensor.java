@@ -7,15 +7,17 @@ import java.util.Arrays;
  * A dense, row-major, contiguous tensor. CPU tensors are backed by a Java array of the dtype's
  * carrier type (F32: float[], F16/BF16: short[] bits, I32: int[], I64: long[]) starting at
  * {@link #offset()} elements; CUDA tensors by a device address owned by their backend.
- * Views are free only along dimension 0 ({@link #slice}) and by {@link #reshape}.
+ * Views are free only along dimension 0 ({@link #slice}) and by {@link #reshape}. A prepared CPU
+ * weight ({@link #prepared}) holds only a backend's own form of its elements (packed GEMM panels):
+ * its shape and dtype are the weight's, but it has no host array to read.
  */
 public final class Tensor {
     private final int[] shape;
     private final DType dtype;
     private final Device device;
-    private final Object array;      // CPU carrier array, null on CUDA
+    private final Object array;      // CPU carrier array, null on CUDA and for a prepared CPU weight
     private final long deviceAddress; // CUDA: byte address of element 0 of this view
-    private final Object owner;       // CUDA: the allocation (kept reachable by views)
+    private final Object owner;       // CUDA: the allocation (kept reachable by views); CPU: a prepared weight's form
     private final int offset;         // CPU: element offset into array
     private final long numel;
 
@@ -73,6 +75,16 @@ public final class Tensor {
         }
         checkLength(bits.length, shape);
         return new Tensor(shape, dtype, Device.CPU, bits, 0, 0, null);
+    }
+
+    /**
+     * A CPU weight held only in a backend's prepared form (its {@code prepareWeight}: e.g. packed GEMM
+     * panels), for backends: it has the weight's dtype and shape but no host array, so host access to
+     * its elements throws; {@link #preparedForm()} gives {@code form} back.
+     */
+    public static Tensor prepared(DType dtype, Object form, int... shape) {
+        if (form == null) throw new IllegalArgumentException("prepared: the form is null");
+        return new Tensor(shape, dtype, Device.CPU, null, 0, 0, form);
     }
 
     /** A tensor on a device, for backends: {@code owner} keeps the allocation reachable. */
@@ -211,6 +223,11 @@ public final class Tensor {
         return owner;
     }
 
+    /** The form a CPU weight was prepared into ({@link #prepared}); null for every other tensor. */
+    public Object preparedForm() {
+        return device == Device.CPU && array == null ? owner : null;
+    }
+
     /** A copy of the elements as floats (CPU; any floating dtype or integer type). */
     public float[] toFloatArray() {
         requireCpu();
@@ -259,6 +276,7 @@ public final class Tensor {
         if (shape.length == 0 || from < 0 || to > shape[0] || from > to) {
             throw new IllegalArgumentException("slice [" + from + ", " + to + ") out of range for " + shapeString());
         }
+        requireHostArray();
         int[] s = shape.clone();
         s[0] = to - from;
         long rowElements = shape[0] == 0 ? 0 : numel / shape[0];
@@ -298,7 +316,7 @@ public final class Tensor {
             throw new IllegalArgumentException("cannot reshape " + shapeString() + " to " + Arrays.toString(newShape));
         }
         if (device == Device.CPU) {
-            return new Tensor(s, dtype, device, array, offset, 0, null);
+            return new Tensor(s, dtype, device, array, offset, 0, array == null ? owner : null);
         }
         return new Tensor(s, dtype, device, null, 0, deviceAddress, owner);
     }
@@ -306,6 +324,14 @@ public final class Tensor {
     private void requireCpu() {
         if (device != Device.CPU) {
             throw new IllegalStateException("host access to a " + device + " tensor; copy it to the CPU first");
+        }
+        requireHostArray();
+    }
+
+    private void requireHostArray() {
+        if (device == Device.CPU && array == null) {
+            throw new IllegalStateException("host access to " + this + ", a weight prepared for its backend's kernels:"
+                    + " only the prepared form of its elements is kept");
         }
     }
 

@@ -1,9 +1,5 @@
 package org.clipj.runtime.cpu;
 
-import java.util.Collections;
-import java.util.Map;
-import java.util.WeakHashMap;
-
 import org.clipj.runtime.Activation;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
@@ -20,15 +16,11 @@ import org.clipj.runtime.Tensor;
 final class Bf16LinearOps {
     private static final long SERIAL_FLOPS = 1L << 21;   // below this one thread is faster (as Sgemm)
 
-    // prepareWeight's BF16 views -> their packed panels; an entry goes when its view is unreachable
-    private final Map<Tensor, Bf16Gemm.PackedWeight> packed = Collections.synchronizedMap(new WeakHashMap<>());
+    private Bf16LinearOps() {}
 
-    /** A view of w (BF16 (O, I), checked by OpChecks) whose panels are packed now, once; the scalar reference path returns w. */
-    Tensor prepare(OpContext cx, Tensor w) {
-        if (!cx.vector()) return w;
-        Tensor view = w.reshape(w.shape());
-        packed.put(view, pack(w));
-        return view;
+    /** w (BF16 (O, I), checked by OpChecks) packed now, once: a prepared tensor holding only the native panels. */
+    static Tensor prepare(Tensor w) {
+        return Tensor.prepared(DType.BF16, pack(w), w.shape());
     }
 
     /** w (O, ...) as (O, the rest): a linear weight, or a patch embedding's (O, Ci, p, p). */
@@ -37,13 +29,12 @@ final class Bf16LinearOps {
     }
 
     /** w's panels from prepare, or packed now for one call when w did not come from prepare. */
-    Bf16Gemm.PackedWeight panels(Tensor w) {
-        Bf16Gemm.PackedWeight pw = packed.get(w);
-        return pw != null ? pw : pack(w);
+    static Bf16Gemm.PackedWeight panels(Tensor w) {
+        return w.preparedForm() instanceof Bf16Gemm.PackedWeight pw ? pw : pack(w);
     }
 
     /** The linear ops' shared body for a BF16 w; arguments were checked by OpChecks. */
-    void forward(OpContext cx, Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation, Tensor residual) {
+    static void forward(OpContext cx, Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation, Tensor residual) {
         if (!cx.vector()) {
             reference(out, x, w, bias, activation, residual);
             return;

@@ -41,14 +41,14 @@ final class ConvOps {
      * packed panels in the native BF16 GEMM (the patches rounded to BF16 as it packs them); the scalar
      * reference is the F32 loop on BF16-rounded pixels and the widened w, the products the kernel forms.
      */
-    static void patchEmbedForwardBf16(OpContext cx, Tensor out, Tensor x, Tensor w, Bf16LinearOps bf16) {
+    static void patchEmbedForwardBf16(OpContext cx, Tensor out, Tensor x, Tensor w) {
         if (!cx.vector()) {
             patchEmbedForwardScalar(out, Bf16LinearOps.roundedToBf16(x), Bf16LinearOps.widened(w));
             return;
         }
         int rows = out.dim(0) * out.dim(1);
         float[] patches = patches(cx.pool(), x, w.dim(2));
-        Bf16LinearOps.multiply(cx.pool(), patches, 0, rows, bf16.panels(w), out.f32(), out.offset(), null, 0, null, 0, null);
+        Bf16LinearOps.multiply(cx.pool(), patches, 0, rows, Bf16LinearOps.panels(w), out.f32(), out.offset(), null, 0, null, 0, null);
     }
 
     static void patchEmbedBackward(OpContext cx, Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w) {

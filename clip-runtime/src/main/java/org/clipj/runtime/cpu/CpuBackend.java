@@ -25,8 +25,6 @@ public final class CpuBackend implements Backend {
     private final ComputePool pool;
     private final OpContext cx;   // what every op-family call gets: the pool and the path
     private final F32Recycler recycled = new F32Recycler();
-    private final MatmulOps.PreparedWeights prepared = new MatmulOps.PreparedWeights();
-    private final Bf16LinearOps bf16 = new Bf16LinearOps();   // linear layers with BF16 weights (native kernels)
 
     /** Threads from {@code clip.threads} (default: available processors), path from {@code clip.cpu.vector}. */
     public CpuBackend() {
@@ -95,12 +93,15 @@ public final class CpuBackend implements Backend {
         return OpChecks.onHost("download", "t", t);
     }
 
-    /** F32 (vector path): a view whose GEMM panels pack on first use; BF16 (linear or patch embedding): packed now for {@link Bf16LinearOps}. */
+    /**
+     * Vector path: a tensor holding only w's packed panels (F32: Sgemm's; BF16: {@link Bf16LinearOps}'),
+     * packed now, which references nothing of w. Scalar path: w itself (the reference reads rows).
+     */
     @Override
     public Tensor prepareWeight(Tensor w) {
         OpChecks.prepareWeight(Device.CPU, w);
-        if (w.dtype() == DType.BF16) return bf16.prepare(cx, w);
-        return vector ? prepared.view(w) : w;
+        if (!vector) return w;
+        return w.dtype() == DType.BF16 ? Bf16LinearOps.prepare(w) : MatmulOps.prepare(w);
     }
 
     // ---------------------------------------------------------------- ops: OpChecks, then the family's class
@@ -132,22 +133,22 @@ public final class CpuBackend implements Backend {
     @Override
     public void linearForward(Tensor out, Tensor x, Tensor w, Tensor bias) {
         OpChecks.linearForward(Device.CPU, out, x, w, bias);
-        if (w.dtype() == DType.BF16) bf16.forward(cx, out, x, w, bias, null, null);
-        else MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, null, null);
+        if (w.dtype() == DType.BF16) Bf16LinearOps.forward(cx, out, x, w, bias, null, null);
+        else MatmulOps.linearForward(cx, out, x, w, MatmulOps.panels(w), bias, null, null);
     }
 
     @Override
     public void linearActivationForward(Tensor out, Tensor x, Tensor w, Tensor bias, Activation activation) {
         OpChecks.linearActivationForward(Device.CPU, out, x, w, bias, activation);
-        if (w.dtype() == DType.BF16) bf16.forward(cx, out, x, w, bias, activation, null);
-        else MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, activation, null);
+        if (w.dtype() == DType.BF16) Bf16LinearOps.forward(cx, out, x, w, bias, activation, null);
+        else MatmulOps.linearForward(cx, out, x, w, MatmulOps.panels(w), bias, activation, null);
     }
 
     @Override
     public void linearResidualForward(Tensor out, Tensor x, Tensor w, Tensor bias, Tensor residual) {
         OpChecks.linearResidualForward(Device.CPU, out, x, w, bias, residual);
-        if (w.dtype() == DType.BF16) bf16.forward(cx, out, x, w, bias, null, residual);
-        else MatmulOps.linearForward(cx, out, x, w, prepared.panels(w), bias, null, residual);
+        if (w.dtype() == DType.BF16) Bf16LinearOps.forward(cx, out, x, w, bias, null, residual);
+        else MatmulOps.linearForward(cx, out, x, w, MatmulOps.panels(w), bias, null, residual);
     }
 
     @Override
@@ -293,8 +294,8 @@ public final class CpuBackend implements Backend {
     @Override
     public void patchEmbedForward(Tensor out, Tensor x, Tensor w) {
         OpChecks.patchEmbedForward(Device.CPU, out, x, w);
-        if (w.dtype() == DType.BF16) ConvOps.patchEmbedForwardBf16(cx, out, x, w, bf16);
-        else ConvOps.patchEmbedForward(cx, out, x, w, prepared.panels(w));
+        if (w.dtype() == DType.BF16) ConvOps.patchEmbedForwardBf16(cx, out, x, w);
+        else ConvOps.patchEmbedForward(cx, out, x, w, MatmulOps.panels(w));
     }
 
     @Override

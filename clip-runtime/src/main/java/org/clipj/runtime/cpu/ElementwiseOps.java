@@ -3,7 +3,11 @@ package org.clipj.runtime.cpu;
 import java.util.Arrays;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 import org.clipj.runtime.DType;
@@ -528,13 +532,57 @@ final class ElementwiseOps {
         }
     }
 
-    /** The same conversions, chunked over the pool. */
+    /** The same conversions, chunked over the pool; from F16/BF16 to F32 or BF16 and F32 to BF16 on vectors. */
     private static void castParallel(Tensor dst, Tensor src, ComputePool pool) {
         if (dst.dtype() == src.dtype()) {
             copy(dst, src);
             return;
         }
         Tensor d = dst.reshape(dst.size()), s = src.reshape(src.size());
-        Parallel.range(pool, d.size(), GRAIN, (from, to) -> castScalar(d.slice(from, to), s.slice(from, to)));
+        Parallel.range(pool, d.size(), GRAIN, (from, to) -> castVector(d.slice(from, to), s.slice(from, to)));
+    }
+
+    // 16-bit lanes as many as S has floats (half its width), the same count of int lanes
+    private static final VectorSpecies<Short> H = VectorSpecies.of(short.class, VectorShape.forBitSize(S.vectorBitSize() / 2));
+    private static final VectorSpecies<Integer> I = S.withLanes(int.class);
+    private static final float MIN_NORMAL_F16 = 0x1p-14f;
+
+    /** One chunk (dst, src 1-D): whole vectors on the Vector API, the tail and the other pairs by castScalar. */
+    private static void castVector(Tensor dst, Tensor src) {
+        DType from = src.dtype(), to = dst.dtype();
+        boolean vectorized = from != DType.F32 && to == DType.F32 || to == DType.BF16;
+        int n = dst.size(), upper = vectorized ? S.loopBound(n) : 0, d0 = dst.offset(), s0 = src.offset();
+        for (int i = 0; i < upper; i += L) {
+            FloatVector f = from == DType.F32 ? FloatVector.fromArray(S, src.f32(), s0 + i)
+                    : widen(ShortVector.fromArray(H, src.bits16(), s0 + i), from);
+            if (to == DType.F32) f.intoArray(dst.f32(), d0 + i);
+            else toBf16(f).intoArray(dst.bits16(), d0 + i);
+        }
+        if (upper < n) castScalar(dst.slice(upper, n), src.slice(upper, n));
+    }
+
+    /** F16 or BF16 bits to F32, exact (as DType.f16ToFloat / bf16ToFloat, NaN payloads kept). */
+    private static FloatVector widen(ShortVector bits, DType from) {
+        IntVector h = ((IntVector) bits.convertShape(VectorOperators.S2I, I, 0)).and(0xffff);
+        if (from == DType.BF16) return h.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+        // F16: exponent and mantissa moved to F32's places and the exponent rebased (15 -> 127); Inf/NaN
+        // get the all-ones exponent; zero and subnormals are rebased as 2^-14 * (1 + m / 1024) minus 2^-14
+        IntVector magnitude = h.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+        IntVector exponent = magnitude.and(0x1f << 23);
+        IntVector rebased = magnitude.add(112 << 23);
+        rebased = rebased.add(112 << 23, exponent.eq(0x1f << 23));
+        VectorMask<Integer> small = exponent.eq(0);
+        FloatVector f = rebased.add(1 << 23, small).reinterpretAsFloats().sub(MIN_NORMAL_F16, small.cast(S));
+        return f.reinterpretAsInts().or(h.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+    }
+
+    /** F32 to BF16 bits, round to nearest even, NaN kept quiet (as DType.floatToBf16). */
+    private static ShortVector toBf16(FloatVector f) {
+        IntVector bits = f.reinterpretAsInts();
+        VectorMask<Integer> nan = bits.and(0x7fffffff).compare(VectorOperators.GT, 0x7f800000);
+        IntVector upperHalf = bits.lanewise(VectorOperators.LSHR, 16);
+        IntVector rounded = bits.add(upperHalf.and(1).add(0x7fff)).lanewise(VectorOperators.LSHR, 16);
+        IntVector result = rounded.blend(upperHalf.or(0x0040), nan);
+        return (ShortVector) result.convertShape(VectorOperators.I2S, H, 0);
     }
 }

@@ -1,15 +1,11 @@
 package org.clipj.runtime.cpu;
 
-import java.util.Collections;
-import java.util.Map;
-import java.util.WeakHashMap;
-
 import org.clipj.runtime.Activation;
 import org.clipj.runtime.Tensor;
 
 /**
  * The matmul family (cuBLASLt on CUDA, no .cu file): matmul and the linear layers on top of {@link Sgemm},
- * and the packed panels of {@code prepareWeight}. The scalar reference path uses
+ * and the packed panels of {@code prepareWeight} (held by the prepared tensor itself). The scalar reference path uses
  * {@link Sgemm#sgemmReference} (a plain triple loop accumulating in double).
  */
 final class MatmulOps {
@@ -92,40 +88,16 @@ final class MatmulOps {
     }
 
     /**
-     * The weights given to prepareWeight on the vector path: each gets a new view of itself (its
-     * identity is the key) whose GEMM panels are packed on first use, so linearForward and
-     * patchEmbedForward on that view skip packing. An entry goes when its view is unreachable.
+     * w (O, I...) packed into GEMM panels as op(B) = w^T (I, O): a prepared tensor that holds only the
+     * panels (vector path), so no row-major copy of w is kept beside them.
      */
-    static final class PreparedWeights {
-        private final Map<Tensor, Prepared> views = Collections.synchronizedMap(new WeakHashMap<>());
-
-        Tensor view(Tensor w) {
-            Tensor view = w.reshape(w.shape());
-            views.put(view, new Prepared());
-            return view;
-        }
-
-        /** w's packed panels when w is a view from {@link #view} (packing them on first use), else null. */
-        Sgemm.PackedB panels(Tensor w) {
-            Prepared prepared = views.get(w);
-            return prepared == null ? null : prepared.panels(w);
-        }
+    static Tensor prepare(Tensor w) {
+        int o = w.dim(0), in = (int) (w.numel() / o);
+        return Tensor.prepared(w.dtype(), Sgemm.pack(true, o, in, w.f32(), w.offset(), in), w.shape());
     }
 
-    /** The packed form of one prepared weight, made once by the first call that needs it. */
-    private static final class Prepared {
-        private volatile Sgemm.PackedB panels;   // (O, I...) as op(B) = w^T (I, O)
-
-        Sgemm.PackedB panels(Tensor w) {
-            Sgemm.PackedB p = panels;
-            if (p != null) return p;
-            synchronized (this) {
-                if (panels == null) {
-                    int o = w.dim(0), in = (int) (w.numel() / o);
-                    panels = Sgemm.pack(true, o, in, w.f32(), w.offset(), in);
-                }
-                return panels;
-            }
-        }
+    /** w's packed panels when w came from {@link #prepare}, else null (packed per call). */
+    static Sgemm.PackedB panels(Tensor w) {
+        return w.preparedForm() instanceof Sgemm.PackedB packed ? packed : null;
     }
 }

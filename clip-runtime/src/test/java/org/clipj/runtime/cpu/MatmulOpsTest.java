@@ -142,7 +142,8 @@ class MatmulOpsTest {
                 SCALAR.linearForward(expected, x, w, bias);
                 FAST.linearForward(plain, x, w, bias);
                 Tensor prepared = FAST.prepareWeight(w);
-                for (int call = 0; call < 2; call++) {   // the first call packs, the second reuses the panels
+                java.util.Arrays.fill(w.f32(), Float.NaN);   // the prepared tensor keeps nothing of w but its panels
+                for (int call = 0; call < 2; call++) {   // both calls multiply the panels packed by prepareWeight
                     Tensor y = Tensor.zeros(DType.F32, rows, out);
                     FAST.linearForward(y, x, prepared, bias);
                     String what = "prepared linear " + rows + " " + in + "->" + out + " call " + call;
@@ -154,8 +155,17 @@ class MatmulOpsTest {
         Tensor pixels = random(rng, 1f, 2, 3, 32, 32), conv = random(rng, 0.2f, 40, 3, 8, 8);
         Tensor expected = Tensor.zeros(DType.F32, 2, 16, 40), actual = Tensor.zeros(DType.F32, 2, 16, 40);
         SCALAR.patchEmbedForward(expected, pixels, conv);
-        FAST.patchEmbedForward(actual, pixels, FAST.prepareWeight(conv));
+        Tensor preparedConv = FAST.prepareWeight(conv);
+        FAST.patchEmbedForward(actual, pixels, preparedConv);
         assertClose("prepared patch embedding", expected, actual, 1e-5, 1e-5);
+        // only the packed form is kept: host reads of it fail loudly, and ops that read rows refuse it
+        IllegalStateException read = assertThrows(IllegalStateException.class, preparedConv::f32);
+        assertTrue(read.getMessage().contains("prepared"), read.getMessage());
+        Tensor preparedLinear = FAST.prepareWeight(random(rng, 1f, 4, 5));
+        assertThrows(IllegalStateException.class, () -> preparedLinear.slice(0, 2));
+        assertThrows(IllegalStateException.class, () -> FAST.linearBackward(Tensor.zeros(DType.F32, 3, 5), null, null,
+                random(rng, 1f, 3, 4), random(rng, 1f, 3, 5), preparedLinear));
+        assertTrue(SCALAR.prepareWeight(conv) == conv, "the scalar reference keeps the weight as it is");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> FAST.prepareWeight(random(rng, 1f, 2, 3, 4)));
         assertTrue(e.getMessage().contains("prepareWeight"), e.getMessage());
