@@ -44,10 +44,11 @@ struct dim3 {
     unsigned int x, y, z;
     constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
 };
-struct float2 { float x, y; };
-struct float4 { float x, y, z, w; };
-struct int2 { int x, y; };
-struct int4 { int x, y, z, w; };
+// The vector types have CUDA's alignment, so a misaligned vector access is the simulator's fault too (memcheck).
+struct __attribute__((aligned(8))) float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(8))) int2 { int x, y; };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
 static inline float2 make_float2(float x, float y) { return {x, y}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
@@ -238,8 +239,8 @@ struct __half {
     __half(float f) : __x(clip_sim_f32_to_f16_bits(f)) {}
     operator float() const { return clip_sim_f16_bits_to_f32(__x); }
 };
-struct __nv_bfloat162 { __nv_bfloat16 x, y; };
-struct __half2 { __half x, y; };
+struct __attribute__((aligned(4))) __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct __attribute__((aligned(4))) __half2 { __half x, y; };
 typedef __nv_bfloat16 nv_bfloat16;
 typedef __nv_bfloat162 nv_bfloat162;
 
