@@ -13,9 +13,11 @@
 // each on a line of its own, one array per declaration (an optional __align__(N) is allowed); the build
 // fails on a __shared__ declaration it cannot rewrite.
 //
-// Faults are reported, not hung on: a __syncthreads that not every thread of the block reaches, a warp
-// collective whose mask names a lane that exited, any other deadlock, an out-of-bounds or freed memory
-// access (memcheck) and a shared-memory race (racecheck) end the launch with an error (sim_launch
+// Faults are reported, not hung on: a __syncthreads that not every thread of the block reaches (or threads
+// waiting at different __syncthreads), a warp collective whose mask names a lane that exited or leaves out
+// the calling lane or the lane it reads, any other deadlock, an out-of-bounds, misaligned or freed memory
+// access (memcheck), a shared-memory race and two blocks writing different values to one global address
+// (racecheck) end the launch with an error (sim_launch
 // returns 3; the sim driver throws CUDA_ERROR_LAUNCH_FAILED with the reason). Not emulated: inline PTX (asm),
 // __constant__ symbols looked up by name, textures, cooperative groups, clusters, tensor-core
 // instructions (guard them with #ifdef CLIP_SIM and emulate, as kernels/include/clip_mma.cuh does),

@@ -2,7 +2,10 @@
 //   sum_of_squares          partial[block] = sum of x[i]^2 over the block's grid-stride share, in double
 //                           (the host adds the gridDim.x partials: global grad norm)
 //   has_non_finite          flag[0] = 1 when any x[i] is NaN or +-Inf (loss scaling); flag is zeroed by the host
-// Launch: 256 threads per block, grid <= 1024 blocks, grid-stride.
+//   row_argmax              index[r] = the first position of the largest value of row r of x (R, T) I32 (a text
+//                           tower's EOT position: the largest token id), on the device so a text forward has no sync
+// Launch: sum_of_squares and has_non_finite 256 threads per block, grid <= 1024 blocks, grid-stride; row_argmax one
+// warp per row (grid R, block 32), each lane over positions lane, lane + 32, ..., then a shuffle reduction.
 // Versions: v1 (this) per-thread double accumulation, warp shuffles, one partial per block.
 #include "../include/clip_common.cuh"
 
@@ -28,4 +31,18 @@ extern "C" __global__ void has_non_finite(int* flag, const float* x, long n) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         if (!isfinite(x[i])) flag[0] = 1;
     }
+}
+
+extern "C" __global__ void row_argmax(int* index, const int* x, int t) {
+    const int* row = x + (long)blockIdx.x * t;
+    int best = -2147483647 - 1, at = t; // at = t: no position yet (t >= 1: lane 0 always finds one)
+    for (int j = threadIdx.x; j < t; j += CLIP_WARP) {
+        int v = row[j];
+        if (v > best || at == t) { best = v; at = j; }
+    }
+    for (int o = CLIP_WARP / 2; o > 0; o >>= 1) {
+        int otherBest = __shfl_xor_sync(CLIP_FULL_MASK, best, o), otherAt = __shfl_xor_sync(CLIP_FULL_MASK, at, o);
+        if (otherBest > best || (otherBest == best && otherAt < at)) { best = otherBest; at = otherAt; }
+    }
+    if (threadIdx.x == 0) index[blockIdx.x] = at;
 }
