@@ -138,7 +138,9 @@ sim_build() {
     # Kernels: every memory access calls the runtime's checks (memcheck, racecheck; kernels/sim/sim_runtime.cpp).
     # (ThreadSanitizer's instrumentation, not its runtime: it calls __tsan_{read,write}N before every load and
     # store, the same location's read-modify-write included; the runtime defines those callbacks.)
-    local checked=(-fsanitize=thread --param tsan-instrument-func-entry-exit=0 --param tsan-distinguish-volatile=0)
+    # -fno-tree-sra keeps a vector load (float4 v = p[i]) one 16-byte access, so its alignment is checked as the GPU's
+    # ld.v4 needs it; scalar replacement would split it into four 4-byte loads.
+    local checked=(-fsanitize=thread --param tsan-instrument-func-entry-exit=0 --param tsan-distinguish-volatile=0 -fno-tree-sra)
     printf '%s\n' "${units[@]}" | xargs -P "$jobs" -I{} sh -c \
         'u="$1"; shift; o="$0/$(basename "$u" .cpp).o"; "$@" -x c++ -c "$u" -o "$o"' "$gen/obj" {} g++ "${flags[@]}" "${checked[@]}"
     g++ "${flags[@]}" -c "$here/sim/sim_runtime.cpp" -o "$gen/obj/sim_runtime.o"

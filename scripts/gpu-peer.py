@@ -1,7 +1,7 @@
 """gpu-bundle/peer.py (template: scripts/gpu-peer.py): the GPU benchmarks of org.clipj.kernels.GpuLaunchBench and
 org.clipj.model.ClipGpuBench in PyTorch, same names, units and nominal FLOPs/bytes, one JSON object per line.
 Ops in F32 with TF32 off (as clipj's cuBLASLt F32), BF16 rows in BF16; the encoders under BF16 autocast with SDPA
-(the image encoder at batch 1 as a replayed CUDA graph, as clipj's row), the training step in F32 weights under
+(both encoders at batch 1 as replayed CUDA graphs, as clipj's rows), the training step in F32 weights under
 BF16 autocast with AdamW. Timing as ClipGpuBench: medians of 5 runs after 2 warm-up runs, each run repeating the call
 until it lasts about 2 ms, the device synchronized around it.
 Usage: peer.py [--device cuda|cpu] [--shapes clip|tiny]   (cpu and tiny: a quick check of this script off the GPU)"""
@@ -217,8 +217,15 @@ def attention(b, t, h, hd, causal):
     dout = torch.rand_like(out)
     rate("attention-bwd-f32-" + shape, True, 2.5 * flops,
          lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True))
-    q16, k16, v16 = (z.detach().to(torch.bfloat16) for z in qkv)
-    rate("attention-fwd-bf16-" + shape, True, flops, lambda: attend(q16, k16, v16, causal))
+    q16, k16, v16 = (z.detach().to(torch.bfloat16).requires_grad_() for z in qkv)
+    def forward16():
+        with torch.no_grad():
+            return attend(q16, k16, v16, causal)
+    rate("attention-fwd-bf16-" + shape, True, flops, forward16)
+    out16 = attend(q16, k16, v16, causal)
+    dout16 = dout.to(torch.bfloat16)
+    rate("attention-bwd-bf16-" + shape, True, 2.5 * flops,
+         lambda: torch.autograd.grad(out16, (q16, k16, v16), dout16, retain_graph=True))
 
 
 def contrastive(n):
@@ -298,28 +305,28 @@ def models():
     with torch.inference_mode():
         for b in SIZES["batches"]:
             px, ids = rnd(b, 3, res, res), tokens(b, ctx, vocab)
-            if b == 1 and CUDA:
-                static = px.clone()
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side), autocast():
-                    for _ in range(3):
-                        model.encode_image(static)
-                torch.cuda.current_stream().wait_stream(side)
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g), autocast():
-                    model.encode_image(static)
-                timed("%s-image-b1-graph" % label, g.replay)
-            else:
-                def image():
-                    with autocast():
-                        return model.encode_image(px)
-                timed("%s-image-b%d%s" % (label, b, "-graph" if b == 1 else ""), image, **({"graph": False} if b == 1 else {}))
+            def image():
+                with autocast():
+                    return model.encode_image(px)
 
             def text():
                 with autocast():
                     return model.encode_text(ids)
-            timed("%s-text-b%d" % (label, b), text)
+            for tower, forward in (("image", image), ("text", text)):
+                if b == 1 and CUDA:
+                    side = torch.cuda.Stream()
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        for _ in range(3):
+                            forward()
+                    torch.cuda.current_stream().wait_stream(side)
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):
+                        forward()
+                    timed("%s-%s-b1-graph" % (label, tower), g.replay)
+                else:
+                    timed("%s-%s-b%d%s" % (label, tower, b, "-graph" if b == 1 else ""), forward,
+                          **({"graph": False} if b == 1 else {}))
     model.train()
     b = SIZES["train_batch"]
     px, ids, labels = rnd(b, 3, res, res), tokens(b, ctx, vocab), torch.arange(b, device=dev)

@@ -13,9 +13,11 @@
 // each on a line of its own, one array per declaration (an optional __align__(N) is allowed); the build
 // fails on a __shared__ declaration it cannot rewrite.
 //
-// Faults are reported, not hung on: a __syncthreads that not every thread of the block reaches, a warp
-// collective whose mask names a lane that exited, any other deadlock, an out-of-bounds or freed memory
-// access (memcheck) and a shared-memory race (racecheck) end the launch with an error (sim_launch
+// Faults are reported, not hung on: a __syncthreads that not every thread of the block reaches (or threads
+// waiting at different __syncthreads), a warp collective whose mask names a lane that exited or leaves out
+// the calling lane or the lane it reads, any other deadlock, an out-of-bounds, misaligned or freed memory
+// access (memcheck), a shared-memory race and two blocks writing different values to one global address
+// (racecheck) end the launch with an error (sim_launch
 // returns 3; the sim driver throws CUDA_ERROR_LAUNCH_FAILED with the reason). Not emulated: inline PTX (asm),
 // __constant__ symbols looked up by name, textures, cooperative groups, clusters, tensor-core
 // instructions (guard them with #ifdef CLIP_SIM and emulate, as kernels/include/clip_mma.cuh does),
@@ -44,10 +46,11 @@ struct dim3 {
     unsigned int x, y, z;
     constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
 };
-struct float2 { float x, y; };
-struct float4 { float x, y, z, w; };
-struct int2 { int x, y; };
-struct int4 { int x, y, z, w; };
+// The vector types have CUDA's alignment, so a misaligned vector access is the simulator's fault too (memcheck).
+struct __attribute__((aligned(8))) float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(8))) int2 { int x, y; };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
 static inline float2 make_float2(float x, float y) { return {x, y}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
@@ -238,8 +241,8 @@ struct __half {
     __half(float f) : __x(clip_sim_f32_to_f16_bits(f)) {}
     operator float() const { return clip_sim_f16_bits_to_f32(__x); }
 };
-struct __nv_bfloat162 { __nv_bfloat16 x, y; };
-struct __half2 { __half x, y; };
+struct __attribute__((aligned(4))) __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct __attribute__((aligned(4))) __half2 { __half x, y; };
 typedef __nv_bfloat16 nv_bfloat16;
 typedef __nv_bfloat162 nv_bfloat162;
 

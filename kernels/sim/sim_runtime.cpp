@@ -32,7 +32,16 @@
 //   racecheck: every 2-byte granule of shared memory remembers its last writer and two last readers
 //              with the barrier interval and the warp's collective count at the access; a write and
 //              another thread's read or write of the same word in one barrier interval, not ordered
-//              by a warp collective of their warp, ends the launch naming both threads.
+//              by a warp collective of their warp, ends the launch naming both threads. Between blocks:
+//              every 2-byte granule of device memory remembers the block (a stamp unique to each block
+//              run) that last wrote it; a plain write to a granule another block of the same launch wrote
+//              is a write-write race between blocks, reported when the block ends if the two blocks
+//              wrote different values (the same value, as a flag every block may set, is benign);
+//   alignment: a load or store of a 2-, 4-, 8- or 16-byte type (float4 included: cuda_sim.h gives the
+//              vector types CUDA's alignment) at an address not a multiple of its size ends the launch,
+//              as the GPU's "misaligned address";
+//   freed memory stays poisoned in a quarantine (the last QUARANTINE_BYTES freed) before its span is
+//              reused, so a stale pointer is reported as a use after free, not read as a new buffer.
 // Accesses to the stack, thread-locals and constant tables fall outside the arena and are not checked.
 #include "cuda_sim.h"
 #include "sim_registry.h"
@@ -97,6 +106,7 @@ constexpr uint8_t SHADOW_CACHED = 0xfc; // a block idle in the caching allocator
 constexpr uint8_t SHADOW_FREED = 0xfd;
 constexpr size_t PAGE = 4096;
 constexpr size_t SPAN_REDZONE = 256;
+constexpr size_t QUARANTINE_BYTES = (size_t) 256 << 20;
 
 struct Allocation {
     size_t span;   // bytes reserved, page multiple
@@ -110,8 +120,11 @@ struct ArenaState {
     size_t size = 0;
     uint8_t* shadow = nullptr;
     uint8_t* written = nullptr; // bit i of byte g: byte 8g + i has been written (initcheck)
+    uint32_t* writer = nullptr; // per 2-byte granule: the stamp of the block that last wrote it (racecheck between blocks)
     size_t bump = 0;
     std::multimap<size_t, size_t> freeSpans; // span bytes -> offset
+    std::deque<std::pair<size_t, size_t>> quarantine; // freed (offset, span), oldest first: not reused yet
+    size_t quarantined = 0;                           // span bytes in the quarantine
     std::map<size_t, Allocation> live;       // offset -> allocation
     size_t inUse = 0;                        // device bytes allocated (256-byte granules)
     size_t limit = 0;                        // 0: no cap
@@ -129,8 +142,11 @@ void arenaInit() {
             if (s == MAP_FAILED) { munmap(a, size); continue; }
             void* w = mmap(nullptr, size / 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
             if (w == MAP_FAILED) { munmap(a, size); munmap(s, size / 8); continue; }
+            void* r = mmap(nullptr, size * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (r == MAP_FAILED) { munmap(a, size); munmap(s, size / 8); munmap(w, size / 8); continue; }
             gArena.shadow = (uint8_t*) s;
             gArena.written = (uint8_t*) w;
+            gArena.writer = (uint32_t*) r;
             gArena.base = (char*) a;
             gArena.size = size; // set last: checks test offsets against it
             return;
@@ -207,11 +223,21 @@ size_t spanTake(size_t bytes, size_t* spanOut) {
     return off;
 }
 
+// Frees a span: poisoned, its pages returned, and reusable once it leaves the quarantine (the newest span
+// freed always stays there until the next free). Caller holds the lock.
 void spanGive(size_t off, size_t span) {
     madvise(gArena.base + off, span, MADV_DONTNEED);
+    madvise(gArena.writer + off / 2, span * 2, MADV_DONTNEED);
     shadowSet(off, span, false, SHADOW_FREED);
     markWritten(off, span, false);
-    gArena.freeSpans.emplace(span, off);
+    gArena.quarantine.emplace_back(off, span);
+    gArena.quarantined += span;
+    while (gArena.quarantined > QUARANTINE_BYTES && gArena.quarantine.size() > 1) {
+        auto [oldOff, oldSpan] = gArena.quarantine.front();
+        gArena.quarantine.pop_front();
+        gArena.quarantined -= oldSpan;
+        gArena.freeSpans.emplace(oldSpan, oldOff);
+    }
 }
 
 #if defined(__x86_64__)
@@ -245,6 +271,7 @@ clip_sim_switch:
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr size_t GUARD_BYTES = 4096;
 constexpr int MAX_THREADS = 1024;
+constexpr unsigned MAX_BLOCK_Z = 64, MAX_GRID_X = 0x7fffffffu, MAX_GRID_YZ = 65535; // the device's launch limits
 constexpr size_t MAX_DYNAMIC_SHARED = 227 * 1024; // the H100's opt-in limit per block
 constexpr size_t MAX_STATIC_SHARED = 48 * 1024;
 constexpr size_t SHARED_REDZONE = 64;             // poisoned bytes between shared arrays
@@ -256,6 +283,7 @@ enum Order { ORDER_FIFO = 0, ORDER_REVERSE = 1, ORDER_RANDOM = 2 };
 int gThreadOrder = ORDER_FIFO, gBlockOrder = ORDER_FIFO;
 unsigned long long gSeed = 0;
 std::atomic<unsigned long long> gLaunches{0};
+std::atomic<uint32_t> gBlockStamps{0}; // one per block run, for racecheck between blocks (0: never written)
 
 enum class State { RUNNABLE, BARRIER, WARP, DONE };
 
@@ -282,6 +310,8 @@ struct Block {
     int count = 0;
     int current = -1;
     int atBarrier = 0;
+    const void* barrierSite = nullptr; // the __syncthreads the waiting threads called (divergence check)
+    int barrierFirst = -1;             // the first thread waiting there
     int done = 0;
     unsigned warpArrived[MAX_THREADS / 32]; // lanes of each warp waiting in a collective
     unsigned warpDone[MAX_THREADS / 32];    // lanes of each warp that have exited
@@ -318,6 +348,19 @@ struct Block {
     uint32_t epoch = 0; // barrier intervals on this OS thread (every block start and every barrier)
     uint32_t blockEpoch = 0; // the epoch the running block started in
     uint32_t warpEpoch[MAX_THREADS / 32] = {};
+    // Racecheck between blocks: this block's stamp, the first stamp of the launch, and the writes of this block
+    // to granules another block of the launch wrote (checked when the block ends: same value or not).
+    uint32_t stamp = 0, launchStamp = 0;
+    struct Overwrite {
+        uintptr_t address;
+        size_t bytes;
+        std::string before; // the bytes there before this block's write (the other block's value)
+        uint32_t otherStamp;
+        uint3 thread;
+    };
+    std::vector<Overwrite> overwrites;
+    std::vector<unsigned> order;     // linear block indices of the launch in run order
+    std::vector<uint32_t> runStamps; // the stamps of the launch's blocks run so far, in run order (increasing)
 };
 
 thread_local Block* tlBlock = nullptr;
@@ -450,10 +493,37 @@ unsigned existingLanes(Block* b, int warp) {
     return lanes >= 32 ? 0xffffffffu : ((1u << lanes) - 1u);
 }
 
+std::string describeGlobal(size_t off, size_t n);
+
+// Racecheck between blocks, when a block ends: each of its writes to a granule another block of the launch
+// wrote must have stored the value that was there (a flag both set), else the result depends on block order.
+bool overwritesBenign(Block* b) {
+    for (const Block::Overwrite& o : b->overwrites) {
+        if (memcmp((const void*) o.address, o.before.data(), o.before.size()) == 0) continue;
+        std::string where = describeGlobal(o.address - (uintptr_t) gArena.base, o.bytes);
+        auto run = std::lower_bound(b->runStamps.begin(), b->runStamps.end(), o.otherStamp);
+        char otherBlock[96] = "a block of a launch running at the same time on another thread";
+        if (run != b->runStamps.end() && *run == o.otherStamp) {
+            unsigned other = b->order[run - b->runStamps.begin()], gx = gridDim.x, gy = gridDim.y;
+            snprintf(otherBlock, sizeof otherBlock, "block (%u,%u,%u) of the same launch", other % gx, (other / gx) % gy,
+                     other / (gx * gy));
+        }
+        setError("racecheck: write-write race between blocks on %s: block (%u,%u,%u) thread (%u,%u,%u) and %s wrote "
+                 "different values there without an atomic", where.c_str(), blockIdx.x, blockIdx.y, blockIdx.z, o.thread.x,
+                 o.thread.y, o.thread.z, otherBlock);
+        return false;
+    }
+    return true;
+}
+
 // Runs one block to completion; false on a fault (lastError says which).
 bool runBlock(Block* b) {
     b->atBarrier = 0;
+    b->barrierSite = nullptr;
     b->done = 0;
+    b->stamp = ++gBlockStamps;
+    b->runStamps.push_back(b->stamp);
+    b->overwrites.clear();
     b->runnable.clear();
     resetShared(b);
     for (int w = 0; w < (b->count + 31) / 32; w++) b->warpArrived[w] = b->warpDone[w] = 0;
@@ -481,7 +551,7 @@ bool runBlock(Block* b) {
 #endif
     }
     if (b->faulted) return false;
-    if (b->done == b->count) return true;
+    if (b->done == b->count) return overwritesBenign(b);
     // Nothing can run but some threads have not finished: a deadlock.
     int inWarp = 0;
     for (int i = 0; i < b->count; i++) inWarp += b->fibers[i].state == State::WARP;
@@ -506,7 +576,12 @@ unsigned long long shuffleResult(Block* b, const Fiber& f, unsigned participants
         case 2: src = lane + f.arg; if (src >= base + width) src = lane; break;
         default: src = lane - f.arg; if (src < base) src = lane; break;
     }
-    if (src < 0 || src > 31 || !(participants & (1u << src))) src = lane;
+    if (src < 0 || src > 31 || !(existingLanes(b, f.warp) & (1u << src))) src = lane; // past the block's last thread
+    else if (!(participants & (1u << src))) {
+        fault(b, "__shfl_sync: lane %d reads lane %d, which its mask 0x%08x does not name (the value is undefined)", lane, src,
+              f.mask);
+        return f.value;
+    }
     return b->fibers[f.warp * 32 + src].value;
 }
 
@@ -528,6 +603,14 @@ void warpCollective(Block* b, Fiber& f) {
     }
     b->warpArrived[f.warp] = arrived & ~mask;
     b->warpEpoch[f.warp]++;
+    for (int l = 0; l < 32; l++) {
+        const Fiber& g = b->fibers[first + l];
+        if ((mask & (1u << l)) && (g.mask & existingLanes(b, f.warp)) != mask) {
+            fault(b, "warp collective: lane %d waits with mask 0x%08x but lane %d with mask 0x%08x (every lane named must "
+                  "pass the same mask)", f.lane, f.mask, l, g.mask);
+            yieldToScheduler(b);
+        }
+    }
     unsigned ballot = 0;
     for (int l = 0; l < 32; l++)
         if ((mask & (1u << l)) && b->fibers[first + l].value) ballot |= 1u << l;
@@ -543,9 +626,17 @@ void warpCollective(Block* b, Fiber& f) {
         g.state = State::RUNNABLE;
         if (l != f.lane) released[n++] = first + l;
     }
+    if (b->faulted) yieldToScheduler(b);
     pushReleased(b, released, n);
     // The completing lane goes last in line, after the lanes it released (FIFO order by default).
     b->runnable.push_back(f.warp * 32 + f.lane);
+    yieldToScheduler(b);
+}
+
+// A warp collective's mask must name the calling lane (CUDA's rule; the GPU's result is undefined otherwise).
+void checkOwnLane(Block* b, const Fiber& f, unsigned mask, const char* what) {
+    if (mask & (1u << f.lane)) return;
+    fault(b, "%s with mask 0x%08x, which does not name the calling lane %d", what, mask, f.lane);
     yieldToScheduler(b);
 }
 
@@ -563,6 +654,17 @@ Block* currentBlock(const char* what) {
 extern "C" void clip_sim_syncthreads(void) {
     Block* b = currentBlock("__syncthreads");
     Fiber& f = b->fibers[b->current];
+    // The call site tells the barriers apart (cuda_sim.h's __syncthreads is inlined into the kernel).
+    const void* site = __builtin_return_address(0);
+    if (b->atBarrier == 0) {
+        b->barrierSite = site;
+        b->barrierFirst = b->current;
+    } else if (site != b->barrierSite) {
+        const uint3& t = b->fibers[b->barrierFirst].tid;
+        fault(b, "__syncthreads in divergent code: this thread waits at a different __syncthreads (code %p) than thread "
+              "(%u,%u,%u) (code %p)", site, t.x, t.y, t.z, b->barrierSite);
+        yieldToScheduler(b);
+    }
     f.state = State::BARRIER;
     if (++b->atBarrier == b->count) {
         b->atBarrier = 0;
@@ -584,6 +686,7 @@ extern "C" unsigned long long clip_sim_shfl(unsigned mask, unsigned long long bi
         fault(b, "shuffle width %d is not a power of two in [1, 32]", width);
         yieldToScheduler(b);
     }
+    checkOwnLane(b, f, mask, "__shfl_sync");
     f.collective = 0;
     f.mask = mask;
     f.value = bits;
@@ -597,6 +700,7 @@ extern "C" unsigned long long clip_sim_shfl(unsigned mask, unsigned long long bi
 extern "C" unsigned clip_sim_vote(unsigned mask, int predicate, int mode) {
     Block* b = currentBlock("warp vote");
     Fiber& f = b->fibers[b->current];
+    checkOwnLane(b, f, mask, mode == 3 ? "__syncwarp" : "warp vote");
     f.collective = 1;
     f.mask = mask;
     f.value = predicate != 0;
@@ -743,12 +847,36 @@ void raceCheck(Block* b, size_t so, size_t n, bool write) {
     }
 }
 
-inline void checkAccess(uintptr_t a, size_t n, bool write, bool atomic) {
+// Racecheck between blocks: stamps [off, off + n) with this block; remembers the write when another block of
+// the launch wrote there before (overwritesBenign decides when the block ends).
+void recordWriter(Block* b, size_t off, uintptr_t a, size_t n) {
+    uint32_t* w = gArena.writer + (off >> 1);
+    size_t granules = ((off + n - 1) >> 1) - (off >> 1) + 1;
+    uint32_t other = 0;
+    for (size_t i = 0; i < granules; i++) {
+        if (other == 0 && w[i] >= b->launchStamp && w[i] != b->stamp) other = w[i];
+        w[i] = b->stamp;
+    }
+    if (other != 0) b->overwrites.push_back({a, n, std::string((const char*) a, n), other, b->fibers[b->current].tid});
+}
+
+[[noreturn]] void reportMisaligned(Block* b, uintptr_t a, size_t n, bool write) {
+    size_t off = a - (uintptr_t) gArena.base;
+    std::string where = off - b->sharedOffset < SHARED_CAPACITY ? describeShared(b, off - b->sharedOffset, n) : describeGlobal(off, n);
+    fault(b, "memcheck: misaligned %s of %zu bytes at %s (address not a multiple of %zu)", write ? "write" : "read", n,
+          where.c_str(), n);
+    yieldToScheduler(b);
+    __builtin_unreachable();
+}
+
+// aligned: the access is of a type whose alignment is its size (the instrumentation's sized, not unaligned, callbacks).
+inline void checkAccess(uintptr_t a, size_t n, bool write, bool atomic, bool aligned) {
     size_t off = a - (uintptr_t) gArena.base;
     if (off >= gArena.size || n == 0) return; // stack, thread-locals, constant tables: not checked
     Block* b = tlBlock;
     if (b == nullptr || b->current < 0) return;
     if (!addressable(off, n)) reportInvalid(b, a, n, write);
+    if (aligned && (a & (n - 1)) != 0) reportMisaligned(b, a, n, write);
     size_t so = off - b->sharedOffset;
     if (so < SHARED_CAPACITY) {
         if (!atomic) raceCheck(b, so, n, write);
@@ -760,28 +888,31 @@ inline void checkAccess(uintptr_t a, size_t n, bool write, bool atomic) {
               atomic ? "atomic update" : "read", n, where.c_str());
         yieldToScheduler(b);
     }
-    if (write) markWritten(off, n);
+    if (write) {
+        markWritten(off, n);
+        if (!atomic) recordWriter(b, off, a, n);
+    }
 }
 
 } // namespace
 
 // The callbacks of GCC's -fsanitize=thread instrumentation (see "Checks" above).
 #define CLIP_SIM_ACCESS_CALLBACKS(size)                                                                                        \
-    extern "C" void __tsan_read##size(uintptr_t a) { checkAccess(a, size, false, false); }                                      \
-    extern "C" void __tsan_write##size(uintptr_t a) { checkAccess(a, size, true, false); }                                      \
-    extern "C" void __tsan_unaligned_read##size(uintptr_t a) { checkAccess(a, size, false, false); }                            \
-    extern "C" void __tsan_unaligned_write##size(uintptr_t a) { checkAccess(a, size, true, false); }
+    extern "C" void __tsan_read##size(uintptr_t a) { checkAccess(a, size, false, false, true); }                                \
+    extern "C" void __tsan_write##size(uintptr_t a) { checkAccess(a, size, true, false, true); }                                \
+    extern "C" void __tsan_unaligned_read##size(uintptr_t a) { checkAccess(a, size, false, false, false); }                     \
+    extern "C" void __tsan_unaligned_write##size(uintptr_t a) { checkAccess(a, size, true, false, false); }
 CLIP_SIM_ACCESS_CALLBACKS(1)
 CLIP_SIM_ACCESS_CALLBACKS(2)
 CLIP_SIM_ACCESS_CALLBACKS(4)
 CLIP_SIM_ACCESS_CALLBACKS(8)
 CLIP_SIM_ACCESS_CALLBACKS(16)
-extern "C" void __tsan_read_range(uintptr_t a, size_t n) { checkAccess(a, n, false, false); }
-extern "C" void __tsan_write_range(uintptr_t a, size_t n) { checkAccess(a, n, true, false); }
+extern "C" void __tsan_read_range(uintptr_t a, size_t n) { checkAccess(a, n, false, false, false); }
+extern "C" void __tsan_write_range(uintptr_t a, size_t n) { checkAccess(a, n, true, false, false); }
 extern "C" void __tsan_init(void) {}
 
 // Atomics: bounds-checked, never a race (cuda_sim.h's atomics are not instrumented themselves).
-extern "C" void clip_sim_atomic_access(void* p, size_t n) { checkAccess((uintptr_t) p, n, true, true); }
+extern "C" void clip_sim_atomic_access(void* p, size_t n) { checkAccess((uintptr_t) p, n, true, true, true); }
 
 extern "C" void clip_sim_trap(const char* why) {
     Block* b = currentBlock("__trap");
@@ -817,9 +948,11 @@ SIM_EXPORT int sim_launch(const char* name, unsigned gx, unsigned gy, unsigned g
         return 1;
     }
     unsigned long long threads = (unsigned long long) bx * by * bz;
-    if (gx == 0 || gy == 0 || gz == 0 || threads == 0 || threads > (unsigned long long) MAX_THREADS) {
-        setError("invalid launch of %s: grid (%u,%u,%u), block (%u,%u,%u) (at most %d threads per block)", name, gx,
-                 gy, gz, bx, by, bz, MAX_THREADS);
+    if (gx == 0 || gy == 0 || gz == 0 || threads == 0 || threads > (unsigned long long) MAX_THREADS || bx > (unsigned) MAX_THREADS
+        || by > (unsigned) MAX_THREADS || bz > MAX_BLOCK_Z || gx > MAX_GRID_X || gy > MAX_GRID_YZ || gz > MAX_GRID_YZ) {
+        setError("invalid launch of %s: grid (%u,%u,%u), block (%u,%u,%u) (the device allows at most %d threads per block, "
+                 "a block of (%d,%d,%u), a grid of (%u,%u,%u), none 0)", name, gx, gy, gz, bx, by, bz, MAX_THREADS,
+                 MAX_THREADS, MAX_THREADS, MAX_BLOCK_Z, MAX_GRID_X, MAX_GRID_YZ, MAX_GRID_YZ);
         return 2;
     }
     if (tlBlock != nullptr) {
@@ -841,10 +974,15 @@ SIM_EXPORT int sim_launch(const char* name, unsigned gx, unsigned gy, unsigned g
     b->rng.seed(gSeed * 0x9e3779b97f4a7c15ull + gLaunches.fetch_add(1));
     gridDim = dim3(gx, gy, gz);
     blockDim = dim3(bx, by, bz);
-    std::vector<unsigned> order((size_t) gx * gy * gz);
+    std::vector<unsigned>& order = b->order;
+    order.resize((size_t) gx * gy * gz);
     for (size_t i = 0; i < order.size(); i++) order[i] = (unsigned) i;
     if (gBlockOrder == ORDER_REVERSE) std::reverse(order.begin(), order.end());
     else if (gBlockOrder == ORDER_RANDOM) std::shuffle(order.begin(), order.end(), b->rng);
+    // Stamps are taken per block in run order; concurrent launches on other OS threads take theirs in between,
+    // which only matters where the two launches write the same memory (a race of its own).
+    b->launchStamp = gBlockStamps.load() + 1;
+    b->runStamps.clear();
     tlBlock = b;
     bool ok = true;
     for (size_t i = 0; i < order.size() && ok; i++) {
@@ -891,18 +1029,41 @@ SIM_EXPORT void* sim_malloc(size_t bytes) {
     return gArena.base + off;
 }
 
-SIM_EXPORT void sim_free(void* p) {
-    if (p == nullptr) return;
+// Returns 0, or -1 (sim_last_error says why: a double free, or not a pointer sim_malloc returned).
+SIM_EXPORT int sim_free(void* p) {
+    if (p == nullptr) return 0;
+    arenaInit();
     std::lock_guard<std::mutex> guard(gArena.lock);
     size_t off = (char*) p - gArena.base;
     auto it = gArena.live.find(off);
     if (it == gArena.live.end() || !it->second.device) {
-        fprintf(stderr, "clipkernels_sim: sim_free of %p, which sim_malloc did not return (or freed twice)\n", p);
-        return;
+        bool freed = off < gArena.size && gArena.shadow[off >> 3] == SHADOW_FREED;
+        setError("free of %p: %s", p, freed ? "already freed (double free)" : "not a pointer the allocator returned");
+        return -1;
     }
     gArena.inUse -= (it->second.bytes + 255) / 256 * 256;
     spanGive(off, it->second.span);
     gArena.live.erase(it);
+    return 0;
+}
+
+// A copy or memset of [p, p + bytes) by the driver must lie within what a live allocation asked for (for a block of
+// the caching allocator, what its current tensor asked for: sim_mem_usable). Returns 0, or -1 with sim_last_error
+// naming the first byte outside.
+SIM_EXPORT int sim_check_range(void* p, long long bytes) {
+    arenaInit();
+    size_t off = (char*) p - gArena.base;
+    if (bytes <= 0) return 0;
+    if (off >= gArena.size || (size_t) bytes > gArena.size - off) {
+        setError("%lld bytes at %p: not device memory of the simulator", bytes, p);
+        return -1;
+    }
+    if (addressable(off, (size_t) bytes)) return 0;
+    size_t bad = off;
+    while (addressable(bad, 1)) bad++;
+    std::string where = describeGlobal(bad, 1);
+    setError("%lld bytes at %p reach %s", bytes, p, where.c_str());
+    return -1;
 }
 
 // The caching allocator's view of one of its blocks: the first `bytes` are what the current tensor asked

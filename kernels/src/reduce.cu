@@ -6,11 +6,14 @@
 //   sum_of_squares_all_total     total[0] = the sum of `count` partials, one block, in a fixed order
 //                           (deterministic): the global grad norm^2 as one device scalar, read by one sync
 //   has_non_finite          flag[0] = 1 when any x[i] is NaN or +-Inf (loss scaling); flag is zeroed by the host
-// Launch: 256 threads per block, grid <= 256 blocks (x) per tensor, grid-stride; the total one block.
+//   row_argmax              index[r] = the first position of the largest value of row r of x (R, T) I32 (a text
+//                           tower's EOT position: the largest token id), on the device so a text forward has no sync
+// Launch: 256 threads per block, grid <= 256 blocks (x) per tensor, grid-stride; the total one block; row_argmax one
+//   warp per row (grid R, block 32), each lane over positions lane, lane + 32, ..., then a shuffle reduction.
 // Bound (global norm of ViT-B/32's 151 M gradients): 604 MB read, ~0.2 ms at ~3.3 TB/s; launches 2 (was
 //   one launch and one host sync per tensor, ~300 per step).
 // Versions: v1 per-thread double accumulation, warp shuffles, one partial per block; v2 (this) the
-// multi-tensor norm with a device total.
+// multi-tensor norm with a device total, and row_argmax.
 #include "../include/clip_common.cuh"
 
 #define REDUCE_THREADS 256
@@ -64,4 +67,18 @@ extern "C" __global__ void has_non_finite(int* flag, const float* x, long n) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         if (!isfinite(x[i])) flag[0] = 1;
     }
+}
+
+extern "C" __global__ void row_argmax(int* index, const int* x, int t) {
+    const int* row = x + (long)blockIdx.x * t;
+    int best = -2147483647 - 1, at = t; // at = t: no position yet (t >= 1: lane 0 always finds one)
+    for (int j = threadIdx.x; j < t; j += CLIP_WARP) {
+        int v = row[j];
+        if (v > best || at == t) { best = v; at = j; }
+    }
+    for (int o = CLIP_WARP / 2; o > 0; o >>= 1) {
+        int otherBest = __shfl_xor_sync(CLIP_FULL_MASK, best, o), otherAt = __shfl_xor_sync(CLIP_FULL_MASK, at, o);
+        if (otherBest > best || (otherBest == best && otherAt < at)) { best = otherBest; at = otherAt; }
+    }
+    if (threadIdx.x == 0) index[blockIdx.x] = at;
 }

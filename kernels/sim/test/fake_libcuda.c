@@ -15,7 +15,7 @@ extern int sim_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, u
                       unsigned sharedBytes, void** params);
 extern void* sim_malloc(size_t bytes);
 extern void sim_mark_written(void* p, long long bytes);
-extern void sim_free(void* p);
+extern int sim_free(void* p);
 extern int sim_kernel_params(const char* name, int* sizes, int max);
 
 #define EXPORT __attribute__((visibility("default")))
@@ -69,9 +69,9 @@ EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     *p = (CUdeviceptr) (uintptr_t) sim_malloc(bytes);
     return *p ? OK : 2;
 }
-EXPORT CUresult cuMemFree_v2(CUdeviceptr p) { sim_free((void*) (uintptr_t) p); return OK; }
+EXPORT CUresult cuMemFree_v2(CUdeviceptr p) { return sim_free((void*) (uintptr_t) p) == 0 ? OK : INVALID_VALUE; }
 EXPORT CUresult cuMemAllocHost_v2(void** p, size_t bytes) { *p = sim_malloc(bytes); return *p ? OK : 2; }
-EXPORT CUresult cuMemFreeHost(void* p) { sim_free(p); return OK; }
+EXPORT CUresult cuMemFreeHost(void* p) { return sim_free(p) == 0 ? OK : INVALID_VALUE; }
 EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void* s) { (void) s; memcpy((void*) (uintptr_t) dst, src, n); sim_mark_written((void*) (uintptr_t) dst, (long long) n); return OK; }
 EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) { (void) s; memcpy(dst, (void*) (uintptr_t) src, n); return OK; }
 EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void* s) { (void) s; memmove((void*) (uintptr_t) dst, (void*) (uintptr_t) src, n); sim_mark_written((void*) (uintptr_t) dst, (long long) n); return OK; }

@@ -76,3 +76,46 @@ extern "C" __global__ void check_warp_ordered_exchange(float* out) {
 extern "C" __global__ void __launch_bounds__(64) check_launch_bounds(float* out) {
     out[blockIdx.x * blockDim.x + threadIdx.x] = 1.0f;
 }
+
+// Every block's thread 0 writes out[0] without an atomic: the block's index when `differ`, else 1 (a flag every
+// block may set: benign). With differ the result depends on which block runs last.
+extern "C" __global__ void check_blocks_write_one_address(float* out, int differ) {
+    if (threadIdx.x == 0) out[0] = differ ? (float) blockIdx.x : 1.0f;
+}
+
+// Each thread adds its right neighbour in dynamic shared memory: the launch gives one float per thread, so the
+// last thread reads row[blockDim.x], one past the dynamic size.
+extern "C" __global__ void check_dynamic_shared_read_past_end(float* out) {
+    extern __shared__ float row[];
+    row[threadIdx.x] = (float) threadIdx.x;
+    __syncthreads();
+    out[threadIdx.x] = row[threadIdx.x] + row[threadIdx.x + 1];
+}
+
+// All 32 lanes shuffle, but the mask leaves out lane 31, which takes part (and which lane 30 reads).
+extern "C" __global__ void check_shuffle_mask_missing_lane(float* out) {
+    float v = (float) threadIdx.x;
+    out[threadIdx.x] = __shfl_down_sync(0x7fffffffu, v, 1);
+}
+
+// Odd and even threads wait at two different __syncthreads (a barrier in warp-divergent code).
+extern "C" __global__ void check_divergent_syncthreads(float* out) {
+    __shared__ float tile[64];
+    if (threadIdx.x & 1) {
+        tile[threadIdx.x] = 1.0f;
+        __syncthreads();
+        out[threadIdx.x] = tile[threadIdx.x ^ 1];
+    } else {
+        tile[threadIdx.x] = 2.0f;
+        __syncthreads();
+        out[threadIdx.x] = 2.0f * tile[threadIdx.x ^ 1];
+    }
+}
+
+// Sums float4 vectors read from in + offset floats: an offset not a multiple of 4 makes every vector load
+// misaligned (the GPU's ld.global.v4 faults: misaligned address).
+extern "C" __global__ void check_misaligned_float4(float* out, const float* in, int offset) {
+    const float4* vectors = (const float4*) (in + offset);
+    float4 v = vectors[threadIdx.x];
+    out[threadIdx.x] = v.x + v.y + v.z + v.w;
+}

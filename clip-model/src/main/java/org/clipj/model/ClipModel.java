@@ -450,6 +450,41 @@ public final class ClipModel {
         return inferenceText.forward(ids[0], ids[1], null);
     }
 
+    /**
+     * tokens (B, T) I32 or I64, T <= context length, validated on the host (as {@link #encodeText}) and uploaded as
+     * (B, T) I32 ids for {@link #encodeTextIds}: all T positions, none cut, so the same tensor can take the next
+     * batch's ids (copied in with the backend's copy) for a replayed graph.
+     */
+    public Tensor uploadTokenIds(Tensor tokens) {
+        Tensor[] ids = checkTokens(tokens, false);
+        backend.release(ids[1]);
+        return ids[0];
+    }
+
+    /**
+     * ids (B, T) I32 on this model's backend, validated before upload ({@link #uploadTokenIds}) -> (B, E) unnormalized
+     * text features, with no sync point, so the forward can be captured into a CUDA graph: the pooled position (the
+     * EOT, the largest id of each row) is found on the device ({@link Backend#rowArgmax}) and all T positions run.
+     * The ids are not read on the host: eagerly the embedding still checks their range, a captured graph does not.
+     * Only for a tower pooled at the argmax of the ids (OpenAI CLIP's); other pools need the host: {@link #encodeText}.
+     */
+    public Tensor encodeTextIds(Tensor ids) {
+        ClipConfig.TextPool pool = config.variant().textPool();
+        if (pool != ClipConfig.TextPool.ARGMAX) {
+            throw new InvalidInputException("encodeTextIds pools at the argmax of the ids (the EOT), but this model pools by "
+                    + pool + ": use encodeText");
+        }
+        if (ids.device() != backend.device() || ids.dtype() != DType.I32 || ids.rank() != 2 || ids.dim(0) == 0
+                || ids.dim(1) == 0 || ids.dim(1) > config.contextLength()) {
+            throw new InvalidInputException("ids are " + ids.dtype() + " " + ids.shapeString() + " on " + ids.device()
+                    + ", expected (B, T) I32 on " + backend.device() + " with B >= 1 and 1 <= T <= " + config.contextLength()
+                    + " (uploadTokenIds makes them)");
+        }
+        Tensor eot = backend.empty(DType.I32, ids.dim(0));
+        backend.rowArgmax(eot, ids);
+        return inferenceText.forward(ids, eot, null);
+    }
+
     // ------------------------------------------------------------------ training
 
     /**

@@ -6,6 +6,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
+import java.util.function.Supplier;
 
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
@@ -19,9 +20,10 @@ import org.clipj.train.ContrastiveStep;
  * op through its {@link org.clipj.runtime.Backend} method at ViT-B/32's shapes (batch 1 and 256: 50 image
  * tokens, 77 causal text tokens, width 768, 12 heads of 64, MLP 3072; RN50's attention pool; the contrastive
  * loss at N = 256 and 4096), then the ViT-B/32 image and text encoders (BF16 weights, the CUDA default) at
- * batch 1 and 256, the image encoder at batch 1 as a replayed CUDA graph, and one training step at
- * batch 256 (forward, backward, AdamW) in F32 and in BF16 autocast (16-bit linear-weight copies, F32 masters;
- * the row named as PyTorch's autocast step). scripts/gpu-peer.py runs the same rows in PyTorch under the same names.
+ * batch 1 and 256, both at batch 1 as replayed CUDA graphs (the text one from token ids on the device, its EOT
+ * found there), and one training step at batch 256 (forward, backward, AdamW) in F32 and in BF16 autocast (16-bit
+ * linear-weight copies, F32 masters; the row named as PyTorch's autocast step). scripts/gpu-peer.py runs the same
+ * rows in PyTorch under the same names.
  *
  * <p>One JSON object per line (suite "gpu", DESIGN.md section 13): a rate row has {@code unit} TFLOP/s or
  * GB/s, {@code clipj} the rate from the nominal FLOPs or bytes of {@link #main}'s comments, {@code ms} the
@@ -184,7 +186,13 @@ public final class ClipGpuBench {
         Tensor qkv16 = cuda.empty(DType.BF16, b, t, 3 * c), o16 = cuda.empty(DType.BF16, b, t, c);
         cuda.cast(qkv16, qkv);
         rate("attention-fwd-bf16-" + shape, Bound.BF16, forwardFlops, () -> cuda.attentionForward(o16, null, qkv16, h, causal));
-        release(qkv, o, lse, dqkv, dout, qkv16, o16);
+        // BF16 backward (BF16 activations and gradients, the forward's F32 log-sum-exp): FlashAttention-2 style
+        Tensor dqkv16 = cuda.zeros(DType.BF16, b, t, 3 * c), dout16 = cuda.empty(DType.BF16, b, t, c);
+        cuda.cast(dout16, dout);
+        cuda.attentionForward(o16, lse, qkv16, h, causal);
+        rate("attention-bwd-bf16-" + shape, Bound.BF16, 2.5 * forwardFlops,
+                () -> cuda.attentionBackward(dqkv16, dout16, qkv16, o16, lse, h, causal));
+        release(qkv, o, lse, dqkv, dout, qkv16, o16, dqkv16, dout16);
     }
 
     /** Forward and backward of the loss over N pairs of D-wide features: S, dImg and dTxt are 2 N^2 D FLOPs each. */
@@ -206,10 +214,15 @@ public final class ClipGpuBench {
         ClipModel inference = ClipModel.fromStateDict(trainable.stateDict(), config, cuda, Precision.BF16);
         for (int b : sizes.batches) {
             Tensor pixels = pixels(b, config);
-            if (b == 1) imageGraph(inference, pixels);
-            else time(sizes.model + "-image-b" + b, () -> finite(inference.encodeImage(pixels)));
             Tensor tokens = tokens(b, config);
-            time(sizes.model + "-text-b" + b, () -> finite(inference.encodeText(tokens)));
+            if (b == 1) {
+                graph(sizes.model + "-image-b1-graph", () -> inference.encodeImage(pixels));
+                Tensor ids = inference.uploadTokenIds(tokens);
+                graph(sizes.model + "-text-b1-graph", () -> inference.encodeTextIds(ids));
+            } else {
+                time(sizes.model + "-image-b" + b, () -> finite(inference.encodeImage(pixels)));
+                time(sizes.model + "-text-b" + b, () -> finite(inference.encodeText(tokens)));
+            }
         }
         int b = sizes.trainBatch;
         List<Tensor> pixels = List.of(pixels(b, config)), tokens = List.of(tokens(b, config));
@@ -235,13 +248,17 @@ public final class ClipGpuBench {
         });
     }
 
-    /** The image encoder at batch 1 captured once and replayed; its output must equal the eager forward's. */
-    private void imageGraph(ClipModel model, Tensor pixels) {
-        String name = sizes.model + "-image-b1-graph";
+    /**
+     * A forward with no sync point captured once and replayed; the replay's output must equal the eager forward's.
+     * The eager run releases its temporaries as it returns, so the capture finds them in the allocator's cache.
+     */
+    private void graph(String name, Supplier<Tensor> forward) {
         try {
-            float[] eager = cuda.download(model.encodeImage(pixels)).f32();
+            Tensor eagerOut = cuda.releasingTemporaries(forward);
+            float[] eager = cuda.download(eagerOut).f32();
+            cuda.release(eagerOut);
             Tensor[] captured = new Tensor[1];
-            try (CudaGraph graph = captureAfterCollecting(() -> captured[0] = model.encodeImage(pixels))) {
+            try (CudaGraph graph = cuda.capture(() -> captured[0] = forward.get())) {
                 graph.replay();
                 float[] replayed = cuda.download(captured[0]).f32();
                 if (!Arrays.equals(eager, replayed)) {
@@ -252,26 +269,6 @@ public final class ClipGpuBench {
             }
         } catch (RuntimeException e) {
             error(name, e);
-        }
-    }
-
-    /**
-     * cuda.capture(body) after the eager run of body: its temporaries return to the allocator's cache only when
-     * their tensors become unreachable (a Cleaner), and a capture may not allocate from the driver, so a capture
-     * that finds the cache short is tried again after a garbage collection (at most 5 times).
-     */
-    private CudaGraph captureAfterCollecting(Runnable body) {
-        for (int attempt = 1; ; attempt++) {
-            System.gc();
-            try {
-                Thread.sleep(20);
-                return cuda.capture(body);
-            } catch (IllegalStateException e) {
-                if (attempt == 5 || !String.valueOf(e.getMessage()).startsWith("capture:")) throw e;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("interrupted", e);
-            }
         }
     }
 

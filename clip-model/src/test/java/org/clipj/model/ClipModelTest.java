@@ -229,6 +229,18 @@ class ClipModelTest {
     }
 
     @Test
+    void textIdsPooledOnTheBackendMatchEncodeText() {
+        ClipModel model = ClipModel.fromStateDict(GoldenData.model("tiny-vit"), backend);
+        Tensor text = GoldenData.golden("tiny-vit").get("input.text");
+        Tensor ids = model.uploadTokenIds(text);
+        assertArrayEquals(text.shape(), ids.shape()); // every position kept, none cut at the last EOT
+        assertArrayEquals(model.encodeText(text).toFloatArray(), model.encodeTextIds(ids).toFloatArray(), 1e-5f);
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> model.encodeTextIds(Tensor.zeros(DType.F32, 1, 4)));
+        assertTrue(e.getMessage().startsWith("ids are F32 [1, 4] on CPU, expected (B, T) I32"), e.getMessage());
+        assertThrows(InvalidInputException.class, () -> model.uploadTokenIds(Tensor.of(new int[]{49406, 49408}, 1, 2)));
+    }
+
+    @Test
     void resnetBackwardNeedsTrainModeBatchNorm() {
         ClipModel model = ClipModel.fromStateDict(GoldenData.model("tiny-rn"), backend);
         ImageActivations eval = model.forwardImage(randomPixels(2, 64, 1), false);

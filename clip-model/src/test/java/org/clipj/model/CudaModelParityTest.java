@@ -1,5 +1,6 @@
 package org.clipj.model;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -10,6 +11,7 @@ import org.clipj.kernels.Kernels;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 import org.clipj.runtime.cuda.CudaBackend;
+import org.clipj.runtime.cuda.CudaGraph;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -166,6 +168,35 @@ class CudaModelParityTest {
         assertWithin(name + " text_features", GoldenData.get(golden, "output.text_features"), ta.features());
         assertWithin(name + " encodeImage", GoldenData.get(golden, "output.image_features"), model.encodeImage(image));
         assertWithin(name + " encodeText", GoldenData.get(golden, "output.text_features"), model.encodeText(text));
+    }
+
+    /**
+     * The text forward from ids on the device (EOT found there) has no sync point: run eagerly with its temporaries
+     * released, then captured (no allocation left to make), and replayed with the next captions copied into the ids.
+     */
+    @Test
+    void textFromDeviceIdsIsCapturedAndReplayedWithNewCaptions() {
+        ClipModel model = ClipModel.fromStateDict(GoldenData.model("tiny-vit"), cuda);
+        Tensor text = GoldenData.get(GoldenData.golden("tiny-vit"), "input.text");
+        Tensor expected = cuda.download(model.encodeText(text)); // before: its own temporaries stay live until collected
+        Tensor ids = model.uploadTokenIds(text);
+        Tensor eager = cuda.releasingTemporaries(() -> model.encodeTextIds(ids));
+        assertWithin("encodeTextIds", expected, eager);
+        float[] eagerFeatures = cuda.download(eager).f32();
+        cuda.release(eager);
+        Tensor[] features = new Tensor[1];
+        try (CudaGraph graph = cuda.capture(() -> features[0] = model.encodeTextIds(ids))) {
+            graph.replay();
+            assertArrayEquals(eagerFeatures, cuda.download(features[0]).f32());
+            long[] next = new long[(int) text.numel()]; // input.text is I64
+            for (int r = 0; r < text.dim(0); r++) { // the next captions: the same rows in reverse order
+                System.arraycopy(text.i64(), text.offset() + (text.dim(0) - 1 - r) * text.dim(1), next, r * text.dim(1), text.dim(1));
+            }
+            Tensor nextText = Tensor.of(next, text.shape());
+            cuda.copy(ids, model.uploadTokenIds(nextText));
+            graph.replay();
+            assertWithin("replayed with new captions", cuda.download(model.encodeText(nextText)), features[0]);
+        }
     }
 
     private static void assertWithin(String what, Tensor expected, Tensor actualOnDevice) {

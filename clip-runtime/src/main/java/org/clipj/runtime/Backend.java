@@ -330,4 +330,10 @@ public interface Backend extends AutoCloseable {
 
     /** True when any element is NaN or infinite (loss scaling). */
     boolean hasNonFinite(Tensor t);
+
+    /**
+     * index[r] = the first position of the largest value in row r of x (R, T) I32, T >= 1; index (R) I32. A text
+     * tower's EOT position (the largest token id) found on the device, so a text forward needs no sync point.
+     */
+    void rowArgmax(Tensor index, Tensor x);
 }

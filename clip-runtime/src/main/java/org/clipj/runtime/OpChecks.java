@@ -585,6 +585,20 @@ public final class OpChecks {
         f32(device, "hasNonFinite", "t", t);
     }
 
+    /** x (R, T) I32 with T >= 1, index (R) I32, not aliased. */
+    public static void rowArgmax(Device device, Tensor index, Tensor x) {
+        String op = "rowArgmax";
+        i32(device, op, "x", x);
+        rank(op, "x", x, 2);
+        argument(op, x.dim(1) >= 1, "x " + x.shapeString() + " has empty rows");
+        i32(device, op, "index", index);
+        argument(op, index.rank() == 1 && index.dim(0) == x.dim(0), "index " + index.shapeString() + " must be (R) for x " + x.shapeString());
+        boolean overlap = index.device() == Device.CPU
+                ? index.i32() == x.i32() && index.offset() < x.offset() + x.size() && x.offset() < index.offset() + index.size()
+                : index.deviceAddress() < x.deviceAddress() + x.byteSize() && x.deviceAddress() < index.deviceAddress() + index.byteSize();
+        argument(op, !overlap, "index and x must not overlap");
+    }
+
     // ---------------------------------------------------------------- rules
 
     /** All but the last dimension multiplied: the row count of a (..., C) tensor. */

@@ -388,6 +388,15 @@ class BackendContractTest {
                 (be, t) -> be.sumOfSquaresAll(java.util.List.of(t.f32(3), t.bf16(6)))));
         l.add(c("sumOfSquaresAll", argument, "null list", (be, t) -> be.sumOfSquaresAll(null)));
         l.add(c("hasNonFinite", dtype, "BF16", (be, t) -> be.hasNonFinite(t.bf16(6))));
+        l.add(c("rowArgmax", shape, "index (3) for x (2, 4)", (be, t) -> be.rowArgmax(t.i32(3), t.i32(2, 4))));
+        l.add(c("rowArgmax", shape, "x (2, 0)", (be, t) -> be.rowArgmax(t.i32(2), t.i32(2, 0))));
+        l.add(c("rowArgmax", shape, "x (8)", (be, t) -> be.rowArgmax(t.i32(8), t.i32(8))));
+        l.add(c("rowArgmax", dtype, "F32 x", (be, t) -> be.rowArgmax(t.i32(2), t.f32(2, 4))));
+        l.add(c("rowArgmax", dtype, "F32 index", (be, t) -> be.rowArgmax(t.f32(2), t.i32(2, 4))));
+        l.add(c("rowArgmax", alias, "index inside x", (be, t) -> {
+            Tensor x = t.i32(2, 4);
+            be.rowArgmax(x.reshape(8).slice(0, 2), x);
+        }));
         return l;
     }
 

@@ -196,4 +196,99 @@ class SimChecksTest {
         driver.memFree(buffer);
         driver.streamDestroy(stream);
     }
+
+    @Test
+    void twoBlocksWritingOneAddressWithoutAtomicsIsARace() {
+        long out = driver.memAlloc(4, "out");
+        assertFault("check_blocks_write_one_address", 3, 32, 0, ARGS.clear().ptr(out).i32(1),
+                "racecheck: write-write race between blocks on global memory", "byte 0 (index 0 of 4-byte elements) of a 4-byte buffer",
+                "block (1,0,0) thread (0,0,0) and block (0,0,0) of the same launch wrote different values there without an atomic");
+        launch("check_blocks_write_one_address", 3, 32, 0, ARGS.clear().ptr(out).i32(0)); // the same value: a benign flag
+        assertArrayEquals(new float[] {1}, download(out, 1));
+    }
+
+    @Test
+    void aDynamicSharedReadOnePastTheLaunchSize() {
+        long out = driver.memAlloc(64 * 4L, "out");
+        assertFault("check_dynamic_shared_read_past_end", 1, 64, 64 * 4, ARGS.clear().ptr(out),
+                "memcheck: invalid read of 4 bytes at dynamic shared memory (extern __shared__, 256 bytes in this launch) at byte 256 (index 64",
+                "thread (63,0,0)");
+    }
+
+    @Test
+    void aShuffleMaskMissingALaneThatTakesPart() {
+        long out = driver.memAlloc(32 * 4L, "out");
+        // FIFO order: lanes 0..30 complete the shuffle of mask 0x7fffffff and lane 30 reads lane 31; in another order
+        // lane 31 first calls the shuffle with a mask that leaves it out. Either is reported.
+        String message = assertFault("check_shuffle_mask_missing_lane", 1, 32, 0, ARGS.clear().ptr(out), "mask 0x7fffffff");
+        assertTrue(message.contains("lane 30 reads lane 31, which its mask 0x7fffffff does not name")
+                || message.contains("which does not name the calling lane 31"), message);
+    }
+
+    @Test
+    void aSyncthreadsInWarpDivergentCode() {
+        long out = driver.memAlloc(64 * 4L, "out");
+        assertFault("check_divergent_syncthreads", 1, 64, 0, ARGS.clear().ptr(out),
+                "__syncthreads in divergent code: this thread waits at a different __syncthreads", "than thread (0,0,0)",
+                "thread (1,0,0))");
+    }
+
+    @Test
+    void aStalePointerStaysFreedWhenItsMemoryIsAllocatedAgain() {
+        long in = upload(new float[64]), out = driver.memAlloc(64 * 4L, "out");
+        driver.memFree(in);
+        long again = upload(new float[64]); // the same size: without the quarantine it would get in's span back
+        assertTrue(again != in, "a freed span is handed out again at once");
+        assertFault("check_add_one", 1, 64, 0, ARGS.clear().ptr(out).ptr(in).i32(64), "memcheck: invalid read", "freed memory (use after free)");
+        driver.memFree(again);
+    }
+
+    @Test
+    void aDoubleFreeIsRefused() {
+        long buffer = driver.memAlloc(64, "buffer");
+        driver.memFree(buffer);
+        CudaException e = assertThrows(CudaException.class, () -> driver.memFree(buffer));
+        assertEquals(CudaErrors.CUDA_ERROR_INVALID_VALUE, e.status(), e.getMessage());
+        assertTrue(e.getMessage().contains("free of 0x" + Long.toHexString(buffer) + ": already freed (double free)"), e.getMessage());
+    }
+
+    @Test
+    void aCopyOrMemsetBeyondTheAllocationIsRefused() {
+        long small = driver.memAlloc(16, "small"), big = upload(new float[8]);
+        MemorySegment host = ARENA.allocate(32);
+        CudaException up = assertThrows(CudaException.class, () -> driver.memcpyHtoD(small, host, 32, 0, "upload x"));
+        assertEquals(CudaErrors.CUDA_ERROR_INVALID_VALUE, up.status(), up.getMessage());
+        assertTrue(up.getMessage().contains("upload x: 32 bytes at 0x" + Long.toHexString(small) + " reach global memory"), up.getMessage());
+        assertTrue(up.getMessage().contains("byte 16 (index 16 of 1-byte elements) of a 16-byte buffer"), up.getMessage());
+        CudaException down = assertThrows(CudaException.class, () -> driver.memcpyDtoH(host, small, 20, 0, "download x"));
+        assertTrue(down.getMessage().contains("download x: 20 bytes"), down.getMessage());
+        CudaException copy = assertThrows(CudaException.class, () -> driver.memcpyDtoD(small, big, 32, 0, "copy x"));
+        assertTrue(copy.getMessage().contains("copy x (destination): 32 bytes"), copy.getMessage());
+        CudaException set = assertThrows(CudaException.class, () -> driver.memsetD32(small, 0, 5, 0, "zero x"));
+        assertTrue(set.getMessage().contains("zero x: 20 bytes"), set.getMessage());
+        driver.memcpyHtoD(small, host, 16, 0, "upload in bounds");
+    }
+
+    @Test
+    void launchesOverTheDevicesBlockAndGridLimitsAreRefused() {
+        long out = driver.memAlloc(4, "out"), in = upload(new float[1]);
+        int[][] shapes = {{1, 1, 1, 1025, 1, 1}, {1, 1, 1, 1, 1, 65}, {1, 65536, 1, 1, 1, 1}, {1, 1, 65536, 1, 1, 1}, {0, 1, 1, 1, 1, 1}};
+        for (int[] d : shapes) {
+            CudaException e = assertThrows(CudaException.class, () -> driver.launchKernel(driver.moduleGetFunction(module, "check_add_one"),
+                    d[0], d[1], d[2], d[3], d[4], d[5], 0, 0, ARGS.clear().ptr(out).ptr(in).i32(0)));
+            assertEquals(CudaErrors.CUDA_ERROR_INVALID_VALUE, e.status(), e.getMessage());
+            assertTrue(e.getMessage().contains("invalid launch of check_add_one: grid (" + d[0] + "," + d[1] + "," + d[2] + "), block ("
+                    + d[3] + "," + d[4] + "," + d[5] + ") (the device allows at most 1024 threads per block, a block of (1024,1024,64), "
+                    + "a grid of (2147483647,65535,65535), none 0)"), e.getMessage());
+        }
+    }
+
+    @Test
+    void aMisalignedFloat4Access() {
+        long in = upload(new float[4 * 32 + 4]), out = driver.memAlloc(32 * 4L, "out");
+        assertFault("check_misaligned_float4", 1, 32, 0, ARGS.clear().ptr(out).ptr(in).i32(1),
+                "memcheck: misaligned read of 16 bytes at global memory", "byte 4 (index 0 of 16-byte elements)",
+                "(address not a multiple of 16)", "thread (0,0,0)");
+        launch("check_misaligned_float4", 1, 32, 0, ARGS.clear().ptr(out).ptr(in).i32(4));
+    }
 }

@@ -54,6 +54,7 @@ public final class SimCudaDriver implements CudaDriver {
     private final MethodHandle simLaunch;
     private final MethodHandle simMalloc;
     private final MethodHandle simFree;
+    private final MethodHandle simCheckRange;
     private final MethodHandle simLastError;
     private final MethodHandle simKernelParams;
     private final MethodHandle simGemm;
@@ -88,7 +89,8 @@ public final class SimCudaDriver implements CudaDriver {
         simLaunch = handle(lookup, "sim_launch", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
         simMalloc = handle(lookup, "sim_malloc", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG));
-        simFree = handle(lookup, "sim_free", FunctionDescriptor.ofVoid(JAVA_LONG));
+        simFree = handle(lookup, "sim_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        simCheckRange = handle(lookup, "sim_check_range", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
         simLastError = handle(lookup, "sim_last_error", FunctionDescriptor.of(ADDRESS));
         simKernelParams = handle(lookup, "sim_kernel_params", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
         simGemm = handle(lookup, "sim_gemm", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
@@ -246,11 +248,26 @@ public final class SimCudaDriver implements CudaDriver {
     public void memFree(long devicePointer) {
         open();
         refuseWhileCapturing("cuMemFree", "free of 0x" + Long.toHexString(devicePointer));
+        int rc;
         try {
-            simFree.invokeExact(devicePointer);
+            rc = (int) simFree.invokeExact(devicePointer);
         } catch (Throwable t) {
             throw new CudaException("sim_free: " + t, t);
         }
+        if (rc != 0) throw new CudaException("cuMemFree", CudaErrors.CUDA_ERROR_INVALID_VALUE,
+                CudaErrors.name(CudaErrors.CUDA_ERROR_INVALID_VALUE), lastError());
+    }
+
+    /** As a real driver refuses a copy or memset that leaves the allocation (CUDA_ERROR_INVALID_VALUE), at the call. */
+    private void checkRange(String call, String op, long address, long bytes) {
+        int rc;
+        try {
+            rc = (int) simCheckRange.invokeExact(address, bytes);
+        } catch (Throwable t) {
+            throw new CudaException("sim_check_range: " + t, t);
+        }
+        if (rc != 0) throw new CudaException(call, CudaErrors.CUDA_ERROR_INVALID_VALUE, CudaErrors.name(CudaErrors.CUDA_ERROR_INVALID_VALUE),
+                op + ": " + lastError());
     }
 
     @Override
@@ -266,6 +283,7 @@ public final class SimCudaDriver implements CudaDriver {
     @Override
     public void memcpyHtoD(long dst, MemorySegment src, long bytes, long stream, String op) {
         if (src.byteSize() < bytes) throw new IllegalArgumentException(op + ": host segment of " + src.byteSize() + " bytes < " + bytes);
+        checkRange("cuMemcpyHtoD", op, dst, bytes);
         submit(stream, () -> {
             MemorySegment.copy(src, 0, at(dst, bytes), 0, bytes);
             markWritten(dst, bytes);
@@ -284,11 +302,14 @@ public final class SimCudaDriver implements CudaDriver {
     @Override
     public void memcpyDtoH(MemorySegment dst, long src, long bytes, long stream, String op) {
         if (dst.byteSize() < bytes) throw new IllegalArgumentException(op + ": host segment of " + dst.byteSize() + " bytes < " + bytes);
+        checkRange("cuMemcpyDtoH", op, src, bytes);
         submit(stream, () -> MemorySegment.copy(at(src, bytes), 0, dst, 0, bytes));
     }
 
     @Override
     public void memcpyDtoD(long dst, long src, long bytes, long stream, String op) {
+        checkRange("cuMemcpyDtoD", op + " (source)", src, bytes);
+        checkRange("cuMemcpyDtoD", op + " (destination)", dst, bytes);
         submit(stream, () -> {
             MemorySegment.copy(at(src, bytes), 0, at(dst, bytes), 0, bytes);
             markWritten(dst, bytes);
@@ -297,6 +318,7 @@ public final class SimCudaDriver implements CudaDriver {
 
     @Override
     public void memsetD8(long dst, byte value, long bytes, long stream, String op) {
+        checkRange("cuMemsetD8", op, dst, bytes);
         submit(stream, () -> {
             at(dst, bytes).fill(value);
             markWritten(dst, bytes);
@@ -305,6 +327,7 @@ public final class SimCudaDriver implements CudaDriver {
 
     @Override
     public void memsetD32(long dst, int value, long count, long stream, String op) {
+        checkRange("cuMemsetD32", op, dst, count * 4);
         submit(stream, () -> {
             MemorySegment s = at(dst, count * 4);
             for (long i = 0; i < count; i++) s.setAtIndex(JAVA_INT, i, value);

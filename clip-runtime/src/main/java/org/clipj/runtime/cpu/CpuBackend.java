@@ -396,4 +396,10 @@ public final class CpuBackend implements Backend {
         OpChecks.hasNonFinite(Device.CPU, t);
         return ReduceOps.hasNonFinite(cx, t);
     }
+
+    @Override
+    public void rowArgmax(Tensor index, Tensor x) {
+        OpChecks.rowArgmax(Device.CPU, index, x);
+        ReduceOps.rowArgmax(index, x);
+    }
 }

@@ -55,6 +55,19 @@ final class ReduceOps {
         return total;
     }
 
+    /** The scalar reference (the only path: R * T token ids are too few to vectorize). */
+    static void rowArgmax(Tensor index, Tensor x) {
+        int[] in = x.i32(), out = index.i32();
+        int rows = x.dim(0), t = x.dim(1), xo = x.offset(), io = index.offset();
+        for (int r = 0; r < rows; r++) {
+            int at = 0;
+            for (int j = 1; j < t; j++) {
+                if (in[xo + r * t + j] > in[xo + r * t + at]) at = j;
+            }
+            out[io + r] = at;
+        }
+    }
+
     private static boolean hasNonFiniteScalar(Tensor t) {
         float[] x = t.f32();
         int o = t.offset(), n = t.size();

@@ -2,6 +2,7 @@ package org.clipj.runtime.cuda;
 
 import java.util.List;
 import java.util.Optional;
+import java.util.function.Supplier;
 
 import org.clipj.cuda.CudaException;
 import org.clipj.runtime.Activation;
@@ -101,6 +102,17 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void synchronize() {
         cx.stream.synchronize();
+    }
+
+    /**
+     * Runs body (a forward) and returns its result, with every other tensor that body allocated on this backend
+     * released when it returns, so its memory is back in the allocator's cache at once (a capture that follows
+     * finds its temporaries there; no garbage collection needed). body must keep no tensor it allocated but the
+     * result (the simulator reports a later use of a released one as a use after free). If body throws, its
+     * tensors are left to the collector.
+     */
+    public synchronized Tensor releasingTemporaries(Supplier<Tensor> body) {
+        return cx.memory.releasingTemporaries(body);
     }
 
     /** Records what body issues into a CUDA graph without running it (see {@link CudaGraph#capture}). */
@@ -420,5 +432,11 @@ public final class CudaBackend implements Backend {
     public synchronized boolean hasNonFinite(Tensor t) {
         OpChecks.hasNonFinite(Device.CUDA, t);
         return cx.reduce.hasNonFinite(t);
+    }
+
+    @Override
+    public synchronized void rowArgmax(Tensor index, Tensor x) {
+        OpChecks.rowArgmax(Device.CUDA, index, x);
+        cx.reduce.rowArgmax(index, x);
     }
 }

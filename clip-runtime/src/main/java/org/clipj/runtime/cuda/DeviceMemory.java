@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 
 import org.clipj.cuda.CudaException;
 import org.clipj.runtime.DType;
@@ -29,6 +30,7 @@ final class DeviceMemory {
     private List<DeviceAllocator.Block> captureBlocks; // non-null while capturing
     private Map<DeviceAllocator.Block, Long> captureUsable; // of those, the most bytes any use in the capture asked
     private Map<Long, ArrayDeque<DeviceAllocator.Block>> captureIdle; // released in the capture, by size class
+    private List<DeviceAllocator.Block> scopeBlocks; // non-null inside CudaBackend.releasingTemporaries
 
     DeviceMemory(CudaStream stream) {
         this.stream = stream;
@@ -49,6 +51,7 @@ final class DeviceMemory {
             long usable = Math.max(captureUsable.get(block), bytes);
             captureUsable.put(block, usable);
             stream.driver.memUsable(block.address, usable);
+            if (scopeBlocks != null) scopeBlocks.add(block);
             return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
         }
         try {
@@ -64,6 +67,7 @@ final class DeviceMemory {
             captureBlocks.add(block);
             captureUsable.put(block, bytes);
         }
+        if (scopeBlocks != null) scopeBlocks.add(block);
         return Tensor.onDevice(Device.CUDA, dtype, block.address, block, shape);
     }
 
@@ -103,7 +107,10 @@ final class DeviceMemory {
 
     /** Returns a tensor's block to the allocator now; one a capture owns goes back to that capture only. */
     void release(Tensor t) {
-        if (t == null || !(t.owner() instanceof DeviceAllocator.Block block)) return;
+        if (t != null && t.owner() instanceof DeviceAllocator.Block block) release(block);
+    }
+
+    private void release(DeviceAllocator.Block block) {
         if (captureBlocks != null && captureUsable.containsKey(block)) {
             ArrayDeque<DeviceAllocator.Block> idle = captureIdle.computeIfAbsent(block.bytes, k -> new ArrayDeque<>());
             if (!idle.contains(block)) idle.push(block);
@@ -125,6 +132,26 @@ final class DeviceMemory {
         stream.copyDeviceToHost(staging, scratchFlag.address, 4);
         stream.synchronize();
         return staging.get(ValueLayout.JAVA_INT, 0);
+    }
+
+    /**
+     * Runs body, then releases every block allocated while it ran except the result's: the temporaries of a
+     * forward return to the cache at once, not when the collector finds them unreachable.
+     */
+    Tensor releasingTemporaries(Supplier<Tensor> body) {
+        if (scopeBlocks != null) throw new IllegalStateException("releasingTemporaries: already inside one");
+        scopeBlocks = new ArrayList<>();
+        List<DeviceAllocator.Block> blocks = scopeBlocks;
+        Tensor result;
+        try {
+            result = body.get();
+        } finally {
+            scopeBlocks = null;
+        }
+        for (DeviceAllocator.Block block : blocks) {
+            if (result == null || block != result.owner()) release(block);
+        }
+        return result;
     }
 
     /** From now on every block allocated belongs to the capture. */

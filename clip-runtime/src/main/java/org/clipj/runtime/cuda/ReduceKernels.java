@@ -9,14 +9,18 @@ import java.util.List;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
 
-/** reduce.cu: whole-tensor reductions for training bookkeeping; each op waits for the stream once (a sync point). */
+/**
+ * reduce.cu: whole-tensor reductions for training bookkeeping, which wait for the stream (sync points), and the
+ * argmax of each row of token ids, which does not.
+ */
 final class ReduceKernels {
     static final String SUM_OF_SQUARES = "sum_of_squares";
     static final String SUM_OF_SQUARES_ALL_PARTIALS = "sum_of_squares_all_partials";
     static final String SUM_OF_SQUARES_ALL_TOTAL = "sum_of_squares_all_total";
     static final String HAS_NON_FINITE = "has_non_finite";
+    static final String ROW_ARGMAX = "row_argmax";
     static final List<String> KERNELS = List.of(SUM_OF_SQUARES, SUM_OF_SQUARES_ALL_PARTIALS, SUM_OF_SQUARES_ALL_TOTAL,
-            HAS_NON_FINITE);
+            HAS_NON_FINITE, ROW_ARGMAX);
     private static final int MAX_BLOCKS = 256;
 
     private final KernelLauncher launcher;
@@ -92,6 +96,12 @@ final class ReduceKernels {
         launcher.launch(HAS_NON_FINITE, blocks(t.numel()), 1, 1, ELEMENTWISE_THREADS, 1, 1, 0,
                 launcher.args().ptr(memory.flagAddress()).ptr(t.deviceAddress()).i64(t.numel()));
         return memory.readFlag() != 0;
+    }
+
+    /** One warp per row. */
+    void rowArgmax(Tensor index, Tensor x) {
+        launcher.launch(ROW_ARGMAX, x.dim(0), 1, 1, 32, 1, 1, 0,
+                launcher.args().ptr(index.deviceAddress()).ptr(x.deviceAddress()).i32(x.dim(1)));
     }
 
     private static int blocks(long n) {

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.SplittableRandom;
+import java.util.function.Supplier;
 
 import org.clipj.runtime.Activation;
 import org.clipj.runtime.DType;
@@ -801,6 +802,18 @@ abstract class CudaParityChecks {
             x.f32()[size - 1] = Float.NEGATIVE_INFINITY;
             assertTrue(cuda.hasNonFinite(up(x)));
         }
+        // rowArgmax: rows shorter than, equal to and longer than a warp (77: CLIP's context), ties, negative ids
+        SplittableRandom rng = new SplittableRandom(185);
+        for (int t : new int[] {1, 5, 32, 77, 205}) {
+            int rows = 3;
+            int[] ids = new int[rows * t];
+            for (int i = 0; i < ids.length; i++) ids[i] = rng.nextInt(-4, 6); // few values: many ties
+            ids[t - 1] = Integer.MIN_VALUE;
+            Tensor x = Tensor.of(ids, rows, t), expected = Tensor.zeros(DType.I32, rows), actual = cuda.zeros(DType.I32, rows);
+            CPU.rowArgmax(expected, x);
+            cuda.rowArgmax(actual, up(x));
+            assertArrayEquals(expected.i32(), cuda.download(actual).i32(), "rowArgmax T=" + t);
+        }
     }
 
     /** The fused global norm: every tensor of a list (views and ragged sizes) in one reduction, inf/NaN kept. */
@@ -972,6 +985,33 @@ abstract class CudaParityChecks {
             CPU.scale(expected, 4f);
             assertClose("four released temporaries in one capture", expected, y, TOL);
         }
+    }
+
+    @Test
+    void releasingTemporariesLetsACaptureFollowWithoutACollection() {
+        // Two temporaries and the result, of a size class nothing else here uses: still referenced (no collection
+        // runs in between), they would have to come from the driver, which a capture refuses.
+        Tensor x = cuda.upload(random(198, 3, 12345));
+        Supplier<Tensor> forward = () -> {
+            Tensor a = cuda.empty(DType.F32, 3, 12345), b = cuda.empty(DType.F32, 3, 12345), out = cuda.empty(DType.F32, 3, 12345);
+            cuda.quickGeluForward(a, x);
+            cuda.add(b, a, a);
+            cuda.add(out, b, x);
+            return out;
+        };
+        Tensor eager = cuda.releasingTemporaries(forward);
+        float[] expected = down(eager);
+        cuda.release(eager);
+        Tensor[] captured = new Tensor[1];
+        try (CudaGraph graph = cuda.capture(() -> captured[0] = forward.get())) {
+            graph.replay();
+            assertArrayEquals(expected, down(captured[0]));
+        }
+        Tensor host = Tensor.zeros(DType.F32, 3, 12345);
+        CPU.quickGeluForward(host, cuda.download(x));
+        CPU.scale(host, 2f);
+        CPU.add(host, host, cuda.download(x));
+        assertClose("releasingTemporaries result", host, cuda.upload(Tensor.of(expected, 3, 12345)), TOL);
     }
 
     @Test
