@@ -129,7 +129,7 @@ class ClipModelTest {
 
     /**
      * An inference model keeps one copy of each GEMM weight (prepared) and none of the state dict:
-     * consumeStateDict empties the map it is given (but for weightless entries) and encodes exactly as
+     * consumeStateDict empties the map it is given (but for weightless entries) and encodes as
      * fromStateDict and as the trainable model; the training calls and stateDict refuse it by name.
      */
     @Test
@@ -144,8 +144,10 @@ class ClipModelTest {
             ClipModel consumed = ClipModel.consumeStateDict(handedOver, loaded.config(), backend, Precision.F32);
             assertEquals(List.of("transformer.resblocks.0.attn_mask"), List.copyOf(handedOver.keySet()), name);
             for (ClipModel m : List.of(loaded, consumed)) {
-                assertArrayEquals(trainable.encodeImage(image).f32(), m.encodeImage(image).f32(), name + " image");
-                assertArrayEquals(trainable.encodeText(text).f32(), m.encodeText(text).f32(), name + " text");
+                // equal up to summation order: a Vector API reduction runs in another order before C2
+                // compiles it than after, so two forwards at different JIT states may differ in the last bit
+                assertArrayEquals(trainable.encodeImage(image).f32(), m.encodeImage(image).f32(), 1e-5f, name + " image");
+                assertArrayEquals(trainable.encodeText(text).f32(), m.encodeText(text).f32(), 1e-5f, name + " text");
                 IllegalStateException e = assertThrows(IllegalStateException.class, m::stateDict);
                 assertTrue(e.getMessage().startsWith("stateDict: this model was loaded for F32 inference"), e.getMessage());
                 assertThrows(IllegalStateException.class, m::parameters);
