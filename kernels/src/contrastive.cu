@@ -26,8 +26,8 @@
 // logit_grad: grid-stride over N^2 (elementwise launch, block 256), one atomic per block for dLogScale.
 // Why materialized rather than streaming mma.sync tiles: the three GEMMs are what cuBLASLt does best (and what its
 // simulator GEMM checks cheaply: N = 4096 stays seconds), the rest is memory-bound; the price is 6 N^2 bytes of
-// scratch and 22 N^2 bytes of traffic, so the path is taken while 6 N^2 <= 256 MiB (N <= 6688); beyond it the F32
-// kernels below run on F32 copies of the features (memory O(N)).
+// scratch and 22 N^2 bytes of traffic, so the path is taken while 6 N^2 fits -Dclip.cuda.contrastiveLogitsMiB
+// (256: N <= 6688); beyond it the F32 kernels below run on F32 copies of the features (memory O(N)).
 // Versions: v1 row-streaming log-sum-exp, F32. v2 (this) + the BF16 path above. Next: streaming tensor-core tiles
 // (a warp's 16 rows of a against b in 16-wide k-steps through ldmatrix, online lse on the accumulators, the backward
 // recomputing S tiles) to drop the N^2 traffic, which bounds v2 at large N.

@@ -15,7 +15,7 @@ import org.clipj.runtime.Tensor;
  * (row and column log-sum-exps, the loss, a backward that recomputes the rows). BF16 features (mixed-precision
  * training): the logits img @ txt^T (N, N) F32 from a BF16 GEMM on tensor cores, row and column log-sum-exps over them,
  * dS (N, N) BF16, and the feature gradients as two more BF16 GEMMs, while the N x N buffers fit
- * {@link #LOGITS_BUDGET_BYTES}; beyond it the F32 kernels on F32 copies of the features (see contrastive.cu).
+ * a memory budget ({@link #LOGITS_BUDGET_PROPERTY}); beyond it the F32 kernels on F32 copies of the features (see contrastive.cu).
  */
 final class ContrastiveKernels {
     static final String CONTRASTIVE_FORWARD_LSE = "contrastive_forward_lse";
@@ -26,8 +26,11 @@ final class ContrastiveKernels {
     static final String CONTRASTIVE_LOGIT_GRAD_BF16 = "contrastive_logit_grad_bf16";
     static final List<String> KERNELS = List.of(CONTRASTIVE_FORWARD_LSE, CONTRASTIVE_FORWARD_LOSS, CONTRASTIVE_BACKWARD,
             CONTRASTIVE_ROWS_LSE, CONTRASTIVE_COLS_LSE, CONTRASTIVE_LOGIT_GRAD_BF16);
-    /** The most device memory the BF16 path's N x N buffers (F32 logits + BF16 dS: 6 N^2 bytes) may take: N <= 6688. */
-    static final long LOGITS_BUDGET_BYTES = 256L << 20;
+    /**
+     * The system property with the most device memory, in MiB, the BF16 path's N x N buffers (F32 logits + BF16 dS:
+     * 6 N^2 bytes) may take; 256 by default (N <= 6688).
+     */
+    static final String LOGITS_BUDGET_PROPERTY = "clip.cuda.contrastiveLogitsMiB";
     private static final int COLUMN_TILE = 32, COLUMN_SLICES = 8;
 
     private final KernelLauncher launcher;
@@ -44,7 +47,7 @@ final class ContrastiveKernels {
 
     /** Whether BF16 features of batch n take the materialized tensor-core path (else the F32 kernels on widened copies). */
     static boolean materializes(int n) {
-        return 6L * n * n <= LOGITS_BUDGET_BYTES;
+        return 6L * n * n <= Long.getLong(LOGITS_BUDGET_PROPERTY, 256L) << 20;
     }
 
     /**

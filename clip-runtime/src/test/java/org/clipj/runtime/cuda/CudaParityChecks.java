@@ -784,6 +784,16 @@ abstract class CudaParityChecks {
     }
 
     @Test
+    void contrastiveLossBf16BeyondTheLogitsBudgetWidensToTheF32Kernels() {
+        System.setProperty(ContrastiveKernels.LOGITS_BUDGET_PROPERTY, "0");
+        try {
+            assertContrastiveBf16(33, 24, 185);
+        } finally {
+            System.clearProperty(ContrastiveKernels.LOGITS_BUDGET_PROPERTY);
+        }
+    }
+
+    @Test
     void contrastiveLossBf16AtARealBatch() {
         assertContrastiveBf16(4096, 16, 190); // the N x N buffers of a large training batch; D small for the simulator
     }
