@@ -180,8 +180,9 @@ extern "C" __global__ void contrastive_cols_lse(float* lse, const float* g, int 
 }
 
 // ds (N, N) BF16 = scale * dS, dS_ij = gradScale (softmax_row_ij + softmax_col_ij - 2 delta_ij) / (2N), the operand
-// of the two gradient GEMMs (da += ds @ b, db += ds^T @ a: the scale folded in, so no host copy of it); dLogScale
-// (may be null) += sum_ij dS_ij S_ij, one atomic per block. Grid-stride over the N^2 elements, blockDim 256.
+// of the two gradient GEMMs (da += ds @ b, db += ds^T @ a: the scale folded in, so no host copy of it); ds null for
+// dLogScale alone; dLogScale (may be null) += sum_ij dS_ij S_ij, one atomic per block. Grid-stride over the N^2
+// elements, blockDim 256.
 extern "C" __global__ void contrastive_logit_grad_bf16(bf16* ds, float* dLogScale, const float* g, const float* lseRow,
                                                        const float* lseCol, int n, const float* logScale, float gradScale) {
     __shared__ float scratch[32];
@@ -194,7 +195,7 @@ extern "C" __global__ void contrastive_logit_grad_bf16(bf16* ds, float* dLogScal
         float s = scale * g[e];
         float d = coef * (expf(s - lseRow[i]) + expf(s - lseCol[j]) - (i == j ? 2.0f : 0.0f));
         partial += d * s;
-        ds[e] = __float2bfloat16(scale * d);
+        if (ds != nullptr) ds[e] = __float2bfloat16(scale * d);
     }
     if (dLogScale != nullptr) {
         partial = block_sum(partial, scratch);

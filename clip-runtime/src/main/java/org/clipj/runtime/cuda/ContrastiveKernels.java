@@ -106,7 +106,7 @@ final class ContrastiveKernels {
             contrastiveColsLse(lseCol, logits, logitScale);
             contrastiveForwardLoss(loss, lseRow, lseCol, diag);
             if (dImg != null || dTxt != null || dLogitScale != null) {
-                ds = memory.empty(DType.BF16, n, n); // scale * dS
+                if (dImg != null || dTxt != null) ds = memory.empty(DType.BF16, n, n); // scale * dS
                 contrastiveLogitGrad(ds, dLogitScale, logits, lseRow, lseCol, logitScale, gradScale);
                 if (dImg != null) { // dImg += (scale dS) @ txt
                     matmul.gemm(op, false, false, n, d, n, 1f, ds.deviceAddress(), n, 0, txt.deviceAddress(), d, 0, 1f,
@@ -149,11 +149,11 @@ final class ContrastiveKernels {
                 .ptr(lse.deviceAddress()).ptr(logits.deviceAddress()).i32(n).ptr(logScale.deviceAddress()));
     }
 
-    /** ds (N, N) BF16 = scale * dS of the loss times gradScale; dLogScale (may be null) += its gradient. */
+    /** ds (N, N) BF16 (null: not written) = scale * dS of the loss times gradScale; dLogScale (may be null) += its gradient. */
     void contrastiveLogitGrad(Tensor ds, Tensor dLogScale, Tensor logits, Tensor lseRow, Tensor lseCol, Tensor logScale,
                                   float gradScale) {
         int n = logits.dim(0);
-        launcher.elementwise(CONTRASTIVE_LOGIT_GRAD_BF16, (long) n * n, launcher.args().ptr(ds.deviceAddress())
+        launcher.elementwise(CONTRASTIVE_LOGIT_GRAD_BF16, (long) n * n, launcher.args().ptr(address(ds))
                 .ptr(address(dLogScale)).ptr(logits.deviceAddress()).ptr(lseRow.deviceAddress()).ptr(lseCol.deviceAddress())
                 .i32(n).ptr(logScale.deviceAddress()).f32(gradScale));
     }

@@ -824,6 +824,10 @@ abstract class CudaParityChecks {
         assertCloseToGradient(what + " dImg", startImg, dImg, gImg, 1e-2f);
         assertCloseToGradient(what + " dTxt", startTxt, dTxt, gTxt, 1e-2f);
         assertCloseToGradient(what + " dLogitScale", startScale, dScale, gScale, 1e-2f);
+        Tensor onlyScale = cuda.zeros(DType.F32, 1), cpuScale = Tensor.zeros(DType.F32, 1);
+        CPU.contrastiveLoss(img, txt, scale, null, null, cpuScale, 1f);
+        cuda.contrastiveLoss(up(img16), up(txt16), up(scale), null, null, onlyScale, 1f);
+        assertCloseToGradient(what + " dLogitScale alone", Tensor.zeros(DType.F32, 1), cpuScale, onlyScale, 1e-2f);
     }
 
     /** expected and actual = start + a gradient: within tol of the expected gradient's largest magnitude (1e-6 at least). */
