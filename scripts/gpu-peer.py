@@ -241,6 +241,13 @@ def contrastive(n):
         return torch.autograd.grad(loss, (img, txt, scale))
     rate("contrastive-fwd-bwd-f32-n%d-d%d" % (n, d), True, 6.0 * n * n * d, step)
 
+    def step_bf16():  # BF16 autocast, as clipj's BF16 training: the logits GEMM in BF16, cross_entropy in F32
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=CUDA, cache_enabled=False):
+            s = scale.exp() * img @ txt.t()
+            loss = (F.cross_entropy(s, labels) + F.cross_entropy(s.t(), labels)) / 2
+        return torch.autograd.grad(loss, (img, txt, scale))
+    rate("contrastive-fwd-bwd-bf16-n%d-d%d" % (n, d), True, 6.0 * n * n * d, step_bf16)
+
 
 # ------------------------------------------------------------------ CLIP (openai/CLIP's ViT model, SDPA attention)
 

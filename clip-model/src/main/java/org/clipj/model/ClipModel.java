@@ -114,7 +114,8 @@ public final class ClipModel {
      * weights of the linear layers get a 16-bit copy (BF16 or F16) made now from the current values, and
      * {@link #forwardImage}/{@link #forwardText} and their backwards multiply those copies (inputs and output
      * gradients rounded to the same type, F32 accumulation, F32 gradients of the master weights); layernorm,
-     * attention, softmax, the loss, embeddings, convolutions and the final projections stay F32. The copies follow
+     * attention, softmax, embeddings, convolutions and the final projections stay F32; in BF16 the contrastive loss
+     * takes BF16 features (its logits GEMMs, as autocast: {@link org.clipj.train.ContrastiveStep}). The copies follow
      * the master weights only through the optimizer's {@link Backend#adamwUpdateCopy} with {@link #trainingCopy}:
      * set this after the weights are loaded and write them no other way. CUDA only; once set, it stays
      * (F32 on an F32 model does nothing).

@@ -1,6 +1,7 @@
 package org.clipj.train;
 
 import org.clipj.model.ClipModel;
+import org.clipj.model.Precision;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Tensor;
@@ -46,7 +47,7 @@ public final class ContrastiveStep {
             Tensor dImg = be.zeros(DType.F32, imgFeatures.shape());
             Tensor dTxt = be.zeros(DType.F32, txtFeatures.shape());
             float loss = lossAndFeatureGradients(be, imgFeatures, txtFeatures, model.logitScale(), dImg, dTxt, dLogitScale,
-                    lossScale);
+                    lossScale, logitsType(model));
             model.backwardImage(img, dImg);
             model.backwardText(txt, dTxt);
             return loss;
@@ -68,7 +69,7 @@ public final class ContrastiveStep {
         Tensor dImgAll = be.zeros(DType.F32, n, e);
         Tensor dTxtAll = be.zeros(DType.F32, n, e);
         float loss = lossAndFeatureGradients(be, imgAll, txtAll, model.logitScale(), dImgAll, dTxtAll, dLogitScale,
-                lossScale);
+                lossScale, logitsType(model));
         row = 0;
         for (int j = 0; j < k; j++) {
             int b = pixels.get(j).dim(0);
@@ -82,11 +83,21 @@ public final class ContrastiveStep {
     }
 
     /**
+     * The input type of the loss's logits GEMM: BF16 when the model trains in BF16 (PyTorch autocast runs
+     * {@code scale * img @ txt^T} in BF16: the CUDA backend's tensor-core loss), else F32 (F16 training keeps
+     * the F32 loss, as the backend has no F16 loss).
+     */
+    static DType logitsType(ClipModel model) {
+        return model.trainingPrecision() == Precision.BF16 ? DType.BF16 : DType.F32;
+    }
+
+    /**
      * Symmetric CE on L2-normalized features; dImg/dTxt (N, E) and dLogitScale (1) accumulate the
      * gradients of {@code lossScale * loss} with respect to the unnormalized features and the log scale.
+     * logitsIn BF16: the normalized features are cast to BF16 once and the loss takes them (F32 gradients).
      */
     static float lossAndFeatureGradients(Backend be, Tensor img, Tensor txt, Tensor logitScale,
-                                         Tensor dImg, Tensor dTxt, Tensor dLogitScale, float lossScale) {
+                                         Tensor dImg, Tensor dTxt, Tensor dLogitScale, float lossScale, DType logitsIn) {
         int n = img.dim(0);
         int e = img.dim(1);
         Tensor imgNorm = be.zeros(DType.F32, n, e);  // (N, E)
@@ -97,7 +108,18 @@ public final class ContrastiveStep {
         be.l2NormalizeForward(txtNorm, txtLen, txt);
         Tensor dImgNorm = be.zeros(DType.F32, n, e);
         Tensor dTxtNorm = be.zeros(DType.F32, n, e);
-        float loss = be.contrastiveLoss(imgNorm, txtNorm, logitScale, dImgNorm, dTxtNorm, dLogitScale, lossScale);
+        Tensor imgIn = imgNorm, txtIn = txtNorm;
+        if (logitsIn != DType.F32) {
+            imgIn = be.empty(logitsIn, n, e);
+            txtIn = be.empty(logitsIn, n, e);
+            be.cast(imgIn, imgNorm);
+            be.cast(txtIn, txtNorm);
+        }
+        float loss = be.contrastiveLoss(imgIn, txtIn, logitScale, dImgNorm, dTxtNorm, dLogitScale, lossScale);
+        if (imgIn != imgNorm) {
+            be.release(imgIn);
+            be.release(txtIn);
+        }
         be.l2NormalizeBackward(dImg, dImgNorm, imgNorm, imgLen);
         be.l2NormalizeBackward(dTxt, dTxtNorm, txtNorm, txtLen);
         return loss;

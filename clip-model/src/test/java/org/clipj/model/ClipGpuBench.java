@@ -203,7 +203,12 @@ public final class ClipGpuBench {
         Tensor dImg = cuda.zeros(DType.F32, n, d), dTxt = cuda.zeros(DType.F32, n, d), dScale = cuda.zeros(DType.F32, 1);
         rate("contrastive-fwd-bwd-f32-n" + n + "-d" + d, Bound.F32, 6.0 * n * n * d,
                 () -> cuda.contrastiveLoss(img, txt, logitScale, dImg, dTxt, dScale, 1f));
-        release(img, txt, logitScale, dImg, dTxt, dScale);
+        Tensor img16 = cuda.empty(DType.BF16, n, d), txt16 = cuda.empty(DType.BF16, n, d); // BF16 training's features
+        cuda.cast(img16, img);
+        cuda.cast(txt16, txt);
+        rate("contrastive-fwd-bwd-bf16-n" + n + "-d" + d, Bound.BF16, 6.0 * n * n * d,
+                () -> cuda.contrastiveLoss(img16, txt16, logitScale, dImg, dTxt, dScale, 1f));
+        release(img, txt, logitScale, dImg, dTxt, dScale, img16, txt16);
     }
 
     // ---------------------------------------------------------------- encoders and training

@@ -74,8 +74,10 @@ class ClipGpuBenchTest {
             names.add("quickgelu-fwd-f32-" + rows + "x512");
             names.add("softmax-f32-" + b + "x10");
         }
-        names.add("contrastive-fwd-bwd-f32-n16-d64");
-        names.add("contrastive-fwd-bwd-f32-n64-d64");
+        for (int n : new int[] {16, 64}) {
+            names.add("contrastive-fwd-bwd-f32-n" + n + "-d64");
+            names.add("contrastive-fwd-bwd-bf16-n" + n + "-d64");
+        }
         names.addAll(List.of("tiny-image-b1-graph", "tiny-text-b1-graph", "tiny-image-b2", "tiny-text-b2",
                 "tiny-train-step-f32-b2", "tiny-train-step-b2"));
         return names;

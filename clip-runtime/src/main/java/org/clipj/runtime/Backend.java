@@ -282,8 +282,9 @@ public interface Backend extends AutoCloseable {
      * CLIP's symmetric contrastive loss for L2-normalized img (N, D) and txt (N, D):
      * S = exp(logitScale[0]) * img @ txt^T; loss = (CE(S, arange) + CE(S^T, arange)) / 2.
      * logitScale (1) holds the log of the scale, as CLIP's parameter. When dImg/dTxt/dLogitScale are
-     * non-null they ACCUMULATE the gradient of {@code gradScale * loss}. Computed in row and column
-     * tiles; never holds the N x N matrix at once.
+     * non-null they ACCUMULATE the gradient of {@code gradScale * loss} (F32). img and txt F32 (computed in row and
+     * column tiles, never holding the N x N matrix at once), or BF16 on CUDA (mixed-precision training: the logits
+     * GEMMs on tensor cores with F32 accumulation, the N x N logits materialized up to a memory budget).
      *
      * @return the loss (not multiplied by gradScale)
      */

@@ -536,14 +536,26 @@ public final class OpChecks {
     public static void contrastiveLoss(Device device, Tensor img, Tensor txt, Tensor logitScale, Tensor dImg, Tensor dTxt,
                                        Tensor dLogitScale, float gradScale) {
         String op = "contrastiveLoss";
-        f32(device, op, "img", img);
+        // F32 features, or BF16 on CUDA (mixed-precision training: the logits GEMM on tensor cores); the CPU
+        // refuses BF16 rather than widening it silently, as its loss is the F32 reference. Gradients stay F32.
+        on(device, op, "img", img);
+        on(device, op, "txt", txt);
+        argument(op, img.dtype() == DType.F32 || img.dtype() == DType.BF16 && device == Device.CUDA,
+                "img must be F32 (or BF16 on CUDA; the CPU loss is F32 only), got " + img.dtype() + " " + img.shapeString());
+        argument(op, txt.dtype() == img.dtype(), "txt " + txt.dtype() + " " + txt.shapeString() + " must have img's dtype " + img.dtype());
         rank(op, "img", img, 2);
-        sameShape(device, op, "txt", txt, "img", img);
+        argument(op, txt.sameShape(img), "txt " + txt.shapeString() + " and img " + img.shapeString() + " must have the same shape");
         argument(op, img.dim(0) >= 1, "img " + img.shapeString() + " has no rows");
         f32(device, op, "logitScale", logitScale);
         argument(op, logitScale.numel() == 1 && logitScale.rank() == 1, "logitScale must have shape [1], got " + logitScale.shapeString());
-        if (dImg != null) sameShape(device, op, "dImg", dImg, "img", img);
-        if (dTxt != null) sameShape(device, op, "dTxt", dTxt, "txt", txt);
+        if (dImg != null) {
+            f32(device, op, "dImg", dImg);
+            argument(op, dImg.sameShape(img), "dImg " + dImg.shapeString() + " and img " + img.shapeString() + " must have the same shape");
+        }
+        if (dTxt != null) {
+            f32(device, op, "dTxt", dTxt);
+            argument(op, dTxt.sameShape(txt), "dTxt " + dTxt.shapeString() + " and txt " + txt.shapeString() + " must have the same shape");
+        }
         if (dLogitScale != null) shape(device, op, "dLogitScale", dLogitScale, "logitScale", logitScale, 1);
     }
 

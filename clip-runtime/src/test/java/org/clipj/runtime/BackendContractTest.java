@@ -169,6 +169,10 @@ class BackendContractTest {
         e = assertThrows(IllegalArgumentException.class, () -> cpu.attentionPoolForward(cpu.zeros(DType.BF16, 1, 4), null,
                 cpu.zeros(DType.BF16, 1, 4), cpu.zeros(DType.BF16, 1, 3, 4), cpu.zeros(DType.BF16, 1, 3, 4), 2));
         assertEquals("attentionPoolForward: k must be F32 (or BF16 on CUDA), got BF16 [1, 3, 4]", e.getMessage());
+        // BF16 features are refused, not widened: the CPU loss is the F32 reference the CUDA BF16 loss is checked against
+        e = assertThrows(IllegalArgumentException.class, () -> cpu.contrastiveLoss(cpu.zeros(DType.BF16, 3, 5), cpu.zeros(DType.BF16, 3, 5),
+                cpu.zeros(DType.F32, 1), null, null, null, 1f));
+        assertEquals("contrastiveLoss: img must be F32 (or BF16 on CUDA; the CPU loss is F32 only), got BF16 [3, 5]", e.getMessage());
     }
 
     private static Case c(String op, Kind kind, String what, Call call) {
@@ -368,6 +372,10 @@ class BackendContractTest {
         l.add(c("contrastiveLoss", shape, "logitScale (2)",
                 (be, t) -> be.contrastiveLoss(t.f32(3, 5), t.f32(3, 5), t.f32(2), null, null, null, 1f)));
         l.add(c("contrastiveLoss", shape, "no rows", (be, t) -> be.contrastiveLoss(t.f32(0, 5), t.f32(0, 5), t.f32(1), null, null, null, 1f)));
+        l.add(c("contrastiveLoss", dtype, "BF16 txt for F32 img",
+                (be, t) -> be.contrastiveLoss(t.f32(3, 5), t.bf16(3, 5), t.f32(1), null, null, null, 1f)));
+        l.add(c("contrastiveLoss", dtype, "BF16 dImg (gradients are F32)",
+                (be, t) -> be.contrastiveLoss(t.f32(3, 5), t.f32(3, 5), t.f32(1), t.bf16(3, 5), null, null, 1f)));
         l.add(c("contrastiveLoss", dtype, "I32 dTxt",
                 (be, t) -> be.contrastiveLoss(t.f32(3, 5), t.f32(3, 5), t.f32(1), null, t.i32(3, 5), null, 1f)));
         // optimizer and reductions

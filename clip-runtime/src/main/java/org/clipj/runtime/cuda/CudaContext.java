@@ -48,11 +48,11 @@ final class CudaContext {
         this.attention = new AttentionKernels(launcher, memory);
         this.attnPool = new AttnPoolKernels(launcher);
         this.batchNorm = new BatchNormKernels(launcher, memory);
-        this.contrastive = new ContrastiveKernels(launcher, memory);
         this.elementwise = new ElementwiseKernels(launcher, memory, stream);
         this.embedding = new EmbeddingKernels(launcher, memory, stream);
         this.layerNorm = new LayerNormKernels(launcher, memory);
         this.matmul = new MatmulKernels(stream, blas, memory, elementwise);
+        this.contrastive = new ContrastiveKernels(launcher, memory, matmul, elementwise);
         this.normalize = new NormalizeKernels(launcher);
         this.reduce = new ReduceKernels(launcher, memory);
         this.similarity = new SimilarityKernels(launcher);

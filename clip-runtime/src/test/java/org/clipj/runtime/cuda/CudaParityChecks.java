@@ -777,6 +777,74 @@ abstract class CudaParityChecks {
         }
     }
 
+    @Test
+    void contrastiveLossBf16AgainstTheF32ReferenceOnRoundedFeatures() {
+        for (int[] s : new int[][] {{1, 8}, {7, 24}, {33, 512}, {130, 8}}) {
+            assertContrastiveBf16(s[0], s[1], 180, true);
+        }
+    }
+
+    @Test
+    void contrastiveLossBf16BeyondTheLogitsBudgetWidensToTheF32Kernels() {
+        System.setProperty(ContrastiveKernels.LOGITS_BUDGET_PROPERTY, "0");
+        try {
+            assertContrastiveBf16(33, 24, 185, true);
+        } finally {
+            System.clearProperty(ContrastiveKernels.LOGITS_BUDGET_PROPERTY);
+        }
+    }
+
+    @Test
+    void contrastiveLossBf16AtARealBatch() {
+        assertContrastiveBf16(4096, 16, 190, false); // the N x N buffers of a large training batch; D small for the simulator
+    }
+
+    /**
+     * The BF16 loss (materialized logits, tensor-core GEMMs) against the CPU's F32 loss on the same features rounded to
+     * BF16: the loss within 1e-4 relative (its logits are F32 sums of exact BF16 products); the gradients within 1e-2
+     * of their largest magnitude, as their GEMM operand scale * dS is rounded to BF16 (8 bits: 2^-9 relative per term),
+     * as PyTorch autocast rounds it. They accumulate (+=) into non-zero starts. scaleAlone: also dLogitScale without the
+     * feature gradients (a second loss, so off where the simulator's time counts).
+     */
+    static void assertContrastiveBf16(int n, int d, long seed, boolean scaleAlone) {
+        Tensor img = Tensor.zeros(DType.F32, n, d), txt = Tensor.zeros(DType.F32, n, d);
+        CPU.l2NormalizeForward(img, null, random(seed, n, d));
+        CPU.l2NormalizeForward(txt, null, random(seed + 1, n, d));
+        Tensor img16 = Tensor.zeros(DType.BF16, n, d), txt16 = Tensor.zeros(DType.BF16, n, d);
+        CPU.cast(img16, img);
+        CPU.cast(txt16, txt);
+        CPU.cast(img, img16); // the reference sees the rounded features
+        CPU.cast(txt, txt16);
+        Tensor scale = Tensor.of(new float[] {(float) Math.log(1 / 0.07)}, 1);
+        Tensor startImg = random(seed + 2, n, d), startTxt = random(seed + 3, n, d), startScale = Tensor.of(new float[] {0.5f}, 1);
+        Tensor dImg = startImg.copy(), dTxt = startTxt.copy(), dScale = startScale.copy();
+        Tensor gImg = up(startImg), gTxt = up(startTxt), gScale = up(startScale);
+        float expected = CPU.contrastiveLoss(img, txt, scale, dImg, dTxt, dScale, 0.25f);
+        float actual = cuda.contrastiveLoss(up(img16), up(txt16), up(scale), gImg, gTxt, gScale, 0.25f);
+        String what = "contrastive BF16 N=" + n + " D=" + d;
+        assertEquals(expected, actual, 1e-4 * Math.max(1, Math.abs(expected)), what + " loss");
+        assertCloseToGradient(what + " dImg", startImg, dImg, gImg, 1e-2f);
+        assertCloseToGradient(what + " dTxt", startTxt, dTxt, gTxt, 1e-2f);
+        assertCloseToGradient(what + " dLogitScale", startScale, dScale, gScale, 1e-2f);
+        if (!scaleAlone) return;
+        Tensor onlyScale = cuda.zeros(DType.F32, 1), cpuScale = Tensor.zeros(DType.F32, 1);
+        CPU.contrastiveLoss(img, txt, scale, null, null, cpuScale, 1f);
+        cuda.contrastiveLoss(up(img16), up(txt16), up(scale), null, null, onlyScale, 1f);
+        assertCloseToGradient(what + " dLogitScale alone", Tensor.zeros(DType.F32, 1), cpuScale, onlyScale, 1e-2f);
+    }
+
+    /** expected and actual = start + a gradient: within tol of the expected gradient's largest magnitude (1e-6 at least). */
+    static void assertCloseToGradient(String what, Tensor start, Tensor expected, Tensor actualDevice, float tol) {
+        float[] s = start.toFloatArray(), e = expected.toFloatArray(), a = down(actualDevice);
+        float scale = 1e-6f; // a zero gradient (N = 1) must leave the start as it is
+        for (int i = 0; i < e.length; i++) scale = Math.max(scale, Math.abs(e[i] - s[i]));
+        for (int i = 0; i < e.length; i++) {
+            if (!(Math.abs(e[i] - a[i]) <= tol * scale)) {
+                throw new AssertionError(what + ": element " + i + " expected " + e[i] + " got " + a[i] + " (tol " + tol * scale + ")");
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- optimizer and reductions
 
     @Test
