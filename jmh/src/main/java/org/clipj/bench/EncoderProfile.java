@@ -5,7 +5,6 @@ import java.lang.management.ManagementFactory;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
@@ -59,7 +58,7 @@ public final class EncoderProfile {
                     + " forwards after 10 warm-up; share of the forward's wall time\n");
             for (String tower : List.of("image", "text")) {
                 for (int batch : List.of(1, 8)) {
-                    Tensor input = tower.equals("image") ? pixels(config, batch) : tokens(config, batch);
+                    Tensor input = tower.equals("image") ? BenchInputs.pixels(config, batch) : BenchInputs.tokens(config, batch);
                     Runnable forward = tower.equals("image") ? () -> model.encodeImage(input) : () -> model.encodeText(input);
                     for (int i = 0; i < 10; i++) forward.run();
                     profiling.reset();
@@ -106,26 +105,5 @@ public final class EncoderProfile {
 
     private static long gcMillis() {
         return ManagementFactory.getGarbageCollectorMXBeans().stream().mapToLong(GarbageCollectorMXBean::getCollectionTime).sum();
-    }
-
-    private static Tensor pixels(ClipConfig config, int batch) {
-        SplittableRandom rng = new SplittableRandom(1);
-        int r = config.imageResolution();
-        float[] px = new float[batch * 3 * r * r];
-        for (int i = 0; i < px.length; i++) px[i] = (float) (rng.nextDouble() * 2 - 1);
-        return Tensor.of(px, batch, 3, r, r);
-    }
-
-    /** Full-length captions (SOT, 75 tokens, EOT), as the encoder benchmark's FLOP count assumes. */
-    private static Tensor tokens(ClipConfig config, int batch) {
-        SplittableRandom rng = new SplittableRandom(1);
-        int ctx = config.contextLength(), vocab = config.vocabSize();
-        int[] ids = new int[batch * ctx];
-        for (int b = 0; b < batch; b++) {
-            ids[b * ctx] = vocab - 2;
-            for (int i = 1; i < ctx - 1; i++) ids[b * ctx + i] = rng.nextInt(1, vocab - 2);
-            ids[b * ctx + ctx - 1] = vocab - 1;
-        }
-        return Tensor.of(ids, batch, ctx);
     }
 }

@@ -14,7 +14,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.SplittableRandom;
 import java.util.function.ToDoubleFunction;
 
 import jdk.jfr.Recording;
@@ -134,10 +133,10 @@ public final class TailLatency {
         Map<String, Tensor> weights = ClipModel.initialize(config, 0, cpu).stateDict();
         ClipModel model = ClipModel.fromStateDict(weights, config, cpu, precision);
         if (parts[0].equals("image")) {
-            Tensor pixels = pixels(config, batch);
+            Tensor pixels = BenchInputs.pixels(config, batch);
             return () -> model.encodeImage(pixels);
         }
-        Tensor tokens = tokens(config, batch);
+        Tensor tokens = BenchInputs.tokens(config, batch);
         return () -> model.encodeText(tokens);
     }
 
@@ -159,8 +158,8 @@ public final class TailLatency {
         List<AdamW.Param> params = new ArrayList<>();
         for (Parameter p : model.parameters()) params.add(new AdamW.Param(p.name(), p.value(), p.grad()));
         AdamW optimizer = new AdamW(cpu, params, 0.9f, 0.98f, 1e-6f, 0.1f);
-        List<Tensor> pixels = List.of(pixels(config, batch));
-        List<Tensor> tokens = List.of(tokens(config, batch));
+        List<Tensor> pixels = List.of(BenchInputs.pixels(config, batch));
+        List<Tensor> tokens = List.of(BenchInputs.tokens(config, batch));
         return () -> {
             model.zeroGrad();
             ContrastiveStep.lossAndGradients(model, pixels, tokens);
@@ -472,26 +471,5 @@ public final class TailLatency {
         } catch (IOException | RuntimeException e) {
             return new long[2];
         }
-    }
-
-    private static Tensor pixels(ClipConfig config, int batch) {
-        SplittableRandom rng = new SplittableRandom(1);
-        int r = config.imageResolution();
-        float[] px = new float[batch * 3 * r * r];
-        for (int i = 0; i < px.length; i++) px[i] = (float) (rng.nextDouble() * 2 - 1);
-        return Tensor.of(px, batch, 3, r, r);
-    }
-
-    /** Full-length captions (SOT, 75 tokens, EOT), as the encoder benchmark's FLOP count assumes. */
-    private static Tensor tokens(ClipConfig config, int batch) {
-        SplittableRandom rng = new SplittableRandom(1);
-        int ctx = config.contextLength(), vocab = config.vocabSize();
-        int[] ids = new int[batch * ctx];
-        for (int b = 0; b < batch; b++) {
-            ids[b * ctx] = vocab - 2;
-            for (int i = 1; i < ctx - 1; i++) ids[b * ctx + i] = rng.nextInt(1, vocab - 2);
-            ids[b * ctx + ctx - 1] = vocab - 1;
-        }
-        return Tensor.of(ids, batch, ctx);
     }
 }
