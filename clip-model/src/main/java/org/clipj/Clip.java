@@ -58,6 +58,8 @@ public final class Clip implements AutoCloseable {
     private static final int WARM_MIN_ROUNDS = 3;
     private static final int WARM_MAX_ROUNDS = 30;
     private static final double WARM_COMPILE_FRACTION = 0.05;
+    // calls per tower the warm-up makes at most to bring the per-request methods to C2 (JitThresholds)
+    private static final int WARM_MAX_C2_CALLS = 250;
 
     /**
      * @param vocab     the BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, or a folder with it or with a
@@ -429,9 +431,12 @@ public final class Clip implements AutoCloseable {
      * of later ones rather than paying for JIT compilation (cold, the tiny test model's first text took
      * 1.1 s, its second 144 ms). A round embeds, for each size b given, b images from memory (a PNG and a
      * JPEG, so decoding and preprocessing are compiled too) and b short texts (the tokenizer too); rounds
-     * repeat until one spends under 5% of its time in the JIT compiler (at least {@value #WARM_MIN_ROUNDS}, at
-     * most {@value #WARM_MAX_ROUNDS} rounds). Results are discarded. Call it once after {@link #load}, before
-     * taking traffic.
+     * repeat until one spends under 5% of its time in the JIT compiler, at least {@value #WARM_MIN_ROUNDS} rounds
+     * and at least as many calls per tower as C2 needs to compile the per-request methods
+     * ({@link JitThresholds#callsToC2()}, with a 25% margin), at most {@value #WARM_MAX_ROUNDS} rounds or twice
+     * that minimum. On a JVM without {@link JitThresholds#LATENCY_FLAGS} C2 wants thousands of calls: the warm-up then
+     * logs a warning instead of running that long, and live requests pay for those compilations (slower
+     * p99 until then). Results are discarded. Call it once after {@link #load}, before taking traffic.
      *
      * @param imageBatchSizes images per call the service will make, e.g. 1 and its batch limit (empty: none)
      * @param textBatchSizes  texts per call (empty: no text warm-up, so an image-only service needs no vocabulary)
@@ -448,9 +453,10 @@ public final class Clip implements AutoCloseable {
         List<byte[]> samples = warmUpImages(imageResolution());
         CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
         boolean jitTimed = jit != null && jit.isCompilationTimeMonitoringSupported();
+        int minRounds = Math.max(WARM_MIN_ROUNDS, c2Rounds(imageBatchSizes, textBatchSizes));
         long begin = System.nanoTime();
         int rounds = 0;
-        while (rounds < WARM_MAX_ROUNDS) {
+        while (rounds < Math.max(WARM_MAX_ROUNDS, 2 * minRounds)) {
             long compiledBefore = jitTimed ? jit.getTotalCompilationTime() : 0;
             long roundStart = System.nanoTime();
             for (int b : imageBatchSizes) {
@@ -465,13 +471,35 @@ public final class Clip implements AutoCloseable {
             double roundMillis = (System.nanoTime() - roundStart) / 1e6;
             // without a JIT timer (e.g. -Xint) there is nothing to wait for beyond the minimum rounds
             double compileMillis = jitTimed ? jit.getTotalCompilationTime() - compiledBefore : 0;
-            if (rounds >= WARM_MIN_ROUNDS && compileMillis < WARM_COMPILE_FRACTION * roundMillis) {
+            if (rounds >= minRounds && compileMillis < WARM_COMPILE_FRACTION * roundMillis) {
                 break;
             }
         }
         LOG.info("warm-up: {} round(s) in {} ms (image batches {}, text batches {})", rounds,
                 (System.nanoTime() - begin) / 1_000_000, imageBatchSizes, textBatchSizes);
         return rounds;
+    }
+
+    /**
+     * Rounds after which the methods called once per encode call have been called often enough for C2
+     * (1.25 x {@link JitThresholds#callsToC2()} calls per tower: C2's queue and the interpreter's sampled
+     * counters add a few calls); 0 with a warning where that exceeds {@value #WARM_MAX_C2_CALLS} calls.
+     */
+    private static int c2Rounds(List<Integer> imageBatchSizes, List<Integer> textBatchSizes) {
+        int c2Calls = JitThresholds.callsToC2();
+        int callsPerRound = Integer.MAX_VALUE;   // per tower: one encode call per batch size
+        for (List<Integer> sizes : List.of(imageBatchSizes, textBatchSizes)) {
+            if (!sizes.isEmpty()) callsPerRound = Math.min(callsPerRound, sizes.size());
+        }
+        if (c2Calls == 0 || callsPerRound == Integer.MAX_VALUE) return 0;
+        int calls = (int) Math.ceil(1.25 * c2Calls);
+        if (calls > WARM_MAX_C2_CALLS) {
+            LOG.warn("warm-up: this JVM compiles clipj's per-request methods with C2 only after {} calls; the warm-up"
+                    + " stops long before, so live requests will pay for those compilations (slow p99 until then)."
+                    + " Start the JVM with {} (scripts/clip serve does).", c2Calls, JitThresholds.LATENCY_FLAGS);
+            return 0;
+        }
+        return (calls + callsPerRound - 1) / callsPerRound;
     }
 
     /**

@@ -95,7 +95,7 @@ class ClipInputsTest {
     void warmUpRunsRoundsAndChangesNoResult() {
         float[][] text = clip.encodeTexts(List.of("a photo of a dog"));
         int rounds = clip.warmUp(List.of(2), List.of(1));
-        assertTrue(rounds >= 3 && rounds <= 30, "rounds " + rounds);
+        assertTrue(rounds >= 3 && rounds <= 30, "rounds " + rounds);   // this JVM has no JitThresholds.LATENCY_FLAGS: no C2 minimum
         assertSameEmbeddings(fromFiles, clip.encodeImageBytes(bytes));
         assertNotNull(text[0]);
         assertArrayEquals(text[0], clip.encodeTexts(List.of("a photo of a dog"))[0], 1e-6f);

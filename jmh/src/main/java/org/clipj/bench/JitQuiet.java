@@ -4,6 +4,8 @@ import java.lang.management.CompilationMXBean;
 import java.lang.management.ManagementFactory;
 import java.util.Locale;
 
+import org.clipj.JitThresholds;
+
 /**
  * Warm-up until the JIT is done with a benchmark body, so that no C2 compilation competes with the
  * timed calls for the cores: on a 2-core machine a compiler thread takes one of the two pool
@@ -14,8 +16,26 @@ import java.util.Locale;
  */
 final class JitQuiet {
     static final double QUIET_FRACTION = 0.01;
+    static final int MAX_C2_CALLS = 300;   // warm-up calls spent at most on bringing clipj's per-call methods to C2
 
     private JitQuiet() {}
+
+    /**
+     * minCalls, raised to 1.25 x the calls C2 needs to compile clipj's methods called once per call
+     * ({@link JitThresholds#callsToC2()}; the time-share criterion alone stops in the quiet stretch before them and
+     * their compilation lands in the timed calls) where that is at most {@value #MAX_C2_CALLS}; otherwise says on
+     * stderr that the JVM lacks {@link JitThresholds#LATENCY_FLAGS}.
+     */
+    static int clipjMinCalls(String what, int minCalls) {
+        int c2Calls = JitThresholds.callsToC2();
+        int calls = (int) Math.ceil(1.25 * c2Calls);
+        if (calls > MAX_C2_CALLS) {
+            System.err.printf(Locale.ROOT, "bench: %s: C2 compiles clipj's per-call methods after %d calls, too many to warm"
+                    + " up; they will compile inside the timed calls (run with %s)%n", what, c2Calls, JitThresholds.LATENCY_FLAGS);
+            return minCalls;
+        }
+        return Math.max(minCalls, calls);
+    }
 
     /** Returns the calls made; prints on stderr how long it took and whether the JIT went quiet. */
     static int warmUp(String what, Runnable body, int minCalls, int window, long maxMillis) {

@@ -60,6 +60,7 @@ public final class TailLatency {
         long startEpochNs;
         long wallNs;
         long callerCpuNs;
+        long callerKernelNs;     // of which in the kernel (page faults, THP compaction, /proc reads)
         long callerFaults;       // minor page faults: first touches of fresh memory (4 KB or 2 MB pages)
         long callerRunqueueNs;   // runnable but not running (preempted, or waiting for a CPU)
         long workerCpuNs;
@@ -76,9 +77,11 @@ public final class TailLatency {
         long safepointNs;
         long compileNs;        // compiler-thread time overlapping the iteration
         int compilations;
+        int modelCompilations;   // of clipj's own code (org.clipj, not this harness): what a longer warm-up can remove
         int deoptimizations;
         long longestCompileNs;
         String longestCompile = "";   // the compilation overlapping the iteration longest
+        final List<String> modelCompiled = new ArrayList<>();
 
         long callerOffCpuNs() {
             return Math.max(0, wallNs - callerCpuNs);
@@ -112,7 +115,7 @@ public final class TailLatency {
                     cpu.description(), warmup, iterations, ManagementFactory.getRuntimeMXBean().getInputArguments());
             measure(body, Math.min(warmup, 20));   // the harness's own code, compiled before the timed iterations too
             warmInstrumentation();
-            JitQuiet.warmUp(name, body, warmup, train ? 3 : 10, 180_000);
+            JitQuiet.warmUp(name, body, JitQuiet.clipjMinCalls(name, warmup), train ? 3 : 10, 180_000);
             List<Sample> samples = measure(body, iterations);
             report(name, samples);
         }
@@ -206,14 +209,17 @@ public final class TailLatency {
                 long process0 = OS.getProcessCpuTime();
                 long[] stat0 = machineStat();
                 long alloc0 = THREADS.getCurrentThreadAllocatedBytes();
+                long user0 = THREADS.getCurrentThreadUserTime();
                 long t0 = System.nanoTime();
                 body.run();
                 long t1 = System.nanoTime();
+                long user1 = THREADS.getCurrentThreadUserTime();
                 s.allocatedBytes = THREADS.getCurrentThreadAllocatedBytes() - alloc0;
                 long[] stat1 = machineStat();
                 s.processCpuNs = OS.getProcessCpuTime() - process0;
                 long[] caller1 = caller.read(), worker1 = workers.read();
                 s.callerCpuNs = caller1[0] - caller0[0];
+                s.callerKernelNs = Math.max(0, s.callerCpuNs - (user1 - user0));
                 s.callerFaults = caller1[1] - caller0[1];
                 s.callerRunqueueNs = caller1[2] - caller0[2];
                 s.workerCpuNs = worker1[0] - worker0[0];
@@ -260,6 +266,11 @@ public final class TailLatency {
                     case "jdk.Compilation" -> {
                         s.compileNs += overlap;
                         s.compilations++;
+                        // counted once, in the iteration it started in (or the first, if it started before)
+                        if (isModelCode(e) && (from >= a || s.index == 0)) {
+                            s.modelCompilations++;
+                            s.modelCompiled.add(methodName(e) + " (level " + e.getValue("compileLevel") + ")");
+                        }
                         if (overlap > s.longestCompileNs) {
                             s.longestCompileNs = overlap;
                             s.longestCompile = methodName(e) + " (level " + e.getValue("compileLevel") + ", "
@@ -275,6 +286,13 @@ public final class TailLatency {
                 }
             }
         }
+    }
+
+    /** Whether a compilation event is of clipj's model, runtime or server code (not of this harness). */
+    private static boolean isModelCode(RecordedEvent e) {
+        RecordedMethod m = e.getValue("method");
+        String type = m == null ? "" : m.getType().getName();
+        return type.startsWith("org.clipj.") && !type.startsWith("org.clipj.bench.");
     }
 
     private static String methodName(RecordedEvent e) {
@@ -311,9 +329,13 @@ public final class TailLatency {
                         s.callerRunqueueNs / 1e6, s.poolWaitNs / 1e6, s.workerCpuNs / 1e6, s.workerFaults, s.workerRunqueueNs / 1e6,
                         s.jvmOtherCpuNs() / 1e6, s.otherProcessesNs() / 1e6, s.stealNs / 1e6, s.hostStallNs / 1e6, s.gcPauseNs / 1e6,
                         s.safepointNs / 1e6, s.compileNs / 1e6, s.compilations, s.deoptimizations, s.longestCompile));
+        List<String> modelCompiled = samples.stream().flatMap(s -> s.modelCompiled.stream().map(m -> s.index + ": " + m)).toList();
+        System.err.println("clipj methods compiled during the timed iterations (iteration: method): " + modelCompiled.size()
+                + (modelCompiled.isEmpty() ? "" : "\n  " + String.join("\n  ", modelCompiled)));
         StringBuilder json = new StringBuilder(String.format(Locale.ROOT,
                 "{\"case\": \"%s\", \"iterations\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f,"
-                        + " \"p99_over_p50\": %.3f, \"slow\": %d", name, ms.length, p50, p90, p99, max, p99 / p50, slow.size()));
+                        + " \"p99_over_p50\": %.3f, \"slow\": %d, \"clipj_compilations\": %d", name, ms.length, p50, p90, p99, max, p99 / p50,
+                slow.size(), modelCompiled.size()));
         for (Map.Entry<String, ToDoubleFunction<Sample>> c : columns.entrySet()) {
             String key = c.getKey().replaceAll("[^a-zA-Z0-9]+", "_").replaceAll("_$", "").toLowerCase(Locale.ROOT);
             json.append(String.format(Locale.ROOT, ", \"slow_%s\": %.3f, \"others_%s\": %.3f", key, mean(slow, c.getValue()),
@@ -326,6 +348,7 @@ public final class TailLatency {
         Map<String, ToDoubleFunction<Sample>> c = new LinkedHashMap<>();
         c.put("wall ms", s -> s.wallNs / 1e6);
         c.put("caller CPU ms", s -> s.callerCpuNs / 1e6);
+        c.put("caller kernel CPU ms", s -> s.callerKernelNs / 1e6);
         c.put("caller page faults", s -> s.callerFaults);
         c.put("caller run-queue ms", s -> s.callerRunqueueNs / 1e6);
         c.put("caller off-CPU ms", s -> s.callerOffCpuNs() / 1e6);
@@ -344,6 +367,7 @@ public final class TailLatency {
         c.put("safepoint ms", s -> s.safepointNs / 1e6);
         c.put("compile ms", s -> s.compileNs / 1e6);
         c.put("compilations", s -> s.compilations);
+        c.put("clipj compilations", s -> s.modelCompilations);
         c.put("deoptimizations", s -> s.deoptimizations);
         return c;
     }

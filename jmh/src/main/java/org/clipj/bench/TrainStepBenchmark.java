@@ -83,7 +83,7 @@ public class TrainStepBenchmark {
         }
         pixels = List.of(Tensor.of(px, batch, 3, r, r));
         tokens = List.of(Tensor.of(ids, batch, ctx));
-        JitQuiet.warmUp("train " + spec, this::step, 10, 3, 180_000);
+        JitQuiet.warmUp("train " + spec, this::step, JitQuiet.clipjMinCalls("train " + spec, 10), 3, 180_000);
     }
 
     @TearDown(Level.Trial)
