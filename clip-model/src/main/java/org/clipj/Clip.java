@@ -433,7 +433,7 @@ public final class Clip implements AutoCloseable {
      * JPEG, so decoding and preprocessing are compiled too) and b short texts (the tokenizer too); rounds
      * repeat until one spends under 5% of its time in the JIT compiler, at least {@value #WARM_MIN_ROUNDS} rounds
      * and at least as many calls per tower as C2 needs to compile the per-request methods
-     * ({@link JitThresholds#callsToC2()}, with a 25% margin), at most {@value #WARM_MAX_ROUNDS} rounds or twice
+     * ({@link JitThresholds#warmUpCalls()}), at most {@value #WARM_MAX_ROUNDS} rounds or twice
      * that minimum. On a JVM without {@link JitThresholds#LATENCY_FLAGS} C2 wants thousands of calls: the warm-up then
      * logs a warning instead of running that long, and live requests pay for those compilations (slower
      * p99 until then). Results are discarded. Call it once after {@link #load}, before taking traffic.
@@ -482,21 +482,20 @@ public final class Clip implements AutoCloseable {
 
     /**
      * Rounds after which the methods called once per encode call have been called often enough for C2
-     * (1.25 x {@link JitThresholds#callsToC2()} calls per tower: C2's queue and the interpreter's sampled
-     * counters add a few calls); 0 with a warning where that exceeds {@value #WARM_MAX_C2_CALLS} calls.
+     * ({@link JitThresholds#warmUpCalls()} calls per tower); 0 with a warning where that exceeds
+     * {@value #WARM_MAX_C2_CALLS} calls.
      */
     private static int c2Rounds(List<Integer> imageBatchSizes, List<Integer> textBatchSizes) {
-        int c2Calls = JitThresholds.callsToC2();
+        int calls = JitThresholds.warmUpCalls();
         int callsPerRound = Integer.MAX_VALUE;   // per tower: one encode call per batch size
         for (List<Integer> sizes : List.of(imageBatchSizes, textBatchSizes)) {
             if (!sizes.isEmpty()) callsPerRound = Math.min(callsPerRound, sizes.size());
         }
-        if (c2Calls == 0 || callsPerRound == Integer.MAX_VALUE) return 0;
-        int calls = (int) Math.ceil(1.25 * c2Calls);
+        if (calls == 0 || callsPerRound == Integer.MAX_VALUE) return 0;
         if (calls > WARM_MAX_C2_CALLS) {
             LOG.warn("warm-up: this JVM compiles clipj's per-request methods with C2 only after {} calls; the warm-up"
                     + " stops long before, so live requests will pay for those compilations (slow p99 until then)."
-                    + " Start the JVM with {} (scripts/clip serve does).", c2Calls, JitThresholds.LATENCY_FLAGS);
+                    + " Start the JVM with {} (scripts/clip serve does).", JitThresholds.callsToC2(), JitThresholds.LATENCY_FLAGS);
             return 0;
         }
         return (calls + callsPerRound - 1) / callsPerRound;

@@ -53,6 +53,17 @@ public final class JitThresholds {
     }
 
     /**
+     * Calls a warm-up should make of a clipj method called once per call so that C2 has compiled it: 2.5 x
+     * {@link #callsToC2()}. The margin: C2's thresholds stretch while its queue is long (Tier4LoadFeedback; a
+     * warm-up queues every method at once), and tier-3 code reports its calls in steps; measured with
+     * {@link #LATENCY_FLAGS} (C2 at 50 calls), a training step's per-step methods still compiled at steps 70-100
+     * (bench/RESULTS.md, tail latency). 0 where no C2 will come.
+     */
+    public static int warmUpCalls() {
+        return (int) Math.ceil(2.5 * callsToC2());
+    }
+
+    /**
      * The scaling the last {@code -XX:CompileCommand=CompileThresholdScaling,PATTERN,X} argument whose pattern
      * covers all of org.clipj (org.clipj.*, org/clipj/*, *) gives clipj's methods; 1 without one. Patterns for
      * single classes or methods, and CompileCommandFile, are not read (the warm-up then errs long, never short).

@@ -21,17 +21,16 @@ final class JitQuiet {
     private JitQuiet() {}
 
     /**
-     * minCalls, raised to 1.25 x the calls C2 needs to compile clipj's methods called once per call
-     * ({@link JitThresholds#callsToC2()}; the time-share criterion alone stops in the quiet stretch before them and
+     * minCalls, raised to the calls C2 needs to compile clipj's methods called once per call
+     * ({@link JitThresholds#warmUpCalls()}; the time-share criterion alone stops in the quiet stretch before them and
      * their compilation lands in the timed calls) where that is at most {@value #MAX_C2_CALLS}; otherwise says on
      * stderr that the JVM lacks {@link JitThresholds#LATENCY_FLAGS}.
      */
     static int clipjMinCalls(String what, int minCalls) {
-        int c2Calls = JitThresholds.callsToC2();
-        int calls = (int) Math.ceil(1.25 * c2Calls);
+        int calls = JitThresholds.warmUpCalls();
         if (calls > MAX_C2_CALLS) {
             System.err.printf(Locale.ROOT, "bench: %s: C2 compiles clipj's per-call methods after %d calls, too many to warm"
-                    + " up; they will compile inside the timed calls (run with %s)%n", what, c2Calls, JitThresholds.LATENCY_FLAGS);
+                    + " up; they will compile inside the timed calls (run with %s)%n", what, JitThresholds.callsToC2(), JitThresholds.LATENCY_FLAGS);
             return minCalls;
         }
         return Math.max(minCalls, calls);
