@@ -22,6 +22,7 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * Sgemm.sgemm: C(M,N) = A(M,K) @ B, with B stored (K,N), or (N,K) when transB (nn.Linear's
  * weight layout). GFLOP/s = 2*M*N*K / time; scripts/bench gemm turns the times into rates.
+ * packed = true packs B once at setup ({@link Sgemm#pack}), as the encoders' prepared weights are.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SampleTime)
@@ -39,6 +40,9 @@ public class GemmBenchmark {
     @Param({"false"})
     public boolean transB;
 
+    @Param({"false"})
+    public boolean packed;
+
     @Param({"2"})
     public int threads;
 
@@ -46,6 +50,7 @@ public class GemmBenchmark {
     private float[] a; // (M, K)
     private float[] b; // (K, N), or (N, K) when transB
     private float[] c; // (M, N)
+    private Sgemm.PackedB packedB; // when packed
     private ComputePool pool;
 
     @Setup(Level.Trial)
@@ -58,6 +63,7 @@ public class GemmBenchmark {
         a = random(rng, m * k);
         b = random(rng, k * n);
         c = new float[m * n];
+        packedB = packed ? Sgemm.pack(transB, n, k, b, 0, transB ? k : n) : null;
         pool = new ComputePool(threads, "gemm-bench");
     }
 
@@ -68,7 +74,8 @@ public class GemmBenchmark {
 
     @Benchmark
     public float[] sgemm() {
-        Sgemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n, pool);
+        if (packedB != null) Sgemm.sgemm(m, n, k, 1f, a, 0, k, packedB, 0f, c, 0, n, pool);
+        else Sgemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n, pool);
         return c;
     }
 

@@ -17,7 +17,8 @@ import org.clipj.runtime.Activation;
  * walks NC column blocks and KC depth blocks, packs B (KC, NC) into NR-wide panels and A (MC, KC)
  * into MR-row panels, and a register-blocked MR x NR micro-kernel does the FMAs (MR = 8, 16
  * accumulators, where AVX-512 gives 32 vector registers; MR = 4, 8 accumulators, on 16-register
- * AVX2; NC from the L2 size: see {@link #blocking()}).
+ * AVX2; NC from the L2 size: see {@link #blocking()}). B packed once ({@link #pack}, the layers'
+ * weights) has wider panels there, PACKED_NR = 3 vectors, and an MR x PACKED_NR kernel (24 accumulators).
  * An A panel is interleaved, (kc, MR) with the MR values of one depth side by side, so the
  * micro-kernel's broadcasts share one base register and constant displacements (with a row
  * stride, C2 spent as many integer instructions on addresses as the loop has FMAs and spilled).
@@ -34,6 +35,11 @@ public final class Sgemm {
     // 32 registers; with 16 (AVX2) that tile spills in the inner loop, 4 x 2 (11 registers) does not
     static final int MR = CPU.vectorRegisters32() ? 8 : 4;
     static final int NR = 2 * L;       // columns of the micro-tile (two vectors)
+    // columns of the micro-tile on pre-packed B (the layers' weights, most of an encoder's FLOPs): three
+    // vectors where 32 registers hold MR x 3 = 24 accumulators, so each A broadcast feeds three FMAs
+    // (8 x 32 left the B loads and broadcasts at 10 per 16 FMAs, 8 x 48 needs 11 per 24). The
+    // unpacked products keep NR: attention's n = 50 and 64 would leave ragged 48-wide panels.
+    static final int PACKED_NR = MR == 8 ? 3 * L : NR;
     private static final int KC = 512;         // longest depth block: the packed B block (KC, NC) stays in L2
     private static final int KC_TALL = 768;    // longest depth block when A spans several MC blocks (see depthStep)
     private static final int MC = 128;         // packed A block (MC, KC) stays in L2
@@ -46,7 +52,7 @@ public final class Sgemm {
     // Per-worker scratch, reused across calls: tile() never forks, so a worker runs one at a time.
     private static final ThreadLocal<float[]> PACK_A = ThreadLocal.withInitial(() -> new float[MC * KC_TALL]);  // (MC, kc) as (kc, MR) panels
     private static final ThreadLocal<float[]> PACK_B = ThreadLocal.withInitial(() -> new float[KC_TALL * NC]);  // (kc, NC) as NR-column panels
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * NR]);         // (MR, NR)
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[MR * PACKED_NR]);  // (MR, NR or PACKED_NR)
     private static final ThreadLocal<float[]> ALL_A = ThreadLocal.withInitial(() -> new float[0]);         // packAllA's, on the calling thread
     private static final ThreadLocal<float[]> TRANSPOSE_BLOCK = ThreadLocal.withInitial(() -> new float[L * L]); // (L, L)
 
@@ -54,8 +60,8 @@ public final class Sgemm {
 
     /** The blocking picked for this machine, for backend descriptions and benchmark reports. */
     public static String blocking() {
-        return "GEMM tile " + MR + " x " + NR + " (" + 2 * MR + " accumulators), MC " + MC + ", KC " + KC + "/" + KC_TALL
-                + ", NC " + NC;
+        return "GEMM tile " + MR + " x " + NR + " (" + 2 * MR + " accumulators), on packed weights " + MR + " x " + PACKED_NR
+                + " (" + PACKED_NR / L * MR + "), MC " + MC + ", KC " + KC + "/" + KC_TALL + ", NC " + NC;
     }
 
     /**
@@ -79,7 +85,7 @@ public final class Sgemm {
             if (epilogue != null) epilogue.apply(c, cOff, ldc, 0, 0, m, n);
             return;
         }
-        run(new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, null, epilogue), pool);
+        run(new Gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, null, NR, epilogue), pool);
     }
 
     /**
@@ -131,12 +137,13 @@ public final class Sgemm {
         }
         // Twice as many tiles as threads keeps both cores busy when the machine is shared; cut the
         // longer side so the redundant packing (B per row tile, A per column tile) stays small.
-        int rowPanels = (m + MR - 1) / MR, colPanels = (n + NR - 1) / NR;
+        int nr = g.nr;
+        int rowPanels = (m + MR - 1) / MR, colPanels = (n + nr - 1) / nr;
         int target = 2 * threads;
         int rowTiles = 1, colTiles = 1;
         if (n >= 2 * m) {
             // no tile wider than one column block (a narrow leftover block reuses A poorly), a multiple of the threads
-            int tiles = Math.max(target, (n + NC - 1) / NC);
+            int tiles = Math.max(target, (n + g.columnBlock() - 1) / g.columnBlock());
             colTiles = Math.min((tiles + threads - 1) / threads * threads, colPanels);
         }
         else if (m >= 2 * n) rowTiles = Math.min(target, rowPanels);
@@ -150,19 +157,19 @@ public final class Sgemm {
         pool.run(rows * cols, t -> {
             int ti = t / cols, tj = t % cols;
             int i0 = split(rowPanels, rows, ti) * MR, i1 = Math.min(m, split(rowPanels, rows, ti + 1) * MR);
-            int j0 = split(colPanels, cols, tj) * NR, j1 = Math.min(n, split(colPanels, cols, tj + 1) * NR);
+            int j0 = split(colPanels, cols, tj) * nr, j1 = Math.min(n, split(colPanels, cols, tj + 1) * nr);
             if (i0 < i1 && j0 < j1) g.tile(i0, i1, j0, j1, packedA);
         });
     }
 
     /**
-     * op(B) (k, n) packed once for many products with different A (a layer's weight): NR-column
-     * panels, each (k, NR) row-major with its columns zero-padded, panel j at j * k * NR. The
+     * op(B) (k, n) packed once for many products with different A (a layer's weight): PACKED_NR-column
+     * panels, each (k, PACKED_NR) row-major with its columns zero-padded, panel j at j * k * PACKED_NR. The
      * micro-kernel streams these panels as they are, so a product with a packed B does no packing.
      */
     public static final class PackedB {
         private final int n, k;
-        private final float[] panels;   // (ceil(n / NR), k, NR)
+        private final float[] panels;   // (ceil(n / PACKED_NR), k, PACKED_NR)
 
         private PackedB(int n, int k, float[] panels) {
             this.n = n;
@@ -184,10 +191,12 @@ public final class Sgemm {
         if (n <= 0 || k <= 0) throw new IllegalArgumentException("sgemm pack: empty B (" + k + ", " + n + ")");
         if (transB) checkMatrix("B", b, bOff, ldb, n, k);
         else checkMatrix("B", b, bOff, ldb, k, n);
-        Gemm g = new Gemm(false, transB, 0, n, k, 1f, null, 0, 0, b, bOff, ldb, 0f, null, 0, 0, null, null);
-        int panels = (n + NR - 1) / NR;
-        float[] packed = new float[panels * k * NR];
-        for (int j = 0; j < panels; j++) g.packBPanel(j * NR, Math.min(NR, n - j * NR), 0, k, packed, j * k * NR);
+        Gemm g = new Gemm(false, transB, 0, n, k, 1f, null, 0, 0, b, bOff, ldb, 0f, null, 0, 0, null, PACKED_NR, null);
+        int panels = (n + PACKED_NR - 1) / PACKED_NR;
+        float[] packed = new float[panels * k * PACKED_NR];
+        for (int j = 0; j < panels; j++) {
+            g.packBPanel(j * PACKED_NR, Math.min(PACKED_NR, n - j * PACKED_NR), 0, k, packed, j * k * PACKED_NR);
+        }
         return new PackedB(n, k, packed);
     }
 
@@ -210,7 +219,7 @@ public final class Sgemm {
             if (epilogue != null) epilogue.apply(c, cOff, ldc, 0, 0, m, n);
             return;
         }
-        run(new Gemm(false, false, m, n, k, alpha, a, aOff, lda, null, 0, 0, beta, c, cOff, ldc, b.panels, epilogue), pool);
+        run(new Gemm(false, false, m, n, k, alpha, a, aOff, lda, null, 0, 0, beta, c, cOff, ldc, b.panels, PACKED_NR, epilogue), pool);
     }
 
     /** Plain triple loop accumulating in double: the test oracle. */
@@ -285,11 +294,17 @@ public final class Sgemm {
 
     /**
      * One GEMM call; tile() computes the block C[i0:i1, j0:j1] and may run on any worker. packedB:
-     * B's panels from {@link #pack} (then b is null), or null to pack B block by block here.
+     * B's panels from {@link #pack} (then b is null), or null to pack B block by block here. nr: the
+     * width of B's panels and of the micro-tile, PACKED_NR with packedB, else NR.
      */
     private record Gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                         float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                        float beta, float[] c, int cOff, int ldc, float[] packedB, Epilogue epilogue) {
+                        float beta, float[] c, int cOff, int ldc, float[] packedB, int nr, Epilogue epilogue) {
+
+        /** The column block: NC, rounded down to whole panels. */
+        int columnBlock() {
+            return NC / nr * nr;
+        }
 
         /**
          * All of op(A) packed for tile(): for each depth block pc, its interleaved panels (kc, MR), the
@@ -321,8 +336,8 @@ public final class Sgemm {
             // as it reads them from B stored (k, n), hiding that stream behind the FMAs. With more
             // row blocks packing is amortized and a separate pass is faster.
             boolean packInKernel = MR == 8 && packedB == null && !transB && i1 - i0 >= MR && i1 - i0 <= MC;
-            for (int jc = j0; jc < j1; jc += NC) {
-                int nc = Math.min(NC, j1 - jc);
+            for (int jc = j0, block = columnBlock(); jc < j1; jc += block) {
+                int nc = Math.min(block, j1 - jc);
                 for (int pc = 0, step = depthStep(m, k); pc < k; pc += step) {
                     int kc = Math.min(step, k - pc);
                     float blockBeta = pc == 0 ? beta : 1f;   // later depth blocks accumulate
@@ -330,8 +345,8 @@ public final class Sgemm {
                     int bBase = 0, bPanelStride = kc * NR;
                     if (packedB != null) {
                         bPanels = packedB;
-                        bBase = (jc / NR) * k * NR + pc * NR;
-                        bPanelStride = k * NR;
+                        bBase = (jc / nr) * k * nr + pc * nr;
+                        bPanelStride = k * nr;
                     } else if (packInKernel) {
                         int full = nc / NR * NR;
                         if (full < nc) packBPanel(jc + full, nc - full, pc, kc, packB, (full / NR) * NR * kc);
@@ -358,7 +373,7 @@ public final class Sgemm {
         /**
          * C[ic:ic+mc, jc:jc+nc] (+)= alpha * A-block @ B-block over one depth block of kc. The A panel
          * of rows ic+ir.. is the (kc, MR) block at aPanels[aBase + (ir / MR) * MR * kc]; the B panel of
-         * columns jc+jr.. is the (kc, NR) block at bPanels[bBase + (jr / NR) * bPanelStride]. The B
+         * columns jc+jr.. is the (kc, nr) block at bPanels[bBase + (jr / nr) * bPanelStride]. The B
          * panel is reused across the A panels of the block. When packing, the full B panels are not
          * packed yet: the first row panel's kernel reads them from B and writes them there.
          * finish (the last depth block's epilogue, else null) runs on each C tile right after its kernel.
@@ -366,14 +381,18 @@ public final class Sgemm {
         private void blockKernel(int ic, int mc, int jc, int nc, int pc, int kc, float[] aPanels, int aBase,
                                  float[] bPanels, int bBase, int bPanelStride, float[] tile, float blockBeta, boolean packing,
                                  Epilogue finish) {
-            for (int jr = 0; jr < nc; jr += NR) {
-                int cols = Math.min(NR, nc - jr);
-                int bIdx = bBase + (jr / NR) * bPanelStride;
+            for (int jr = 0; jr < nc; jr += nr) {
+                int cols = Math.min(nr, nc - jr);
+                int bIdx = bBase + (jr / nr) * bPanelStride;
                 for (int ir = 0; ir < mc; ir += MR) {
                     int rows = Math.min(MR, mc - ir);
                     int aIdx = aBase + (ir / MR) * MR * kc;
                     int cIdx = cOff + (ic + ir) * ldc + jc + jr;
-                    if (packing && ir == 0 && cols == NR) SgemmKernels.microKernelPackingB(kc, aPanels, aIdx, b, bOff + pc * ldb + jc + jr, ldb, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    if (nr != NR) {
+                        if (rows <= 2) SgemmKernels.wideKernel2Rows(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                        else if (rows <= 4) SgemmKernels.wideKernel4Rows(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                        else SgemmKernels.wideKernel(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
+                    } else if (packing && ir == 0 && cols == NR) SgemmKernels.microKernelPackingB(kc, aPanels, aIdx, b, bOff + pc * ldb + jc + jr, ldb, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                     else if (rows <= 2) SgemmKernels.microKernel2Rows(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                     else if (rows <= 4) SgemmKernels.microKernel4Rows(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
                     else SgemmKernels.microKernel(kc, aPanels, aIdx, bPanels, bIdx, tile, c, cIdx, ldc, rows, cols, alpha, blockBeta);
@@ -410,58 +429,58 @@ public final class Sgemm {
         }
 
         /**
-         * Packs a full panel of B stored (n, k): panel[p, q] = B[j + q, pc + p], as (L, L) blocks
+         * Packs a full nr-wide panel of B stored (n, k): panel[p, q] = B[j + q, pc + p], as (L, L) blocks
          * loaded row-wise and transposed in registers (a scalar copy here costs more than the FMAs
          * when M is small); the depth tail past a multiple of L is copied element by element.
          */
         private void packTransposedPanel(int j, int pc, int kc, float[] dst, int d) {
             float[] block = L == 16 ? null : TRANSPOSE_BLOCK.get();   // transpose16 needs no scratch
             int blockedDepth = kc - kc % L;
-            for (int q0 = 0; q0 < NR; q0 += L) {
+            for (int q0 = 0; q0 < nr; q0 += L) {
                 for (int p0 = 0; p0 < blockedDepth; p0 += L) {
                     int src = bOff + (j + q0) * ldb + pc + p0;
                     if (L == 16) {
-                        transpose16(b, src, ldb, dst, d + p0 * NR + q0, NR);
+                        transpose16(b, src, ldb, dst, d + p0 * nr + q0, nr);
                     } else {
                         for (int r = 0; r < L; r++) FloatVector.fromArray(S, b, src + r * ldb).intoArray(block, r * L);
                         transposeBlock(block);
-                        for (int r = 0; r < L; r++) FloatVector.fromArray(S, block, r * L).intoArray(dst, d + (p0 + r) * NR + q0);
+                        for (int r = 0; r < L; r++) FloatVector.fromArray(S, block, r * L).intoArray(dst, d + (p0 + r) * nr + q0);
                     }
                 }
             }
-            for (int q = 0; q < NR; q++) {
+            for (int q = 0; q < nr; q++) {
                 int src = bOff + (j + q) * ldb + pc;
-                for (int p = blockedDepth; p < kc; p++) dst[d + p * NR + q] = b[src + p];
+                for (int p = blockedDepth; p < kc; p++) dst[d + p * nr + q] = b[src + p];
             }
         }
 
-        /** Packs B[pc:pc+kc, jc:jc+nc] as NR-column panels, each (kc, NR) row-major, columns zero-padded. */
+        /** Packs B[pc:pc+kc, jc:jc+nc] as NR-column panels, each (kc, NR) row-major, columns zero-padded (nr == NR here). */
         private void packB(int jc, int nc, int pc, int kc, float[] dst) {
             for (int jr = 0; jr < nc; jr += NR) packBPanel(jc + jr, Math.min(NR, nc - jr), pc, kc, dst, (jr / NR) * NR * kc);
         }
 
+        /** Packs columns [j, j+cols) of op(B), depths [pc, pc+kc), as the (kc, nr) panel at dst[d], columns past cols zero. */
         private void packBPanel(int j, int cols, int pc, int kc, float[] dst, int d) {
-            if (transB && cols == NR) {
+            if (transB && cols == nr) {
                 packTransposedPanel(j, pc, kc, dst, d);
             } else if (transB) {
                 for (int q = 0; q < cols; q++) {
                     int src = bOff + (j + q) * ldb + pc;
-                    for (int p = 0; p < kc; p++) dst[d + p * NR + q] = b[src + p];
+                    for (int p = 0; p < kc; p++) dst[d + p * nr + q] = b[src + p];
                 }
-                for (int q = cols; q < NR; q++) {
-                    for (int p = 0; p < kc; p++) dst[d + p * NR + q] = 0f;
+                for (int q = cols; q < nr; q++) {
+                    for (int p = 0; p < kc; p++) dst[d + p * nr + q] = 0f;
                 }
-            } else if (cols == NR) {
+            } else if (cols == nr) {
                 for (int p = 0; p < kc; p++) {
-                    int src = bOff + (pc + p) * ldb + j, row = d + p * NR;
-                    FloatVector.fromArray(S, b, src).intoArray(dst, row);
-                    FloatVector.fromArray(S, b, src + L).intoArray(dst, row + L);
+                    int src = bOff + (pc + p) * ldb + j, row = d + p * nr;
+                    for (int q = 0; q < nr; q += L) FloatVector.fromArray(S, b, src + q).intoArray(dst, row + q);
                 }
             } else {
                 for (int p = 0; p < kc; p++) {
-                    int src = bOff + (pc + p) * ldb + j, row = d + p * NR;
+                    int src = bOff + (pc + p) * ldb + j, row = d + p * nr;
                     for (int q = 0; q < cols; q++) dst[row + q] = b[src + q];
-                    for (int q = cols; q < NR; q++) dst[row + q] = 0f;
+                    for (int q = cols; q < nr; q++) dst[row + q] = 0f;
                 }
             }
         }

@@ -27,7 +27,7 @@ class SgemmTest {
         pool.close();
     }
 
-    // (M, N, K): ragged against MR=8 (and its half), NR=32, MC=128, NC=512 and depth blocks of at most
+    // (M, N, K): ragged against MR=8 (and its half), NR=32 (packed B: 48), MC=128, NC=512 and depth blocks of at most
     // 512, or 768 when M > MC (one block at 150x70x700, two uneven ones at 140x40x1100).
     private static final int[][] SHAPES = {
         {1, 1, 1}, {1, 7, 3}, {7, 1, 50}, {7, 13, 5}, {50, 63, 77}, {63, 65, 1}, {64, 97, 33},
