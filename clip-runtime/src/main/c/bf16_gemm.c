@@ -23,9 +23,11 @@
 // within what L2 delivers, while each extra depth block reloads and rewrites C. MC 48/96/192 were within
 // the noise. (The Java F32 Sgemm: 353 GFLOP/s on two threads at 400x2304x768 on a quiet Zen 5, issue 15.)
 // The peak, measured (24 independent register-only vdpbf16ps chains, thread CPU time): Zen 5 issues 2
-// per cycle (as its 512-bit FMA) with a latency of ~6 cycles, 64 flops each: 430 GFLOP/s per core at
-// its ~3.4 GHz, not twice the F32 rate's bytes (12 of the 24 accumulators would already cover the
-// latency). With the activations packed by a scalar scatter (one 4-byte store per pair, stride MR
+// per cycle, as many as 512-bit FMAs, with a latency of ~7 cycles (FMA's 4 as the yardstick), 64 flops
+// each: 430 GFLOP/s per core at its ~3.4 GHz, twice the F32 FMA peak; 14 of the 24 accumulators cover
+// the latency. The form with an embedded broadcast (vdpbf16ps zmm, zmm, [mem]{1to16}) issued 5-14 %
+// slower than the register form in that test, so the broadcasts stay separate loads (vpbroadcastd,
+// one load uop each). With the activations packed by a scalar scatter (one 4-byte store per pair, stride MR
 // pairs: a store miss per pair on wide rows), packing took 18 % of a 400x768x3072 call and 6 % of
 // 400x2304x768 (rdtsc around it); packed instead by an (8, 16) pair transpose in registers with
 // full-line stores, 3 % and 2 %. One thread, best of many, thread CPU time, same run, 2026-12-07
@@ -34,7 +36,8 @@
 // 50x768x3072 387 -> 404; the tiles Bf16LinearOps cuts at image b8 200x384x3072 383 -> 413. A GEMM-only
 // b8 forward (the 48 GEMMs of ViT-B/32 image b8 on 2 threads, tiles as in Java, weights cold): 337 ->
 // 353 GFLOP/s per CPU second; with the weights hot 360 (the cold weights cost ~3 %). Equal row blocks
-// (no 8-row tail block in a 200-row tile) and MC 48/96/200 stayed within the noise there.
+// (no 8-row tail block in a 200-row tile), MC 48/96/200 and 2 or 4 tiles per GEMM stayed within the
+// noise there. The kernel now runs CLIP's shapes at 87-96 % of the measured peak on one thread.
 
 #include <immintrin.h>
 #include <stdint.h>
