@@ -22,6 +22,22 @@
 // reloads of C) 330/295/330/350. A weight panel streamed from L2 needs 16 B/cycle at full rate, well
 // within what L2 delivers, while each extra depth block reloads and rewrites C. MC 48/96/192 were within
 // the noise. (The Java F32 Sgemm: 353 GFLOP/s on two threads at 400x2304x768 on a quiet Zen 5, issue 15.)
+// The peak, measured (24 independent register-only vdpbf16ps chains, thread CPU time): Zen 5 issues 2
+// per cycle, as many as 512-bit FMAs, with a latency of ~7 cycles (FMA's 4 as the yardstick), 64 flops
+// each: 430 GFLOP/s per core at its ~3.4 GHz, twice the F32 FMA peak; 14 of the 24 accumulators cover
+// the latency. The form with an embedded broadcast (vdpbf16ps zmm, zmm, [mem]{1to16}) issued 5-14 %
+// slower than the register form in that test, so the broadcasts stay separate loads (vpbroadcastd,
+// one load uop each). With the activations packed by a scalar scatter (one 4-byte store per pair, stride MR
+// pairs: a store miss per pair on wide rows), packing took 18 % of a 400x768x3072 call and 6 % of
+// 400x2304x768 (rdtsc around it); packed instead by an (8, 16) pair transpose in registers with
+// full-line stores, 3 % and 2 %. One thread, best of many, thread CPU time, same run, 2026-12-07
+// (others' builds running), scatter -> transpose, GFLOP/s: 400x2304x768 377 -> 389, 400x768x768 381 ->
+// 399, 400x3072x768 357 -> 374, 400x768x3072 334 -> 387, 392x768x3072 (patch embedding) 343 -> 388,
+// 50x768x3072 387 -> 404; the tiles Bf16LinearOps cuts at image b8 200x384x3072 383 -> 413. A GEMM-only
+// b8 forward (the 48 GEMMs of ViT-B/32 image b8 on 2 threads, tiles as in Java, weights cold): 337 ->
+// 353 GFLOP/s per CPU second; with the weights hot 360 (the cold weights cost ~3 %). Equal row blocks
+// (no 8-row tail block in a 200-row tile), MC 48/96/200 and 2 or 4 tiles per GEMM stayed within the
+// noise there. The kernel now runs CLIP's shapes at 87-96 % of the measured peak on one thread.
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -100,32 +116,67 @@ void clip_bf16_pack(const uint16_t *w, int64_t ldw, int32_t n, int32_t k, uint16
     }
 }
 
+// 16 BF16 pairs of one activation row: src[d : d + 32] for the first depth d of the pairs (k columns
+// in all; depths past k are zero), rounded to nearest even.
+INLINE __m512i row_pairs(const float *src, int32_t d, int32_t k) {
+    int32_t left = k - d;
+    __mmask16 lo = left >= 16 ? 0xFFFF : (__mmask16) ((1u << (left > 0 ? left : 0)) - 1);
+    int32_t leftHi = left - 16;
+    __mmask16 hi = leftHi >= 16 ? 0xFFFF : (__mmask16) ((1u << (leftHi > 0 ? leftHi : 0)) - 1);
+    return (__m512i) _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + d + 16), _mm512_maskz_loadu_ps(lo, src + d));
+}
+
 // x[r0 : r0 + rows, 2 p0 : 2 p1] (F32, row stride ldx, k columns in all) as BF16 pairs into MR-row
-// panels of (p1 - p0, MR) pairs; rows of the last panel past `rows` are zero.
+// panels of (p1 - p0, MR) pairs; rows of the last panel past `rows` are zero. 16 pairs of the panel's
+// 8 rows at a time, (8, 16) pairs transposed in registers to (16, 8): 8 full-line stores, where a
+// scalar scatter of each pair (stride MR pairs) cost 18 % of a 400x768x3072 call.
 static void pack_activations(const float *x, int64_t ldx, int32_t k, int32_t rows, int32_t p0, int32_t p1,
                              uint32_t *packed) {
+    _Static_assert(MR == 8, "the register transpose is for 8-row panels");
     int32_t kcp = p1 - p0;
-    uint32_t pairs[16] __attribute__((aligned(64)));
     for (int32_t panel = 0; panel * MR < rows; panel++) {
         uint32_t *dst = packed + (int64_t) panel * kcp * MR;
-        for (int32_t r = 0; r < MR; r++) {
-            int32_t row = panel * MR + r;
-            if (row >= rows) {
-                for (int32_t p = 0; p < kcp; p++) dst[p * MR + r] = 0;
-                continue;
+        int32_t live = rows - panel * MR < MR ? rows - panel * MR : MR;
+        const float *src = x + (int64_t) panel * MR * ldx;
+        for (int32_t p = p0; p < p1; p += 16) {
+            __m512i v[MR], t[MR], u[MR];
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; r++) v[r] = r < live ? row_pairs(src + r * ldx, 2 * p, k) : _mm512_setzero_si512();
+            // per 128-bit lane l (pairs 4l .. 4l + 3): u[q] = pair 4l + q of rows 0-3, u[4 + q] of rows 4-7
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m512i *vh = v + 4 * h, *th = t + 4 * h, *uh = u + 4 * h;
+                th[0] = _mm512_unpacklo_epi32(vh[0], vh[1]);
+                th[1] = _mm512_unpackhi_epi32(vh[0], vh[1]);
+                th[2] = _mm512_unpacklo_epi32(vh[2], vh[3]);
+                th[3] = _mm512_unpackhi_epi32(vh[2], vh[3]);
+                uh[0] = _mm512_unpacklo_epi64(th[0], th[2]);
+                uh[1] = _mm512_unpackhi_epi64(th[0], th[2]);
+                uh[2] = _mm512_unpacklo_epi64(th[1], th[3]);
+                uh[3] = _mm512_unpackhi_epi64(th[1], th[3]);
             }
-            const float *src = x + row * ldx;
-            for (int32_t p = p0; p < p1; p += 16) {
-                int32_t d = 2 * p;   // first depth of these 16 pairs
-                int32_t left = k - d;
-                __mmask16 lo = left >= 16 ? 0xFFFF : (__mmask16) ((1u << (left > 0 ? left : 0)) - 1);
-                int32_t leftHi = left - 16;
-                __mmask16 hi = leftHi >= 16 ? 0xFFFF : (__mmask16) ((1u << (leftHi > 0 ? leftHi : 0)) - 1);
-                __m512 a = _mm512_maskz_loadu_ps(lo, src + d);
-                __m512 b = _mm512_maskz_loadu_ps(hi, src + d + 16);
-                _mm512_store_si512((__m512i *) pairs, (__m512i) _mm512_cvtne2ps_pbh(b, a));
-                int32_t count = p1 - p < 16 ? p1 - p : 16;
-                for (int32_t q = 0; q < count; q++) dst[(p - p0 + q) * MR + r] = pairs[q];
+            // out[2 l + e] = pairs 4 l + 2 e, 4 l + 2 e + 1 of rows 0-7: lanes (u[2e].l, u[4+2e].l, u[2e+1].l, u[4+2e+1].l)
+            __m512i out[8];
+#pragma GCC unroll 2
+            for (int e = 0; e < 2; e++) {
+                __m512i y02 = _mm512_shuffle_i32x4(u[2 * e], u[4 + 2 * e], _MM_SHUFFLE(2, 0, 2, 0));
+                __m512i y13 = _mm512_shuffle_i32x4(u[2 * e], u[4 + 2 * e], _MM_SHUFFLE(3, 1, 3, 1));
+                __m512i z02 = _mm512_shuffle_i32x4(u[2 * e + 1], u[4 + 2 * e + 1], _MM_SHUFFLE(2, 0, 2, 0));
+                __m512i z13 = _mm512_shuffle_i32x4(u[2 * e + 1], u[4 + 2 * e + 1], _MM_SHUFFLE(3, 1, 3, 1));
+                out[0 + e] = _mm512_shuffle_i32x4(y02, z02, _MM_SHUFFLE(2, 0, 2, 0));
+                out[4 + e] = _mm512_shuffle_i32x4(y02, z02, _MM_SHUFFLE(3, 1, 3, 1));
+                out[2 + e] = _mm512_shuffle_i32x4(y13, z13, _MM_SHUFFLE(2, 0, 2, 0));
+                out[6 + e] = _mm512_shuffle_i32x4(y13, z13, _MM_SHUFFLE(3, 1, 3, 1));
+            }
+            uint32_t *o = dst + (int64_t) (p - p0) * MR;
+            int32_t count = p1 - p < 16 ? p1 - p : 16;
+            if (count == 16) {
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm512_storeu_si512((__m512i *) (o + 16 * j), out[j]);
+            } else {
+                for (int j = 0; 2 * j < count; j++) {
+                    _mm512_mask_storeu_epi32(o + 16 * j, 2 * j + 1 < count ? 0xFFFF : 0x00FF, out[j]);
+                }
             }
         }
     }
