@@ -3,6 +3,7 @@ package org.clipj.runtime.cpu;
 import java.util.Arrays;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -171,7 +172,7 @@ final class AttentionOps {
      * masked key tails, 1 / sum kept per row), and out = P V from register tiles (FR rows x 2 vectors of
      * the head) that read V's rows straight from qkv and scale by 1 / sum on the store. The (T, T)
      * matrix is never written; with the causal mask a block reads only the key panels below its
-     * diagonal. A block's rows past T repeat row T - 1 and are not stored.
+     * diagonal. A block's rows past T repeat row T - 1 in the tiles and are not stored.
      */
     private static void forwardFused(ComputePool pool, Tensor out, Tensor lse, Tensor qkv, int heads, boolean causal) {
         int b = qkv.dim(0), t = qkv.dim(1), c3 = qkv.dim(2), c = c3 / 3, hd = c / heads;
@@ -181,12 +182,13 @@ final class AttentionOps {
         int xo = qkv.offset(), oo = out.offset(), lo = lse == null ? 0 : lse.offset();
         int panels = (t + L - 1) / L, tp = panels * L;
         Parallel.range(pool, b * heads, 1, (from, to) -> {
-            float[] scratch = scratch(panels * hd * L + FR * tp + FR);   // kt, then the scores block, then 1 / sum per row
-            int pOff = panels * hd * L, invOff = pOff + FR * tp;
+            // kt, the scores block, 1 / sum per row, the ragged key panel's block
+            float[] scratch = scratch(panels * hd * L + FR * tp + FR + L * hd);
+            int pOff = panels * hd * L, invOff = pOff + FR * tp, blockOff = invOff + FR;
             for (int bh = from; bh < to; bh++) {
                 int bi = bh / heads, h = bh % heads;
                 int base = xo + bi * t * c3 + h * hd;
-                packKeyPanels(x, base + c, c3, t, hd, scratch);
+                packKeyPanels(x, base + c, c3, t, hd, scratch, blockOff);
                 for (int i0 = 0; i0 < t; i0 += FR) {
                     int rows = Math.min(FR, t - i0), n = causal ? i0 + rows : t;
                     int blockPanels = (n + L - 1) / L;
@@ -194,10 +196,10 @@ final class AttentionOps {
                         if (pb + 1 < blockPanels) scoreTile2(x, base, c3, i0, t - 1, hd, scratch, pb, scale, pOff, tp);
                         else scoreTile1(x, base, c3, i0, t - 1, hd, scratch, pb, scale, pOff, tp);
                     }
-                    for (int r = 0; r < FR; r++) {
-                        int i = Math.min(i0 + r, t - 1);
+                    for (int r = 0; r < rows; r++) {   // rows past t keep their raw scores: p v computes them, nothing stores them
+                        int i = i0 + r;
                         float l = softmaxRow(scratch, pOff + r * tp, causal ? i + 1 : t, blockPanels * L, scratch, invOff + r);
-                        if (ls != null && r < rows) ls[lo + bh * t + i] = l;
+                        if (ls != null) ls[lo + bh * t + i] = l;
                     }
                     int oRow = oo + (bi * t + i0) * c + h * hd;
                     for (int d0 = 0; d0 < hd; d0 += 2 * L) {
@@ -227,24 +229,26 @@ final class AttentionOps {
 
     /**
      * kt[(panel * hd + d) * L + lane] = k[panel * L + lane][d] for the t keys whose rows start at
-     * x[kOff + j * ldk], into kt at 0; lanes past t are 0. Full (16, 16) blocks go through Sgemm's
-     * register transpose, the depth tail and the ragged last panel element by element.
+     * x[kOff + j * ldk], into buf at 0; lanes past t are 0: the ragged last panel's keys are first copied
+     * into a zero-filled (L, hd) block at buf[blockOff].
      */
-    private static void packKeyPanels(float[] x, int kOff, int ldk, int t, int hd, float[] kt) {
-        int fullPanels = t / L, blockedDepth = hd - hd % L;
-        for (int pb = 0; pb < fullPanels; pb++) {
-            int src = kOff + pb * L * ldk, dst = pb * hd * L;
-            for (int d0 = 0; d0 < blockedDepth; d0 += L) Sgemm.transpose16(x, src + d0, ldk, kt, dst + d0 * L, L);
-            for (int lane = 0; lane < L; lane++) {
-                for (int d = blockedDepth; d < hd; d++) kt[dst + d * L + lane] = x[src + lane * ldk + d];
-            }
+    private static void packKeyPanels(float[] x, int kOff, int ldk, int t, int hd, float[] buf, int blockOff) {
+        int fullPanels = t / L;
+        for (int pb = 0; pb < fullPanels; pb++) packKeyPanel(x, kOff + pb * L * ldk, ldk, hd, buf, pb * hd * L);
+        int tail = t - fullPanels * L;
+        if (tail > 0) {
+            for (int lane = 0; lane < tail; lane++) System.arraycopy(x, kOff + (fullPanels * L + lane) * ldk, buf, blockOff + lane * hd, hd);
+            Arrays.fill(buf, blockOff + tail * hd, blockOff + L * hd, 0f);
+            packKeyPanel(buf, blockOff, hd, hd, buf, fullPanels * hd * L);
         }
-        if (fullPanels * L < t) {
-            int dst = fullPanels * hd * L;
-            for (int lane = 0; lane < L; lane++) {
-                int j = fullPanels * L + lane;
-                for (int d = 0; d < hd; d++) kt[dst + d * L + lane] = j < t ? x[kOff + j * ldk + d] : 0f;
-            }
+    }
+
+    /** One panel: kt[dst + d * L + lane] = x[src + lane * ldk + d]; (16, 16) blocks through Sgemm's register transpose. */
+    private static void packKeyPanel(float[] x, int src, int ldk, int hd, float[] kt, int dst) {
+        int blockedDepth = hd - hd % L;
+        for (int d0 = 0; d0 < blockedDepth; d0 += L) Sgemm.transpose16(x, src + d0, ldk, kt, dst + d0 * L, L);
+        for (int lane = 0; lane < L; lane++) {
+            for (int d = blockedDepth; d < hd; d++) kt[dst + d * L + lane] = x[src + lane * ldk + d];
         }
     }
 
@@ -333,20 +337,41 @@ final class AttentionOps {
         }
         FloatVector sum = FloatVector.zero(S);
         for (int j = 0; j < full; j += L) {
-            FloatVector e = FloatVector.fromArray(S, p, row + j).sub(max).lanewise(VectorOperators.EXP);
+            FloatVector e = exp(FloatVector.fromArray(S, p, row + j).sub(max));
             e.intoArray(p, row + j);
             sum = sum.add(e);
         }
         FloatVector zero = FloatVector.zero(S);
         for (int j = full; j < end; j += L) {
             VectorMask<Float> m = S.indexInRange(j, valid);
-            FloatVector e = zero.blend(FloatVector.fromArray(S, p, row + j).sub(max).lanewise(VectorOperators.EXP), m);
+            FloatVector e = zero.blend(exp(FloatVector.fromArray(S, p, row + j).sub(max)), m);
             e.intoArray(p, row + j);
             sum = sum.add(e);
         }
         float s = sum.reduceLanes(VectorOperators.ADD);
         buf[invAt] = 1f / s;
         return max + (float) Math.log(s);
+    }
+
+    /**
+     * e^x lane by lane, inline (the Vector API's EXP calls a math stub: about a third of the fused forward
+     * at T = 77): x = n ln 2 + r with n = round(x / ln 2) and |r| <= ln 2 / 2 (ln 2 in two parts), e^r from
+     * Cephes' expf polynomial (about 1 ulp), 2^n written into the exponent bits. The softmax gives x <= 0;
+     * x is clamped to [-87.3, 88] so that 2^n stays a normal float (below: about 1e-38 instead of 0).
+     */
+    private static FloatVector exp(FloatVector x) {
+        x = x.max(-87.33654f).min(88f);
+        FloatVector t = x.fma(1.44269504f, 12582912f);   // + 1.5 * 2^23 rounds n into the low bits
+        FloatVector n = t.sub(12582912f);
+        FloatVector r = n.fma(FloatVector.broadcast(S, 2.12194440e-4f), n.fma(FloatVector.broadcast(S, -0.693359375f), x));   // x - n ln 2
+        FloatVector p = r.fma(1.9875691500e-4f, 1.3981999507e-3f);
+        p = p.fma(r, FloatVector.broadcast(S, 8.3334519073e-3f));
+        p = p.fma(r, FloatVector.broadcast(S, 4.1665795894e-2f));
+        p = p.fma(r, FloatVector.broadcast(S, 1.6666665459e-1f));
+        p = p.fma(r, FloatVector.broadcast(S, 5.0000001201e-1f));
+        p = p.fma(r.mul(r), r).add(1f);
+        IntVector pow2n = t.reinterpretAsInts().sub(0x4B400000 - 127).lanewise(VectorOperators.LSHL, 23);
+        return p.mul(pow2n.reinterpretAsFloats());
     }
 
     /**

@@ -53,15 +53,19 @@ class AttentionOpsTest {
     @Test
     void forwardMatchesDefinition() {
         SplittableRandom rng = new SplittableRandom(1);
-        for (boolean causal : new boolean[] {false, true}) {
-            Tensor qkv = random(rng, 2f, 2, 9, 3 * 2 * 8);
-            float[] lse = new float[2 * 2 * 9];
-            float[] expected = naive(qkv, 2, causal, lse);
-            for (Backend be : new Backend[] {SCALAR, FAST}) {
-                Tensor out = Tensor.zeros(DType.F32, 2, 9, 16), l = Tensor.zeros(DType.F32, 2, 2, 9);
-                be.attentionForward(out, l, qkv, 2, causal);
-                assertClose("attention causal=" + causal + " " + be.description(), expected, out.toFloatArray(), 1e-5, 1e-5);
-                assertClose("lse causal=" + causal, lse, l.toFloatArray(), 1e-5, 1e-5);
+        // range 2: scores within a few units; range 12: score gaps past -87, where exp underflows
+        for (float range : new float[] {2f, 12f}) {
+            for (boolean causal : new boolean[] {false, true}) {
+                Tensor qkv = random(rng, range, 2, 9, 3 * 2 * 8);
+                float[] lse = new float[2 * 2 * 9];
+                float[] expected = naive(qkv, 2, causal, lse);
+                for (Backend be : new Backend[] {SCALAR, FAST}) {
+                    Tensor out = Tensor.zeros(DType.F32, 2, 9, 16), l = Tensor.zeros(DType.F32, 2, 2, 9);
+                    be.attentionForward(out, l, qkv, 2, causal);
+                    String what = "causal=" + causal + " range=" + range + " " + be.description();
+                    assertClose("attention " + what, expected, out.toFloatArray(), 1e-5, 1e-5);
+                    assertClose("lse " + what, lse, l.toFloatArray(), 1e-5, 1e-5);
+                }
             }
         }
     }
