@@ -216,9 +216,11 @@ final class AttentionOps {
         });
     }
 
-    /** The calling thread's scratch of at least n floats; inside a pool task a fresh array (see ConvOps.scratch). */
+    /**
+     * This thread's scratch of at least n floats, kept between calls: a chunk of forwardFused calls no other op
+     * and no pool, so a thread's buffer is never in use twice (unlike ConvOps.scratch's, held across a pool run).
+     */
     private static float[] scratch(int n) {
-        if (ComputePool.inTask()) return new float[n];
         float[] a = SCRATCH.get();
         if (a.length < n) {
             a = new float[n];
