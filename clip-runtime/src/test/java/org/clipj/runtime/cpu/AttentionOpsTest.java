@@ -53,15 +53,19 @@ class AttentionOpsTest {
     @Test
     void forwardMatchesDefinition() {
         SplittableRandom rng = new SplittableRandom(1);
-        for (boolean causal : new boolean[] {false, true}) {
-            Tensor qkv = random(rng, 2f, 2, 9, 3 * 2 * 8);
-            float[] lse = new float[2 * 2 * 9];
-            float[] expected = naive(qkv, 2, causal, lse);
-            for (Backend be : new Backend[] {SCALAR, FAST}) {
-                Tensor out = Tensor.zeros(DType.F32, 2, 9, 16), l = Tensor.zeros(DType.F32, 2, 2, 9);
-                be.attentionForward(out, l, qkv, 2, causal);
-                assertClose("attention causal=" + causal + " " + be.description(), expected, out.toFloatArray(), 1e-5, 1e-5);
-                assertClose("lse causal=" + causal, lse, l.toFloatArray(), 1e-5, 1e-5);
+        // range 2: scores within a few units; range 12: score gaps past -87, where exp underflows
+        for (float range : new float[] {2f, 12f}) {
+            for (boolean causal : new boolean[] {false, true}) {
+                Tensor qkv = random(rng, range, 2, 9, 3 * 2 * 8);
+                float[] lse = new float[2 * 2 * 9];
+                float[] expected = naive(qkv, 2, causal, lse);
+                for (Backend be : new Backend[] {SCALAR, FAST}) {
+                    Tensor out = Tensor.zeros(DType.F32, 2, 9, 16), l = Tensor.zeros(DType.F32, 2, 2, 9);
+                    be.attentionForward(out, l, qkv, 2, causal);
+                    String what = "causal=" + causal + " range=" + range + " " + be.description();
+                    assertClose("attention " + what, expected, out.toFloatArray(), 1e-5, 1e-5);
+                    assertClose("lse " + what, lse, l.toFloatArray(), 1e-5, 1e-5);
+                }
             }
         }
     }
@@ -73,7 +77,11 @@ class AttentionOpsTest {
         int[][] cases = {{2, 1, 2, 64}, {1, 7, 2, 64}, {2, 50, 1, 64}, {1, 77, 12, 64}, {1, 197, 2, 64}, {1, 257, 1, 64},
             {2, 65, 3, 32}, {1, 63, 2, 80}, {3, 5, 4, 7},
             // CLIP's other head widths (ViT-H 80, ViT-g 88, ViT-bigG 104, 112) at their sequence lengths
-            {1, 257, 2, 80}, {2, 50, 1, 88}, {1, 77, 2, 104}, {1, 197, 1, 112}};
+            {1, 257, 2, 80}, {2, 50, 1, 88}, {1, 77, 2, 104}, {1, 197, 1, 112},
+            // the fused forward's edges: T = 2..4 and around its 8-row blocks and 16-key panels, heads
+            // narrower than one vector, one and a half vectors, one vector and a tail
+            {1, 2, 1, 88}, {2, 3, 2, 104}, {1, 4, 1, 16}, {1, 9, 2, 48}, {1, 16, 1, 24}, {1, 17, 2, 40}, {1, 33, 1, 20},
+            {1, 32, 1, 8}};
         for (int[] cs : cases) {
             int b = cs[0], t = cs[1], heads = cs[2], c = heads * cs[3];
             for (boolean causal : new boolean[] {false, true}) {
