@@ -1,9 +1,11 @@
 package org.clipj.model;
 
+import org.clipj.io.StoredTensor;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Shaped;
 import org.clipj.runtime.Tensor;
 
 import java.util.ArrayList;
@@ -226,7 +228,7 @@ public final class ClipModel {
     }
 
     /** logit_scale stored 0-d, as torch saves it. */
-    static boolean isScalarLogitScale(TensorSpec s, Tensor t) {
+    static boolean isScalarLogitScale(TensorSpec s, Shaped t) {
         return s.name().equals("logit_scale") && t.rank() == 0;
     }
 
@@ -276,30 +278,30 @@ public final class ClipModel {
     }
 
     /**
-     * As {@link #fromStateDict(Map, ClipConfig, Backend, Precision)}, taking each tensor out of
-     * {@code openAiNamed} (a mutable map the caller gives up; it ends empty but for the weightless
-     * entries) as its weight is built, so a stored tensor can be collected as soon as it is consumed:
-     * the peak stays near one model instead of the checkpoint plus the model.
+     * As {@link #fromStateDict(Map, ClipConfig, Backend, Precision)} from a checkpoint's stored tensors,
+     * each read from its file and taken out of {@code openAiNamed} (a mutable map the caller gives up; it
+     * ends empty but for the weightless entries) only as its weight is built, and collectable as soon as
+     * it is: the peak stays near one model instead of the checkpoint plus the model.
      */
-    public static ClipModel consumeStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
+    public static ClipModel consumeStateDict(Map<String, StoredTensor> openAiNamed, ClipConfig config, Backend backend,
                                              Precision precision) {
-        return load(openAiNamed, config, backend, precision, true, true);
+        return load(openAiNamed, StoredTensor::read, config, backend, precision, true, true);
     }
 
     private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
                                   Precision precision, boolean inference) {
-        return load(openAiNamed, config, backend, precision, inference, false);
+        return load(openAiNamed, t -> t, config, backend, precision, inference, false);
     }
 
-    private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
-                                  Precision precision, boolean inference, boolean consume) {
+    private static <T extends Shaped> ClipModel load(Map<String, T> openAiNamed, Function<T, Tensor> read, ClipConfig config,
+                                                     Backend backend, Precision precision, boolean inference, boolean consume) {
         precision.requireSupportedBy(backend);
         List<TensorSpec> specs = specs(config);
         verifyTensors(openAiNamed, config);
         ClipModel model = new ClipModel(config, backend, precision, inference);
         Map<String, Tensor> scratch = new LinkedHashMap<>();   // cast tensors free for reuse, by dtype and shape
         for (TensorSpec s : specs) {
-            Tensor stored = consume ? openAiNamed.remove(s.name()) : openAiNamed.get(s.name());
+            Tensor stored = read.apply(consume ? openAiNamed.remove(s.name()) : openAiNamed.get(s.name()));
             if (inference && model.heldApart(s)) {
                 model.gemmWeights.put(s.name(), model.gemmWeight(s, stored, scratch));
                 continue;
@@ -318,12 +320,12 @@ public final class ClipModel {
      * dtype, and no tensor beyond them (weightless entries such as attn_mask aside); else an
      * InvalidInputException naming the tensor and the config.
      */
-    public static void verifyTensors(Map<String, Tensor> openAiNamed, ClipConfig config) {
+    public static void verifyTensors(Map<String, ? extends Shaped> openAiNamed, ClipConfig config) {
         List<TensorSpec> specs = specs(config);
         Set<String> expected = new TreeSet<>();
         for (TensorSpec s : specs) {
             expected.add(s.name());
-            Tensor t = openAiNamed.get(s.name());
+            Shaped t = openAiNamed.get(s.name());
             if (t == null) {
                 throw new InvalidInputException("checkpoint lacks tensor '" + s.name() + "' (expected shape "
                         + Arrays.toString(s.shape()) + " for config " + config.name() + ")");

@@ -7,8 +7,10 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
+import org.clipj.io.Checkpoint;
 import org.clipj.io.Checkpoints;
 import org.clipj.io.SafeTensors;
+import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Precision;
 import org.clipj.runtime.DType;
@@ -29,8 +31,9 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.fromStateDict
- * for inference (F32 on the CPU backend, as Clip.load does). {@code format}: safetensors (setup
+ * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.consumeStateDict
+ * for inference (F32 on the CPU backend; each tensor read from the file as its weight is built, as
+ * Clip.load does). {@code format}: safetensors (setup
  * writes the weights of {@code dir}/model.safetensors, see bench/peers/export_onnx.py, as F16 with
  * SafeTensors.write, so the peer's torch.save'd model-f16.pt holds the same values), torch
  * ({@code dir}/model-f16.pt itself, the file the PyTorch peer loads) or torchscript
@@ -95,7 +98,9 @@ public class CheckpointLoadBenchmark {
 
     @Benchmark
     public ClipModel load() {
-        return ClipModel.fromStateDict(Checkpoints.load(file).tensors(), backend, Precision.F32);
+        Checkpoint checkpoint = Checkpoints.load(file);
+        return ClipModel.consumeStateDict(new LinkedHashMap<>(checkpoint.stored()), ClipConfig.infer(checkpoint.stored()),
+                backend, Precision.F32);
     }
 
     private static Tensor toF16(Tensor t) {
