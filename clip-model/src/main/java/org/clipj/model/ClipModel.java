@@ -16,6 +16,11 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.function.Function;
 import java.util.function.Predicate;
 
@@ -300,19 +305,50 @@ public final class ClipModel {
         verifyTensors(openAiNamed, config);
         ClipModel model = new ClipModel(config, backend, precision, inference);
         Map<String, Tensor> scratch = new LinkedHashMap<>();   // cast tensors free for reuse, by dtype and shape
-        for (TensorSpec s : specs) {
-            Tensor stored = read.apply(consume ? openAiNamed.remove(s.name()) : openAiNamed.get(s.name()));
-            if (inference && model.heldApart(s)) {
-                model.gemmWeights.put(s.name(), model.gemmWeight(s, stored, scratch));
-                continue;
+        // consumed tensors are read from their file one ahead, on a reader thread: the next one's read overlaps
+        // this one's cast and packing, and at most two are held
+        ExecutorService reader = consume
+                ? Executors.newSingleThreadExecutor(Thread.ofPlatform().daemon().name("clip-checkpoint-reader").factory()) : null;
+        try {
+            Future<Tensor> next = readNext(reader, read, openAiNamed, specs.getFirst().name(), consume);
+            for (int i = 0; i < specs.size(); i++) {
+                TensorSpec s = specs.get(i);
+                Tensor stored = await(next);
+                next = i + 1 < specs.size() ? readNext(reader, read, openAiNamed, specs.get(i + 1).name(), consume) : null;
+                if (inference && model.heldApart(s)) {
+                    model.gemmWeights.put(s.name(), model.gemmWeight(s, stored, scratch));
+                    continue;
+                }
+                // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
+                Tensor source = backend.upload(stored.reshape(s.shape()));
+                if (source.dtype() == DType.F32) backend.copy(model.value(s.name()), source);
+                else backend.cast(model.value(s.name()), source);
             }
-            // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
-            Tensor source = backend.upload(stored.reshape(s.shape()));
-            if (source.dtype() == DType.F32) backend.copy(model.value(s.name()), source);
-            else backend.cast(model.value(s.name()), source);
+        } finally {
+            if (reader != null) reader.shutdownNow();
         }
         if (inference) model.buildInferenceTowers();
         return model;
+    }
+
+    /** The named tensor, taken out of the map when consumed, read on {@code reader} (null: here, now). */
+    private static <T extends Shaped> Future<Tensor> readNext(ExecutorService reader, Function<T, Tensor> read,
+                                                              Map<String, T> openAiNamed, String name, boolean consume) {
+        T stored = consume ? openAiNamed.remove(name) : openAiNamed.get(name);
+        return reader == null ? CompletableFuture.completedFuture(read.apply(stored)) : reader.submit(() -> read.apply(stored));
+    }
+
+    private static Tensor await(Future<Tensor> read) {
+        try {
+            return read.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error error) throw error;
+            throw new IllegalStateException("reading a checkpoint tensor failed", e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while reading the checkpoint", e);
+        }
     }
 
     /**
