@@ -14,11 +14,14 @@ export CLIP_JVM_FLAGS
 # Added by scripts/clip for the one-shot commands (all but serve, train and demo: they load a model, use
 # it once and exit): the serial collector. G1 grows its heap under a load's burst of large short-lived
 # arrays (the checkpoint's tensors, consumed one by one) to more than twice the live set, and keeps
-# it; the serial heap stays near the live set and runs no concurrent GC threads. Peak RSS of one
-# `clip embed` of ViT-B/32 from its F16 TorchScript archive: G1 about 2.4 GB, serial about 1.15 GB
-# (F32) and 0.88 GB (--precision bf16); PyTorch 1.11 GB (bench/RESULTS.md, `scripts/bench load`).
-# A heap limit helps only when tight (-Xmx750m: 0.80 GB) and would fail larger models or batches.
-CLIP_CLI_JVM_FLAGS="-XX:+UseSerialGC"
+# it; the serial heap stays near the live set and runs no concurrent GC threads. A young generation of
+# 64 MB (the default is a third of the initial heap, ~120 MB on a 23 GB machine): its eden is touched
+# whole every cycle, so it is resident; a load's short-lived tensors and a forward's scratch fit it, and
+# the larger ones go to the old generation either way. Peak RSS of one `clip embed` of ViT-B/32 from its
+# F16 TorchScript archive (checkpoint read lazily, bench/RESULTS.md, `scripts/bench load`): G1 about
+# 2.4 GB before lazy reading; serial about 0.94 GB (F32) and 0.66 GB (--precision bf16), with -Xmn64m
+# about 0.90 and 0.61 GB; PyTorch 1.11 GB. A heap limit would fail larger models or batches.
+CLIP_CLI_JVM_FLAGS="-XX:+UseSerialGC -Xmn64m"
 export CLIP_CLI_JVM_FLAGS
 # Added by scripts/clip for the long-running commands (serve, train, demo) and by scripts/bench: C2's
 # compile thresholds scaled by 0.01 for clipj's own methods (org.clipj.JitThresholds.LATENCY_FLAGS). By

@@ -2,6 +2,7 @@ package org.clipj;
 
 import org.clipj.image.ImageLoader;
 import org.clipj.image.PreprocessConfig;
+import org.clipj.io.StoredTensor;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Precision;
@@ -161,9 +162,9 @@ public final class Clip implements AutoCloseable {
         ClipConfig config = resolved.config();
         PreprocessConfig preprocess = resolved.preprocess();
         String configSource = resolved.configSource();
-        // the checkpoint's tensors are handed over and each is dropped as its weight is built: nothing
-        // here may keep the checkpoint, so that the peak stays near one model
-        Map<String, Tensor> weights = new LinkedHashMap<>(resolved.checkpoint().tensors());
+        // the checkpoint's tensors are handed over, each read from the file and dropped as its weight is
+        // built: nothing here may keep the checkpoint, so that the peak stays near one model
+        Map<String, StoredTensor> weights = new LinkedHashMap<>(resolved.checkpoint().stored());
         resolved = null;
         Backend backend = Backends.select(options.device(), "requested device " + options.device());
         try {

@@ -1,11 +1,11 @@
 package org.clipj.cli;
 
 import org.clipj.io.Checkpoint;
+import org.clipj.io.StoredTensor;
 import org.clipj.model.ClipConfig;
 import org.clipj.model.OpenClipZoo;
 import org.clipj.model.ResolvedModel;
 import org.clipj.runtime.InvalidInputException;
-import org.clipj.runtime.Tensor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -48,7 +48,7 @@ public final class InfoCommand extends CliCommand {
         ClipConfig config = resolved.config();
         long parameters = 0;
         Map<String, Long> dtypes = new TreeMap<>();
-        for (Tensor t : checkpoint.tensors().values()) {
+        for (StoredTensor t : checkpoint.stored().values()) {
             parameters += t.numel();
             dtypes.merge(t.dtype().name(), t.numel(), Long::sum);
         }
@@ -63,13 +63,13 @@ public final class InfoCommand extends CliCommand {
         result.put("zoo_matches", resolved.zooMatches());
         result.put("preprocess", resolved.preprocess().describe());
         result.put("warnings", resolved.warnings());
-        result.put("tensors", checkpoint.tensors().size());
+        result.put("tensors", checkpoint.stored().size());
         result.put("parameters", parameters);
         result.put("dtypes", dtypes);
         emitJson(result);
         resolved.warnings().forEach(w -> err().println("warning: " + w));
         err().printf("%s: %s, %s naming, %s, %,d parameters in %d tensors %s%n", checkpoint.path(), result.get("format"),
-                result.get("naming"), result.get("architecture"), parameters, checkpoint.tensors().size(), dtypes);
+                result.get("naming"), result.get("architecture"), parameters, checkpoint.stored().size(), dtypes);
         err().println("architecture: " + config.name() + " from " + resolved.configSource());
         err().println("config: " + config);
         List<String> matches = resolved.zooMatches();

@@ -2,7 +2,6 @@ package org.clipj.io;
 
 import org.clipj.io.Checkpoint.Format;
 import org.clipj.runtime.InvalidInputException;
-import org.clipj.runtime.Tensor;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -16,7 +15,10 @@ import java.util.stream.Stream;
 /**
  * Loads CLIP weights from any supported file: safetensors, a torch.save zip archive or a
  * TorchScript archive, told apart by content (not by extension), in OpenAI or Hugging Face naming.
- * The result is complete or an {@link InvalidInputException} naming the file: nothing half-loaded.
+ * The whole file is parsed and checked first (container, names, dtypes, shapes, every tensor's bytes
+ * inside the file): a bad file fails here with an {@link InvalidInputException} naming it. The tensors
+ * are read later, each when it is asked for ({@link StoredTensor}), so that a model built from the
+ * checkpoint never holds the whole checkpoint in memory beside its own weights.
  */
 public final class Checkpoints {
     /** Well-known weight file names in a model folder, in order of preference. */
@@ -27,15 +29,15 @@ public final class Checkpoints {
     private Checkpoints() {
     }
 
-    /** Loads a checkpoint file, or the weights file of a model folder (see {@link #resolve}). */
+    /** Opens a checkpoint file, or the weights file of a model folder (see {@link #resolve}). */
     public static Checkpoint load(Path path) {
         Path file = resolve(path);
         try {
             Format format = detect(file);
-            Map<String, Tensor> raw;
+            Map<String, StoredTensor> raw;
             Map<String, String> metadata = Map.of();
             if (format == Format.SAFETENSORS) {
-                SafeTensors.Contents contents = SafeTensors.readContents(file, name -> !StateDictNames.isIgnored(name));
+                SafeTensors.Opened contents = SafeTensors.open(file, name -> !StateDictNames.isIgnored(name));
                 raw = contents.tensors();
                 metadata = Collections.unmodifiableMap(contents.metadata());
             } else {
@@ -51,7 +53,7 @@ public final class Checkpoints {
                 throw new InvalidInputException(file + ": the model uses " + unsupported + ", which clipj does not support yet");
             }
             Checkpoint.Naming naming = StateDictNames.detect(raw.keySet());
-            Map<String, Tensor> tensors = StateDictNames.toOpenAi(raw, file.toString());
+            Map<String, StoredTensor> tensors = StateDictNames.toOpenAi(raw, file.toString());
             return new Checkpoint(file, format, naming, Collections.unmodifiableMap(tensors), metadata);
         } catch (InvalidInputException e) {
             throw e;

@@ -28,14 +28,15 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Predicate;
-import java.util.stream.IntStream;
 
 /**
  * safetensors: 8-byte little-endian header length, a JSON header
  * ({@code name -> {dtype, shape, data_offsets: [begin, end]}}, optional {@code __metadata__}),
- * then raw little-endian data. Reading memory-maps the file, validates the whole header (offsets
- * inside the data, no overlaps and no holes, byte counts matching shape times dtype, no duplicate
- * names) before copying any tensor out, then copies the tensors out of the mapping in parallel. Writing is atomic and never memory-mapped ({@link AtomicFiles}).
+ * then raw little-endian data. Opening a file validates the whole header (offsets inside the data, no
+ * overlaps and no holes, byte counts matching shape times dtype, no duplicate names) before any tensor
+ * is read; {@link #open} then reads each tensor when it is asked for ({@link StoredTensor}),
+ * {@link #readContents} reads them all at once, in parallel. Writing is atomic and never memory-mapped
+ * ({@link AtomicFiles}).
  */
 public final class SafeTensors {
     private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
@@ -64,39 +65,65 @@ public final class SafeTensors {
 
     /** Reads the tensors whose name {@code keep} accepts (the whole header is validated regardless). */
     public static Contents readContents(Path file, Predicate<String> keep) {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofShared()) {
-            long size = ch.size();
+        Opened opened = open(file, keep);
+        return new Contents(StoredTensor.readAll(opened.tensors()), opened.metadata());
+    }
+
+    /** The tensors of a file as {@link StoredTensor}s (read when asked), in file order, and its string metadata. */
+    public record Opened(Map<String, StoredTensor> tensors, Map<String, String> metadata) {
+    }
+
+    /**
+     * Validates the header of a file and returns the tensors whose name {@code keep} accepts without
+     * reading them: each is read from the file when its {@link StoredTensor#read} is called.
+     */
+    public static Opened open(Path file, Predicate<String> keep) {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofConfined()) {
+            CheckedFile checked = CheckedFile.of(file, ch);
+            long size = checked.size();
             if (size < 8) {
                 throw new InvalidInputException(file + ": not a safetensors file (only " + size + " bytes)");
             }
-            MemorySegment map = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-            long headerLength = map.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
+            MemorySegment head = arena.allocate(8);
+            readFully(ch, head, 0, file);
+            long headerLength = head.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
             if (headerLength <= 0 || headerLength > MAX_HEADER || headerLength > size - 8) {
                 throw new InvalidInputException(file + ": safetensors header length " + headerLength
                         + " does not fit the file of " + size + " bytes (truncated or not safetensors)");
             }
-            JsonNode header = parseHeader(file, map.asSlice(8, headerLength).toArray(ValueLayout.JAVA_BYTE));
-            MemorySegment data = map.asSlice(8 + headerLength);
+            MemorySegment headerBytes = arena.allocate(headerLength);
+            readFully(ch, headerBytes, 8, file);
+            JsonNode header = parseHeader(file, headerBytes.toArray(ValueLayout.JAVA_BYTE));
+            long dataStart = 8 + headerLength;
+            long dataSize = size - dataStart;
             Map<String, String> metadata = new LinkedHashMap<>();
             List<Entry> entries = new ArrayList<>();
             for (Map.Entry<String, JsonNode> e : header.properties()) {
                 if (e.getKey().equals(METADATA)) {
                     readMetadata(file, e.getValue(), metadata);
                 } else {
-                    entries.add(entry(file, e.getKey(), e.getValue(), data.byteSize()));
+                    entries.add(entry(file, e.getKey(), e.getValue(), dataSize));
                 }
             }
-            checkLayout(file, entries, data.byteSize());
-            List<Entry> kept = entries.stream().filter(e -> keep.test(e.name())).toList();
-            Tensor[] copies = new Tensor[kept.size()];
-            IntStream.range(0, copies.length).parallel().forEach(i -> copies[i] = copyOut(kept.get(i), data));
-            Map<String, Tensor> tensors = new LinkedHashMap<>();
-            for (int i = 0; i < copies.length; i++) {
-                tensors.put(kept.get(i).name(), copies[i]);
+            checkLayout(file, entries, dataSize);
+            Map<String, StoredTensor> tensors = new LinkedHashMap<>();
+            for (Entry e : entries) {
+                if (keep.test(e.name())) {
+                    tensors.put(e.name(), StoredTensor.of(e.dtype(), e.shape(), () -> readTensor(checked, dataStart, e)));
+                }
             }
-            return new Contents(tensors, metadata);
+            return new Opened(tensors, metadata);
         } catch (IOException e) {
             throw new InvalidInputException(file + ": cannot read: " + e.getMessage(), e);
+        }
+    }
+
+    private static void readFully(FileChannel ch, MemorySegment dst, long position, Path file) throws IOException {
+        ByteBuffer buffer = dst.asByteBuffer();
+        while (buffer.hasRemaining()) {
+            if (ch.read(buffer, position + buffer.position()) < 0) {
+                throw new InvalidInputException(file + ": ends inside its safetensors header (truncated)");
+            }
         }
     }
 
@@ -193,12 +220,9 @@ public final class SafeTensors {
         }
     }
 
-    private static Tensor copyOut(Entry e, MemorySegment data) {
+    private static Tensor readTensor(CheckedFile file, long dataStart, Entry e) {
         Tensor t = Tensor.zeros(e.dtype(), e.shape());
-        MemorySegment src = data.asSlice(e.begin(), e.end() - e.begin());
-        ValueLayout layout = layout(e.dtype());
-        MemorySegment.copy(src, layout.withOrder(ByteOrder.LITTLE_ENDIAN), 0,
-                t.segment(), layout.withOrder(ByteOrder.nativeOrder()), 0, t.numel());
+        file.copy(dataStart + e.begin(), layout(e.dtype()).withOrder(ByteOrder.LITTLE_ENDIAN), t.segment(), "tensor '" + e.name() + "'");
         return t;
     }
 

@@ -2,9 +2,11 @@ package org.clipj.io;
 
 import org.clipj.io.Checkpoint.Naming;
 import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Shaped;
 import org.clipj.runtime.Tensor;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -121,11 +123,12 @@ public final class StateDictNames {
     /**
      * Raw checkpoint tensors to OpenAI naming: prefixes stripped, ignored tensors dropped, Hugging
      * Face names mapped. {@code source} names the file in errors (an unknown Hugging Face name, a
-     * name that appears twice after stripping, a q/k/v triple with a part missing).
+     * name that appears twice after stripping, a q/k/v triple with a part missing). Nothing is read:
+     * a mapped tensor that is transposed or concatenated reads its sources when it is read.
      */
-    public static Map<String, Tensor> toOpenAi(Map<String, Tensor> raw, String source) {
-        Map<String, Tensor> stripped = new LinkedHashMap<>();
-        for (Map.Entry<String, Tensor> e : raw.entrySet()) {
+    public static Map<String, StoredTensor> toOpenAi(Map<String, StoredTensor> raw, String source) {
+        Map<String, StoredTensor> stripped = new LinkedHashMap<>();
+        for (Map.Entry<String, StoredTensor> e : raw.entrySet()) {
             String name = stripModulePrefix(e.getKey());
             if (isIgnored(name)) {
                 continue;
@@ -134,11 +137,11 @@ public final class StateDictNames {
                 throw new InvalidInputException(source + ": tensor '" + name + "' appears twice (with and without 'module.')");
             }
         }
-        Map<String, Tensor> out = detect(stripped.keySet()) == Naming.HUGGINGFACE ? fromHuggingFace(stripped, source)
+        Map<String, StoredTensor> out = detect(stripped.keySet()) == Naming.HUGGINGFACE ? fromHuggingFace(stripped, source)
                 : withoutTextPrefix(stripped, source);
-        Tensor scale = out.get(LOGIT_SCALE);
+        StoredTensor scale = out.get(LOGIT_SCALE);
         if (scale != null && scale.rank() == 0) {
-            out.put(LOGIT_SCALE, scale.reshape(1));
+            out.put(LOGIT_SCALE, scale.reshaped(1));
         }
         return out;
     }
@@ -148,12 +151,12 @@ public final class StateDictNames {
      * ({@code text.token_embedding.weight}, {@code text.transformer.resblocks.*}, {@code text.text_projection}):
      * the same tensors as CLIP's top-level ones.
      */
-    private static Map<String, Tensor> withoutTextPrefix(Map<String, Tensor> named, String source) {
+    private static Map<String, StoredTensor> withoutTextPrefix(Map<String, StoredTensor> named, String source) {
         if (!named.containsKey("text.token_embedding.weight")) {
             return named;
         }
-        Map<String, Tensor> out = new LinkedHashMap<>();
-        for (Map.Entry<String, Tensor> e : named.entrySet()) {
+        Map<String, StoredTensor> out = new LinkedHashMap<>();
+        for (Map.Entry<String, StoredTensor> e : named.entrySet()) {
             String name = e.getKey().startsWith("text.") ? e.getKey().substring("text.".length()) : e.getKey();
             if (out.put(name, e.getValue()) != null) {
                 throw new InvalidInputException(source + ": tensor '" + name + "' appears both with and without 'text.'");
@@ -162,24 +165,24 @@ public final class StateDictNames {
         return out;
     }
 
-    private static Map<String, Tensor> fromHuggingFace(Map<String, Tensor> hf, String source) {
-        Map<String, Tensor> out = new LinkedHashMap<>();
-        Map<String, Tensor[]> qkv = new LinkedHashMap<>(); // OpenAI in_proj name -> {q, k, v}
-        for (Map.Entry<String, Tensor> e : hf.entrySet()) {
+    private static Map<String, StoredTensor> fromHuggingFace(Map<String, StoredTensor> hf, String source) {
+        Map<String, StoredTensor> out = new LinkedHashMap<>();
+        Map<String, StoredTensor[]> qkv = new LinkedHashMap<>(); // OpenAI in_proj name -> {q, k, v}
+        for (Map.Entry<String, StoredTensor> e : hf.entrySet()) {
             String name = e.getKey();
-            Tensor t = e.getValue();
+            StoredTensor t = e.getValue();
             String target;
             Matcher layer = HF_LAYER.matcher(name);
             if (HF_TOP.containsKey(name)) {
                 target = HF_TOP.get(name);
             } else if (HF_PROJECTIONS.containsKey(name)) {
                 target = HF_PROJECTIONS.get(name);
-                t = transpose(t, source + ": tensor '" + name + "'");
+                t = transposed(t, source + ": tensor '" + name + "'");
             } else if (layer.matches()) {
                 String block = (layer.group(1).equals("vision_model") ? "visual." : "") + "transformer.resblocks." + layer.group(2) + ".";
                 Matcher part = HF_QKV.matcher(layer.group(3));
                 if (part.matches()) {
-                    Tensor[] triple = qkv.computeIfAbsent(block + "attn.in_proj_" + part.group(2), k -> new Tensor[3]);
+                    StoredTensor[] triple = qkv.computeIfAbsent(block + "attn.in_proj_" + part.group(2), k -> new StoredTensor[3]);
                     triple["qkv".indexOf(part.group(1))] = t;
                     continue;
                 }
@@ -193,7 +196,7 @@ public final class StateDictNames {
             }
             out.put(target, t);
         }
-        for (Map.Entry<String, Tensor[]> e : qkv.entrySet()) {
+        for (Map.Entry<String, StoredTensor[]> e : qkv.entrySet()) {
             out.put(e.getKey(), concatRows(e.getValue(), e.getKey(), source));
         }
         return out;
@@ -252,11 +255,21 @@ public final class StateDictNames {
         return out;
     }
 
-    /** A 2-D tensor transposed into a new contiguous tensor of the same dtype. */
-    static Tensor transpose(Tensor t, String where) {
+    /** A stored 2-D tensor, read transposed. */
+    private static StoredTensor transposed(StoredTensor t, String where) {
+        requireProjection(t, where);
+        return StoredTensor.of(t.dtype(), new int[] {t.dim(1), t.dim(0)}, () -> transpose(t.read(), where));
+    }
+
+    private static void requireProjection(Shaped t, String where) {
         if (t.rank() != 2) {
             throw new InvalidInputException(where + ": expected a 2-D projection, found shape " + t.shapeString());
         }
+    }
+
+    /** A 2-D tensor transposed into a new contiguous tensor of the same dtype. */
+    static Tensor transpose(Tensor t, String where) {
+        requireProjection(t, where);
         int rows = t.dim(0), cols = t.dim(1);
         long size = t.dtype().byteSize();
         Tensor out = Tensor.zeros(t.dtype(), cols, rows);
@@ -269,17 +282,17 @@ public final class StateDictNames {
         return out;
     }
 
-    // q, k, v (C, ...) stacked along dimension 0 into (3C, ...).
-    private static Tensor concatRows(Tensor[] qkv, String target, String source) {
+    // q, k, v (C, ...) stacked along dimension 0 into (3C, ...): checked now, read when the result is read.
+    private static StoredTensor concatRows(StoredTensor[] qkv, String target, String source) {
         for (int i = 0; i < 3; i++) {
             if (qkv[i] == null) {
                 throw new InvalidInputException(source + ": the " + "qkv".charAt(i) + "_proj tensor for '" + target
                         + "' is missing (q, k and v are merged into it)");
             }
         }
-        Tensor q = qkv[0];
-        for (Tensor other : List.of(qkv[1], qkv[2])) {
-            if (!other.sameShape(q) || other.dtype() != q.dtype()) {
+        StoredTensor q = qkv[0];
+        for (StoredTensor other : List.of(qkv[1], qkv[2])) {
+            if (!Arrays.equals(other.shape(), q.shape()) || other.dtype() != q.dtype()) {
                 throw new InvalidInputException(source + ": q/k/v projections for '" + target + "' differ: "
                         + q.shapeString() + " " + q.dtype() + " vs " + other.shapeString() + " " + other.dtype());
             }
@@ -289,11 +302,13 @@ public final class StateDictNames {
         }
         int[] shape = q.shape();
         shape[0] *= 3;
-        Tensor out = Tensor.zeros(q.dtype(), shape);
-        MemorySegment dst = out.segment();
-        for (int i = 0; i < 3; i++) {
-            MemorySegment.copy(qkv[i].segment(), 0, dst, i * q.byteSize(), q.byteSize());
-        }
-        return out;
+        return StoredTensor.of(q.dtype(), shape, () -> {
+            Tensor out = Tensor.zeros(q.dtype(), shape);
+            long partBytes = out.byteSize() / 3;
+            for (int i = 0; i < 3; i++) {
+                MemorySegment.copy(qkv[i].read().segment(), 0, out.segment(), i * partBytes, partBytes);
+            }
+            return out;
+        });
     }
 }

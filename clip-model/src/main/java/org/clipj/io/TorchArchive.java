@@ -27,21 +27,20 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.Predicate;
-import java.util.stream.IntStream;
 
 /**
  * PyTorch zip archives: {@code torch.save} files ({@code <archive>/data.pkl} holding a state dict,
  * {@code <archive>/data/<key>} raw storages, optional {@code <archive>/byteorder}) and TorchScript
  * archives (the same layout plus {@code code/} and {@code constants.pkl}; data.pkl holds the
  * {@code __torch__.*} module graph). The pickle is read with {@link Unpickler}, the tensors found in
- * it are named by their attribute path, and only then are their storages read: each tensor is copied
- * straight from its stored entry (torch.save never compresses) into its own array, tensors in
- * parallel, through a mapping of that entry alone that is unmapped after the copy, so the file's
- * pages do not stay resident beside the tensors read from them.
+ * it are named by their attribute path and every storage and view is checked against the archive;
+ * only then are tensors read, each when it is asked for ({@link StoredTensor}): copied straight from
+ * its stored entry (torch.save never compresses) into its own array by positional reads of the file
+ * ({@link CheckedFile}), so neither the whole checkpoint nor the file's pages stay resident.
  */
 final class TorchArchive {
-    /** What an archive holds: its kind and its tensors by (raw) name, in pickle order. */
-    record Contents(boolean torchScript, Map<String, Tensor> tensors) {
+    /** What an archive holds: its kind and its tensors by (raw) name, in pickle order, read when asked. */
+    record Contents(boolean torchScript, Map<String, StoredTensor> tensors) {
     }
 
     private static final long MAX_PICKLE = 1L << 30;
@@ -49,9 +48,13 @@ final class TorchArchive {
     private TorchArchive() {
     }
 
-    /** Reads every tensor whose name {@code keep} accepts; the others are never materialized. */
+    /**
+     * Parses and checks the archive; the tensors whose name {@code keep} accepts are read when asked, the
+     * others never.
+     */
     static Contents read(Path file, Predicate<String> keep) {
-        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofShared()) {
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ); Arena arena = Arena.ofConfined()) {
+            CheckedFile checked = CheckedFile.of(file, channel);
             ZipIndex zip = ZipIndex.read(channel.map(FileChannel.MapMode.READ_ONLY, 0, channel.size(), arena), file);
             String prefix = archivePrefix(zip, file);
             boolean torchScript = zip.get(prefix + "constants.pkl") != null || hasCodeFolder(zip, prefix);
@@ -62,7 +65,7 @@ final class TorchArchive {
             Map<String, TensorRef> refs = new LinkedHashMap<>();
             collect(stateDictRoot(root, file), "", refs, Collections.newSetFromMap(new IdentityHashMap<>()), file);
             refs.keySet().removeIf(name -> !keep.test(name));
-            return new Contents(torchScript, materialize(channel, zip, prefix, order, refs, file));
+            return new Contents(torchScript, stored(checked, zip, prefix, order, refs, file));
         } catch (IOException e) {
             throw new InvalidInputException(file + ": cannot read the zip archive: " + e.getMessage(), e);
         }
@@ -165,18 +168,18 @@ final class TorchArchive {
         return prefix.isEmpty() ? key : prefix + "." + key;
     }
 
-    /** One tensor to copy out of a storage's entry: mapped for the copy when stored, else inflated (null). */
+    /** One tensor to copy out of a storage's entry: read from the file when stored, else already inflated (not null). */
     private record Copy(String name, TensorRef ref, DType dtype, ZipIndex.Entry entry, byte[] inflated, boolean contiguous) {
     }
 
-    private static Map<String, Tensor> materialize(FileChannel channel, ZipIndex zip, String prefix, ByteOrder order,
-                                                   Map<String, TensorRef> refs, Path file) {
+    private static Map<String, StoredTensor> stored(CheckedFile checked, ZipIndex zip, String prefix, ByteOrder order,
+                                                    Map<String, TensorRef> refs, Path file) {
         Map<String, List<String>> byStorage = new LinkedHashMap<>();
         for (Map.Entry<String, TensorRef> e : refs.entrySet()) {
             byStorage.computeIfAbsent(e.getValue().storage().key(), k -> new ArrayList<>()).add(e.getKey());
         }
-        // Every storage and view is checked before any tensor is allocated; then the copies run in parallel.
-        List<Copy> copies = new ArrayList<>();
+        // Every storage and view is checked before any tensor is read.
+        Map<String, Copy> copies = new LinkedHashMap<>();
         for (Map.Entry<String, List<String>> group : byStorage.entrySet()) {
             String key = group.getKey();
             String firstTensor = group.getValue().getFirst();
@@ -199,18 +202,13 @@ final class TorchArchive {
                     throw new InvalidInputException(file + ": tensor '" + name + "' views storage data/" + key
                             + " as " + ref.storage().storageType() + " but another tensor as " + storage.storageType());
                 }
-                copies.add(new Copy(name, ref, dtype, entry, inflated, checkView(ref, file + ": tensor '" + name + "'")));
+                copies.put(name, new Copy(name, ref, dtype, entry, inflated, checkView(ref, file + ": tensor '" + name + "'")));
             }
         }
-        Tensor[] tensors = new Tensor[copies.size()];
-        IntStream.range(0, tensors.length).parallel().forEach(i -> tensors[i] = copyOut(channel, copies.get(i), order, file));
-        Map<String, Tensor> byName = new LinkedHashMap<>();
-        for (int i = 0; i < tensors.length; i++) {
-            byName.put(copies.get(i).name(), tensors[i]);
-        }
-        Map<String, Tensor> inPickleOrder = new LinkedHashMap<>();
+        Map<String, StoredTensor> inPickleOrder = new LinkedHashMap<>();
         for (String name : refs.keySet()) {
-            inPickleOrder.put(name, byName.get(name));
+            Copy c = copies.get(name);
+            inPickleOrder.put(name, StoredTensor.of(c.dtype(), c.ref().shape(), () -> copyOut(checked, c, order)));
         }
         return inPickleOrder;
     }
@@ -261,15 +259,27 @@ final class TorchArchive {
         return contiguous;
     }
 
-    /** Copies a checked view of a storage into a new contiguous tensor; a stored entry is mapped for the copy only. */
-    private static Tensor copyOut(FileChannel channel, Copy c, ByteOrder order, Path file) {
+    /**
+     * Copies a checked view of a storage into a new contiguous tensor: a contiguous view of a stored entry
+     * straight from the file, another view of it from its storage's bytes read whole.
+     */
+    private static Tensor copyOut(CheckedFile file, Copy c, ByteOrder order) {
         if (c.inflated() != null) return copyOut(c, MemorySegment.ofArray(c.inflated()), order);
-        try (Arena arena = Arena.ofConfined()) {
-            ZipIndex.Entry e = c.entry();
-            return copyOut(c, channel.map(FileChannel.MapMode.READ_ONLY, e.dataOffset(), e.size(), arena), order);
-        } catch (IOException ex) {
-            throw new InvalidInputException(file + ": cannot read storage " + c.entry().name() + ": " + ex.getMessage(), ex);
-        }
+        String what = "tensor '" + c.name() + "' (" + c.entry().name() + ")";
+        long storageBytes = c.ref().storage().numel() * c.dtype().byteSize();
+        if (!c.contiguous()) return copyOut(c, MemorySegment.ofArray(file.bytes(c.entry().dataOffset(), storageBytes, what)), order);
+        Tensor t = Tensor.zeros(c.dtype(), c.ref().shape());
+        file.copy(c.entry().dataOffset() + c.ref().offset() * c.dtype().byteSize(), sourceLayout(c.dtype(), order), t.segment(), what);
+        return t;
+    }
+
+    private static ValueLayout sourceLayout(DType dtype, ByteOrder order) {
+        return switch (dtype) {
+            case F32 -> ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(order);
+            case F16, BF16 -> ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(order);
+            case I32 -> ValueLayout.JAVA_INT_UNALIGNED.withOrder(order);
+            case I64 -> ValueLayout.JAVA_LONG_UNALIGNED.withOrder(order);
+        };
     }
 
     private static Tensor copyOut(Copy c, MemorySegment storage, ByteOrder order) {
@@ -280,12 +290,7 @@ final class TorchArchive {
         DType dtype = c.dtype();
         Tensor t = Tensor.zeros(dtype, shape);
         MemorySegment dst = t.segment();
-        ValueLayout src = switch (dtype) {
-            case F32 -> ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(order);
-            case F16, BF16 -> ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(order);
-            case I32 -> ValueLayout.JAVA_INT_UNALIGNED.withOrder(order);
-            case I64 -> ValueLayout.JAVA_LONG_UNALIGNED.withOrder(order);
-        };
+        ValueLayout src = sourceLayout(dtype, order);
         ValueLayout carrier = src.withOrder(ByteOrder.nativeOrder());
         long size = dtype.byteSize();
         if (c.contiguous()) {

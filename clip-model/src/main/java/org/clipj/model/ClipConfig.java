@@ -6,7 +6,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.clipj.runtime.InvalidInputException;
-import org.clipj.runtime.Tensor;
+import org.clipj.runtime.Shaped;
 
 import java.util.List;
 import java.util.Map;
@@ -299,14 +299,14 @@ public record ClipConfig(String name, int embedDim, int imageResolution, int vis
      * does: ViT iff {@code visual.proj} is present; block and stage counts from the key names; widths,
      * patch and resolutions from tensor shapes.
      */
-    public static ClipConfig infer(Map<String, Tensor> stateDict) {
+    public static ClipConfig infer(Map<String, ? extends Shaped> stateDict) {
         int embed = require(stateDict, "text_projection", 2).dim(1);
         int context = require(stateDict, "positional_embedding", 2).dim(0);
         int vocab = require(stateDict, "token_embedding.weight", 2).dim(0);
         int textWidth = require(stateDict, "ln_final.weight", 1).dim(0);
         int textLayers = countIndices(stateDict, "transformer.resblocks.");
         if (stateDict.containsKey("visual.proj")) {
-            Tensor conv1 = require(stateDict, "visual.conv1.weight", 4);
+            Shaped conv1 = require(stateDict, "visual.conv1.weight", 4);
             int width = conv1.dim(0);
             int patch = conv1.dim(3);
             int layers = 0;
@@ -342,8 +342,8 @@ public record ClipConfig(String name, int embedDim, int imageResolution, int vis
         return resnet("inferred", embed, outputWidth * 32, width, counts, context, vocab, textWidth, textLayers);
     }
 
-    private static Tensor require(Map<String, Tensor> sd, String name, int rank) {
-        Tensor t = sd.get(name);
+    private static Shaped require(Map<String, ? extends Shaped> sd, String name, int rank) {
+        Shaped t = sd.get(name);
         if (t == null) {
             throw new InvalidInputException("state dict lacks tensor '" + name + "' (needed to infer the model config)");
         }
@@ -354,7 +354,7 @@ public record ClipConfig(String name, int embedDim, int imageResolution, int vis
     }
 
     /** Number of distinct integer components right after {@code prefix} among the keys. */
-    private static int countIndices(Map<String, Tensor> sd, String prefix) {
+    private static int countIndices(Map<String, ? extends Shaped> sd, String prefix) {
         TreeSet<String> indices = new TreeSet<>();
         for (String k : sd.keySet()) {
             if (k.startsWith(prefix)) {

@@ -1,9 +1,11 @@
 package org.clipj.model;
 
+import org.clipj.io.StoredTensor;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.Device;
 import org.clipj.runtime.InvalidInputException;
+import org.clipj.runtime.Shaped;
 import org.clipj.runtime.Tensor;
 
 import java.util.ArrayList;
@@ -14,6 +16,11 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.function.Function;
 import java.util.function.Predicate;
 
@@ -226,7 +233,7 @@ public final class ClipModel {
     }
 
     /** logit_scale stored 0-d, as torch saves it. */
-    static boolean isScalarLogitScale(TensorSpec s, Tensor t) {
+    static boolean isScalarLogitScale(TensorSpec s, Shaped t) {
         return s.name().equals("logit_scale") && t.rank() == 0;
     }
 
@@ -276,41 +283,72 @@ public final class ClipModel {
     }
 
     /**
-     * As {@link #fromStateDict(Map, ClipConfig, Backend, Precision)}, taking each tensor out of
-     * {@code openAiNamed} (a mutable map the caller gives up; it ends empty but for the weightless
-     * entries) as its weight is built, so a stored tensor can be collected as soon as it is consumed:
-     * the peak stays near one model instead of the checkpoint plus the model.
+     * As {@link #fromStateDict(Map, ClipConfig, Backend, Precision)} from a checkpoint's stored tensors,
+     * each read from its file and taken out of {@code openAiNamed} (a mutable map the caller gives up; it
+     * ends empty but for the weightless entries) only as its weight is built, and collectable as soon as
+     * it is: the peak stays near one model instead of the checkpoint plus the model.
      */
-    public static ClipModel consumeStateDict(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
+    public static ClipModel consumeStateDict(Map<String, StoredTensor> openAiNamed, ClipConfig config, Backend backend,
                                              Precision precision) {
-        return load(openAiNamed, config, backend, precision, true, true);
+        return load(openAiNamed, StoredTensor::read, config, backend, precision, true, true);
     }
 
     private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
                                   Precision precision, boolean inference) {
-        return load(openAiNamed, config, backend, precision, inference, false);
+        return load(openAiNamed, t -> t, config, backend, precision, inference, false);
     }
 
-    private static ClipModel load(Map<String, Tensor> openAiNamed, ClipConfig config, Backend backend,
-                                  Precision precision, boolean inference, boolean consume) {
+    private static <T extends Shaped> ClipModel load(Map<String, T> openAiNamed, Function<T, Tensor> read, ClipConfig config,
+                                                     Backend backend, Precision precision, boolean inference, boolean consume) {
         precision.requireSupportedBy(backend);
         List<TensorSpec> specs = specs(config);
         verifyTensors(openAiNamed, config);
         ClipModel model = new ClipModel(config, backend, precision, inference);
         Map<String, Tensor> scratch = new LinkedHashMap<>();   // cast tensors free for reuse, by dtype and shape
-        for (TensorSpec s : specs) {
-            Tensor stored = consume ? openAiNamed.remove(s.name()) : openAiNamed.get(s.name());
-            if (inference && model.heldApart(s)) {
-                model.gemmWeights.put(s.name(), model.gemmWeight(s, stored, scratch));
-                continue;
+        // consumed tensors are read from their file one ahead, on a reader thread: the next one's read overlaps
+        // this one's cast and packing, and at most two are held
+        ExecutorService reader = consume
+                ? Executors.newSingleThreadExecutor(Thread.ofPlatform().daemon().name("clip-checkpoint-reader").factory()) : null;
+        try {
+            Future<Tensor> next = readNext(reader, read, openAiNamed, specs.getFirst().name(), consume);
+            for (int i = 0; i < specs.size(); i++) {
+                TensorSpec s = specs.get(i);
+                Tensor stored = await(next);
+                next = i + 1 < specs.size() ? readNext(reader, read, openAiNamed, specs.get(i + 1).name(), consume) : null;
+                if (inference && model.heldApart(s)) {
+                    model.gemmWeights.put(s.name(), model.gemmWeight(s, stored, scratch));
+                    continue;
+                }
+                // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
+                Tensor source = backend.upload(stored.reshape(s.shape()));
+                if (source.dtype() == DType.F32) backend.copy(model.value(s.name()), source);
+                else backend.cast(model.value(s.name()), source);
             }
-            // 16-bit weights are widened straight into the parameter buffer (no F32 copy on the heap)
-            Tensor source = backend.upload(stored.reshape(s.shape()));
-            if (source.dtype() == DType.F32) backend.copy(model.value(s.name()), source);
-            else backend.cast(model.value(s.name()), source);
+        } finally {
+            if (reader != null) reader.shutdownNow();
         }
         if (inference) model.buildInferenceTowers();
         return model;
+    }
+
+    /** The named tensor, taken out of the map when consumed, read on {@code reader} (null: here, now). */
+    private static <T extends Shaped> Future<Tensor> readNext(ExecutorService reader, Function<T, Tensor> read,
+                                                              Map<String, T> openAiNamed, String name, boolean consume) {
+        T stored = consume ? openAiNamed.remove(name) : openAiNamed.get(name);
+        return reader == null ? CompletableFuture.completedFuture(read.apply(stored)) : reader.submit(() -> read.apply(stored));
+    }
+
+    private static Tensor await(Future<Tensor> read) {
+        try {
+            return read.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error error) throw error;
+            throw new IllegalStateException("reading a checkpoint tensor failed", e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while reading the checkpoint", e);
+        }
     }
 
     /**
@@ -318,12 +356,12 @@ public final class ClipModel {
      * dtype, and no tensor beyond them (weightless entries such as attn_mask aside); else an
      * InvalidInputException naming the tensor and the config.
      */
-    public static void verifyTensors(Map<String, Tensor> openAiNamed, ClipConfig config) {
+    public static void verifyTensors(Map<String, ? extends Shaped> openAiNamed, ClipConfig config) {
         List<TensorSpec> specs = specs(config);
         Set<String> expected = new TreeSet<>();
         for (TensorSpec s : specs) {
             expected.add(s.name());
-            Tensor t = openAiNamed.get(s.name());
+            Shaped t = openAiNamed.get(s.name());
             if (t == null) {
                 throw new InvalidInputException("checkpoint lacks tensor '" + s.name() + "' (expected shape "
                         + Arrays.toString(s.shape()) + " for config " + config.name() + ")");

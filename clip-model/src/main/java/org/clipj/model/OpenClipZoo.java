@@ -3,7 +3,7 @@ package org.clipj.model;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.clipj.runtime.InvalidInputException;
-import org.clipj.runtime.Tensor;
+import org.clipj.runtime.Shaped;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -97,7 +97,7 @@ public final class OpenClipZoo {
      * The names whose tensors have exactly the names and shapes of {@code tensors} (OpenAI naming);
      * the activation and the head width cannot be told apart by shapes, so twins (X, X-quickgelu) both match.
      */
-    public static List<String> matching(Map<String, Tensor> tensors) {
+    public static List<String> matching(Map<String, ? extends Shaped> tensors) {
         Set<String> present = new TreeSet<>(tensors.keySet());
         present.removeIf(ClipModel::isWeightless);
         List<String> out = new ArrayList<>();
@@ -107,7 +107,7 @@ public final class OpenClipZoo {
             if (specs.size() != present.size()) continue;
             boolean same = true;
             for (TensorSpec s : specs) {
-                Tensor t = tensors.get(s.name());
+                Shaped t = tensors.get(s.name());
                 if (t == null || !(Arrays.equals(t.shape(), s.shape()) || ClipModel.isScalarLogitScale(s, t))) {
                     same = false;
                     break;

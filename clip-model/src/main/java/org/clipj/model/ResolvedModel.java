@@ -92,7 +92,7 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
             if (ckpt.format() == Checkpoint.Format.TORCHSCRIPT) {
                 source = "OpenAI TorchScript archive (OpenAI's architecture, read from the tensor shapes)";
             } else {
-                List<String> matches = OpenClipZoo.matching(ckpt.tensors());
+                List<String> matches = OpenClipZoo.matching(ckpt.stored());
                 source = INFERRED;
                 warnings.add("no architecture config for " + weights + " (no arch given, no " + OPEN_CLIP_CONFIG + " or "
                         + HF_CONFIG + " beside it): assuming openai/CLIP's architecture (QuickGELU, heads of 64);"
@@ -113,13 +113,13 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
             warnings.add("the text tower of " + config.name() + " needs the " + config.variant().tokenizer()
                     + ", which clipj does not have: image embeddings work, texts are refused (token ids still work)");
         }
-        return new ResolvedModel(ckpt, config, source, preprocess, OpenClipZoo.matching(ckpt.tensors()), warnings);
+        return new ResolvedModel(ckpt, config, source, preprocess, OpenClipZoo.matching(ckpt.stored()), warnings);
     }
 
     /** openai/CLIP's build_model reading of the shapes, with an error that points at the arch option when it cannot. */
     private static ClipConfig inferred(Checkpoint ckpt) {
         try {
-            return ClipConfig.infer(ckpt.tensors());
+            return ClipConfig.infer(ckpt.stored());
         } catch (InvalidInputException e) {
             throw new InvalidInputException(ckpt.path() + ": " + e.getMessage() + "; if this is an open_clip model, give"
                     + " its arch (an open_clip model name) or put its " + OPEN_CLIP_CONFIG + " beside it", e);
@@ -129,9 +129,9 @@ public record ResolvedModel(Checkpoint checkpoint, ClipConfig config, String con
     /** The tensors must be exactly the config's: a config that contradicts them is an error naming both. */
     private static void checkTensors(ClipConfig config, String source, Checkpoint ckpt, boolean inferred) {
         try {
-            ClipModel.verifyTensors(ckpt.tensors(), config);
+            ClipModel.verifyTensors(ckpt.stored(), config);
         } catch (InvalidInputException e) {
-            List<String> matches = OpenClipZoo.matching(ckpt.tensors());
+            List<String> matches = OpenClipZoo.matching(ckpt.stored());
             throw new InvalidInputException(ckpt.path() + " does not fit the architecture " + config.name() + " (" + source
                     + "): " + e.getMessage() + (matches.isEmpty() ? "" : "; open_clip names matching these tensors: "
                     + String.join(", ", matches)) + (inferred ? "; for open_clip/LAION weights give their arch (an open_clip model name) or put"

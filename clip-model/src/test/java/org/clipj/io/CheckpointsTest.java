@@ -12,6 +12,9 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.FileTime;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -150,6 +153,46 @@ class CheckpointsTest {
         byte[] all = Files.readAllBytes(VIT.resolve("model-fp16.bin"));
         Path cut = Files.write(dir.resolve("cut.bin"), Arrays.copyOf(all, all.length / 2));
         assertBad(cut, "zip");
+    }
+
+    /** A stored tensor read after its file changed fails naming the file and the tensor; it never reads the new bytes. */
+    private static void assertChanged(StoredTensor t, Path file, String tensor, String how) {
+        InvalidInputException e = assertThrows(InvalidInputException.class, t::read);
+        for (String fragment : List.of(file.toString(), "changed since the checkpoint was opened", how, "'" + tensor + "'")) {
+            assertTrue(e.getMessage().contains(fragment), e.getMessage());
+        }
+    }
+
+    @Test
+    void tensorsAreReadWhenAskedAndNotAfterTheFileChanged() throws IOException {
+        String name = "visual.conv1.weight";
+        for (String source : List.of("model.pt", "model-fp16.bin", "model.safetensors")) {
+            Path file = Files.copy(VIT.resolve(source), dir.resolve(source));
+            Map<String, Tensor> eager = Checkpoints.load(file).tensors();
+            Checkpoint opened = Checkpoints.load(file);
+            assertSameValues(eager, StoredTensor.readAll(opened.stored()));   // read again: same values, no cache
+
+            // truncated: its size differs, and a read racing the truncation would hit the end of the file
+            Files.write(file, Arrays.copyOf(Files.readAllBytes(file), (int) Files.size(file) - 100));
+            assertChanged(opened.stored().get(name), file, name, "bytes now");
+
+            // replaced by a file of the same size (an atomic rename, as checkpoint writers do): another inode
+            Checkpoint reopened = Checkpoints.load(Files.copy(VIT.resolve(source), file, StandardCopyOption.REPLACE_EXISTING));
+            Path sibling = Files.copy(VIT.resolve(source), dir.resolve(source + ".new"));
+            Files.move(sibling, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            assertChanged(reopened.stored().get(name), file, name, "another file has replaced it");
+
+            // rewritten in place, same size, later modification time
+            Checkpoint third = Checkpoints.load(file);
+            Files.write(file, Files.readAllBytes(file), StandardOpenOption.TRUNCATE_EXISTING);
+            Files.setLastModifiedTime(file, FileTime.fromMillis(Files.getLastModifiedTime(file).toMillis() + 5_000));
+            assertChanged(third.stored().get(name), file, name, "modified at");
+
+            Checkpoint fourth = Checkpoints.load(file);
+            Files.delete(file);
+            InvalidInputException gone = assertThrows(InvalidInputException.class, () -> fourth.stored().get(name).read());
+            assertTrue(gone.getMessage().contains(file.toString()) && gone.getMessage().contains("'" + name + "'"), gone.getMessage());
+        }
     }
 
     @Test

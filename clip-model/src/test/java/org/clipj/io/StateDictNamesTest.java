@@ -70,13 +70,14 @@ class StateDictNamesTest {
         raw.put("context_length", Tensor.of(new long[]{77}));
         raw.put("vocab_size", Tensor.of(new long[]{49408}));
         raw.put("transformer.resblocks.0.attn_mask", Tensor.zeros(DType.F32, 77, 77));
-        Map<String, Tensor> out = StateDictNames.toOpenAi(raw, "f");
+        Map<String, StoredTensor> out = StateDictNames.toOpenAi(stored(raw), "f");
         assertEquals(List.of("visual.conv1.weight", "logit_scale"), List.copyOf(out.keySet()));
         assertArrayEquals(new int[]{1}, out.get("logit_scale").shape());
+        assertArrayEquals(new int[]{1}, out.get("logit_scale").read().shape());
         assertEquals(Naming.OPENAI, StateDictNames.detect(raw.keySet()));
 
         raw.put("visual.conv1.weight", Tensor.zeros(DType.F32, 1));
-        InvalidInputException e = assertThrows(InvalidInputException.class, () -> StateDictNames.toOpenAi(raw, "f"));
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> StateDictNames.toOpenAi(stored(raw), "f"));
         assertTrue(e.getMessage().contains("'visual.conv1.weight' appears twice"), e.getMessage());
     }
 
@@ -85,15 +86,28 @@ class StateDictNamesTest {
         Map<String, Tensor> raw = new LinkedHashMap<>();
         raw.put("text_model.encoder.layers.0.self_attn.q_proj.weight", Tensor.zeros(DType.F32, 4, 4));
         raw.put("text_model.encoder.layers.0.self_attn.k_proj.weight", Tensor.zeros(DType.F32, 4, 4));
-        InvalidInputException e = assertThrows(InvalidInputException.class, () -> StateDictNames.toOpenAi(raw, "hf.bin"));
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> StateDictNames.toOpenAi(stored(raw), "hf.bin"));
         assertTrue(e.getMessage().contains("hf.bin") && e.getMessage().contains("v_proj")
                 && e.getMessage().contains("transformer.resblocks.0.attn.in_proj_weight"), e.getMessage());
-        raw.put("text_model.encoder.layers.0.self_attn.v_proj.weight", Tensor.zeros(DType.F32, 4, 4));
-        assertArrayEquals(new int[]{12, 4},
-                StateDictNames.toOpenAi(raw, "hf.bin").get("transformer.resblocks.0.attn.in_proj_weight").shape());
+        float[] v = new float[16];
+        v[15] = 7f;
+        raw.put("text_model.encoder.layers.0.self_attn.v_proj.weight", Tensor.of(v, 4, 4));
+        StoredTensor inProj = StateDictNames.toOpenAi(stored(raw), "hf.bin").get("transformer.resblocks.0.attn.in_proj_weight");
+        assertArrayEquals(new int[]{12, 4}, inProj.shape());
+        float[] read = inProj.read().toFloatArray();
+        float sum = 0;
+        for (float x : read) sum += x;
+        assertEquals(7f, read[47]); // q, k, then v: v's last element is the last row's
+        assertEquals(7f, sum);
         raw.put("text_model.encoder.layers.0.adapter.weight", Tensor.zeros(DType.F32, 4));
-        e = assertThrows(InvalidInputException.class, () -> StateDictNames.toOpenAi(raw, "hf.bin"));
+        e = assertThrows(InvalidInputException.class, () -> StateDictNames.toOpenAi(stored(raw), "hf.bin"));
         assertTrue(e.getMessage().contains("'text_model.encoder.layers.0.adapter.weight'"), e.getMessage());
+    }
+
+    private static Map<String, StoredTensor> stored(Map<String, Tensor> tensors) {
+        Map<String, StoredTensor> out = new LinkedHashMap<>();
+        tensors.forEach((name, t) -> out.put(name, StoredTensor.of(t.dtype(), t.shape(), () -> t)));
+        return out;
     }
 
     @Test

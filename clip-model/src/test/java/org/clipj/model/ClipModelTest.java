@@ -1,5 +1,6 @@
 package org.clipj.model;
 
+import org.clipj.io.StoredTensor;
 import org.clipj.runtime.Backend;
 import org.clipj.runtime.DType;
 import org.clipj.runtime.InvalidInputException;
@@ -139,8 +140,9 @@ class ClipModelTest {
             Tensor image = GoldenData.get(golden, "input.image"), text = GoldenData.get(golden, "input.text");
             ClipModel trainable = ClipModel.fromStateDict(GoldenData.model(name), backend);
             ClipModel loaded = ClipModel.fromStateDict(GoldenData.model(name), backend, Precision.F32);
-            Map<String, Tensor> handedOver = new HashMap<>(GoldenData.model(name));
-            handedOver.put("transformer.resblocks.0.attn_mask", Tensor.zeros(DType.F32, 77, 77));
+            Map<String, StoredTensor> handedOver = new HashMap<>(GoldenData.stored(name));
+            handedOver.put("transformer.resblocks.0.attn_mask", StoredTensor.of(DType.F32, new int[] {77, 77},
+                    () -> Tensor.zeros(DType.F32, 77, 77)));
             ClipModel consumed = ClipModel.consumeStateDict(handedOver, loaded.config(), backend, Precision.F32);
             assertEquals(List.of("transformer.resblocks.0.attn_mask"), List.copyOf(handedOver.keySet()), name);
             for (ClipModel m : List.of(loaded, consumed)) {

@@ -1,6 +1,7 @@
 package org.clipj.model;
 
 import org.clipj.io.SafeTensors;
+import org.clipj.io.StoredTensor;
 import org.clipj.runtime.Tensor;
 
 import java.nio.file.Files;
@@ -29,6 +30,11 @@ final class GoldenData {
 
     static Map<String, Tensor> model(String name) {
         return SafeTensors.read(dir().resolve(name).resolve("model.safetensors"));
+    }
+
+    /** The model's tensors as a checkpoint opens them: read from the file when asked. */
+    static Map<String, StoredTensor> stored(String name) {
+        return SafeTensors.open(dir().resolve(name).resolve("model.safetensors"), n -> true).tensors();
     }
 
     static Map<String, Tensor> golden(String name) {

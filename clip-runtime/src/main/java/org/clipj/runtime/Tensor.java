@@ -11,7 +11,7 @@ import java.util.Arrays;
  * weight ({@link #prepared}) holds only a backend's own form of its elements (packed GEMM panels):
  * its shape and dtype are the weight's, but it has no host array to read.
  */
-public final class Tensor {
+public final class Tensor implements Shaped {
     private final int[] shape;
     private final DType dtype;
     private final Device device;

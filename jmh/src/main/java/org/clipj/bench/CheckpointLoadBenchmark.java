@@ -7,8 +7,10 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
+import org.clipj.io.Checkpoint;
 import org.clipj.io.Checkpoints;
 import org.clipj.io.SafeTensors;
+import org.clipj.model.ClipConfig;
 import org.clipj.model.ClipModel;
 import org.clipj.model.Precision;
 import org.clipj.runtime.DType;
@@ -29,13 +31,16 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.fromStateDict
- * for inference (F32 on the CPU backend, as Clip.load does). {@code format}: safetensors (setup
+ * Load time of a ~300 MB F16 ViT-B/32 checkpoint: Checkpoints.load + ClipModel.consumeStateDict
+ * for inference (F32 on the CPU backend; each tensor read from the file as its weight is built, as
+ * Clip.load does). {@code format}: safetensors (setup
  * writes the weights of {@code dir}/model.safetensors, see bench/peers/export_onnx.py, as F16 with
  * SafeTensors.write, so the peer's torch.save'd model-f16.pt holds the same values), torch
  * ({@code dir}/model-f16.pt itself, the file the PyTorch peer loads) or torchscript
  * ({@code dir}/model-f16-torchscript.pt, OpenAI's release format; bench/peers/load_torch.py writes
- * both). Single shots; the file is in the page cache after warm-up.
+ * both). {@code read}: lazy (each tensor read from the file as its weight is built, as Clip.load does) or
+ * eager (the whole state dict read first, in parallel, as training does, then the model built from it).
+ * Single shots; the file is in the page cache after warm-up.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SingleShotTime)
@@ -54,6 +59,9 @@ public class CheckpointLoadBenchmark {
 
     @Param({"safetensors"})
     public String format;
+
+    @Param({"lazy"})
+    public String read;
 
     private CpuBackend backend;
     private Path f16File;   // written by setup for format safetensors, deleted by tearDown
@@ -79,6 +87,9 @@ public class CheckpointLoadBenchmark {
                     + " is none of safetensors, torch, torchscript");
         }
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException("CheckpointLoadBenchmark: no " + file);
+        if (!read.equals("lazy") && !read.equals("eager")) {
+            throw new IllegalArgumentException("CheckpointLoadBenchmark: read " + read + " is neither lazy nor eager");
+        }
     }
 
     /** Collects the previous shot's model first, so a shot times the load, not another model's garbage collection. */
@@ -95,7 +106,10 @@ public class CheckpointLoadBenchmark {
 
     @Benchmark
     public ClipModel load() {
-        return ClipModel.fromStateDict(Checkpoints.load(file).tensors(), backend, Precision.F32);
+        Checkpoint checkpoint = Checkpoints.load(file);
+        if (read.equals("eager")) return ClipModel.fromStateDict(checkpoint.tensors(), backend, Precision.F32);
+        return ClipModel.consumeStateDict(new LinkedHashMap<>(checkpoint.stored()), ClipConfig.infer(checkpoint.stored()),
+                backend, Precision.F32);
     }
 
     private static Tensor toF16(Tensor t) {
