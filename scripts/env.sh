@@ -24,12 +24,18 @@ export CLIP_JVM_FLAGS
 CLIP_CLI_JVM_FLAGS="-XX:+UseSerialGC -Xmn64m"
 export CLIP_CLI_JVM_FLAGS
 # Added by scripts/clip for the long-running commands (serve, train, demo) and by scripts/bench: C2's
-# compile thresholds scaled by 0.01 for clipj's own methods (org.clipj.JitThresholds.LATENCY_FLAGS). By
+# compile thresholds scaled by 0.01 for clipj's per-forward methods (org.clipj.JitThresholds.LATENCY_FLAGS). By
 # default C2 compiles a method after 5,000 calls: a model's per-request methods after thousands of
 # requests, its per-layer ones after hundreds, and each compilation then lands in a live request
 # (10-60 ms of a compiler thread on one of 2 cores); scaled, a warm-up of about 60 calls (Clip.warmUp,
 # serve's own) compiles them all first. bench/RESULTS.md, tail latency.
-CLIP_LATENCY_JVM_FLAGS="-XX:CompileCommand=quiet -XX:CompileCommand=CompileThresholdScaling,org.clipj.*::*,0.01"
+# Only the per-forward methods (model layer, Clip API, the CPU backend's dispatch and checks): the op kernels
+# reach C2 in a few forwards anyway, and scaled they compile before their profiles settle and their Vector
+# API code stays boxed (48 MB of FloatVector temporaries per image b1 forward, G1 pauses; run P).
+CLIP_LATENCY_JVM_FLAGS="-XX:CompileCommand=quiet -XX:CompileCommand=CompileThresholdScaling,org.clipj.model.*::*,0.01 \
+-XX:CompileCommand=CompileThresholdScaling,org.clipj.Clip*::*,0.01 \
+-XX:CompileCommand=CompileThresholdScaling,org.clipj.runtime.cpu.CpuBackend::*,0.01 \
+-XX:CompileCommand=CompileThresholdScaling,org.clipj.runtime.OpChecks::*,0.01"
 export CLIP_LATENCY_JVM_FLAGS
 
 clip_java_feature() { # prints the feature version of the JDK at $1 (0 when not a JDK)

@@ -13,18 +13,25 @@ import java.util.List;
  * times per forward) reach that only after thousands of requests, and its per-layer methods (12 or 24 calls
  * a forward) after hundreds; each such compilation then lands in a live request and, on a machine with few
  * cores, takes a pool thread's core for 10-60 ms (bench/RESULTS.md, tail latency). {@link #LATENCY_FLAGS}
- * scales the thresholds of clipj's own methods only, so that a warm-up of a few dozen calls brings all of
+ * scales the thresholds of clipj's per-forward methods only, so that a warm-up of a few dozen calls brings
  * them to C2; {@link Clip#warmUp} uses {@link #callsToC2()} to run that long.
  */
 public final class JitThresholds {
     /** The clipj method scaling {@code scripts/clip} gives serve, train and demo (C2 after 50 calls, not 5,000). */
     public static final double LATENCY_SCALING = 0.01;
     /**
-     * JVM flags for latency-sensitive use: C2's thresholds scaled by {@value #LATENCY_SCALING} for org.clipj
-     * methods only ({@code quiet}: HotSpot would otherwise print the command on stdout).
+     * JVM flags for latency-sensitive use: C2's thresholds scaled by {@value #LATENCY_SCALING} for the methods
+     * called a few times per forward: the model layer (org.clipj.model), the Clip API and the CPU backend's op
+     * dispatch and checks ({@code quiet}: HotSpot would otherwise print the command on stdout). Not the op
+     * kernels: they run per tile or row, reach C2 within a few forwards anyway, and compiled that early
+     * their Vector API code stays boxed (with org.clipj.* scaled, an image b1 forward allocated 48 MB in
+     * FloatVector temporaries instead of 0.19 MB, and G1 paused in the slow calls: bench/RESULTS.md, run P).
      */
-    public static final String LATENCY_FLAGS =
-            "-XX:CompileCommand=quiet -XX:CompileCommand=CompileThresholdScaling,org.clipj.*::*," + LATENCY_SCALING;
+    public static final String LATENCY_FLAGS = "-XX:CompileCommand=quiet"
+            + " -XX:CompileCommand=CompileThresholdScaling,org.clipj.model.*::*," + LATENCY_SCALING
+            + " -XX:CompileCommand=CompileThresholdScaling,org.clipj.Clip*::*," + LATENCY_SCALING
+            + " -XX:CompileCommand=CompileThresholdScaling,org.clipj.runtime.cpu.CpuBackend::*," + LATENCY_SCALING
+            + " -XX:CompileCommand=CompileThresholdScaling,org.clipj.runtime.OpChecks::*," + LATENCY_SCALING;
 
     private static final String SCALING_OPTION = "-XX:CompileCommand=CompileThresholdScaling";
 
@@ -65,8 +72,9 @@ public final class JitThresholds {
 
     /**
      * The scaling the last {@code -XX:CompileCommand=CompileThresholdScaling,PATTERN,X} argument whose pattern
-     * covers all of org.clipj (org.clipj.*, org/clipj/*, *) gives clipj's methods; 1 without one. Patterns for
-     * single classes or methods, and CompileCommandFile, are not read (the warm-up then errs long, never short).
+     * covers the model layer (org.clipj.*, org.clipj.model.*, *) gives its per-forward methods; 1 without one.
+     * Patterns for single classes or methods, and CompileCommandFile, are not read (the warm-up then errs
+     * long, never short).
      */
     static double clipjScaling(List<String> jvmArguments) {
         double scaling = 1;
@@ -77,7 +85,7 @@ public final class JitThresholds {
                     .filter(f -> !f.isEmpty()).toList();
             if (fields.size() != 2) continue;
             String pattern = fields.get(0).replace('/', '.');
-            if (!(pattern.startsWith("org.clipj.*") || pattern.equals("*") || pattern.equals("*.*") || pattern.equals("*::*"))) {
+            if (!(pattern.startsWith("org.clipj.*") || pattern.startsWith("org.clipj.model.*") || pattern.equals("*") || pattern.equals("*.*") || pattern.equals("*::*"))) {
                 continue;
             }
             try {

@@ -15,6 +15,7 @@ class JitThresholdsTest {
         assertEquals(0.01, JitThresholds.clipjScaling(List.of("-XX:CompileCommand=quiet",
                 "-XX:CompileCommand=CompileThresholdScaling,org.clipj.*::*,0.01")));
         assertEquals(0.05, JitThresholds.clipjScaling(List.of("-XX:CompileCommand=CompileThresholdScaling,org/clipj/*.*,0.05")));
+        assertEquals(0.02, JitThresholds.clipjScaling(List.of("-XX:CompileCommand=CompileThresholdScaling,org.clipj.model.*::*,0.02")));
         assertEquals(0.2, JitThresholds.clipjScaling(List.of("-XX:CompileCommand=CompileThresholdScaling *::* 0.2")));
         // the last one counts, as in HotSpot
         assertEquals(0.5, JitThresholds.clipjScaling(List.of("-XX:CompileCommand=CompileThresholdScaling,org.clipj.*::*,0.01",

@@ -40,13 +40,14 @@ import org.openjdk.jmh.annotations.Warmup;
  * ({@code dir}/model-f16-torchscript.pt, OpenAI's release format; bench/peers/load_torch.py writes
  * both). {@code read}: lazy (each tensor read from the file as its weight is built, as Clip.load does) or
  * eager (the whole state dict read first, in parallel, as training does, then the model built from it).
- * Single shots; the file is in the page cache after warm-up.
+ * Single shots; the file is in the page cache after warm-up. Fifteen of them: one load's time on a
+ * 2-vCPU VM ranges 180-700 ms, and five shots gave medians of 286 and 490 ms for the same code.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SingleShotTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
-@Warmup(iterations = 2)
-@Measurement(iterations = 5)
+@Warmup(iterations = 3)
+@Measurement(iterations = 15)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
         "-Djava.awt.headless=true", "-Xmx8g"})
 public class CheckpointLoadBenchmark {
