@@ -22,7 +22,9 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * Sgemm.sgemm: C(M,N) = A(M,K) @ B, with B stored (K,N), or (N,K) when transB (nn.Linear's
  * weight layout). GFLOP/s = 2*M*N*K / time; scripts/bench gemm turns the times into rates.
- * packed = true packs B once at setup ({@link Sgemm#pack}), as the encoders' prepared weights are.
+ * packed = true packs B once at setup ({@link Sgemm#pack}), as the encoders' prepared weights are;
+ * cold = true cycles through enough packed copies of B (at least 96 MB) that each call reads its B
+ * from memory, not from a cache, as an encoder forward reads each layer's weights once.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SampleTime)
@@ -43,6 +45,9 @@ public class GemmBenchmark {
     @Param({"false"})
     public boolean packed;
 
+    @Param({"false"})
+    public boolean cold;
+
     @Param({"2"})
     public int threads;
 
@@ -50,7 +55,8 @@ public class GemmBenchmark {
     private float[] a; // (M, K)
     private float[] b; // (K, N), or (N, K) when transB
     private float[] c; // (M, N)
-    private Sgemm.PackedB packedB; // when packed
+    private Sgemm.PackedB[] packedB; // when packed: one, or enough copies to be cold
+    private int next;
     private ComputePool pool;
 
     @Setup(Level.Trial)
@@ -63,7 +69,10 @@ public class GemmBenchmark {
         a = random(rng, m * k);
         b = random(rng, k * n);
         c = new float[m * n];
-        packedB = packed ? Sgemm.pack(transB, n, k, b, 0, transB ? k : n) : null;
+        if (cold && !packed) throw new IllegalArgumentException("cold=true needs packed=true");
+        int copies = cold ? (int) Math.max(2, (96L << 20) / (4L * k * n) + 1) : 1;
+        packedB = packed ? new Sgemm.PackedB[copies] : null;
+        for (int i = 0; packed && i < copies; i++) packedB[i] = Sgemm.pack(transB, n, k, b, 0, transB ? k : n);
         pool = new ComputePool(threads, "gemm-bench");
     }
 
@@ -74,7 +83,11 @@ public class GemmBenchmark {
 
     @Benchmark
     public float[] sgemm() {
-        if (packedB != null) Sgemm.sgemm(m, n, k, 1f, a, 0, k, packedB, 0f, c, 0, n, pool);
+        if (packedB != null) {
+            Sgemm.PackedB weights = packedB[next];
+            next = (next + 1) % packedB.length;
+            Sgemm.sgemm(m, n, k, 1f, a, 0, k, weights, 0f, c, 0, n, pool);
+        }
         else Sgemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n, pool);
         return c;
     }
