@@ -25,8 +25,10 @@ import org.clipj.runtime.cpu.CpuBackend;
  * the forward's wall time not inside any op (model code, views). Also the heap the calling thread
  * allocated per forward and the collections during the timed forwards (both independent of load).
  *
- * <p>Usage: EncoderProfile [THREADS [FORWARDS [PRECISION]]] (defaults 2, 20 timed forwards after 10
- * warm-up, f32; bf16 runs the linear layers through the native AVX512_BF16 kernels).
+ * <p>Usage: EncoderProfile [THREADS [FORWARDS [PRECISION]]] (defaults 2, 20 timed forwards, f32; bf16 runs the
+ * linear layers through the native AVX512_BF16 kernels). Each case first warms up as the JMH benchmarks do
+ * ({@link JitQuiet}: at least the calls C2 needs for the once-per-forward methods, then until compilation is
+ * under a small share of the wall time), so no op is timed interpreted.
  */
 public final class EncoderProfile {
     private static final Map<String, String> CLASSES = new LinkedHashMap<>();
@@ -55,12 +57,13 @@ public final class EncoderProfile {
             Map<String, Tensor> weights = ClipModel.initialize(config, 0, cpu).stateDict();
             ClipModel model = ClipModel.fromStateDict(weights, config, profiling.backend(), precision);
             System.out.println("Per-op profile, ViT-B/32 " + precision + " inference, " + cpu.description() + ", " + forwards
-                    + " forwards after 10 warm-up; share of the forward's wall time\n");
+                    + " forwards after a warm-up until the JIT is quiet; share of the forward's wall time\n");
             for (String tower : List.of("image", "text")) {
                 for (int batch : List.of(1, 8)) {
                     Tensor input = tower.equals("image") ? BenchInputs.pixels(config, batch) : BenchInputs.tokens(config, batch);
                     Runnable forward = tower.equals("image") ? () -> model.encodeImage(input) : () -> model.encodeText(input);
-                    for (int i = 0; i < 10; i++) forward.run();
+                    String what = "profile " + tower + " b" + batch;
+                    JitQuiet.warmUp(what, forward, JitQuiet.clipjMinCalls(what, 10), 3, 60_000);
                     profiling.reset();
                     long gcs = gcCount(), gcMillis = gcMillis(), allocated = THREADS.getCurrentThreadAllocatedBytes();
                     long start = System.nanoTime();
