@@ -151,7 +151,7 @@ public final class Sgemm {
         else if (m >= 2 * n) rowTiles = Math.min(target, rowPanels);
         else {
             rowTiles = Math.min(2, rowPanels);
-            colTiles = Math.min(Math.max(1, threads / rowTiles), colPanels);
+            colTiles = Math.min((threads + rowTiles - 1) / rowTiles, colPanels);   // no thread idle when threads is odd
         }
         int rows = rowTiles, cols = colTiles;
         // Several column tiles would each pack the same rows of A: pack all of A once, in parallel.
