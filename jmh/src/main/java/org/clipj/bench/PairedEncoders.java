@@ -26,8 +26,7 @@ public final class PairedEncoders {
         if (args.length != 6) {
             throw new IllegalArgumentException("usage: PairedEncoders DIR TOWER BATCH THREADS ROUNDS CALLS");
         }
-        int rounds = Integer.parseInt(args[4]), calls = Integer.parseInt(args[5]);
-        if (rounds < 1 || calls < 1) throw new IllegalArgumentException("PairedEncoders: ROUNDS and CALLS must be positive");
+        int rounds = positive("ROUNDS", args[4]), calls = positive("CALLS", args[5]);
         EncoderBenchmark clipj = side("clipj", args), ort = side("onnxruntime", args);
         try {
             clipj.setup();
@@ -59,11 +58,21 @@ public final class PairedEncoders {
         b.impl = impl;
         b.dir = args[0];
         b.tower = args[1];
-        b.batch = Integer.parseInt(args[2]);
-        b.threads = Integer.parseInt(args[3]);
+        b.batch = positive("BATCH", args[2]);
+        b.threads = positive("THREADS", args[3]);
         b.config = "ViT-B/32";   // EncoderBenchmark's @Param defaults, which only JMH fills in
         b.precision = "f32";
         return b;
+    }
+
+    private static int positive(String name, String value) {
+        try {
+            int v = Integer.parseInt(value);
+            if (v > 0) return v;
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException("PairedEncoders: " + name + " must be a positive integer, got '" + value + "'");
     }
 
     /** The median time of calls forwards, after a pause. */
