@@ -137,8 +137,8 @@ public final class Sgemm {
         }
         // Cut the longer side so the redundant packing (B per row tile, A per column tile) stays small.
         // With one side much longer, twice as many tiles as threads keeps both cores busy when the
-        // machine is shared; with the sides alike, one tile per thread, cut into row blocks first
-        // (2 threads: 400x768x3072 4 %, 616x512x512 11 % faster than 2 x 2 tiles; bench/RESULTS.md).
+        // machine is shared; with the sides alike, one row tile per thread (2 threads: 400x768x3072 4 %,
+        // 616x512x512 11 % faster than 2 x 2 tiles; bench/RESULTS.md).
         int nr = g.nr;
         int rowPanels = (m + MR - 1) / MR, colPanels = (n + nr - 1) / nr;
         int target = 2 * threads;
@@ -149,10 +149,7 @@ public final class Sgemm {
             colTiles = Math.min((tiles + threads - 1) / threads * threads, colPanels);
         }
         else if (m >= 2 * n) rowTiles = Math.min(target, rowPanels);
-        else {
-            rowTiles = Math.min(2, rowPanels);
-            colTiles = Math.min((threads + rowTiles - 1) / rowTiles, colPanels);   // no thread idle when threads is odd
-        }
+        else rowTiles = Math.min(threads, rowPanels);
         int rows = rowTiles, cols = colTiles;
         // Several column tiles would each pack the same rows of A: pack all of A once, in parallel.
         float[] packedA = cols > 1 ? g.packAllA(pool) : null;
